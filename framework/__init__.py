@@ -1,0 +1,76 @@
+"""botrun: an event-driven trading bot framework.
+
+Write a `Strategy` subclass and run it with `botrun strategy.py`.
+"""
+
+from framework.book import BookNotSynced, OrderBook
+from framework.events import (
+    Balance,
+    BookDelta,
+    BookSnapshot,
+    BookState,
+    BookStatus,
+    ExecutionReport,
+    Liquidity,
+    OrderAccepted,
+    OrderCancelled,
+    OrderCancelRequested,
+    OrderEvent,
+    OrderExpired,
+    OrderFill,
+    OrderFilled,
+    OrderPartiallyFilled,
+    OrderRejected,
+    OrderStatus,
+    OrderSubmitted,
+    OrderType,
+    OrderUnknown,
+    Position,
+    PublicTrade,
+    Side,
+    Ticker,
+    TimeInForce,
+    TopOfBook,
+    VenueState,
+    VenueStatus,
+)
+from framework.model import Instrument, Order
+from framework.orders import OrderHandle
+from framework.strategy import Strategy
+
+__all__ = [
+    "Balance",
+    "BookDelta",
+    "BookNotSynced",
+    "BookSnapshot",
+    "BookState",
+    "BookStatus",
+    "ExecutionReport",
+    "Instrument",
+    "Liquidity",
+    "Order",
+    "OrderAccepted",
+    "OrderBook",
+    "OrderCancelRequested",
+    "OrderCancelled",
+    "OrderEvent",
+    "OrderExpired",
+    "OrderFill",
+    "OrderFilled",
+    "OrderHandle",
+    "OrderPartiallyFilled",
+    "OrderRejected",
+    "OrderStatus",
+    "OrderSubmitted",
+    "OrderType",
+    "OrderUnknown",
+    "Position",
+    "PublicTrade",
+    "Side",
+    "Strategy",
+    "Ticker",
+    "TimeInForce",
+    "TopOfBook",
+    "VenueState",
+    "VenueStatus",
+]

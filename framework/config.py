@@ -1,0 +1,145 @@
+"""config.toml → attrs classes via cattrs, with one clear message naming a bad key."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn
+
+from framework.paper import PaperConfig
+from framework.risk import RiskConfig
+from framework.venue import VenueConfig
+from framework.venues import load_venue, venue_names
+
+Mode = Literal["paper", "sandbox", "live"]
+
+
+class ConfigError(Exception):
+    """A bad config: the message names the key."""
+
+
+@attrs.define(kw_only=True)
+class BotConfig:
+    mode: Mode = "paper"
+    duration_s: float = 0.0  # 0 = run until Ctrl-C / SIGTERM
+    log_format: Literal["auto", "console", "json"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    journal_dir: str = ".botrun"
+    strategy: str = ""  # default strategy file when none is given on the command line
+
+
+@attrs.define(kw_only=True)
+class StrategyConfig:
+    params: dict[str, Any] = attrs.Factory(dict)
+
+
+@attrs.define(kw_only=True)
+class Config:
+    botrun: BotConfig = attrs.Factory(BotConfig)
+    risk: RiskConfig = attrs.Factory(RiskConfig)
+    paper: PaperConfig = attrs.Factory(PaperConfig)
+    strategy: StrategyConfig = attrs.Factory(StrategyConfig)
+    venues: dict[str, VenueConfig] = attrs.Factory(dict)
+
+
+def _decimal(value: Any, _: type) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected a decimal number, got {value!r}")
+    try:
+        # str() of a TOML float gives its shortest repr, e.g. 0.1 -> "0.1", not the binary value
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"not a decimal number: {value!r}") from None
+    if not d.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    return d
+
+
+def _converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook(Decimal, _decimal)
+    for cls in (BotConfig, StrategyConfig, RiskConfig, PaperConfig):
+        conv.register_structure_hook(
+            cls, make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True)
+        )
+    return conv
+
+
+_CONV = _converter()
+
+
+def _first_error(exc: Exception, prefix: str) -> str:
+    messages = cattrs.transform_error(exc, path=prefix)
+    return messages[0] if messages else f"{prefix}: {exc}"
+
+
+def parse(raw: dict[str, Any]) -> Config:
+    raw = dict(raw)
+    venues_raw = raw.pop("venues", {})
+    if not isinstance(venues_raw, dict):
+        raise ConfigError("venues: must be a table of venue sections")
+    try:
+        cfg = _CONV.structure(raw, Config)
+    except Exception as exc:
+        raise ConfigError(_pretty(_first_error(exc, "config"))) from None
+    for name, section in venues_raw.items():
+        if name not in venue_names():
+            raise ConfigError(f"venues.{name}: unknown venue (known: {', '.join(venue_names())})")
+        venue = load_venue(name)
+        try:
+            cfg.venues[name] = _venue_converter(venue.config_type).structure(
+                section, venue.config_type
+            )
+        except Exception as exc:
+            raise ConfigError(_pretty(_first_error(exc, f"venues.{name}"))) from None
+    if not cfg.venues:
+        raise ConfigError("venues: configure at least one venue")
+    return cfg
+
+
+def _venue_converter(cls: type) -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook(Decimal, _decimal)
+    conv.register_structure_hook(
+        cls, make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True)
+    )
+    return conv
+
+
+def _pretty(message: str) -> str:
+    # cattrs says "invalid value for type, expected int @ config.risk.max_open_orders";
+    # lead with the key, which is what the user has to find
+    if " @ " in message:
+        what, where = message.rsplit(" @ ", 1)
+        where = where.removeprefix("config.").replace("$.", "")
+        return f"{where}: {what}"
+    return message
+
+
+def load(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    return parse(raw)
+
+
+def secret_from_env(var: str, key: str) -> str:
+    """Read a secret from the environment variable named in config (key names it in errors)."""
+    if not var:
+        raise ConfigError(f"{key}: no environment variable named for this secret")
+    value = os.environ.get(var)
+    if not value:
+        raise ConfigError(f"{key}: environment variable {var} is not set")
+    return value

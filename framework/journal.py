@@ -1,0 +1,188 @@
+"""Write-ahead order journal in SQLite (stdlib, WAL mode).
+
+An order's intent is written and committed before its request leaves the process; every status
+change and every fill follows. On start the open orders are reloaded and reconciled with the
+venue. Fill ids are unique per venue, so a fill replayed after a crash or reconnect is refused by
+the database itself, not by a best-effort memory set.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+from framework.events import OrderStatus, OrderType, Side, TimeInForce
+from framework.model import Order
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    client_order_id TEXT PRIMARY KEY,
+    venue TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    side TEXT NOT NULL,
+    type TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    price TEXT,
+    tif TEXT NOT NULL,
+    post_only INTEGER NOT NULL,
+    expire_at_ns INTEGER,
+    strategy TEXT NOT NULL,
+    status TEXT NOT NULL,
+    venue_order_id TEXT,
+    filled_qty TEXT NOT NULL,
+    avg_price TEXT NOT NULL,
+    fees TEXT NOT NULL,
+    reason TEXT,
+    created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_open ON orders(venue, status);
+CREATE TABLE IF NOT EXISTS fills (
+    venue TEXT NOT NULL,
+    fill_id TEXT NOT NULL,
+    client_order_id TEXT NOT NULL,
+    price TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    fee TEXT NOT NULL,
+    ts_ns INTEGER NOT NULL,
+    PRIMARY KEY (venue, fill_id)
+);
+"""
+
+_OPEN_STATUSES = tuple(s.value for s in OrderStatus if not s.is_terminal)
+
+
+def _dec(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+class Journal:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # the journal holds the account's order history: user-only permissions
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed intent survives power loss, not only a process kill
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def record_intent(self, order: Order) -> None:
+        self._db.execute(
+            "INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                order.client_order_id,
+                order.venue,
+                order.symbol,
+                order.side.value,
+                order.type.value,
+                str(order.quantity),
+                None if order.price is None else str(order.price),
+                order.tif.value,
+                int(order.post_only),
+                order.expire_at_ns,
+                order.strategy,
+                order.status.value,
+                order.venue_order_id,
+                str(order.filled_qty),
+                str(order.avg_price),
+                str(order.fees),
+                order.reason,
+                order.created_ns,
+                order.updated_ns,
+            ),
+        )
+
+    def update(self, order: Order) -> None:
+        self._db.execute(
+            "UPDATE orders SET status=?, venue_order_id=?, filled_qty=?, avg_price=?, fees=?,"
+            " reason=?, updated_ns=? WHERE client_order_id=?",
+            (
+                order.status.value,
+                order.venue_order_id,
+                str(order.filled_qty),
+                str(order.avg_price),
+                str(order.fees),
+                order.reason,
+                order.updated_ns,
+                order.client_order_id,
+            ),
+        )
+
+    def record_fill(
+        self,
+        venue: str,
+        fill_id: str,
+        client_order_id: str,
+        price: Decimal,
+        quantity: Decimal,
+        fee: Decimal,
+        ts_ns: int,
+    ) -> bool:
+        """Record a fill; False if this venue fill id was recorded before (a duplicate)."""
+        try:
+            self._db.execute(
+                "INSERT INTO fills VALUES (?,?,?,?,?,?,?)",
+                (venue, fill_id, client_order_id, str(price), str(quantity), str(fee), ts_ns),
+            )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def fill_ids(self, client_order_id: str) -> set[str]:
+        rows = self._db.execute(
+            "SELECT fill_id FROM fills WHERE client_order_id=?", (client_order_id,)
+        )
+        return {r[0] for r in rows}
+
+    def load_open(self, venue: str | None = None) -> list[Order]:
+        marks = ",".join("?" * len(_OPEN_STATUSES))
+        sql = f"SELECT * FROM orders WHERE status IN ({marks})"
+        args: list[object] = list(_OPEN_STATUSES)
+        if venue is not None:
+            sql += " AND venue=?"
+            args.append(venue)
+        return [self._row_to_order(r) for r in self._db.execute(sql + " ORDER BY created_ns", args)]
+
+    def load(self, client_order_id: str) -> Order | None:
+        row = self._db.execute(
+            "SELECT * FROM orders WHERE client_order_id=?", (client_order_id,)
+        ).fetchone()
+        return None if row is None else self._row_to_order(row)
+
+    def count_by_status(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT status, COUNT(*) FROM orders GROUP BY status")
+        return dict(rows.fetchall())
+
+    def _row_to_order(self, row: tuple) -> Order:
+        order = Order(
+            client_order_id=row[0],
+            venue=row[1],
+            symbol=row[2],
+            side=Side(row[3]),
+            type=OrderType(row[4]),
+            quantity=Decimal(row[5]),
+            price=_dec(row[6]),
+            tif=TimeInForce(row[7]),
+            post_only=bool(row[8]),
+            expire_at_ns=row[9],
+            strategy=row[10],
+            status=OrderStatus(row[11]),
+            venue_order_id=row[12],
+            filled_qty=Decimal(row[13]),
+            avg_price=Decimal(row[14]),
+            fees=Decimal(row[15]),
+            reason=row[16],
+            created_ns=row[17],
+            updated_ns=row[18],
+        )
+        order.fill_ids = self.fill_ids(order.client_order_id)
+        return order
+
+    def close(self) -> None:
+        self._db.close()

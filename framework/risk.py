@@ -1,0 +1,95 @@
+"""Pre-trade risk checks and the kill switch."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+
+import attrs
+import structlog
+
+from framework.book import BookNotSynced, OrderBook
+from framework.events import OrderType, Side
+from framework.model import Order
+
+log = structlog.get_logger("botrun.risk")
+
+
+@attrs.define(kw_only=True)
+class RiskConfig:
+    max_order_notional: Decimal = Decimal("100000")
+    max_position: Decimal = Decimal("10")  # per symbol, base units, either direction
+    max_open_orders: int = 50
+    max_orders_per_second: int = 20
+    # realized+unrealized loss (quote units, positive number) that trips the kill switch; 0 = off
+    max_loss: Decimal = Decimal("0")
+    cancel_all_on_shutdown: bool = True
+
+
+class RiskManager:
+    def __init__(
+        self,
+        cfg: RiskConfig,
+        *,
+        position: Callable[[str, str], Decimal],
+        open_orders: Callable[[str, str | None], list[Order]],
+        book: Callable[[str, str], OrderBook | None],
+        clock: Callable[[], float],
+    ) -> None:
+        self.cfg = cfg
+        self._position = position
+        self._open_orders = open_orders
+        self._book = book
+        self._clock = clock
+        self._recent: deque[float] = deque()
+        self.halted: str | None = None
+
+    def check(self, order: Order) -> str | None:
+        """None if the order may go, else the reason it may not."""
+        cfg = self.cfg
+        if self.halted:
+            return f"kill switch engaged: {self.halted}"
+        now = self._clock()
+        while self._recent and now - self._recent[0] >= 1.0:
+            self._recent.popleft()
+        if len(self._recent) >= cfg.max_orders_per_second:
+            return f"order rate above {cfg.max_orders_per_second}/s"
+        if len(self._open_orders(order.venue, None)) >= cfg.max_open_orders:
+            return f"open orders at limit {cfg.max_open_orders}"
+        price = order.price if order.type is OrderType.LIMIT else self._reference_price(order)
+        if price is None:
+            return "market order with no synced book to estimate its notional"
+        notional = price * order.quantity
+        if notional > cfg.max_order_notional:
+            return f"notional {notional} above max_order_notional {cfg.max_order_notional}"
+        # worst case: every open order on this side fills, then this one
+        same_side = sum(
+            o.signed_remaining
+            for o in self._open_orders(order.venue, order.symbol)
+            if o.side is order.side
+        )
+        signed = order.quantity if order.side is Side.BUY else -order.quantity
+        worst = self._position(order.venue, order.symbol) + same_side + signed
+        if abs(worst) > cfg.max_position:
+            return f"position could reach {worst}, above max_position {cfg.max_position}"
+        self._recent.append(now)
+        return None
+
+    def _reference_price(self, order: Order) -> Decimal | None:
+        book = self._book(order.venue, order.symbol)
+        if book is None:
+            return None
+        try:
+            level = book.best_ask() if order.side is Side.BUY else book.best_bid()
+        except BookNotSynced:
+            return None
+        return level[0] if level else None
+
+    def breach(self, reason: str) -> bool:
+        """Engage the kill switch; True the first time."""
+        if self.halted:
+            return False
+        self.halted = reason
+        log.error("kill switch engaged", reason=reason)
+        return True

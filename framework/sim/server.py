@@ -1,0 +1,538 @@
+"""A tiny ASGI toolkit for the venue simulators, served by Hypercorn's trio worker.
+
+Each simulator is one `SimApp` on one loopback port: plain HTTP routes and WebSocket routes with
+`{name}` path parameters. WebSocket output goes through a bounded per-connection queue so that
+synchronous engine callbacks can push frames (`WsConnection.enqueue`) without awaiting; a client
+that lets the queue fill up is disconnected as a slow consumer, as real venues do.
+
+Fault injection shared by every simulator: forced HTTP errors (`SimApp.inject_http_error`), and
+closing (`close_all_ws`) or abruptly dropping (`abort_all_ws`) every live WebSocket.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
+from functools import partial
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs
+
+import attrs
+import orjson
+import structlog
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+log = structlog.get_logger("botrun.sim.server")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+# handler(request, **path_params) -> HttpResponse, sync or async
+HttpHandler = Callable[..., Any]
+# async handler(conn, **path_params); the connection closes when it returns
+WsHandler = Callable[..., Awaitable[None]]
+# authorize(headers) -> HTTP status refusing the upgrade, or None to accept
+Authorize = Callable[[dict[str, str]], int | None]
+ErrorResponse = Callable[[int, str], Any]
+
+SLOW_CONSUMER = 1008
+DEFAULT_WS_QUEUE = 10_000
+# How long a server-initiated close waits for the peer's close reply before dropping TCP.
+_CLOSE_REPLY_WAIT_S = 2.0
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class HttpRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # names lowercased; repeated headers joined with ", "
+    body: bytes = b""
+
+    def json(self) -> Any:
+        """The body as JSON; raises `orjson.JSONDecodeError` (a ValueError) if it is not."""
+        return orjson.loads(self.body)
+
+    def form(self) -> dict[str, str]:
+        """The body as `application/x-www-form-urlencoded`; the last value of a repeated key."""
+        parsed = parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+        return {key: values[-1] for key, values in parsed.items()}
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """The last value of query parameter `name`."""
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+
+@attrs.frozen(slots=True)
+class HttpResponse:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = attrs.Factory(dict)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")  # never exponent notation
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps(obj: Any) -> bytes:
+    """orjson with Decimal as a plain (non-exponent) string."""
+    return orjson.dumps(obj, default=_json_default)
+
+
+def json_response(
+    status: int, obj: Any, content_type: str = "application/json", **headers: str
+) -> HttpResponse:
+    return HttpResponse(status=status, body=dumps(obj), content_type=content_type, headers=headers)
+
+
+def _default_error(status: int, detail: str) -> HttpResponse:
+    return json_response(status, {"error": _phrase(status), "detail": detail})
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+# --- routing -------------------------------------------------------------------------------------
+
+
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@attrs.frozen(slots=True)
+class _Route:
+    pattern: str
+    regex: re.Pattern[str]
+    params: int
+    handler: Callable[..., Any]
+    method: str = ""  # HTTP only
+    authorize: Authorize | None = None  # WS only
+
+
+def _compile(pattern: str) -> tuple[re.Pattern[str], int]:
+    parts: list[str] = []
+    pos = 0
+    for match in _PARAM.finditer(pattern):
+        parts.append(re.escape(pattern[pos : match.start()]))
+        parts.append(f"(?P<{match.group(1)}>[^/]+)")
+        pos = match.end()
+    parts.append(re.escape(pattern[pos:]))
+    return re.compile("".join(parts) + r"\Z"), pattern.count("{")
+
+
+def _match(routes: list[_Route], path: str) -> list[tuple[_Route, dict[str, str]]]:
+    """All routes matching `path`, the most literal first (fewest parameters), then by age."""
+    found = [(r, m.groupdict()) for r in routes if (m := r.regex.match(path)) is not None]
+    found.sort(key=lambda item: item[0].params)  # stable: registration order breaks ties
+    return found
+
+
+@attrs.define(slots=True)
+class _Fault:
+    path_prefix: str
+    status: int
+    remaining: int
+    body: dict[str, Any] | None
+
+
+# --- WebSocket -----------------------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class _CloseCmd:
+    code: int
+    reason: str
+
+
+class WsConnection:
+    """One accepted WebSocket. Frames are queued, in order, whether sent sync or async."""
+
+    def __init__(
+        self,
+        path: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        asgi_receive: Receive,
+        asgi_send: Send,
+        queue_size: int,
+    ) -> None:
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.closed = False
+        # Frames accepted into the outbound queue since the connection opened: a test knows a
+        # client is caught up once it has received this many frames.
+        self.enqueued = 0
+        self._asgi_receive = asgi_receive
+        self._asgi_send = asgi_send
+        self._out_send, self._out_recv = trio.open_memory_channel[str | _CloseCmd](queue_size)
+        # Inbound is unbounded so that a handler that never reads cannot stall the reader (which
+        # must keep reading to notice the peer going away).
+        self._in_send, self._in_recv = trio.open_memory_channel[str](math.inf)
+        self._scope = trio.CancelScope()
+        self._final: _CloseCmd | None = None  # close frame to send once the I/O tasks stopped
+        self._abort = False
+        self._peer_gone = False
+        self._close_sent = False
+
+    # --- public API ------------------------------------------------------------------------
+
+    def enqueue(self, text: str) -> bool:
+        """Queue a frame without waiting. A full queue closes the connection (1008)."""
+        if self.closed:
+            return False
+        try:
+            self._out_send.send_nowait(text)
+        except trio.WouldBlock:
+            log.warning("ws slow consumer", path=self.path)
+            self._close_now(SLOW_CONSUMER, "slow consumer")
+            return False
+        self.enqueued += 1
+        return True
+
+    async def send_text(self, text: str) -> None:
+        """Queue a frame, waiting for room (no slow-consumer check). Dropped once closed."""
+        if self.closed:
+            return
+        await self._out_send.send(text)
+        self.enqueued += 1
+
+    async def receive_text(self) -> str | None:
+        """Next text frame from the peer; None once the connection is closed."""
+        try:
+            return await self._in_recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Graceful close: frames queued before the close are sent first.
+
+        If the queue is full (a peer not reading), the queued frames are dropped instead of
+        waiting for a peer that may never read.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._out_send.send_nowait(_CloseCmd(code, reason))
+        except trio.WouldBlock:
+            self._close_now(code, reason, force=True)
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a close frame (fault injection)."""
+        if self._peer_gone:
+            return
+        self.closed = True
+        self._abort = True
+        self._scope.cancel()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _close_now(self, code: int, reason: str, force: bool = False) -> None:
+        """Close at once, dropping queued frames (sync: for callbacks and fault injection)."""
+        if self._peer_gone or self._final is not None or (self.closed and not force):
+            return
+        self.closed = True
+        self._final = _CloseCmd(code, reason)
+        self._scope.cancel()
+
+    async def _run(self, handler: WsHandler, params: dict[str, str]) -> None:
+        with self._scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reader)
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._run_handler, handler, params)
+        self.closed = True
+        self._in_send.close()
+        if self._peer_gone:
+            return
+        if self._abort:
+            await self._drop_transport()
+            return
+        if not self._close_sent:
+            final = self._final or _CloseCmd(1000, "")
+            await self._asgi_send(
+                {"type": "websocket.close", "code": final.code, "reason": final.reason}
+            )
+        # Give the peer a moment to answer the close handshake; hypercorn drops TCP on return.
+        with trio.move_on_after(_CLOSE_REPLY_WAIT_S):
+            while (await self._asgi_receive())["type"] != "websocket.disconnect":
+                pass
+
+    async def _run_handler(self, handler: WsHandler, params: dict[str, str]) -> None:
+        try:
+            await handler(self, **params)
+        except Exception:
+            log.exception("ws handler failed", path=self.path)
+            self._close_now(1011, "internal error")
+            return
+        await self.close()  # a handler that returns ends the connection normally
+
+    async def _reader(self) -> None:
+        while True:
+            message = await self._asgi_receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                if text is None:
+                    text = (message.get("bytes") or b"").decode("utf-8", "replace")
+                self._in_send.send_nowait(text)
+            elif kind == "websocket.disconnect":
+                self._peer_gone = True
+                self.closed = True
+                self._in_send.close()
+                self._scope.cancel()
+                return
+
+    async def _writer(self) -> None:
+        async for item in self._out_recv:
+            if isinstance(item, _CloseCmd):
+                await self._asgi_send(
+                    {"type": "websocket.close", "code": item.code, "reason": item.reason}
+                )
+                self._close_sent = True
+                self._scope.cancel()
+                return
+            await self._asgi_send({"type": "websocket.send", "text": item})
+
+    async def _drop_transport(self) -> None:
+        # ASGI has no "abort": reach hypercorn's stream behind the `send` callable and report the
+        # stream closed, which makes hypercorn close the TCP connection without a close frame.
+        # If hypercorn's internals ever change, fall back to an abnormal (1011) close.
+        ws_stream = getattr(self._asgi_send, "__self__", None)
+        stream_send = getattr(ws_stream, "send", None)
+        stream_id = getattr(ws_stream, "stream_id", None)
+        if stream_send is None or stream_id is None:
+            await self._asgi_send({"type": "websocket.close", "code": 1011, "reason": "aborted"})
+            return
+        from hypercorn.protocol.events import StreamClosed
+
+        with trio.CancelScope(shield=True):
+            await stream_send(StreamClosed(stream_id=stream_id))
+
+
+# --- the app -------------------------------------------------------------------------------------
+
+
+class SimApp:
+    """ASGI app: HTTP and WebSocket routes plus fault injection."""
+
+    def __init__(
+        self,
+        *,
+        ws_queue_size: int = DEFAULT_WS_QUEUE,
+        error_response: ErrorResponse = _default_error,
+    ) -> None:
+        self._http_routes: list[_Route] = []
+        self._ws_routes: list[_Route] = []
+        self._faults: list[_Fault] = []
+        self._ws_queue_size = ws_queue_size
+        # How 404/405/500 and injected errors look on the wire (a venue sets its own format).
+        self.error_response = error_response
+        # Accepted when no WebSocket route matches; None refuses the upgrade with 404.
+        self.ws_fallback: WsHandler | None = None
+        self.ws_connections: list[WsConnection] = []
+
+    # --- registration ----------------------------------------------------------------------
+
+    def http(self, method: str, pattern: str) -> Callable[[HttpHandler], HttpHandler]:
+        def register(handler: HttpHandler) -> HttpHandler:
+            regex, params = _compile(pattern)
+            self._http_routes.append(_Route(pattern, regex, params, handler, method.upper()))
+            return handler
+
+        return register
+
+    def ws(
+        self, pattern: str, authorize: Authorize | None = None
+    ) -> Callable[[WsHandler], WsHandler]:
+        def register(handler: WsHandler) -> WsHandler:
+            regex, params = _compile(pattern)
+            self._ws_routes.append(_Route(pattern, regex, params, handler, authorize=authorize))
+            return handler
+
+        return register
+
+    # --- fault injection -------------------------------------------------------------------
+
+    def inject_http_error(
+        self, path_prefix: str, status: int, count: int = 1, body: dict[str, Any] | None = None
+    ) -> None:
+        """The next `count` HTTP requests whose path starts with `path_prefix` get `status`."""
+        self._faults.append(_Fault(path_prefix, status, count, body))
+
+    def close_all_ws(self, code: int = 1012) -> None:
+        """Close every live WebSocket with `code` (default 1012 service restart)."""
+        for conn in list(self.ws_connections):
+            conn._close_now(code, "")
+
+    def abort_all_ws(self) -> None:
+        """Drop every live WebSocket's TCP connection without a close frame."""
+        for conn in list(self.ws_connections):
+            conn.abort()
+
+    # --- ASGI ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        request = HttpRequest(
+            method=scope["method"].upper(),
+            path=scope["path"],
+            query=_query(scope),
+            headers=_headers(scope),
+            body=b"".join(chunks),
+        )
+        response = await self._respond(request)
+        headers = [(b"content-type", response.content_type.encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in response.headers.items()]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _respond(self, request: HttpRequest) -> HttpResponse:
+        fault = self._take_fault(request.path)
+        if fault is not None:
+            if fault.body is not None:
+                return json_response(fault.status, fault.body)
+            return self.error_response(fault.status, "injected fault")
+        matches = _match(self._http_routes, request.path)
+        if not matches:
+            return self.error_response(404, f"no route for {request.path}")
+        for route, params in matches:
+            if route.method == request.method:
+                try:
+                    result = route.handler(request, **params)
+                    if inspect.isawaitable(result):
+                        result = await result
+                except Exception:
+                    log.exception("http handler failed", path=request.path)
+                    return self.error_response(500, "internal error")
+                return result
+        return self.error_response(405, f"{request.method} not allowed on {request.path}")
+
+    def _take_fault(self, path: str) -> _Fault | None:
+        for fault in self._faults:
+            if path.startswith(fault.path_prefix):
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        headers = _headers(scope)
+        path = scope["path"]
+        matches = _match(self._ws_routes, path)
+        handler: WsHandler
+        params: dict[str, str] = {}
+        if matches:
+            route, params = matches[0]
+            handler = route.handler
+            refusal = route.authorize(headers) if route.authorize is not None else None
+            if refusal is not None:
+                await _refuse(send, refusal)
+                return
+        elif self.ws_fallback is not None:
+            handler = self.ws_fallback
+        else:
+            await _refuse(send, 404)
+            return
+        await send({"type": "websocket.accept"})
+        conn = WsConnection(path, _query(scope), headers, receive, send, self._ws_queue_size)
+        self.ws_connections.append(conn)
+        try:
+            await conn._run(handler, params)
+        finally:
+            self.ws_connections.remove(conn)
+
+
+async def _refuse(send: Send, status: int) -> None:
+    """Refuse a WebSocket upgrade with an HTTP status (ASGI websocket.http.response extension)."""
+    body = dumps({"error": _phrase(status)})
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _query(scope: Scope) -> dict[str, list[str]]:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return parse_qs(raw, keep_blank_values=True)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", []):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+# --- serving -------------------------------------------------------------------------------------
+
+
+async def serve(
+    app: SimApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `app` until cancelled; `task_status.started(bound_port)` once listening."""
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None  # no access log: a market-data test makes thousands of requests
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.loglevel = "WARNING"
+    config.graceful_timeout = 0.5
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(partial(hypercorn_serve, app, config, mode="asgi"))
+        task_status.started(int(binds[0].rsplit(":", 1)[1]))

@@ -1,0 +1,192 @@
+"""The venue contract: what a venue package gives the core.
+
+A venue package (`framework/venues/<name>/`) exports one `Venue` object and adds one line to
+`framework.venues.REGISTRY`. It provides:
+
+- a config class (attrs, subclass of `VenueConfig`) for its `[venues.<name>]` section;
+- `Stream`s: one per WebSocket connection, each saying how to connect, authenticate, subscribe,
+  heartbeat, and decode frames into normalized events. The core's `WsSession` supervises them
+  (reconnect, backoff, watchdog, books, resync) so no venue writes that loop again;
+- an `ExecutionClient` if the venue takes orders;
+- its instrument catalogue;
+- its simulator, a real loopback server speaking the venue's protocol.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+import attrs
+import trio
+
+from framework.events import ExecutionReport
+from framework.model import Instrument, Order
+
+if TYPE_CHECKING:
+    from framework.session import Connection
+
+Endpoint = Literal["sim", "sandbox", "production"]
+
+
+class FrameError(ValueError):
+    """A frame the decoder cannot use: malformed, missing or mistyped fields, unknown type."""
+
+
+class AuthError(RuntimeError):
+    """The venue refused our credentials. Retrying at once will not help: back off."""
+
+
+class OrderRefused(RuntimeError):
+    """The venue definitely refused an order request (it will not be working)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class OrderNotFound(RuntimeError):
+    """The venue says it has no such order."""
+
+
+@attrs.define(kw_only=True)
+class VenueConfig:
+    """Fields every venue section has; a venue subclasses it with its own."""
+
+    endpoint: Endpoint = "sim"
+    markets: list[str] = attrs.Factory(list)
+    # embedded simulator: seed of its synthetic market, and its port (0 = any free port)
+    sim_seed: int = 1
+    sim_port: int = 0
+    sim_rate_hz: float = 20.0
+    request_timeout_s: float = 10.0
+
+
+class Stream(abc.ABC):
+    """One WebSocket connection's protocol. The core sets `emit`, `epoch` and `venue`."""
+
+    name: str = "stream"
+    venue: str = ""
+    # the core watchdog marks the stream STALE, then reconnects, if no frame for this long
+    stale_after_s: float = 15.0
+    # WebSocket-level ping (answered by the peer's WS stack); None = no ping
+    ping_interval_s: float | None = 20.0
+    # venue-level heartbeat: `send_heartbeat` is called this often; None = none
+    heartbeat_interval_s: float | None = None
+    max_message_size: int = 64 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self.emit: Callable[[Any], None] = lambda event: None
+        self.epoch = 0
+
+    @abc.abstractmethod
+    async def url(self) -> str: ...
+
+    async def handshake_headers(self) -> list[tuple[str, str]]:
+        return []
+
+    async def on_connected(self, conn: Connection) -> None:
+        """Authenticate and subscribe (messages are sent with `conn.send`)."""
+
+    async def send_heartbeat(self, conn: Connection) -> None:
+        """The venue's own heartbeat, if it has one."""
+
+    @abc.abstractmethod
+    def decode(self, frame: str | bytes, recv_ns: int) -> None:
+        """Turn one frame into events via `self.emit`. Raise `FrameError` for a bad frame."""
+
+    def books(self) -> list[str]:
+        """Symbols whose books this stream maintains (unsynced when it disconnects)."""
+        return []
+
+    async def resync(self, conn: Connection, symbol: str) -> bool:
+        """Ask for a fresh snapshot of one book on the open connection; False = reconnect."""
+        return False
+
+
+class ExecutionContext(Protocol):
+    """What the order manager offers an execution client."""
+
+    def on_report(self, report: ExecutionReport) -> None: ...
+    def publish(self, event: object) -> None: ...
+    def open_orders(self, venue: str) -> list[Order]: ...
+
+
+class ExecutionClient(abc.ABC):
+    """Sends orders to one venue and reports what happens to them.
+
+    `submit`/`cancel` may return a report (e.g. a REST response), raise `OrderRefused` for a
+    definite refusal, or raise anything else for an unknown outcome (the core marks UNKNOWN and
+    reconciles). Asynchronous reports go to `ctx.on_report` from `run`.
+    """
+
+    venue: str = ""
+    client_order_id_max_len: int = 32
+    ctx: ExecutionContext | None = None
+
+    def bind(self, ctx: ExecutionContext) -> None:
+        """Called by the core before anything else (reconciliation included)."""
+        self.ctx = ctx
+
+    @abc.abstractmethod
+    async def submit(self, order: Order) -> ExecutionReport | None: ...
+
+    @abc.abstractmethod
+    async def cancel(self, order: Order) -> ExecutionReport | None: ...
+
+    @abc.abstractmethod
+    async def cancel_all(self, symbol: str | None = None) -> None: ...
+
+    @abc.abstractmethod
+    async def query_order(self, order: Order) -> ExecutionReport | None:
+        """The venue's current view of the order, with cumulative fills; None if unknown there."""
+
+    async def run(self) -> None:
+        """Background work: private streams, polling, balances. Default: nothing."""
+        await trio.sleep_forever()
+
+
+@attrs.define
+class VenueRuntime:
+    streams: list[Stream]
+    execution: ExecutionClient | None
+    instruments: dict[str, Instrument]
+    # background tasks the venue needs besides its streams (token refresh, account polling)
+    tasks: list[Callable[[], Any]] = attrs.Factory(list)
+
+
+@attrs.frozen
+class SimHandle:
+    """An embedded simulator that is serving."""
+
+    port: int
+    http_url: str
+    ws_url: str
+    simulator: Any
+
+
+class Venue(abc.ABC):
+    name: ClassVar[str]
+    config_type: ClassVar[type[VenueConfig]] = VenueConfig
+    # env var names that hold this venue's secrets (for redaction); filled from config
+    supports_orders: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    async def start_simulator(
+        self, cfg: Any, nursery: trio.Nursery
+    ) -> SimHandle: ...
+
+    @abc.abstractmethod
+    async def build(
+        self, cfg: Any, sim: SimHandle | None, http: Any
+    ) -> VenueRuntime:
+        """Create streams and execution client for the configured endpoint.
+
+        `sim` is the embedded simulator when `cfg.endpoint == "sim"`, else None.
+        `http` is a shared httpx.AsyncClient factory: `http(base_url, verify=True)`.
+        """
+
+    def secrets(self, cfg: Any) -> list[str]:
+        """Secret values in use (to be redacted from logs)."""
+        return []

@@ -1,0 +1,136 @@
+"""Paxos: public WS, Smart Order Routing WS, REST v2 orders (reference: shared/venues/paxos.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from functools import partial
+from typing import Literal
+
+import attrs
+import httpx
+import trio
+
+from framework.config import secret_from_env
+from framework.model import Instrument
+from framework.rest import request_json
+from framework.venue import SimHandle, VenueConfig, VenueRuntime
+from framework.venue import Venue as _Venue
+from framework.venues.paxos.client import (
+    REST_SCOPES,
+    SOR_SCOPE,
+    PaxosExecution,
+    PublicStream,
+    SorStream,
+    TokenSource,
+)
+from framework.venues.paxos.decode import VENUE as NAME
+
+_URLS = {
+    # endpoint: (websocket base, REST base, OAuth base)
+    "production": ("wss://ws.paxos.com", "https://api.paxos.com/v2/", "https://oauth.paxos.com"),
+    "sandbox": (
+        "wss://ws.sandbox.paxos.com",
+        "https://api.sandbox.paxos.com/v2/",
+        "https://oauth.sandbox.paxos.com",
+    ),
+}
+_AMOUNT_STEP = Decimal("0.00000001")  # Paxos amounts: 8 decimals
+
+
+@attrs.define(kw_only=True)
+class PaxosConfig(VenueConfig):
+    markets: list[str] = attrs.Factory(lambda: ["BTCUSD"])
+    # where the L2 book comes from: the public /marketdata feed (no credentials) or the SOR WS
+    book_source: Literal["public", "sor"] = "public"
+    trades: bool = True  # public executions as trade events
+    top_of_book: bool = False  # SOR top-of-book channel (book_source = "sor")
+    profile_id: str = ""
+    client_id_env: str = "PAXOS_CLIENT_ID"
+    client_secret_env: str = "PAXOS_CLIENT_SECRET"
+    poll_interval_s: float = 0.5
+    balance_interval_s: float = 5.0
+
+
+class PaxosVenue(_Venue):
+    name = NAME
+    config_type = PaxosConfig
+
+    async def start_simulator(self, cfg: PaxosConfig, nursery: trio.Nursery) -> SimHandle:
+        from framework.venues.paxos.sim import PaxosSimulator
+
+        sim = PaxosSimulator.build(cfg.sim_seed)
+        port = await nursery.start(
+            partial(sim.run, port=cfg.sim_port, market_rate_hz=cfg.sim_rate_hz or None)
+        )
+        return SimHandle(port, sim.http_url, sim.ws_url, sim)
+
+    def _credentials(self, cfg: PaxosConfig, sim: SimHandle | None) -> tuple[str, str, str]:
+        if sim is not None:
+            s = sim.simulator
+            return s.client_id, s._client_secret, s.profile_id
+        client_id = secret_from_env(cfg.client_id_env, "venues.paxos.client_id_env")
+        secret = secret_from_env(cfg.client_secret_env, "venues.paxos.client_secret_env")
+        return client_id, secret, cfg.profile_id
+
+    def secrets(self, cfg: PaxosConfig) -> list[str]:
+        import os
+
+        return [v for v in (os.environ.get(cfg.client_secret_env),) if v]
+
+    async def build(
+        self,
+        cfg: PaxosConfig,
+        sim: SimHandle | None,
+        http: Callable[..., httpx.AsyncClient],
+    ) -> VenueRuntime:
+        if sim is not None:
+            ws_base, rest_base, oauth_base = sim.ws_url, f"{sim.http_url}/v2/", sim.http_url
+        else:
+            ws_base, rest_base, oauth_base = _URLS[cfg.endpoint]
+        rest = http(rest_base, timeout_s=cfg.request_timeout_s)
+        instruments = await self._instruments(rest, cfg.markets)
+        streams = []
+        if cfg.book_source == "public":
+            streams.append(PublicStream(ws_base, "marketdata", cfg.markets))
+            if cfg.trades:
+                streams.append(PublicStream(ws_base, "executiondata", cfg.markets))
+        execution = None
+        need_tokens = cfg.book_source == "sor" or cfg.profile_id or sim is not None
+        if need_tokens:
+            client_id, secret, profile_id = self._credentials(cfg, sim)
+            oauth = http(oauth_base, timeout_s=cfg.request_timeout_s)
+            if cfg.book_source == "sor":
+                sor_tokens = TokenSource(oauth, "/oauth2/token", client_id, secret, (SOR_SCOPE,))
+                streams.append(SorStream(
+                    ws_base, sor_tokens, cfg.markets, book=True,
+                    top_of_book=cfg.top_of_book, executions=cfg.trades,
+                ))
+            if profile_id:
+                tokens = TokenSource(oauth, "/oauth2/token", client_id, secret, REST_SCOPES)
+                execution = PaxosExecution(
+                    rest, tokens, profile_id, poll_interval_s=cfg.poll_interval_s,
+                    balance_interval_s=cfg.balance_interval_s,
+                )
+        return VenueRuntime(streams=streams, execution=execution, instruments=instruments)
+
+    @staticmethod
+    async def _instruments(rest: httpx.AsyncClient, markets: list[str]) -> dict[str, Instrument]:
+        # market data needs no auth; the catalogue gives the tick per market
+        data = await request_json(rest, "GET", "markets", venue=NAME)
+        known = {m["market"]: m for m in data.get("markets", [])}
+        out = {}
+        for market in markets:
+            info = known.get(market)
+            if info is None:
+                from framework.config import ConfigError
+
+                raise ConfigError(f"venues.paxos.markets: {market} is not listed by the venue")
+            out[market] = Instrument(
+                NAME, market, info["base_asset"], info["quote_asset"],
+                tick=Decimal(info["tick_rate"]), lot=_AMOUNT_STEP,
+            )
+        return out
+
+
+VENUE = PaxosVenue()

@@ -1,0 +1,210 @@
+"""Paxos wire → normalized events. Public WS frames and Smart Order Routing (SOR) envelopes.
+
+Hot path: `/marketdata` UPDATE frames. One `orjson.loads`, two `Decimal`s, one event.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from framework.events import BookDelta, BookSnapshot, Level, PublicTrade, Ticker, TopOfBook
+from framework.venue import FrameError
+from framework.wire import dec, iso_to_ns
+
+VENUE = "paxos"
+_EMPTY: tuple[Level, ...] = ()
+_D = Decimal
+
+
+def loads(frame: str | bytes) -> dict[str, Any]:
+    try:
+        msg = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(f"malformed JSON: {exc}") from None
+    if type(msg) is not dict:
+        raise FrameError("frame is not a JSON object")
+    return msg
+
+
+def levels(raw: Any, field: str) -> tuple[Level, ...]:
+    if raw is None:
+        return _EMPTY
+    if type(raw) is not list:
+        raise FrameError(f"{field}: expected a list")
+    out = []
+    for entry in raw:
+        if type(entry) is not dict:
+            raise FrameError(f"{field}: level is not an object")
+        price = dec(entry.get("price"), f"{field}.price")
+        amount = dec(entry.get("amount"), f"{field}.amount")
+        if price <= 0 or amount < 0:
+            raise FrameError(f"{field}: negative or zero price / negative amount")
+        out.append((price, amount))
+    return tuple(out)
+
+
+def is_final(value: Any) -> bool:
+    # current docs: boolean true; older docs: the string "true"
+    if value is True or value == "true":
+        return True
+    if value is False or value == "false":
+        return False
+    raise FrameError(f"final_snapshot: unexpected {value!r}")
+
+
+class MatchNumbers:
+    """Bounded memory of public execution ids, kept across reconnects (Paxos replays the last)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._limit = limit
+
+    def first_time(self, match_number: str) -> bool:
+        if match_number in self._seen:
+            return False
+        self._seen[match_number] = None
+        if len(self._seen) > self._limit:
+            self._seen.popitem(last=False)
+        return True
+
+
+class PublicDecoder:
+    """Decodes `/marketdata`, `/executiondata` and `/marketdata/stablecoin` frames."""
+
+    def __init__(self, emit: Callable[[Any], None], markets: set[str] | None) -> None:
+        self.emit = emit
+        self.markets = markets  # None: every market
+        self.epoch = 0
+        self.match_numbers = MatchNumbers()
+        self.skipped_markets = 0
+
+    def marketdata(self, frame: str | bytes, recv_ns: int) -> None:
+        msg = loads(frame)
+        kind = msg.get("type")
+        market = msg.get("market")
+        if type(market) is not str:
+            if "error" in msg:
+                raise FrameError(f"venue error: {msg['error']}")
+            raise FrameError("missing market")
+        if self.markets is not None and market not in self.markets:
+            self.skipped_markets += 1
+            return
+        if kind == "UPDATE":
+            level = (dec(msg.get("price"), "price"), dec(msg.get("amount"), "amount"))
+            if level[0] <= 0 or level[1] < 0:
+                raise FrameError("negative or zero price / negative amount")
+            side = msg.get("side")
+            if side == "BUY":
+                self.emit(BookDelta(VENUE, market, (level,), _EMPTY, None, recv_ns, self.epoch))
+            elif side == "SELL":
+                self.emit(BookDelta(VENUE, market, _EMPTY, (level,), None, recv_ns, self.epoch))
+            else:
+                raise FrameError(f"side: unexpected {side!r}")
+        elif kind == "SNAPSHOT":
+            self.emit(BookSnapshot(
+                VENUE, market, levels(msg.get("bids"), "bids"), levels(msg.get("asks"), "asks"),
+                None, recv_ns, self.epoch, final=is_final(msg.get("final_snapshot")),
+            ))
+        else:
+            raise FrameError(f"unknown type {kind!r}")
+
+    def executiondata(self, frame: str | bytes, recv_ns: int) -> None:
+        msg = loads(frame)
+        market = msg.get("market")
+        if type(market) is not str:
+            if "error" in msg:
+                raise FrameError(f"venue error: {msg['error']}")
+            raise FrameError("missing market")
+        match_number = msg.get("match_number")
+        if type(match_number) is not str or not match_number:
+            raise FrameError("missing match_number")
+        price, amount = dec(msg.get("price"), "price"), dec(msg.get("amount"), "amount")
+        ts = iso_to_ns(msg.get("executed_at"), "executed_at")
+        if self.markets is not None and market not in self.markets:
+            self.skipped_markets += 1
+            return
+        # the first frame after (re)connecting repeats the last execution
+        if not self.match_numbers.first_time(match_number):
+            return
+        self.emit(PublicTrade(VENUE, market, price, amount, None, match_number, ts, recv_ns,
+                              self.epoch))
+
+    def stablecoin(self, frame: str | bytes, recv_ns: int) -> None:
+        msg = loads(frame)
+        market = msg.get("market")
+        if type(market) is not str:
+            if "error" in msg:
+                raise FrameError(f"venue error: {msg['error']}")
+            raise FrameError("missing market")
+        price = dec(msg.get("price"), "price")
+        ts = iso_to_ns(msg.get("timestamp"), "timestamp")
+        self.emit(Ticker(VENUE, market, price, None, None, None, None, ts, recv_ns, self.epoch))
+
+
+class SorDecoder:
+    """Decodes Smart Order Routing WS envelopes `{"channel": ..., "payload": ...}` and replies."""
+
+    def __init__(self, emit: Callable[[Any], None], on_reply: Callable[[dict], None]) -> None:
+        self.emit = emit
+        self.on_reply = on_reply
+        self.epoch = 0
+        self.heartbeats = 0
+        self.last_heartbeat_ns: int | None = None
+
+    def decode(self, frame: str | bytes, recv_ns: int) -> None:
+        msg = loads(frame)
+        channel = msg.get("channel")
+        if channel is None:
+            if msg.get("type") in ("subscribe", "unsubscribe", "subscription_list", "error"):
+                self.on_reply(msg)
+                return
+            raise FrameError(f"unknown message type {msg.get('type')!r}")
+        payload = msg.get("payload")
+        if type(payload) is not dict:
+            raise FrameError("payload is not an object")
+        if channel == "market_data":
+            self._market_data(payload, recv_ns)
+        elif channel == "heartbeat":
+            self.heartbeats += 1
+            self.last_heartbeat_ns = iso_to_ns(payload.get("timestamp"), "timestamp")
+        elif channel == "market_data.top_of_book":
+            bids = levels(payload.get("bids"), "bids")
+            asks = levels(payload.get("asks"), "asks")
+            self.emit(TopOfBook(
+                VENUE, _market(payload), bids[0] if bids else None, asks[0] if asks else None,
+                iso_to_ns(payload.get("timestamp"), "timestamp"), recv_ns, self.epoch,
+            ))
+        elif channel == "execution_data":
+            # SOR executions have no match_number, so they cannot be de-duplicated
+            self.emit(PublicTrade(
+                VENUE, _market(payload), dec(payload.get("price"), "price"),
+                dec(payload.get("amount"), "amount"), None, None,
+                iso_to_ns(payload.get("executed_at"), "executed_at"), recv_ns, self.epoch,
+            ))
+        else:
+            raise FrameError(f"unknown channel {channel!r}")
+
+    def _market_data(self, payload: dict, recv_ns: int) -> None:
+        kind = payload.get("type")
+        market = _market(payload)
+        ts = iso_to_ns(payload.get("time"), "time")
+        bids = levels(payload.get("bids"), "bids")
+        asks = levels(payload.get("asks"), "asks")
+        if kind == "UPDATE":
+            self.emit(BookDelta(VENUE, market, bids, asks, ts, recv_ns, self.epoch))
+        elif kind == "SNAPSHOT":
+            self.emit(BookSnapshot(VENUE, market, bids, asks, ts, recv_ns, self.epoch))
+        else:
+            raise FrameError(f"market_data: unknown type {kind!r}")
+
+
+def _market(payload: dict) -> str:
+    market = payload.get("market")
+    if type(market) is not str or not market:
+        raise FrameError("missing market")
+    return market

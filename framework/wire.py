@@ -1,0 +1,69 @@
+"""Small wire helpers every venue needs: decimals in and out, timestamps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+
+from framework.venue import FrameError
+
+
+def dec(value: Any, field: str) -> Decimal:
+    """A finite Decimal from a wire string; JSON numbers must already be Decimal (orjson can't)."""
+    if type(value) is str:
+        try:
+            d = Decimal(value)
+        except InvalidOperation:
+            raise FrameError(f"{field}: not a number: {value[:20]!r}") from None
+    elif type(value) is Decimal or type(value) is int:
+        d = Decimal(value)
+    else:
+        raise FrameError(f"{field}: expected a decimal string, got {type(value).__name__}")
+    if not d.is_finite():
+        raise FrameError(f"{field}: not finite: {value!r}")
+    return d
+
+
+def dec_str(d: Decimal) -> str:
+    """Plain decimal notation, never exponent form: Decimal('1E+2') -> '100'."""
+    text = format(d, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+@lru_cache(maxsize=4096)
+def _epoch_seconds(prefix: str) -> int:
+    dt = datetime.fromisoformat(prefix)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp())
+
+
+def iso_to_ns(text: Any, field: str = "time") -> int:
+    """ISO-8601 UTC with 0-9 fractional digits -> ns since epoch, exactly (no float)."""
+    if type(text) is not str or len(text) < 19:
+        raise FrameError(f"{field}: not an ISO timestamp: {text!r}")
+    body = text[:-1] if text.endswith("Z") else text
+    offset = ""
+    if "+" in body[19:]:
+        body, _, offset = body.partition("+")
+        offset = "+" + offset
+    main, _, frac = body.partition(".")
+    if frac and not frac.isdigit() or len(frac) > 9:
+        raise FrameError(f"{field}: bad fraction in {text!r}")
+    try:
+        seconds = _epoch_seconds(main + offset)
+    except ValueError:
+        raise FrameError(f"{field}: not an ISO timestamp: {text!r}") from None
+    return seconds * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
+
+
+def ns_to_iso(ns: int, digits: int = 9) -> str:
+    seconds, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if digits <= 0:
+        return base + "Z"
+    return f"{base}.{str(frac).rjust(9, '0')[:digits]}Z"

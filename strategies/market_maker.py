@@ -1,0 +1,64 @@
+"""Spread-quoting market maker: one bid and one ask around mid, inside an inventory limit.
+
+Every `refresh_s` it re-quotes if mid moved more than `requote_ticks` since the quotes went out,
+or a side is missing. Quotes are post-only so they never take. When inventory reaches
+`max_inventory` in one direction, only the side that reduces it is quoted.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from framework import BookNotSynced, OrderFill, OrderRejected, Strategy
+
+
+class MarketMaker(Strategy):
+    def on_start(self) -> None:
+        p = self.params
+        self.venue = p.get("venue", "paxos")
+        self.symbol = p.get("symbol", "BTCUSD")
+        self.size = Decimal(str(p.get("size", "0.01")))
+        self.half_spread_bps = Decimal(str(p.get("half_spread_bps", "2")))
+        self.max_inventory = Decimal(str(p.get("max_inventory", "0.05")))
+        self.requote_ticks = int(p.get("requote_ticks", 4))
+        self.tick = Decimal(str(p.get("tick", "0.25")))
+        self.quoted_mid: Decimal | None = None
+        self.every(float(p.get("refresh_s", 0.5)), self.requote)
+
+    def requote(self) -> None:
+        try:
+            mid = self.book(self.venue, self.symbol).mid()
+        except BookNotSynced:
+            return  # never quote off a book we cannot trust
+        if mid is None:
+            return
+        working = self.open_orders(self.venue, self.symbol)
+        sides = {o.side for o in working}
+        moved = self.quoted_mid is None or abs(mid - self.quoted_mid) >= (
+            self.requote_ticks * self.tick)
+        if not moved and len(sides) == 2:
+            return
+        for order in working:
+            self.cancel(order)
+        inventory = self.position(self.venue, self.symbol)
+        offset = mid * self.half_spread_bps / Decimal(10_000)
+        bid = ((mid - offset) / self.tick).to_integral_value(ROUND_FLOOR) * self.tick
+        ask = ((mid + offset) / self.tick).to_integral_value(ROUND_CEILING) * self.tick
+        if inventory + self.size <= self.max_inventory:
+            self.buy(self.venue, self.symbol, self.size, bid, post_only=True)
+        if inventory - self.size >= -self.max_inventory:
+            self.sell(self.venue, self.symbol, self.size, ask, post_only=True)
+        self.quoted_mid = mid
+
+    def on_filled(self, event: OrderFill) -> None:
+        self.log.info("filled", side=event.side.value, price=str(event.price),
+                      qty=str(event.quantity), client_order_id=event.client_order_id)
+
+    def on_partial_fill(self, event: OrderFill) -> None:
+        self.on_filled(event)
+
+    def on_rejected(self, event: OrderRejected) -> None:
+        self.log.warning("rejected", reason=event.reason, client_order_id=event.client_order_id)
+
+    def on_stop(self) -> None:
+        self.log.info("stopping", inventory=str(self.position(self.venue, self.symbol)))
