@@ -75,7 +75,7 @@ class Bus:
                 log.exception(
                     "handler raised; isolated",
                     strategy=sub.owner,
-                    event=type(event).__name__,
+                    event_type=type(event).__name__,
                     venue=getattr(event, "venue", None),
                     symbol=getattr(event, "symbol", None),
                 )

@@ -153,7 +153,13 @@ class Engine:
         for secret in venue.secrets(vcfg):
             register_secret(secret)
         sim = None
-        if vcfg.endpoint == "sim":
+        if vcfg.endpoint == "sim" and vcfg.sim_url:
+            parts = urlsplit(vcfg.sim_url)
+            if not _is_loopback(parts.hostname or ""):
+                raise ValueError(f"venues.{name}.sim_url: simulators are loopback only")
+            ws_url = vcfg.sim_url.replace("http://", "ws://", 1).rstrip("/")
+            sim = SimHandle(parts.port or 80, vcfg.sim_url.rstrip("/"), ws_url, None)
+        elif vcfg.endpoint == "sim":
             sim = await venue.start_simulator(vcfg, nursery)
             self.simulators[name] = sim
             log.info("embedded simulator serving", venue=name, port=sim.port)

@@ -96,8 +96,10 @@ class WsSession:
         self.epoch = 0
         self.state = VenueState.DISCONNECTED
         self.counts: Counter[str] = Counter()
-        self.frames_received = 0
+        self.frames_received = 0  # over the session's life
+        self.epoch_frames = 0  # on the current connection
         self._frame_waiters: list[tuple[int, trio.Event]] = []
+        self.last_delay = 0.0
         self._resync: set[str] = set()
         self._force_reconnect: str | None = None
         self._log = log.bind(venue=stream.venue, stream=stream.name)
@@ -111,8 +113,8 @@ class WsSession:
         self._force_reconnect = reason
 
     async def wait_frames(self, n: int) -> None:
-        """Wait until at least `n` frames have been processed (for tests and tools)."""
-        if self.frames_received >= n:
+        """Wait until `n` frames of the current connection are processed (tests and tools)."""
+        if self.epoch_frames >= n:
             return
         event = trio.Event()
         self._frame_waiters.append((n, event))
@@ -130,13 +132,13 @@ class WsSession:
                 exc = first_leaf(raw)
                 if isinstance(exc, AuthError):
                     self.counts["auth_errors"] += 1
-                    self._log.error("authentication refused; backing off", error=str(exc))
-                    delay_floor = self.auth_backoff_s
+                    delay_floor = self._auth_refused(str(exc))
                 elif isinstance(exc, ConnectionRejected):
                     self.counts["handshake_rejected"] += 1
-                    self._log.error("handshake refused", status=exc.status_code)
                     if exc.status_code in (401, 403):
-                        delay_floor = self.auth_backoff_s
+                        delay_floor = self._auth_refused(f"handshake HTTP {exc.status_code}")
+                    else:
+                        self._log.error("handshake refused", status=exc.status_code)
                 elif isinstance(exc, _CONNECTION_ERRORS):
                     self.counts["disconnects"] += 1
                     self._log.warning("connection ended", reason=_describe(exc))
@@ -146,10 +148,20 @@ class WsSession:
                 self._lost("disconnected")
             if trio.current_time() - started > 10.0:
                 self.backoff.reset()
-            delay = self.backoff.next_delay(delay_floor)
+            delay = self.last_delay = self.backoff.next_delay(delay_floor)
             self.counts["reconnects"] += 1
             self._log.info("reconnecting", delay_s=round(delay, 3))
             await trio.sleep(delay)
+
+    def _auth_refused(self, reason: str) -> float:
+        """Credentials refused: retrying at once cannot help, so back off long and say so."""
+        self._log.error("authentication refused; backing off", reason=reason,
+                        delay_s=self.auth_backoff_s)
+        self.stream.on_auth_rejected()
+        self._on_status(VenueStatus(self.venue, VenueState.DISCONNECTED, self.epoch,
+                                    reason=f"authentication refused: {reason}",
+                                    stream=self.stream.name))
+        return self.auth_backoff_s
 
     async def _connect_once(self) -> None:
         stream = self.stream
@@ -165,6 +177,7 @@ class WsSession:
             connect_timeout=10,
         ) as ws:
             self.epoch += 1
+            self.epoch_frames = 0
             stream.epoch = self.epoch
             self._resync.clear()
             self._force_reconnect = None
@@ -226,6 +239,7 @@ class WsSession:
                 self._set_state(VenueState.CONNECTED, "data resumed")
             frame, recv_ns = item
             self.frames_received += 1
+            self.epoch_frames += 1
             try:
                 decode(frame, recv_ns)
             except FrameError as exc:
@@ -258,7 +272,7 @@ class WsSession:
     def _wake_waiters(self) -> None:
         keep = []
         for n, event in self._frame_waiters:
-            if self.frames_received >= n:
+            if self.epoch_frames >= n:
                 event.set()
             else:
                 keep.append((n, event))

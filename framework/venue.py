@@ -60,6 +60,8 @@ class VenueConfig:
     sim_seed: int = 1
     sim_port: int = 0
     sim_rate_hz: float = 20.0
+    # connect to a standalone simulator (`botrun sim VENUE --port N`) instead of embedding one
+    sim_url: str = ""
     request_timeout_s: float = 10.0
 
 
@@ -95,6 +97,9 @@ class Stream(abc.ABC):
     @abc.abstractmethod
     def decode(self, frame: str | bytes, recv_ns: int) -> None:
         """Turn one frame into events via `self.emit`. Raise `FrameError` for a bad frame."""
+
+    def on_auth_rejected(self) -> None:
+        """The venue refused our credentials (e.g. drop a cached token before the next try)."""
 
     def books(self) -> list[str]:
         """Symbols whose books this stream maintains (unsynced when it disconnects)."""

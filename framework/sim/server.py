@@ -324,8 +324,7 @@ class WsConnection:
             return
         from hypercorn.protocol.events import StreamClosed
 
-        with trio.CancelScope(shield=True):
-            await stream_send(StreamClosed(stream_id=stream_id))
+        await stream_send(StreamClosed(stream_id=stream_id))
 
 
 # --- the app -------------------------------------------------------------------------------------

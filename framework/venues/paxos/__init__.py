@@ -35,7 +35,8 @@ _URLS = {
         "https://oauth.sandbox.paxos.com",
     ),
 }
-_AMOUNT_STEP = Decimal("0.00000001")  # Paxos amounts: 8 decimals
+_AMOUNT_STEP = Decimal("0.00000001")
+SIM_CLIENT_ID, SIM_CLIENT_SECRET, SIM_PROFILE_ID = "sim-client", "sim-secret", "sim-profile"  # Paxos amounts: 8 decimals
 
 
 @attrs.define(kw_only=True)
@@ -67,8 +68,11 @@ class PaxosVenue(_Venue):
 
     def _credentials(self, cfg: PaxosConfig, sim: SimHandle | None) -> tuple[str, str, str]:
         if sim is not None:
+            # the simulator's built-in account (a standalone one uses the defaults)
             s = sim.simulator
-            return s.client_id, s._client_secret, s.profile_id
+            if s is None:
+                return SIM_CLIENT_ID, SIM_CLIENT_SECRET, SIM_PROFILE_ID
+            return s.client_id, s.client_secret, s.profile_id
         client_id = secret_from_env(cfg.client_id_env, "venues.paxos.client_id_env")
         secret = secret_from_env(cfg.client_secret_env, "venues.paxos.client_secret_env")
         return client_id, secret, cfg.profile_id

@@ -192,6 +192,9 @@ class SorStream(Stream):
                 channels.append({"type": "execution_data", "params": {"market": market}})
         return channels
 
+    def on_auth_rejected(self) -> None:
+        self._tokens.invalidate()  # revoked or expired: the next attempt asks for a new one
+
     async def on_connected(self, conn: Connection) -> None:
         channels = [{"type": "heartbeat"}, *self._channels(self.markets)]
         await conn.send({"type": "subscribe", "channels": channels})

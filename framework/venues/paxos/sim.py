@@ -362,7 +362,13 @@ class PaxosSimulator(EngineListener):
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def client_secret(self) -> str:
+        """The embedded simulator's own secret (not a real credential): for the sim adapter."""
+        return self._client_secret
+
     def revoke_all_tokens(self) -> None:
+        """Forget every issued token: REST calls get 401 and SOR upgrades 403 until a new one."""
         self._tokens.clear()
 
     def _build_app(self) -> SimApp:
@@ -579,14 +585,17 @@ class PaxosSimulator(EngineListener):
             # [INF] shape of the error frame for an unknown action, as for MALFORMED_REQUEST
             return [_text({"type": "error", "error": "UNKNOWN_ACTION"})]
         channels = request.get("channels")
-        if not isinstance(channels, list) or not channels:
-            # [INF] a subscribe/unsubscribe without a non-empty channel list is malformed
+        if (
+            not isinstance(channels, list)
+            or not channels
+            or not all(isinstance(channel, dict) for channel in channels)
+        ):
+            # [INF] a subscribe/unsubscribe without a non-empty list of channel objects is
+            # malformed (checked before any channel is applied)
             return [_text({"type": "error", "error": "MALFORMED_REQUEST"})]
         results: list[dict[str, Any]] = []
         data: list[str] = []
         for channel in channels:
-            if not isinstance(channel, dict):
-                return [_text({"type": "error", "error": "MALFORMED_REQUEST"})]
             result, initial = self._sor_channel(session, conn, action, channel)
             results.append(result)
             data.extend(initial)

@@ -16,7 +16,6 @@ import httpx
 import orjson
 import pytest
 import trio
-import trio.testing
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
@@ -283,20 +282,26 @@ async def test_public_unknown_market_or_path_says_not_found(sim: PaxosSimulator)
 
 async def test_executiondata_replays_the_last_execution(sim: PaxosSimulator) -> None:
     with trio.fail_after(GUARD_S):
-        async with open_websocket_url(f"{sim.ws_url}/executiondata/BTCUSD") as ws:
+        _cross(sim, "ETHUSD")
+        eth_last = sim.engine.fills(symbol="ETHUSD")[-1]
+        async with open_websocket_url(f"{sim.ws_url}/executiondata") as ws:
             feed = Feed(ws)
-            conn = await _wait_conn(sim, "/executiondata/BTCUSD")
-            assert conn.enqueued == 0  # no trade yet: nothing to replay
+            # the first frame is the last execution, even if old; BTCUSD has none to replay
+            first = await feed.next()
+            assert first["market"] == "ETHUSD"
+            assert first["match_number"] == match_number(eth_last.trade_id)
+            conn = _server_conn(sim, "/executiondata")
+            assert conn.enqueued == 1
             _cross(sim)
-            _cross(sim, "ETHUSD")  # not this feed's market
             trades = await feed.drain(conn)
         fills = sim.engine.fills(symbol="BTCUSD")
         assert trades and len(trades) == len(fills)
         for trade, fill in zip(trades, fills, strict=True):
             assert set(trade) == {"market", "price", "amount", "executed_at", "match_number"}
             assert trade["market"] == "BTCUSD"
-            assert (
-                Decimal(trade["price"]) == fill.price and Decimal(trade["amount"]) == fill.quantity
+            assert (Decimal(trade["price"]), Decimal(trade["amount"])) == (
+                fill.price,
+                fill.quantity,
             )
             assert ISO_MS.fullmatch(trade["executed_at"])
             assert re.fullmatch(r"[0-9A-Z]{12}", trade["match_number"])
@@ -305,18 +310,13 @@ async def test_executiondata_replays_the_last_execution(sim: PaxosSimulator) -> 
 
         # a new connection (e.g. after a reconnect) gets the last execution again first
         async with open_websocket_url(f"{sim.ws_url}/executiondata/BTCUSD") as ws:
-            assert orjson.loads(await ws.get_message()) == trades[-1]
-        # the all-markets path replays the last execution of every market
-        async with open_websocket_url(f"{sim.ws_url}/executiondata") as ws:
-            replayed = [orjson.loads(await ws.get_message()) for _ in range(2)]
-        assert replayed[0] == trades[-1] and replayed[1]["market"] == "ETHUSD"
-
-
-async def _wait_conn(sim: PaxosSimulator, path: str) -> WsConnection:
-    """The server side of a connection that has no initial frame to wait for."""
-    while not [c for c in sim.app.ws_connections if c.path == path]:
-        await trio.testing.wait_all_tasks_blocked()
-    return _server_conn(sim, path)
+            feed = Feed(ws)
+            assert await feed.next() == trades[-1]
+            conn = _server_conn(sim, "/executiondata/BTCUSD")
+            _cross(sim, "ETHUSD")  # another market: not on this feed
+            _cross(sim)
+            more = await feed.drain(conn)
+        assert more and {t["market"] for t in more} == {"BTCUSD"}
 
 
 async def test_stablecoin_feed(sim: PaxosSimulator) -> None:
@@ -434,6 +434,12 @@ async def test_sor_requests_acks_and_error_codes(sim: PaxosSimulator) -> None:
             assert await _next_reply(feed) == {"type": "subscription_list", "channels": []}
             await feed.send({"type": "subscribe", "channels": "market_data"})
             assert await _next_reply(feed) == {"type": "error", "error": "MALFORMED_REQUEST"}
+            # one bad channel entry makes the whole request malformed: nothing is applied
+            good = {"type": "execution_data", "params": {"market": "BTCUSD"}}
+            await feed.send({"type": "subscribe", "channels": [good, "heartbeat"]})
+            assert await _next_reply(feed) == {"type": "error", "error": "MALFORMED_REQUEST"}
+            await feed.send({"type": "subscription_list"})
+            assert await _next_reply(feed) == {"type": "subscription_list", "channels": []}
 
 
 async def _next_reply(feed: Feed) -> Any:
@@ -768,6 +774,50 @@ async def test_rest_rejections_and_validation(sim: PaxosSimulator, api: httpx.As
     ).json()
     assert len(rejected["items"]) == 2
     _assert_problem(await api.get("/v2/orders", params={"limit": 1001}), 400, "bad-request")
+
+
+async def test_rest_market_buy_by_quote_amount_and_gtt(
+    sim: PaxosSimulator, api: httpx.AsyncClient
+) -> None:
+    r = await api.post(
+        ORDERS,
+        json={"side": "BUY", "market": "ETHUSD", "type": "MARKET", "quote_amount": "25.5"},
+    )
+    assert r.status_code == 200
+    created = r.json()
+    assert (created["base_amount"], created["quote_amount"], created["time_in_force"]) == (
+        "",
+        "25.5",
+        "IOC",
+    )
+    bought = (await api.get(f"{ORDERS}/{created['id']}")).json()
+    assert bought["status"] == "FILLED"
+    spent = Decimal(bought["amount_filled"]) * Decimal(bought["volume_weighted_average_price"])
+    assert Decimal("25.4") < spent <= Decimal("25.5")
+    _assert_problem(
+        await api.post(
+            ORDERS,
+            json={"side": "SELL", "market": "ETHUSD", "type": "MARKET", "quote_amount": "10"},
+        ),
+        400,
+        "bad-request",
+    )
+
+    # GTT is accepted (and rests like GTC in the simulator)
+    body = {
+        "side": "SELL",
+        "market": "ETHUSD",
+        "type": "LIMIT",
+        "price": "3100",
+        "base_amount": "1",
+        "time_in_force": "GTT",
+        "expiration_date": "4102444800000",
+    }
+    r = await api.post(ORDERS, json=body)
+    resting = (await api.get(f"{ORDERS}/{r.json()['id']}")).json()
+    assert (resting["status"], resting["time_in_force"]) == ("OPEN", "GTT")
+    eth = (await api.get("/v2/profiles/sim-profile/balances", params={"assets": "ETH"})).json()
+    assert eth["items"][0]["trading"] == "1"
 
 
 async def test_rest_auth(sim: PaxosSimulator) -> None:

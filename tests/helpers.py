@@ -1,0 +1,75 @@
+"""Shared test helpers: run an Engine against embedded simulators, wait on conditions via events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from framework.config import parse
+from framework.runner import Engine
+from framework.session import WsSession
+from framework.strategy import Strategy
+
+# A guard against hangs only: every wait below is released by an event, not by time passing.
+HANG_GUARD_S = 20
+
+
+def config(venues: dict[str, Any], **sections: Any) -> Any:
+    raw: dict[str, Any] = {"venues": venues}
+    raw.update(sections)
+    return parse(raw)
+
+
+@asynccontextmanager
+async def running(
+    cfg: Any, strategies: list[Strategy] | None = None, *, journal_path: str | None = None
+) -> AsyncIterator[Engine]:
+    engine = Engine(cfg, strategies or [], journal_path=journal_path)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(engine.run, 0)
+        with trio.fail_after(HANG_GUARD_S):
+            await engine.started.wait()
+        try:
+            yield engine
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+async def until(engine: Engine, predicate: Callable[[], bool], what: str = "") -> None:
+    """Wait until `predicate()` holds, re-checking after every event the engine publishes."""
+    if predicate():
+        return
+    done = trio.Event()
+
+    def check(_: object) -> None:
+        if predicate():
+            done.set()
+
+    sub = engine.bus.subscribe(object, check, owner="test")
+    try:
+        with trio.fail_after(HANG_GUARD_S):
+            await done.wait()
+    except trio.TooSlowError:
+        raise AssertionError(f"condition never held: {what}") from None
+    finally:
+        engine.bus.unsubscribe(sub)
+
+
+def session(engine: Engine, name: str) -> WsSession:
+    (found,) = [s for s in engine.sessions if s.stream.name == name]
+    return found
+
+
+async def drain(engine: Engine, sess: WsSession, path_prefix: str) -> None:
+    """Wait until the session has processed every frame the simulator queued on its connection."""
+    sim = next(iter(engine.simulators.values())).simulator
+    conns = [
+        c for c in sim.app.ws_connections
+        if c.path.startswith(path_prefix) and not c.closed
+    ]
+    assert len(conns) == 1, [c.path for c in sim.app.ws_connections]
+    with trio.fail_after(HANG_GUARD_S):
+        await sess.wait_frames(conns[0].enqueued)
