@@ -119,6 +119,10 @@ def _apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
         if args.venue not in cfg.venues:
             raise ConfigError(f"--venue: {args.venue} is not configured under [venues]")
         cfg.venues = {args.venue: cfg.venues[args.venue]}
+    else:
+        cfg.venues = {name: v for name, v in cfg.venues.items() if v.enabled}
+        if not cfg.venues:
+            raise ConfigError("venues: no venue is enabled (set enabled = true or use --venue)")
     if cfg.botrun.mode == "live":
         if not args.confirm_live:
             raise ConfigError("botrun.mode: live trading needs --confirm-live")

@@ -176,6 +176,9 @@ class ExecutionReport:
     venue_ts: int | None = None
     # the venue refused our cancel: a CANCEL_REQUESTED order is working again
     cancel_rejected: bool = False
+    # the order's working price / total quantity as the venue now has them (after a modify)
+    price: Decimal | None = None
+    quantity: Decimal | None = None
 
 
 # --- order events (order manager → strategies) ------------------------------------------------
@@ -227,6 +230,12 @@ class OrderPartiallyFilled(OrderFill):
 @attrs.frozen(slots=True)
 class OrderFilled(OrderFill):
     pass
+
+
+@attrs.frozen(slots=True)
+class OrderModified(OrderEvent):
+    price: Decimal | None = None
+    quantity: Decimal = Decimal(0)
 
 
 @attrs.frozen(slots=True)

@@ -101,7 +101,7 @@ class Journal:
     def update(self, order: Order) -> None:
         self._db.execute(
             "UPDATE orders SET status=?, venue_order_id=?, filled_qty=?, avg_price=?, fees=?,"
-            " reason=?, updated_ns=? WHERE client_order_id=?",
+            " reason=?, updated_ns=?, price=?, quantity=? WHERE client_order_id=?",
             (
                 order.status.value,
                 order.venue_order_id,
@@ -110,6 +110,8 @@ class Journal:
                 str(order.fees),
                 order.reason,
                 order.updated_ns,
+                None if order.price is None else str(order.price),
+                str(order.quantity),
                 order.client_order_id,
             ),
         )

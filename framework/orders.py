@@ -29,6 +29,7 @@ from framework.events import (
     OrderEvent,
     OrderExpired,
     OrderFilled,
+    OrderModified,
     OrderPartiallyFilled,
     OrderRejected,
     OrderStatus,
@@ -236,7 +237,7 @@ class OrderManager:
             return handle
         self.journal.record_intent(order)
         self.counts["submitted"] += 1
-        self._spawn(self._send_submit, order)
+        self._nursery_spawn(self._send_submit, order)
         return handle
 
     def cancel(self, client_order_id: str) -> bool:
@@ -244,8 +245,50 @@ class OrderManager:
         if order is None or not order.is_open or order.cancel_pending:
             return False
         order.cancel_pending = True
-        self._spawn(self._send_cancel, order)
+        self._nursery_spawn(self._send_cancel, order)
         return True
+
+    def modify(
+        self,
+        client_order_id: str,
+        *,
+        price: Decimal | None = None,
+        quantity: Decimal | None = None,
+    ) -> bool:
+        """Ask the venue to amend a working order; the order changes when the venue confirms."""
+        order = self.orders.get(client_order_id)
+        if order is None or not order.is_open or order.cancel_pending:
+            return False
+        if price is None and quantity is None:
+            return False
+        if (price is not None and price <= 0) or (quantity is not None and quantity <= order.filled_qty):
+            return False
+        inst = self.instruments.get((order.venue, order.symbol))
+        if inst is not None and price is not None and inst.tick and price % inst.tick != 0:
+            return False
+        self._nursery_spawn(self._send_modify, order, price, quantity)
+        return True
+
+    async def _send_modify(
+        self, order: Order, price: Decimal | None, quantity: Decimal | None
+    ) -> None:
+        client = self.clients[order.venue]
+        async with self._lock(order):
+            if not order.is_open:
+                return
+            try:
+                with trio.fail_after(self.request_timeout_s):
+                    report = await client.modify(order, price, quantity)
+            except OrderRefused as exc:
+                log.warning("modify refused", venue=order.venue,
+                            client_order_id=order.client_order_id, reason=exc.reason)
+                self.counts["modify_refused"] += 1
+                return
+            except Exception as exc:
+                self._to_unknown(order, f"modify: {type(exc).__name__}: {exc}")
+                return
+            if report is not None:
+                self.on_execution(report)
 
     def cancel_all(self, venue: str | None = None, symbol: str | None = None) -> int:
         n = 0
@@ -301,10 +344,10 @@ class OrderManager:
 
     # --- requests --------------------------------------------------------------------------------
 
-    def _spawn(self, fn: Callable[[Order], Any], order: Order) -> None:
+    def _nursery_spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._nursery is None:
             raise RuntimeError("OrderManager.run() is not running")
-        self._nursery.start_soon(fn, order)
+        self._nursery.start_soon(fn, *args)
 
     def _lock(self, order: Order) -> trio.Lock:
         lock = self._locks.get(order.client_order_id)
@@ -334,8 +377,10 @@ class OrderManager:
     async def _send_cancel(self, order: Order) -> None:
         client = self.clients[order.venue]
         async with self._lock(order):
-            if not order.is_open or order.status is S.PENDING:
-                # PENDING: the submit has not left yet; `_send_submit` cancels once it lands
+            if not order.cancel_pending or not order.is_open:
+                return  # already sent (by the submit task, once it landed) or nothing to cancel
+            if order.status is S.PENDING:
+                # the submit has not left yet; `_send_submit` cancels once it lands
                 return
             if order.status is not S.UNKNOWN:
                 self._transition(order, S.CANCEL_REQUESTED)
@@ -387,6 +432,7 @@ class OrderManager:
         if report.venue_order_id and order.venue_order_id != report.venue_order_id:
             order.venue_order_id = report.venue_order_id
             self._by_venue_id[(order.venue, report.venue_order_id)] = order.client_order_id
+        self._apply_amendment(order, report)
         self._apply_fill(order, report)
         status = report.status
         if status is None:
@@ -401,6 +447,15 @@ class OrderManager:
         if status is order.status:
             return
         self._transition(order, status, reason=report.reason)
+
+    def _apply_amendment(self, order: Order, report: ExecutionReport) -> None:
+        price = report.price if report.price is not None else order.price
+        quantity = report.quantity if report.quantity is not None else order.quantity
+        if (price, quantity) == (order.price, order.quantity):
+            return
+        order.price, order.quantity = price, quantity
+        self._touch(order)
+        self.publish(self._event(order, OrderModified, price=price, quantity=quantity))
 
     def _apply_fill(self, order: Order, report: ExecutionReport) -> None:
         qty, price, fill_id = report.fill_qty, report.fill_price, report.fill_id

@@ -31,6 +31,7 @@ from framework.events import (
     OrderExpired,
     OrderFill,
     OrderFilled,
+    OrderModified,
     OrderPartiallyFilled,
     OrderRejected,
     OrderUnknown,
@@ -219,6 +220,7 @@ class Engine:
             OrderPartiallyFilled: strategy.on_partial_fill,
             OrderFilled: strategy.on_filled,
             OrderCancelled: strategy.on_cancelled,
+            OrderModified: strategy.on_modified,
             OrderExpired: strategy.on_expired,
             OrderUnknown: strategy.on_unknown,
         }

@@ -25,6 +25,7 @@ from framework.events import (
     OrderEvent,
     OrderExpired,
     OrderFilled,
+    OrderModified,
     OrderPartiallyFilled,
     OrderRejected,
     OrderType,
@@ -37,7 +38,7 @@ from framework.events import (
     TopOfBook,
     VenueStatus,
 )
-from framework.model import Order
+from framework.model import Instrument, Order
 from framework.orders import OrderHandle
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class Strategy:
     def on_partial_fill(self, event: OrderPartiallyFilled) -> None: ...
     def on_filled(self, event: OrderFilled) -> None: ...
     def on_cancelled(self, event: OrderCancelled) -> None: ...
+    def on_modified(self, event: OrderModified) -> None: ...
     def on_expired(self, event: OrderExpired) -> None: ...
     def on_unknown(self, event: OrderUnknown) -> None: ...
     def on_balance(self, event: Balance) -> None: ...
@@ -140,6 +142,27 @@ class Strategy:
     def cancel_all(self, venue: str | None = None, symbol: str | None = None) -> int:
         return self.engine.orders.cancel_all(venue, symbol)
 
+    def modify(
+        self,
+        order: OrderHandle | Order | str,
+        *,
+        price: Decimal | None = None,
+        quantity: Decimal | None = None,
+    ) -> bool:
+        """Amend price and/or total quantity where the venue supports it (`on_modified` follows)."""
+        coid = order if isinstance(order, str) else order.client_order_id
+        return self.engine.orders.modify(coid, price=price, quantity=quantity)
+
+    def on(self, event_type: type, handler: Callable[[Any], None], *,
+           venue: str | None = None, symbol: str | None = None) -> None:
+        """Subscribe a handler to any event type, including venue-specific ones (e.g. RFQs)."""
+        self.engine.bus.subscribe(event_type, handler, venue=venue, symbol=symbol,
+                                  owner=self.name)
+
+    def venue_client(self, venue: str) -> Any:
+        """The venue's execution client, for venue-specific actions (e.g. posting an RFQ)."""
+        return self.engine.orders.clients[venue]
+
     def every(self, seconds: float, callback: Callable[[], None]) -> None:
         """Call `callback` every `seconds` (a timer; runs in the runner's nursery)."""
         self.engine.add_timer(self, seconds, callback)
@@ -149,6 +172,17 @@ class Strategy:
         self.engine.spawn(self, fn)
 
     # --- read access ---------------------------------------------------------------------------
+
+    def default_market(self) -> tuple[str, str]:
+        """`params.venue`/`params.symbol`, else the first configured venue and its first market."""
+        venue = self.params.get("venue") or next(iter(self.engine.config.venues))
+        markets = self.engine.config.venues[venue].markets
+        symbol = self.params.get("symbol") or (markets[0] if markets else "")
+        return venue, symbol
+
+    def instrument(self, venue: str, symbol: str) -> Instrument | None:
+        """The venue catalogue's view of a symbol (tick, lot, limits)."""
+        return self.engine.orders.instruments.get((venue, symbol))
 
     def book(self, venue: str, symbol: str) -> OrderBook:
         return self.engine.book(venue, symbol)

@@ -15,6 +15,7 @@ A venue package (`framework/venues/<name>/`) exports one `Venue` object and adds
 from __future__ import annotations
 
 import abc
+from decimal import Decimal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -54,6 +55,8 @@ class OrderNotFound(RuntimeError):
 class VenueConfig:
     """Fields every venue section has; a venue subclasses it with its own."""
 
+    # only enabled venues run, unless picked with `botrun --venue NAME`
+    enabled: bool = True
     endpoint: Endpoint = "sim"
     markets: list[str] = attrs.Factory(list)
     # embedded simulator: seed of its synthetic market, and its port (0 = any free port)
@@ -142,6 +145,12 @@ class ExecutionClient(abc.ABC):
 
     @abc.abstractmethod
     async def cancel_all(self, symbol: str | None = None) -> None: ...
+
+    async def modify(
+        self, order: Order, price: Decimal | None, quantity: Decimal | None
+    ) -> ExecutionReport | None:
+        """Amend a working order's price and/or total quantity (venues that support it)."""
+        raise OrderRefused(f"{self.venue} does not support modifying orders")
 
     @abc.abstractmethod
     async def query_order(self, order: Order) -> ExecutionReport | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -67,3 +68,19 @@ def ns_to_iso(ns: int, digits: int = 9) -> str:
     if digits <= 0:
         return base + "Z"
     return f"{base}.{str(frac).rjust(9, '0')[:digits]}Z"
+
+
+_DECIMAL_JSON = json.JSONDecoder(parse_float=Decimal)
+
+
+def loads_decimal(frame: str | bytes) -> Any:
+    """JSON with every non-integer number as an exact Decimal (venues that send JSON numbers).
+
+    orjson would go through binary floats (2.7886285699999998 would not survive); integers stay
+    exact Python ints either way.
+    """
+    text = frame.decode() if isinstance(frame, bytes | bytearray) else frame
+    try:
+        return _DECIMAL_JSON.decode(text)
+    except ValueError as exc:
+        raise FrameError(f"malformed JSON: {exc}") from None

@@ -15,13 +15,13 @@ from framework import BookNotSynced, OrderFill, OrderRejected, Strategy
 class MarketMaker(Strategy):
     def on_start(self) -> None:
         p = self.params
-        self.venue = p.get("venue", "paxos")
-        self.symbol = p.get("symbol", "BTCUSD")
+        self.venue, self.symbol = self.default_market()
         self.size = Decimal(str(p.get("size", "0.01")))
         self.half_spread_bps = Decimal(str(p.get("half_spread_bps", "2")))
         self.max_inventory = Decimal(str(p.get("max_inventory", "0.05")))
         self.requote_ticks = int(p.get("requote_ticks", 4))
-        self.tick = Decimal(str(p.get("tick", "0.25")))
+        inst = self.instrument(self.venue, self.symbol)
+        self.tick = inst.tick if inst and inst.tick else Decimal(str(p.get("tick", "0.01")))
         self.quoted_mid: Decimal | None = None
         self.every(float(p.get("refresh_s", 0.5)), self.requote)
 

@@ -11,8 +11,7 @@ from framework import BookNotSynced, OrderFill, Strategy
 class Taker(Strategy):
     def on_start(self) -> None:
         p = self.params
-        self.venue = p.get("venue", "paxos")
-        self.symbol = p.get("symbol", "BTCUSD")
+        self.venue, self.symbol = self.default_market()
         self.size = Decimal(str(p.get("size", "0.001")))
         self.buy_next = True
         self.every(float(p.get("interval_s", 1.0)), self.take)

@@ -41,9 +41,7 @@ def delta(
 
 def synced_book() -> OrderBook:
     book = OrderBook(VENUE, SYM)
-    assert book.apply_snapshot(
-        snap(lv(("99", "1"), ("98", "2")), lv(("101", "3"), ("102", "4")))
-    )
+    assert book.apply_snapshot(snap(lv(("99", "1"), ("98", "2")), lv(("101", "3"), ("102", "4"))))
     return book
 
 

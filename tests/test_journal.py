@@ -57,9 +57,25 @@ def test_intent_round_trip_keeps_every_field_exact(tmp_path: Path) -> None:
     loaded = journal.load("a")
     assert loaded is not None
     for field in (
-        "client_order_id", "venue", "symbol", "side", "type", "quantity", "price", "tif",
-        "post_only", "expire_at_ns", "strategy", "status", "venue_order_id", "filled_qty",
-        "avg_price", "fees", "reason", "created_ns", "updated_ns",
+        "client_order_id",
+        "venue",
+        "symbol",
+        "side",
+        "type",
+        "quantity",
+        "price",
+        "tif",
+        "post_only",
+        "expire_at_ns",
+        "strategy",
+        "status",
+        "venue_order_id",
+        "filled_qty",
+        "avg_price",
+        "fees",
+        "reason",
+        "created_ns",
+        "updated_ns",
     ):
         assert getattr(loaded, field) == getattr(order, field), field
     # exact, not merely equal: trailing zeros survive, no float on the way
@@ -117,7 +133,11 @@ def test_load_open_filters_terminal_and_venue_in_creation_order(tmp_path: Path) 
     open_here = journal.load_open("paxos")
     assert [o.client_order_id for o in open_here] == ["cxl_req", "working", "unknown", "pending"]
     assert {o.client_order_id for o in journal.load_open()} == {
-        "cxl_req", "working", "unknown", "pending", "elsewhere"
+        "cxl_req",
+        "working",
+        "unknown",
+        "pending",
+        "elsewhere",
     }
     assert journal.count_by_status()["FILLED"] == 1
 

@@ -9,7 +9,10 @@ if TYPE_CHECKING:
     from framework.venue import Venue
 
 REGISTRY: dict[str, str] = {
+    "opentrade": "framework.venues.opentrade:VENUE",
     "paxos": "framework.venues.paxos:VENUE",
+    "powertrade": "framework.venues.powertrade:VENUE",
+    "roxom": "framework.venues.roxom:VENUE",
 }
 
 
