@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -117,8 +118,13 @@ def _pretty(message: str) -> str:
     # lead with the key, which is what the user has to find
     if " @ " in message:
         what, where = message.rsplit(" @ ", 1)
-        where = where.removeprefix("config.").replace("$.", "")
-        return f"{where}: {what}"
+        where = where.removeprefix("config").removeprefix(".").replace("$.", "")
+        # "extra fields found (a, b) @ config.risk": name each key as the user wrote it
+        extra = re.fullmatch(r"extra fields found \((.*)\)", what)
+        if extra:
+            keys = sorted(extra[1].split(", "))
+            return ", ".join(f"{where}.{k}" if where else k for k in keys) + ": unknown key"
+        return f"{where}: {what}" if where else what
     return message
 
 

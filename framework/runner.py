@@ -191,7 +191,10 @@ class Engine:
             self._start_stream(stream, nursery)
 
     def _start_stream(self, stream: Stream, nursery: trio.Nursery) -> None:
-        session = WsSession(stream, on_status=self._on_venue_status, on_books_lost=self._books_lost)
+        session = WsSession(
+            stream, on_status=self._on_venue_status, on_books_lost=self._books_lost,
+            on_reconnected=self._reconnected,
+        )
         stream.emit = self.on_event
         self.sessions.append(session)
         self._stream_session[id(stream)] = session
@@ -336,6 +339,11 @@ class Engine:
                 book.mark_unsynced(reason)
             if book.state is not before:
                 self._book_status(book, stream.epoch)
+
+    def _reconnected(self, stream: Stream) -> None:
+        if stream.reconcile_on_reconnect and self._nursery is not None:
+            # orders may have filled or been cancelled while we were away: ask, don't guess
+            self._nursery.start_soon(self.orders.reconcile_venue, stream.venue)
 
     def _on_venue_status(self, status: VenueStatus) -> None:
         log.info(

@@ -82,6 +82,7 @@ class WsSession:
         *,
         on_status: Callable[[VenueStatus], None],
         on_books_lost: Callable[[Stream, str], None],
+        on_reconnected: Callable[[Stream], None] = lambda stream: None,
         queue_size: int = 10_000,
         backoff: Backoff | None = None,
         auth_backoff_s: float = 30.0,
@@ -90,6 +91,7 @@ class WsSession:
         self.venue = stream.venue
         self._on_status = on_status
         self._on_books_lost = on_books_lost
+        self._on_reconnected = on_reconnected
         self.queue_size = queue_size
         self.backoff = backoff or Backoff()
         self.auth_backoff_s = auth_backoff_s
@@ -191,6 +193,8 @@ class WsSession:
                 if stream.heartbeat_interval_s:
                     nursery.start_soon(self._heartbeat, conn, stream.heartbeat_interval_s)
                 await stream.on_connected(conn)
+                if self.epoch > 1:
+                    self._on_reconnected(stream)
                 await self._process(recv, conn)
 
     async def _read(self, ws: WebSocketConnection, send: trio.MemorySendChannel) -> None:

@@ -80,6 +80,9 @@ class Stream(abc.ABC):
     # venue-level heartbeat: `send_heartbeat` is called this often; None = none
     heartbeat_interval_s: float | None = None
     max_message_size: int = 64 * 1024 * 1024
+    # after a reconnect of this stream, the core reconciles the venue's open orders (set it on
+    # streams that carry order events: whatever happened while we were away is asked for)
+    reconcile_on_reconnect: bool = False
 
     def __init__(self) -> None:
         self.emit: Callable[[Any], None] = lambda event: None

@@ -53,7 +53,8 @@ def iso_to_ns(text: Any, field: str = "time") -> int:
         body, _, offset = body.partition("+")
         offset = "+" + offset
     main, _, frac = body.partition(".")
-    if frac and not frac.isdigit() or len(frac) > 9:
+    # isascii: str.isdigit() also accepts "²" (int() then raises) and non-ASCII digit scripts
+    if frac and not (frac.isascii() and frac.isdigit()) or len(frac) > 9:
         raise FrameError(f"{field}: bad fraction in {text!r}")
     try:
         seconds = _epoch_seconds(main + offset)
