@@ -77,8 +77,10 @@ class OrderBook:
             # Only deltas strictly newer than the snapshot are not yet in it. Without venue
             # timestamps there is no way to tell, and replaying is the lesser evil only if
             # the venue guarantees ordering, so untimed buffered deltas are dropped.
-            if snap.venue_ts is not None and delta.venue_ts is not None and (
-                delta.venue_ts > snap.venue_ts
+            if (
+                snap.venue_ts is not None
+                and delta.venue_ts is not None
+                and (delta.venue_ts > snap.venue_ts)
             ):
                 self._set_levels(delta.bids, delta.asks)
         if self._crossed():
@@ -94,8 +96,9 @@ class OrderBook:
             if len(self._pending) >= self.buffer_limit:
                 # Dropping silently would let a later snapshot replay an incomplete tail; remember
                 # how far we lost data so an older snapshot is refused.
-                self._lost_until = max(self._lost_until, delta.venue_ts or 0, *(
-                    d.venue_ts or 0 for d in self._pending))
+                self._lost_until = max(
+                    self._lost_until, delta.venue_ts or 0, *(d.venue_ts or 0 for d in self._pending)
+                )
                 self._pending = []
             self._pending.append(delta)
             return False

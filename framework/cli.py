@@ -1,7 +1,7 @@
 """`botrun` command line.
 
-    botrun STRATEGY.py [--config FILE] [--venue NAME] [--mode paper|sandbox|live] [--duration S]
-    botrun sim VENUE [--port N] [--seed N]
+botrun STRATEGY.py [--config FILE] [--venue NAME] [--mode paper|sandbox|live] [--duration S]
+botrun sim VENUE [--port N] [--seed N]
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def load_strategy_class(path: str) -> type[Strategy]:
     if isinstance(named, type) and issubclass(named, Strategy):
         return named
     found = [
-        obj for _, obj in inspect.getmembers(module, inspect.isclass)
+        obj
+        for _, obj in inspect.getmembers(module, inspect.isclass)
         if issubclass(obj, Strategy) and obj is not Strategy and obj.__module__ == module.__name__
     ]
     if len(found) != 1:

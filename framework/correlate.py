@@ -36,7 +36,7 @@ class Correlator:
 
     def new_id(self) -> str:
         rid = f"{self._prefix}{next(self._ids)}"
-        return rid[-self._max_len:]
+        return rid[-self._max_len :]
 
     def register(self, request_id: str) -> None:
         if request_id in self._pending:

@@ -52,8 +52,16 @@ _ZERO = Decimal(0)
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.PENDING: frozenset({S.SUBMITTED, S.REJECTED, S.UNKNOWN, S.CANCELLED}),
     S.SUBMITTED: frozenset(
-        {S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCEL_REQUESTED,
-         S.CANCELLED, S.EXPIRED, S.UNKNOWN}
+        {
+            S.ACCEPTED,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.REJECTED,
+            S.CANCEL_REQUESTED,
+            S.CANCELLED,
+            S.EXPIRED,
+            S.UNKNOWN,
+        }
     ),
     S.ACCEPTED: frozenset(
         {S.PARTIALLY_FILLED, S.FILLED, S.CANCEL_REQUESTED, S.CANCELLED, S.EXPIRED, S.UNKNOWN}
@@ -66,8 +74,16 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
         {S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.EXPIRED, S.ACCEPTED, S.UNKNOWN}
     ),
     S.UNKNOWN: frozenset(
-        {S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCEL_REQUESTED,
-         S.CANCELLED, S.REJECTED, S.EXPIRED}
+        {
+            S.SUBMITTED,
+            S.ACCEPTED,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.CANCEL_REQUESTED,
+            S.CANCELLED,
+            S.REJECTED,
+            S.EXPIRED,
+        }
     ),
     S.FILLED: frozenset(),
     S.CANCELLED: frozenset(),
@@ -229,8 +245,11 @@ class OrderManager:
             order.reason = reason
             self.counts["refused"] += 1
             log.warning(
-                "order refused", venue=venue, symbol=symbol,
-                client_order_id=order.client_order_id, reason=reason,
+                "order refused",
+                venue=venue,
+                symbol=symbol,
+                client_order_id=order.client_order_id,
+                reason=reason,
             )
             self.publish(self._event(order, OrderRejected, reason=reason))
             handle._finish()
@@ -261,7 +280,9 @@ class OrderManager:
             return False
         if price is None and quantity is None:
             return False
-        if (price is not None and price <= 0) or (quantity is not None and quantity <= order.filled_qty):
+        if (price is not None and price <= 0) or (
+            quantity is not None and quantity <= order.filled_qty
+        ):
             return False
         inst = self.instruments.get((order.venue, order.symbol))
         if inst is not None and price is not None and inst.tick and price % inst.tick != 0:
@@ -280,8 +301,12 @@ class OrderManager:
                 with trio.fail_after(self.request_timeout_s):
                     report = await client.modify(order, price, quantity)
             except OrderRefused as exc:
-                log.warning("modify refused", venue=order.venue,
-                            client_order_id=order.client_order_id, reason=exc.reason)
+                log.warning(
+                    "modify refused",
+                    venue=order.venue,
+                    client_order_id=order.client_order_id,
+                    reason=exc.reason,
+                )
                 self.counts["modify_refused"] += 1
                 return
             except Exception as exc:
@@ -299,7 +324,8 @@ class OrderManager:
 
     def open_orders(self, venue: str | None = None, symbol: str | None = None) -> list[Order]:
         return [
-            o for o in self.orders.values()
+            o
+            for o in self.orders.values()
             if o.is_open and venue in (None, o.venue) and symbol in (None, o.symbol)
         ]
 
@@ -391,14 +417,21 @@ class OrderManager:
                 # the venue would not cancel (already filled, cancelled...): ask what it is
                 order.cancel_pending = False
                 log.info(
-                    "cancel refused; reconciling", venue=order.venue,
-                    client_order_id=order.client_order_id, reason=str(exc),
+                    "cancel refused; reconciling",
+                    venue=order.venue,
+                    client_order_id=order.client_order_id,
+                    reason=str(exc),
                 )
                 if order.status is S.CANCEL_REQUESTED:
-                    self.on_execution(ExecutionReport(
-                        order.venue, order.client_order_id, status=S.ACCEPTED,
-                        reason=f"cancel refused: {exc}", cancel_rejected=True,
-                    ))
+                    self.on_execution(
+                        ExecutionReport(
+                            order.venue,
+                            order.client_order_id,
+                            status=S.ACCEPTED,
+                            reason=f"cancel refused: {exc}",
+                            cancel_rejected=True,
+                        )
+                    )
                 await self._reconcile(order)
                 return
             except Exception as exc:
@@ -425,7 +458,8 @@ class OrderManager:
         if order is None:
             self.counts["reports_for_unknown_orders"] += 1
             log.warning(
-                "report for an order this session does not know", venue=report.venue,
+                "report for an order this session does not know",
+                venue=report.venue,
                 client_order_id=report.client_order_id,
             )
             return
@@ -487,8 +521,10 @@ class OrderManager:
         order.fill_ids.add(fill_id)
         if order.status.is_terminal:
             log.warning(
-                "fill after terminal state", venue=order.venue,
-                client_order_id=order.client_order_id, status=order.status.value,
+                "fill after terminal state",
+                venue=order.venue,
+                client_order_id=order.client_order_id,
+                status=order.status.value,
             )
             self.counts["late_fills"] += 1
         new_filled = order.filled_qty + qty
@@ -506,11 +542,21 @@ class OrderManager:
         cls = OrderFilled if full else OrderPartiallyFilled
         self.publish(
             cls(
-                venue=order.venue, symbol=order.symbol, client_order_id=order.client_order_id,
-                venue_order_id=order.venue_order_id, status=order.status, ts_ns=ts,
-                fill_id=fill_id, side=order.side, price=price, quantity=qty, fee=report.fee,
-                fee_asset=report.fee_asset, liquidity=report.liquidity,
-                cum_qty=order.filled_qty, avg_price=order.avg_price,
+                venue=order.venue,
+                symbol=order.symbol,
+                client_order_id=order.client_order_id,
+                venue_order_id=order.venue_order_id,
+                status=order.status,
+                ts_ns=ts,
+                fill_id=fill_id,
+                side=order.side,
+                price=price,
+                quantity=qty,
+                fee=report.fee,
+                fee_asset=report.fee_asset,
+                liquidity=report.liquidity,
+                cum_qty=order.filled_qty,
+                avg_price=order.avg_price,
             )
         )
         if order.status.is_terminal:
@@ -520,8 +566,12 @@ class OrderManager:
         if status not in TRANSITIONS[order.status]:
             self.counts["impossible_transitions"] += 1
             log.warning(
-                "impossible transition not applied", venue=order.venue, symbol=order.symbol,
-                client_order_id=order.client_order_id, frm=order.status.value, to=status.value,
+                "impossible transition not applied",
+                venue=order.venue,
+                symbol=order.symbol,
+                client_order_id=order.client_order_id,
+                frm=order.status.value,
+                to=status.value,
             )
             return False
         order.status = status
@@ -530,12 +580,17 @@ class OrderManager:
         self._touch(order)
         cls = _EVENT_FOR.get(status)
         if cls is not None:
-            extra = {"reason": reason or ""} if cls in (
-                OrderRejected, OrderCancelled, OrderUnknown) else {}
+            extra = (
+                {"reason": reason or ""}
+                if cls in (OrderRejected, OrderCancelled, OrderUnknown)
+                else {}
+            )
             self.publish(self._event(order, cls, **extra))
         elif status is S.FILLED:
             log.info(
-                "venue says filled", venue=order.venue, client_order_id=order.client_order_id,
+                "venue says filled",
+                venue=order.venue,
+                client_order_id=order.client_order_id,
                 filled=str(order.filled_qty),
             )
         if status.is_terminal:
@@ -548,8 +603,12 @@ class OrderManager:
 
     def _event(self, order: Order, cls: type[OrderEvent], **extra: Any) -> OrderEvent:
         return cls(
-            venue=order.venue, symbol=order.symbol, client_order_id=order.client_order_id,
-            venue_order_id=order.venue_order_id, status=order.status, ts_ns=order.updated_ns,
+            venue=order.venue,
+            symbol=order.symbol,
+            client_order_id=order.client_order_id,
+            venue_order_id=order.venue_order_id,
+            status=order.status,
+            ts_ns=order.updated_ns,
             **extra,
         )
 
@@ -586,8 +645,10 @@ class OrderManager:
         except Exception as exc:
             self.counts["reconcile_errors"] += 1
             log.warning(
-                "reconciliation failed; will retry", venue=order.venue,
-                client_order_id=order.client_order_id, error=f"{type(exc).__name__}: {exc}",
+                "reconciliation failed; will retry",
+                venue=order.venue,
+                client_order_id=order.client_order_id,
+                error=f"{type(exc).__name__}: {exc}",
             )
             if order.status is not S.UNKNOWN:
                 self._to_unknown(order, f"reconcile: {exc}")

@@ -86,7 +86,9 @@ class PaperBroker(ExecutionClient):
         if book is None or not book.is_synced:
             raise OrderRefused("paper: no synced book to fill against")
         accepted = ExecutionReport(
-            self.venue, order.client_order_id, status=OrderStatus.ACCEPTED,
+            self.venue,
+            order.client_order_id,
+            status=OrderStatus.ACCEPTED,
             venue_order_id=f"paper-{order.client_order_id}",
         )
         if order.type is OrderType.MARKET:
@@ -100,10 +102,14 @@ class PaperBroker(ExecutionClient):
             raise OrderRefused("post-only order would take liquidity")
         if order.tif is TimeInForce.FOK and self._available(order, book) < order.quantity:
             self._report(accepted)
-            self._report(ExecutionReport(
-                self.venue, order.client_order_id, status=OrderStatus.CANCELLED,
-                reason="FOK not fully fillable",
-            ))
+            self._report(
+                ExecutionReport(
+                    self.venue,
+                    order.client_order_id,
+                    status=OrderStatus.CANCELLED,
+                    reason="FOK not fully fillable",
+                )
+            )
             return None
         self._report(accepted)
         if crosses:
@@ -149,8 +155,9 @@ class PaperBroker(ExecutionClient):
                 break
             order = rest.order
             assert order.price is not None
-            through = trade.price < order.price if order.side is Side.BUY else (
-                trade.price > order.price)
+            through = (
+                trade.price < order.price if order.side is Side.BUY else (trade.price > order.price)
+            )
             at = trade.price == order.price
             if not (through or at):
                 continue
@@ -177,12 +184,17 @@ class PaperBroker(ExecutionClient):
             order = rest.order
             assert order.price is not None
             # cancellations ahead of us shrink the level; we cannot be further back than it is
-            rest.queue_ahead = min(rest.queue_ahead, book.size_at(order.side is Side.BUY,
-                                                                  order.price))
+            rest.queue_ahead = min(
+                rest.queue_ahead, book.size_at(order.side is Side.BUY, order.price)
+            )
             if self._crosses(order, book):
                 # the market traded through our price: we would have been hit at our price
-                self._fill(order, order.price, min(order.remaining, self._available(order, book)),
-                           Liquidity.MAKER)
+                self._fill(
+                    order,
+                    order.price,
+                    min(order.remaining, self._available(order, book)),
+                    Liquidity.MAKER,
+                )
                 if order.remaining <= 0:
                     resting.pop(order.client_order_id, None)
 
@@ -218,10 +230,14 @@ class PaperBroker(ExecutionClient):
 
     def _end_unfilled(self, order: Order) -> None:
         if order.remaining > 0:
-            self._report(ExecutionReport(
-                self.venue, order.client_order_id, status=OrderStatus.CANCELLED,
-                reason="unfilled remainder of an immediate order",
-            ))
+            self._report(
+                ExecutionReport(
+                    self.venue,
+                    order.client_order_id,
+                    status=OrderStatus.CANCELLED,
+                    reason="unfilled remainder of an immediate order",
+                )
+            )
 
     def _fill(self, order: Order, price: Decimal, qty: Decimal, liquidity: Liquidity) -> None:
         if qty <= 0:
@@ -232,14 +248,19 @@ class PaperBroker(ExecutionClient):
         if inst is not None:
             signed = qty if order.side is Side.BUY else -qty
             self.balances[inst.base] = self.balances.get(inst.base, _ZERO) + signed
-            self.balances[inst.quote] = (
-                self.balances.get(inst.quote, _ZERO) - signed * price - fee
+            self.balances[inst.quote] = self.balances.get(inst.quote, _ZERO) - signed * price - fee
+        self._report(
+            ExecutionReport(
+                self.venue,
+                order.client_order_id,
+                fill_id=f"paper-{next(self._fill_ids)}",
+                fill_price=price,
+                fill_qty=qty,
+                fee=fee,
+                fee_asset=inst.quote if inst else None,
+                liquidity=liquidity,
             )
-        self._report(ExecutionReport(
-            self.venue, order.client_order_id, fill_id=f"paper-{next(self._fill_ids)}",
-            fill_price=price, fill_qty=qty, fee=fee,
-            fee_asset=inst.quote if inst else None, liquidity=liquidity,
-        ))
+        )
         if inst is not None:
             self._publish_balance(inst.base)
             self._publish_balance(inst.quote)
@@ -250,5 +271,6 @@ class PaperBroker(ExecutionClient):
 
     def _publish_balance(self, asset: str) -> None:
         if self.ctx is not None:
-            self.ctx.publish(Balance(self.venue, asset, self.balances[asset], _ZERO,
-                                      time.time_ns()))
+            self.ctx.publish(
+                Balance(self.venue, asset, self.balances[asset], _ZERO, time.time_ns())
+            )

@@ -47,9 +47,13 @@ class Portfolio:
             elif (book.quantity > 0) != (q > 0):
                 book.avg_price = fill.price  # flipped: the rest opens at this price
         return Position(
-            venue=fill.venue, symbol=fill.symbol, quantity=book.quantity,
-            avg_price=book.avg_price, realized_pnl=book.realized - book.fees,
-            unrealized_pnl=None, ts_ns=fill.ts_ns,
+            venue=fill.venue,
+            symbol=fill.symbol,
+            quantity=book.quantity,
+            avg_price=book.avg_price,
+            realized_pnl=book.realized - book.fees,
+            unrealized_pnl=None,
+            ts_ns=fill.ts_ns,
         )
 
     def on_balance(self, balance: Balance) -> None:

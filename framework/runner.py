@@ -98,7 +98,8 @@ class Engine:
             # paper orders never leave the process, so there is no venue truth to reconcile a
             # journal with after a restart: paper mode journals in memory
             journal_path = (
-                ":memory:" if self.mode == "paper"
+                ":memory:"
+                if self.mode == "paper"
                 else str(Path(config.botrun.journal_dir) / f"journal-{self.mode}.sqlite")
             )
         self.journal = Journal(journal_path)
@@ -170,7 +171,8 @@ class Engine:
         client = None
         if self.mode == "paper":
             client = PaperBroker(
-                name, self.config.paper,
+                name,
+                self.config.paper,
                 book=lambda symbol, _v=name: self.books.get((_v, symbol)),
                 instruments=runtime.instruments,
             )
@@ -192,7 +194,9 @@ class Engine:
 
     def _start_stream(self, stream: Stream, nursery: trio.Nursery) -> None:
         session = WsSession(
-            stream, on_status=self._on_venue_status, on_books_lost=self._books_lost,
+            stream,
+            on_status=self._on_venue_status,
+            on_books_lost=self._books_lost,
             on_reconnected=self._reconnected,
         )
         stream.emit = self.on_event
@@ -313,8 +317,11 @@ class Engine:
             if session is not None and all(
                 self.books[(snap.venue, s)].is_synced for s in session.stream.books()
             ):
-                self._on_venue_status(VenueStatus(
-                    snap.venue, VenueState.SYNCED, snap.epoch, stream=session.stream.name))
+                self._on_venue_status(
+                    VenueStatus(
+                        snap.venue, VenueState.SYNCED, snap.epoch, stream=session.stream.name
+                    )
+                )
         elif snap.final:
             self._book_status(book, snap.epoch)
             self._resync(book)
@@ -347,7 +354,10 @@ class Engine:
 
     def _on_venue_status(self, status: VenueStatus) -> None:
         log.info(
-            "venue status", venue=status.venue, stream=status.stream, state=status.state.value,
+            "venue status",
+            venue=status.venue,
+            stream=status.stream,
+            state=status.state.value,
             reason=status.reason,
         )
         self.bus.publish(status)
@@ -411,14 +421,17 @@ class Engine:
         positions = []
         for venue, symbol in self.portfolio.symbols():
             mark = self.mark(venue, symbol)
-            positions.append({
-                "venue": venue, "symbol": symbol,
-                "quantity": self.portfolio.position(venue, symbol),
-                "avg_price": self.portfolio.avg_price(venue, symbol),
-                "realized_pnl": self.portfolio.realized_pnl(venue, symbol),
-                "unrealized_pnl": self.portfolio.unrealized_pnl(venue, symbol, mark),
-                "mark": mark,
-            })
+            positions.append(
+                {
+                    "venue": venue,
+                    "symbol": symbol,
+                    "quantity": self.portfolio.position(venue, symbol),
+                    "avg_price": self.portfolio.avg_price(venue, symbol),
+                    "realized_pnl": self.portfolio.realized_pnl(venue, symbol),
+                    "unrealized_pnl": self.portfolio.unrealized_pnl(venue, symbol, mark),
+                    "mark": mark,
+                }
+            )
         return {
             "mode": self.mode,
             "events": dict(self.event_counts),

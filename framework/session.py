@@ -157,12 +157,19 @@ class WsSession:
 
     def _auth_refused(self, reason: str) -> float:
         """Credentials refused: retrying at once cannot help, so back off long and say so."""
-        self._log.error("authentication refused; backing off", reason=reason,
-                        delay_s=self.auth_backoff_s)
+        self._log.error(
+            "authentication refused; backing off", reason=reason, delay_s=self.auth_backoff_s
+        )
         self.stream.on_auth_rejected()
-        self._on_status(VenueStatus(self.venue, VenueState.DISCONNECTED, self.epoch,
-                                    reason=f"authentication refused: {reason}",
-                                    stream=self.stream.name))
+        self._on_status(
+            VenueStatus(
+                self.venue,
+                VenueState.DISCONNECTED,
+                self.epoch,
+                reason=f"authentication refused: {reason}",
+                stream=self.stream.name,
+            )
+        )
         return self.auth_backoff_s
 
     async def _connect_once(self) -> None:
@@ -268,8 +275,10 @@ class WsSession:
 
     def _bad_frame(self, frame: str | bytes, reason: str) -> None:
         self.counts["bad_frames"] += 1
-        excerpt = frame[:_EXCERPT] if isinstance(frame, str) else frame[:_EXCERPT].decode(
-            "utf-8", "replace"
+        excerpt = (
+            frame[:_EXCERPT]
+            if isinstance(frame, str)
+            else frame[:_EXCERPT].decode("utf-8", "replace")
         )
         self._log.warning("bad frame skipped", reason=reason, excerpt=excerpt)
 

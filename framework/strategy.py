@@ -66,6 +66,7 @@ class Strategy:
     def on_trade(self, event: PublicTrade) -> None: ...
     def on_order(self, event: OrderEvent) -> None:
         """Every order event; the specific handlers below are called after it."""
+
     def on_accepted(self, event: OrderAccepted) -> None: ...
     def on_rejected(self, event: OrderRejected) -> None: ...
     def on_partial_fill(self, event: OrderPartiallyFilled) -> None: ...
@@ -130,8 +131,15 @@ class Strategy:
         if order_type is OrderType.MARKET and tif is TimeInForce.GTC:
             tif = TimeInForce.IOC
         return self.engine.orders.submit(
-            venue=venue, symbol=symbol, side=side, quantity=quantity, price=price,
-            type=order_type, tif=tif, post_only=post_only, expire_at_ns=expire_at_ns,
+            venue=venue,
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            price=price,
+            type=order_type,
+            tif=tif,
+            post_only=post_only,
+            expire_at_ns=expire_at_ns,
             strategy=self.name,
         )
 
@@ -153,11 +161,16 @@ class Strategy:
         coid = order if isinstance(order, str) else order.client_order_id
         return self.engine.orders.modify(coid, price=price, quantity=quantity)
 
-    def on(self, event_type: type, handler: Callable[[Any], None], *,
-           venue: str | None = None, symbol: str | None = None) -> None:
+    def on(
+        self,
+        event_type: type,
+        handler: Callable[[Any], None],
+        *,
+        venue: str | None = None,
+        symbol: str | None = None,
+    ) -> None:
         """Subscribe a handler to any event type, including venue-specific ones (e.g. RFQs)."""
-        self.engine.bus.subscribe(event_type, handler, venue=venue, symbol=symbol,
-                                  owner=self.name)
+        self.engine.bus.subscribe(event_type, handler, venue=venue, symbol=symbol, owner=self.name)
 
     def venue_client(self, venue: str) -> Any:
         """The venue's execution client, for venue-specific actions (e.g. posting an RFQ)."""
@@ -188,9 +201,7 @@ class Strategy:
         return self.engine.book(venue, symbol)
 
     def open_orders(self, venue: str | None = None, symbol: str | None = None) -> list[Order]:
-        return [
-            o for o in self.engine.orders.open_orders(venue, symbol) if o.strategy == self.name
-        ]
+        return [o for o in self.engine.orders.open_orders(venue, symbol) if o.strategy == self.name]
 
     def position(self, venue: str, symbol: str) -> Decimal:
         return self.engine.portfolio.position(venue, symbol)

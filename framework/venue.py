@@ -190,14 +190,10 @@ class Venue(abc.ABC):
     supports_orders: ClassVar[bool] = True
 
     @abc.abstractmethod
-    async def start_simulator(
-        self, cfg: Any, nursery: trio.Nursery
-    ) -> SimHandle: ...
+    async def start_simulator(self, cfg: Any, nursery: trio.Nursery) -> SimHandle: ...
 
     @abc.abstractmethod
-    async def build(
-        self, cfg: Any, sim: SimHandle | None, http: Any
-    ) -> VenueRuntime:
+    async def build(self, cfg: Any, sim: SimHandle | None, http: Any) -> VenueRuntime:
         """Create streams and execution client for the configured endpoint.
 
         `sim` is the embedded simulator when `cfg.endpoint == "sim"`, else None.

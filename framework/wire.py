@@ -54,7 +54,7 @@ def iso_to_ns(text: Any, field: str = "time") -> int:
         offset = "+" + offset
     main, _, frac = body.partition(".")
     # isascii: str.isdigit() also accepts "²" (int() then raises) and non-ASCII digit scripts
-    if frac and not (frac.isascii() and frac.isdigit()) or len(frac) > 9:
+    if (frac and not (frac.isascii() and frac.isdigit())) or len(frac) > 9:
         raise FrameError(f"{field}: bad fraction in {text!r}")
     try:
         seconds = _epoch_seconds(main + offset)

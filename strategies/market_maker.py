@@ -35,7 +35,8 @@ class MarketMaker(Strategy):
         working = self.open_orders(self.venue, self.symbol)
         sides = {o.side for o in working}
         moved = self.quoted_mid is None or abs(mid - self.quoted_mid) >= (
-            self.requote_ticks * self.tick)
+            self.requote_ticks * self.tick
+        )
         if not moved and len(sides) == 2:
             return
         for order in working:
@@ -51,8 +52,13 @@ class MarketMaker(Strategy):
         self.quoted_mid = mid
 
     def on_filled(self, event: OrderFill) -> None:
-        self.log.info("filled", side=event.side.value, price=str(event.price),
-                      qty=str(event.quantity), client_order_id=event.client_order_id)
+        self.log.info(
+            "filled",
+            side=event.side.value,
+            price=str(event.price),
+            qty=str(event.quantity),
+            client_order_id=event.client_order_id,
+        )
 
     def on_partial_fill(self, event: OrderFill) -> None:
         self.on_filled(event)

@@ -29,5 +29,10 @@ class Taker(Strategy):
         self.buy_next = not self.buy_next
 
     def on_filled(self, event: OrderFill) -> None:
-        self.log.info("filled", side=event.side.value, price=str(event.price),
-                      qty=str(event.quantity), fee=str(event.fee))
+        self.log.info(
+            "filled",
+            side=event.side.value,
+            price=str(event.price),
+            qty=str(event.quantity),
+            fee=str(event.fee),
+        )

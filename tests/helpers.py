@@ -66,10 +66,7 @@ def session(engine: Engine, name: str) -> WsSession:
 async def drain(engine: Engine, sess: WsSession, path_prefix: str) -> None:
     """Wait until the session has processed every frame the simulator queued on its connection."""
     sim = next(iter(engine.simulators.values())).simulator
-    conns = [
-        c for c in sim.app.ws_connections
-        if c.path.startswith(path_prefix) and not c.closed
-    ]
+    conns = [c for c in sim.app.ws_connections if c.path.startswith(path_prefix) and not c.closed]
     assert len(conns) == 1, [c.path for c in sim.app.ws_connections]
     with trio.fail_after(HANG_GUARD_S):
         await sess.wait_frames(conns[0].enqueued)

@@ -109,7 +109,7 @@ def test_decimal_from_toml_float_keeps_its_decimal_text() -> None:
     assert cfg.paper.maker_fee_rate == D("0.0002")
     assert cfg.paper.taker_fee_rate == D("0.0003")
     assert cfg.paper.balances == {"USD": D("100000"), "BTC": D("0.3")}
-    assert D(0.1) != D("0.1")  # what a naive conversion would have produced
+    assert D(float("0.1")) != D("0.1")  # what a naive conversion would have produced
 
 
 def test_load_reports_unreadable_and_malformed_files(tmp_path: Path) -> None:

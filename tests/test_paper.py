@@ -85,11 +85,15 @@ class Setup:
         assert self.book.apply_snapshot(BookSnapshot(VENUE, SYM, bids, asks, None, 0, 1))
         self.ctx = Ctx()
         cfg = PaperConfig(
-            maker_fee_rate=MAKER, taker_fee_rate=TAKER, latency_ms=5.0,
+            maker_fee_rate=MAKER,
+            taker_fee_rate=TAKER,
+            latency_ms=5.0,
             balances={"USD": D("10000"), "BTC": D("1")},
         )
         self.broker = PaperBroker(
-            VENUE, cfg, book=lambda s: self.book if s == SYM else None,
+            VENUE,
+            cfg,
+            book=lambda s: self.book if s == SYM else None,
             instruments={SYM: Instrument(VENUE, SYM, "BTC", "USD")},
         )
         self.broker.bind(self.ctx)
@@ -104,9 +108,15 @@ class Setup:
         post_only: bool = False,
     ) -> Order:
         o = Order(
-            client_order_id=f"p{next(_ids)}", venue=VENUE, symbol=SYM, side=side,
-            type=OrderType.MARKET if price is None else OrderType.LIMIT, quantity=D(qty),
-            price=None if price is None else D(price), tif=tif, post_only=post_only,
+            client_order_id=f"p{next(_ids)}",
+            venue=VENUE,
+            symbol=SYM,
+            side=side,
+            type=OrderType.MARKET if price is None else OrderType.LIMIT,
+            quantity=D(qty),
+            price=None if price is None else D(price),
+            tif=tif,
+            post_only=post_only,
         )
         self.ctx.orders[o.client_order_id] = o
         return o
@@ -350,8 +360,9 @@ async def test_paper_fills_reach_the_order_manager(autojump_clock: MockClock) ->
     s.broker.bind(s.ctx)
     async with trio.open_nursery() as nursery:
         await nursery.start(om.run)
-        handle = om.submit(venue=VENUE, symbol=SYM, side=Side.BUY, quantity=D("2"),
-                           type=OrderType.MARKET)
+        handle = om.submit(
+            venue=VENUE, symbol=SYM, side=Side.BUY, quantity=D("2"), type=OrderType.MARKET
+        )
         order = await handle.done()
         nursery.cancel_scope.cancel()
     assert order.status is S.FILLED

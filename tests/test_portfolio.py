@@ -15,8 +15,17 @@ _ids = itertools.count()
 def fill(side: Side, qty: str, price: str, fee: str = "0", symbol: str = SYM) -> OrderFilled:
     n = next(_ids)
     return OrderFilled(
-        VENUE, symbol, f"c{n}", None, OrderStatus.FILLED, n, fill_id=f"f{n}", side=side,
-        price=D(price), quantity=D(qty), fee=D(fee),
+        VENUE,
+        symbol,
+        f"c{n}",
+        None,
+        OrderStatus.FILLED,
+        n,
+        fill_id=f"f{n}",
+        side=side,
+        price=D(price),
+        quantity=D(qty),
+        fee=D(fee),
     )
 
 

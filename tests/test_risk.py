@@ -26,8 +26,14 @@ def order(
     filled: str = "0",
 ) -> Order:
     return Order(
-        client_order_id=f"o{next(_ids)}", venue=VENUE, symbol=symbol, side=side, type=type,
-        quantity=D(qty), price=None if price is None else D(price), filled_qty=D(filled),
+        client_order_id=f"o{next(_ids)}",
+        venue=VENUE,
+        symbol=symbol,
+        side=side,
+        type=type,
+        quantity=D(qty),
+        price=None if price is None else D(price),
+        filled_qty=D(filled),
     )
 
 

@@ -36,7 +36,11 @@ _URLS = {
     ),
 }
 _AMOUNT_STEP = Decimal("0.00000001")
-SIM_CLIENT_ID, SIM_CLIENT_SECRET, SIM_PROFILE_ID = "sim-client", "sim-secret", "sim-profile"  # Paxos amounts: 8 decimals
+SIM_CLIENT_ID, SIM_CLIENT_SECRET, SIM_PROFILE_ID = (
+    "sim-client",
+    "sim-secret",
+    "sim-profile",
+)  # Paxos amounts: 8 decimals
 
 
 @attrs.define(kw_only=True)
@@ -106,14 +110,23 @@ class PaxosVenue(_Venue):
             oauth = http(oauth_base, timeout_s=cfg.request_timeout_s)
             if cfg.book_source == "sor":
                 sor_tokens = TokenSource(oauth, "/oauth2/token", client_id, secret, (SOR_SCOPE,))
-                streams.append(SorStream(
-                    ws_base, sor_tokens, cfg.markets, book=True,
-                    top_of_book=cfg.top_of_book, executions=cfg.trades,
-                ))
+                streams.append(
+                    SorStream(
+                        ws_base,
+                        sor_tokens,
+                        cfg.markets,
+                        book=True,
+                        top_of_book=cfg.top_of_book,
+                        executions=cfg.trades,
+                    )
+                )
             if profile_id:
                 tokens = TokenSource(oauth, "/oauth2/token", client_id, secret, REST_SCOPES)
                 execution = PaxosExecution(
-                    rest, tokens, profile_id, poll_interval_s=cfg.poll_interval_s,
+                    rest,
+                    tokens,
+                    profile_id,
+                    poll_interval_s=cfg.poll_interval_s,
                     balance_interval_s=cfg.balance_interval_s,
                 )
         return VenueRuntime(streams=streams, execution=execution, instruments=instruments)
@@ -131,8 +144,12 @@ class PaxosVenue(_Venue):
 
                 raise ConfigError(f"venues.paxos.markets: {market} is not listed by the venue")
             out[market] = Instrument(
-                NAME, market, info["base_asset"], info["quote_asset"],
-                tick=Decimal(info["tick_rate"]), lot=_AMOUNT_STEP,
+                NAME,
+                market,
+                info["base_asset"],
+                info["quote_asset"],
+                tick=Decimal(info["tick_rate"]),
+                lot=_AMOUNT_STEP,
             )
         return out
 

@@ -84,7 +84,10 @@ class TokenSource:
     async def _fetch(self) -> None:
         try:
             body = await request_json(
-                self._http, "POST", self._path, venue=VENUE,
+                self._http,
+                "POST",
+                self._path,
+                venue=VENUE,
                 data={
                     "grant_type": "client_credentials",
                     "client_id": self._client_id,
@@ -217,8 +220,10 @@ class SorStream(Stream):
             raise FrameError(f"SOR error: {msg.get('error')}")
         for channel in msg.get("channels") or []:
             if channel.get("success") is False and channel.get("error") != "NO_EFFECT_ACTION":
-                error = f"{msg.get('type')} {channel.get('type')} {channel.get('params')}: " \
-                        f"{channel.get('error')}"
+                error = (
+                    f"{msg.get('type')} {channel.get('type')} {channel.get('params')}: "
+                    f"{channel.get('error')}"
+                )
                 self.errors.append(error)
                 log.error("SOR channel refused", venue=VENUE, error=error)
 
@@ -299,9 +304,7 @@ class PaxosExecution(ExecutionClient):
     async def submit(self, order: Order) -> ExecutionReport | None:
         body = order_body(order)
         try:
-            data = await self._call(
-                "POST", f"profiles/{self.profile_id}/orders", json=body
-            )
+            data = await self._call("POST", f"profiles/{self.profile_id}/orders", json=body)
         except HttpProblem as exc:
             if exc.status == 409 and exc.slug == "already-exists":
                 # ref_id is the idempotency key: a resend after a lost reply is the same order
@@ -341,8 +344,11 @@ class PaxosExecution(ExecutionClient):
                 try:
                     await self.cancel(order)
                 except (OrderRefused, OrderNotFound) as exc:
-                    log.info("cancel_all: not cancelled", client_order_id=order.client_order_id,
-                             reason=str(exc))
+                    log.info(
+                        "cancel_all: not cancelled",
+                        client_order_id=order.client_order_id,
+                        reason=str(exc),
+                    )
 
     async def query_order(self, order: Order) -> ExecutionReport | None:
         items = await self._orders_by_ref([order.client_order_id])
@@ -361,12 +367,14 @@ class PaxosExecution(ExecutionClient):
         while True:
             await trio.sleep(self.poll_interval_s)
             assert self.ctx is not None
-            working = [o for o in self.ctx.open_orders(VENUE) if o.status is not OrderStatus.PENDING]
+            working = [
+                o for o in self.ctx.open_orders(VENUE) if o.status is not OrderStatus.PENDING
+            ]
             if not working:
                 continue
             try:
                 for start in range(0, len(working), 100):
-                    refs = [o.client_order_id for o in working[start:start + 100]]
+                    refs = [o.client_order_id for o in working[start : start + 100]]
                     for item in await self._orders_by_ref(refs):
                         report = await self._sync(item)
                         self.ctx.on_report(report)
@@ -386,8 +394,11 @@ class PaxosExecution(ExecutionClient):
         now = time.time_ns()
         for item in data.get("items", []):
             balance = Balance(
-                VENUE, item["asset"], dec(item.get("available", "0"), "available"),
-                dec(item.get("trading", "0") or "0", "trading"), now,
+                VENUE,
+                item["asset"],
+                dec(item.get("available", "0"), "available"),
+                dec(item.get("trading", "0") or "0", "trading"),
+                now,
             )
             if self.ctx is not None:
                 self.ctx.publish(balance)
@@ -413,7 +424,8 @@ class PaxosExecution(ExecutionClient):
 
     async def _report_executions(self, coid: str, venue_id: str) -> None:
         data = await self._call(
-            "GET", "executions",
+            "GET",
+            "executions",
             params={"profile_id": self.profile_id, "order_id": venue_id, "limit": "1000"},
         )
         seen = self._seen_exec.setdefault(venue_id, set())
@@ -425,16 +437,26 @@ class PaxosExecution(ExecutionClient):
             qty = dec(item.get("amount"), "amount")
             self._exec_cum[venue_id] = self._exec_cum.get(venue_id, Decimal(0)) + qty
             if self.ctx is not None:
-                self.ctx.on_report(ExecutionReport(
-                    VENUE, coid, venue_order_id=venue_id, fill_id=exec_id,
-                    fill_price=dec(item.get("price"), "price"), fill_qty=qty,
-                    fee=dec(item.get("commission") or "0", "commission"),
-                    fee_asset=item.get("commission_asset"),
-                ))
+                self.ctx.on_report(
+                    ExecutionReport(
+                        VENUE,
+                        coid,
+                        venue_order_id=venue_id,
+                        fill_id=exec_id,
+                        fill_price=dec(item.get("price"), "price"),
+                        fill_qty=qty,
+                        fee=dec(item.get("commission") or "0", "commission"),
+                        fee_asset=item.get("commission_asset"),
+                    )
+                )
 
 
 def make_token_source(
-    http_factory: Callable[..., httpx.AsyncClient], oauth_base: str, token_path: str,
-    client_id: str, secret: str, scopes: tuple[str, ...],
+    http_factory: Callable[..., httpx.AsyncClient],
+    oauth_base: str,
+    token_path: str,
+    client_id: str,
+    secret: str,
+    scopes: tuple[str, ...],
 ) -> TokenSource:
     return TokenSource(http_factory(oauth_base), token_path, client_id, secret, scopes)

@@ -106,10 +106,18 @@ class PublicDecoder:
             else:
                 raise FrameError(f"side: unexpected {side!r}")
         elif kind == "SNAPSHOT":
-            self.emit(BookSnapshot(
-                VENUE, market, levels(msg.get("bids"), "bids"), levels(msg.get("asks"), "asks"),
-                None, recv_ns, self.epoch, final=is_final(msg.get("final_snapshot")),
-            ))
+            self.emit(
+                BookSnapshot(
+                    VENUE,
+                    market,
+                    levels(msg.get("bids"), "bids"),
+                    levels(msg.get("asks"), "asks"),
+                    None,
+                    recv_ns,
+                    self.epoch,
+                    final=is_final(msg.get("final_snapshot")),
+                )
+            )
         else:
             raise FrameError(f"unknown type {kind!r}")
 
@@ -131,8 +139,9 @@ class PublicDecoder:
         # the first frame after (re)connecting repeats the last execution
         if not self.match_numbers.first_time(match_number):
             return
-        self.emit(PublicTrade(VENUE, market, price, amount, None, match_number, ts, recv_ns,
-                              self.epoch))
+        self.emit(
+            PublicTrade(VENUE, market, price, amount, None, match_number, ts, recv_ns, self.epoch)
+        )
 
     def stablecoin(self, frame: str | bytes, recv_ns: int) -> None:
         msg = loads(frame)
@@ -175,17 +184,32 @@ class SorDecoder:
         elif channel == "market_data.top_of_book":
             bids = levels(payload.get("bids"), "bids")
             asks = levels(payload.get("asks"), "asks")
-            self.emit(TopOfBook(
-                VENUE, _market(payload), bids[0] if bids else None, asks[0] if asks else None,
-                iso_to_ns(payload.get("timestamp"), "timestamp"), recv_ns, self.epoch,
-            ))
+            self.emit(
+                TopOfBook(
+                    VENUE,
+                    _market(payload),
+                    bids[0] if bids else None,
+                    asks[0] if asks else None,
+                    iso_to_ns(payload.get("timestamp"), "timestamp"),
+                    recv_ns,
+                    self.epoch,
+                )
+            )
         elif channel == "execution_data":
             # SOR executions have no match_number, so they cannot be de-duplicated
-            self.emit(PublicTrade(
-                VENUE, _market(payload), dec(payload.get("price"), "price"),
-                dec(payload.get("amount"), "amount"), None, None,
-                iso_to_ns(payload.get("executed_at"), "executed_at"), recv_ns, self.epoch,
-            ))
+            self.emit(
+                PublicTrade(
+                    VENUE,
+                    _market(payload),
+                    dec(payload.get("price"), "price"),
+                    dec(payload.get("amount"), "amount"),
+                    None,
+                    None,
+                    iso_to_ns(payload.get("executed_at"), "executed_at"),
+                    recv_ns,
+                    self.epoch,
+                )
+            )
         else:
             raise FrameError(f"unknown channel {channel!r}")
 

@@ -16,8 +16,16 @@ MARKETS = ["BTCUSD", "ETHUSD"]
 
 
 def paxos(seed: int, **extra: object) -> dict:
-    return {"paxos": {"endpoint": "sim", "sim_seed": seed, "sim_rate_hz": 0,
-                      "markets": MARKETS, "trades": False, **extra}}
+    return {
+        "paxos": {
+            "endpoint": "sim",
+            "sim_seed": seed,
+            "sim_rate_hz": 0,
+            "markets": MARKETS,
+            "trades": False,
+            **extra,
+        }
+    }
 
 
 def assert_books_equal(engine, sim) -> None:
@@ -34,8 +42,9 @@ async def test_public_book_equals_simulator_across_rounds_and_reconnects(seed: i
     async with running(config(paxos(seed))) as engine:
         sim = engine.simulators["paxos"].simulator
         md = session(engine, "marketdata")
-        await until(engine, lambda: all(engine.book("paxos", m).is_synced for m in MARKETS),
-                    "books synced")
+        await until(
+            engine, lambda: all(engine.book("paxos", m).is_synced for m in MARKETS), "books synced"
+        )
         for round_ in range(6):
             for crowd in sim.markets.values():
                 crowd.steps(150)
@@ -78,8 +87,11 @@ async def test_sor_book_with_update_before_snapshot_equals_simulator() -> None:
     async with running(cfg) as engine:
         sim = engine.simulators["paxos"].simulator
         sor = session(engine, "sor")
-        await until(engine, lambda: all(engine.book("paxos", m).is_synced for m in MARKETS),
-                    "sor books synced")
+        await until(
+            engine,
+            lambda: all(engine.book("paxos", m).is_synced for m in MARKETS),
+            "sor books synced",
+        )
         for _ in range(4):
             for crowd in sim.markets.values():
                 crowd.steps(120)

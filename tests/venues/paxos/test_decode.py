@@ -124,19 +124,26 @@ def test_snapshot_fragments_carry_final_false() -> None:
     [
         ("{not json", "malformed JSON"),
         ("[1,2]", "not a JSON object"),
-        ('{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":19958.5,"amount":"1"}',
-         "expected a decimal string"),
-        ('{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":"abc","amount":"1"}',
-         "not a number"),
+        (
+            '{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":19958.5,"amount":"1"}',
+            "expected a decimal string",
+        ),
+        (
+            '{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":"abc","amount":"1"}',
+            "not a number",
+        ),
         ('{"type":"UPDATE","market":"BTCUSD","side":"HOLD","price":"1","amount":"1"}', "side"),
-        ('{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":"NaN","amount":"1"}',
-         "not finite"),
-        ('{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":"-1","amount":"1"}',
-         "negative"),
+        (
+            '{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":"NaN","amount":"1"}',
+            "not finite",
+        ),
+        ('{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":"-1","amount":"1"}', "negative"),
         ('{"type":"DELTA","market":"BTCUSD"}', "unknown type"),
         ('{"type":"UPDATE","side":"BUY","price":"1","amount":"1"}', "missing market"),
-        ('{"type":"SNAPSHOT","market":"BTCUSD","bids":[],"asks":[],"final_snapshot":"maybe"}',
-         "final_snapshot"),
+        (
+            '{"type":"SNAPSHOT","market":"BTCUSD","bids":[],"asks":[],"final_snapshot":"maybe"}',
+            "final_snapshot",
+        ),
     ],
 )
 def test_bad_public_frames_raise_frame_error(frame: str, reason: str) -> None:
@@ -196,8 +203,11 @@ def test_sor_lines14_15_snapshot_then_update_nanosecond_times() -> None:
 def test_sor_replies_go_to_the_reply_handler_in_old_and_new_formats(n: int) -> None:
     dec, out, replies = sor()
     dec.decode(line(SOR, n), 1)
-    assert out == [] and len(replies) == 1 and replies[0]["type"] in (
-        "subscribe", "unsubscribe", "subscription_list")
+    assert (
+        out == []
+        and len(replies) == 1
+        and replies[0]["type"] in ("subscribe", "unsubscribe", "subscription_list")
+    )
 
 
 def test_sor_unknown_channel_and_bad_payload_raise() -> None:
@@ -207,5 +217,8 @@ def test_sor_unknown_channel_and_bad_payload_raise() -> None:
     with pytest.raises(FrameError, match="payload"):
         dec.decode('{"channel":"market_data","payload":[]}', 1)
     with pytest.raises(FrameError, match="time"):
-        dec.decode('{"channel":"market_data","payload":{"market":"BTCUSD","type":"UPDATE",'
-                   '"time":"yesterday","bids":[]}}', 1)
+        dec.decode(
+            '{"channel":"market_data","payload":{"market":"BTCUSD","type":"UPDATE",'
+            '"time":"yesterday","bids":[]}}',
+            1,
+        )

@@ -34,24 +34,36 @@ S = OrderStatus
 
 
 def sandbox(seed: int = 7, **extra: object) -> dict:
-    return {"paxos": {"endpoint": "sim", "sim_seed": seed, "sim_rate_hz": 0,
-                      "markets": ["BTCUSD"], "trades": False, "poll_interval_s": 0.02,
-                      **extra}}
+    return {
+        "paxos": {
+            "endpoint": "sim",
+            "sim_seed": seed,
+            "sim_rate_hz": 0,
+            "markets": ["BTCUSD"],
+            "trades": False,
+            "poll_interval_s": 0.02,
+            **extra,
+        }
+    }
 
 
 def cfg(**extra: object):
     return config(
         sandbox(**extra),
         botrun={"mode": "sandbox"},
-        risk={"max_order_notional": "1000000000", "max_position": "1000",
-              "max_orders_per_second": 1000},
+        risk={
+            "max_order_notional": "1000000000",
+            "max_position": "1000",
+            "max_orders_per_second": 1000,
+        },
     )
 
 
 def events_of(engine: Engine, coid: str) -> list[OrderEvent]:
     seen: list[OrderEvent] = []
     engine.bus.subscribe(
-        OrderEvent, lambda e: seen.append(e) if e.client_order_id == coid else None, owner="t")
+        OrderEvent, lambda e: seen.append(e) if e.client_order_id == coid else None, owner="t"
+    )
     return seen
 
 
@@ -70,15 +82,17 @@ async def test_accept_partial_fill_then_filled(tmp_path: Path) -> None:
         best_ask = sim.engine.best_ask("BTCUSD")
         ask_size = sim.engine.book("BTCUSD", 1)[1][0][1]
         qty = ask_size + D("0.005")
-        handle = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
-                                      quantity=qty, price=best_ask)
+        handle = engine.orders.submit(
+            venue="paxos", symbol="BTCUSD", side=Side.BUY, quantity=qty, price=best_ask
+        )
         seen = events_of(engine, handle.client_order_id)
         # takes the whole best ask, rests the remainder as the new best bid
         await until(engine, lambda: handle.status is S.PARTIALLY_FILLED, "partial")
         assert handle.order.filled_qty == ask_size
         # another participant sells into our remainder
-        sim.engine.submit("other", "BTCUSD", Side.SELL, "LIMIT", D("0.005"), price=best_ask,
-                          tif="IOC")
+        sim.engine.submit(
+            "other", "BTCUSD", Side.SELL, "LIMIT", D("0.005"), price=best_ask, tif="IOC"
+        )
         order = await _done(handle)
         assert order.status is S.FILLED and order.filled_qty == qty
         assert order.avg_price == best_ask
@@ -96,8 +110,9 @@ async def test_submit_events_in_order_and_journal_records_intent_first(tmp_path:
         seen: list[OrderEvent] = []
         engine.bus.subscribe(OrderEvent, seen.append, owner="t")
         price = sim.engine.best_bid("BTCUSD") - 40 * D("0.25")
-        handle = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
-                                      quantity=D("0.01"), price=price)
+        handle = engine.orders.submit(
+            venue="paxos", symbol="BTCUSD", side=Side.BUY, quantity=D("0.01"), price=price
+        )
         # recorded before anything was sent
         assert engine.journal.load(handle.client_order_id).status is S.PENDING
         await until(engine, lambda: handle.status is S.ACCEPTED, "accepted")
@@ -117,8 +132,9 @@ async def test_venue_rejection_carries_the_venue_reason(tmp_path: Path) -> None:
         engine.bus.subscribe(OrderRejected, rejected.append, owner="t")
         price = sim_of(engine).engine.best_bid("BTCUSD") - 40 * D("0.25")
         # far more than the simulated account holds
-        handle = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
-                                      quantity=D("500"), price=price)
+        handle = engine.orders.submit(
+            venue="paxos", symbol="BTCUSD", side=Side.BUY, quantity=D("500"), price=price
+        )
         order = await _done(handle)
         assert order.status is S.REJECTED
         assert "insufficient-funds" in (order.reason or "")
@@ -129,11 +145,17 @@ async def test_bad_request_refused_before_it_leaves(tmp_path: Path) -> None:
     async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
         await synced(engine)
         sim = sim_of(engine)
-        handle = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
-                                      quantity=D("0.01"), price=D("60000.10"))
+        handle = engine.orders.submit(
+            venue="paxos", symbol="BTCUSD", side=Side.BUY, quantity=D("0.01"), price=D("60000.10")
+        )
         assert handle.status is S.REJECTED and "tick" in (handle.order.reason or "")
-        handle = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
-                                      quantity=D("0.000000001"), price=D("60000"))
+        handle = engine.orders.submit(
+            venue="paxos",
+            symbol="BTCUSD",
+            side=Side.BUY,
+            quantity=D("0.000000001"),
+            price=D("60000"),
+        )
         assert handle.status is S.REJECTED and "lot" in (handle.order.reason or "")
         assert sim.engine.orders(owner="sim-profile") == []
         assert engine.journal.load(handle.client_order_id) is None
@@ -144,8 +166,9 @@ async def test_cancel_racing_a_fill_ends_filled_with_each_fill_once(tmp_path: Pa
         await synced(engine)
         sim = sim_of(engine)
         price = sim.engine.best_ask("BTCUSD") + 40 * D("0.25")
-        handle = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.SELL,
-                                      quantity=D("0.01"), price=price)
+        handle = engine.orders.submit(
+            venue="paxos", symbol="BTCUSD", side=Side.SELL, quantity=D("0.01"), price=price
+        )
         await until(engine, lambda: handle.status is S.ACCEPTED, "accepted")
         # the fill happens at the venue; our cancel leaves before we have heard of it
         engine_orders = sim.engine.orders(owner="sim-profile", open_only=True)
@@ -172,8 +195,9 @@ async def test_lost_reply_goes_unknown_then_reconciles_to_the_venue_state(tmp_pa
         client.submit = reply_lost  # type: ignore[method-assign]
         statuses: list[S] = []
         price = sim_of(engine).engine.best_bid("BTCUSD") - 40 * D("0.25")
-        handle = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
-                                      quantity=D("0.01"), price=price)
+        handle = engine.orders.submit(
+            venue="paxos", symbol="BTCUSD", side=Side.BUY, quantity=D("0.01"), price=price
+        )
         engine.bus.subscribe(OrderEvent, lambda e: statuses.append(e.status), owner="t")
         await until(engine, lambda: handle.status is S.ACCEPTED, "reconciled")
         assert S.UNKNOWN in statuses and statuses[-1] is S.ACCEPTED
@@ -186,8 +210,9 @@ async def test_5xx_on_create_never_reached_venue_reconciles_to_rejected(tmp_path
         sim = sim_of(engine)
         sim.app.inject_http_error("/v2/profiles/sim-profile/orders", 503, 1)
         price = sim.engine.best_bid("BTCUSD") - 40 * D("0.25")
-        handle = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
-                                      quantity=D("0.01"), price=price)
+        handle = engine.orders.submit(
+            venue="paxos", symbol="BTCUSD", side=Side.BUY, quantity=D("0.01"), price=price
+        )
         order = await _done(handle)
         assert order.status is S.REJECTED and "not found at venue" in (order.reason or "")
         assert engine.orders.counts["unknown"] == 1
@@ -200,8 +225,9 @@ async def test_429_backs_off_and_the_order_still_lands_once(tmp_path: Path) -> N
         sim = sim_of(engine)
         sim.app.inject_http_error("/v2/profiles/sim-profile/orders", 429, 2)
         price = sim.engine.best_bid("BTCUSD") - 40 * D("0.25")
-        handle = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
-                                      quantity=D("0.01"), price=price)
+        handle = engine.orders.submit(
+            venue="paxos", symbol="BTCUSD", side=Side.BUY, quantity=D("0.01"), price=price
+        )
         await until(engine, lambda: handle.status is S.ACCEPTED, "accepted after 429s")
         assert len(sim.engine.orders(owner="sim-profile")) == 1
 
@@ -227,8 +253,9 @@ async def _restart_cycle(tmp_path: Path, *, request_sent: bool) -> tuple[PaxosSi
                 client = first.orders.clients["paxos"]
                 client.submit = partial(_crash_after, scope, request_sent, client.submit)
                 price = sim.engine.best_bid("BTCUSD") - 40 * D("0.25")
-                handle = first.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
-                                             quantity=D("0.01"), price=price)
+                handle = first.orders.submit(
+                    venue="paxos", symbol="BTCUSD", side=Side.BUY, quantity=D("0.01"), price=price
+                )
                 await trio.sleep_forever()
         coid = handle.client_order_id
         assert first.journal.load(coid).status is S.SUBMITTED
