@@ -59,6 +59,7 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["paper", "sandbox", "live"])
     p.add_argument("--duration", type=float, help="seconds to run, then stop (0 = until Ctrl-C)")
     p.add_argument("--log-format", choices=["auto", "console", "json"])
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument(
         "--confirm-live", action="store_true", help="required with --mode live: real money"
     )
@@ -116,6 +117,8 @@ def _apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
         cfg.botrun.duration_s = args.duration
     if args.log_format:
         cfg.botrun.log_format = args.log_format
+    if args.log_level:
+        cfg.botrun.log_level = args.log_level
     if args.venue:
         if args.venue not in cfg.venues:
             raise ConfigError(f"--venue: {args.venue} is not configured under [venues]")

@@ -299,6 +299,19 @@ class BookStatus:
 
 
 @attrs.frozen(slots=True)
+class BookInvalidated:
+    """A decoder lost track of a book (e.g. an order-by-order feed named an unknown order).
+
+    The core marks the book UNSYNCED and asks the stream for a fresh snapshot (`Stream.resync`).
+    """
+
+    venue: str
+    symbol: str
+    reason: str
+    epoch: int
+
+
+@attrs.frozen(slots=True)
 class VenueStatus:
     venue: str
     state: VenueState

@@ -32,7 +32,7 @@ from framework.events import (
     TimeInForce,
 )
 from framework.model import Instrument, Order
-from framework.venue import ExecutionClient, ExecutionContext, OrderNotFound, OrderRefused
+from framework.venue import ExecutionClient, OrderNotFound, OrderRefused
 
 log = structlog.get_logger("botrun.paper")
 _ZERO = Decimal(0)

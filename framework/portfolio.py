@@ -1,4 +1,4 @@
-"""Positions and PnL from our own fills; balances as the venues (or the paper broker) report them."""
+"""Positions and PnL from our own fills; balances as venues (or the paper broker) report them."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from framework.config import Config
 from framework.events import (
     Balance,
     BookDelta,
+    BookInvalidated,
     BookSnapshot,
     BookState,
     BookStatus,
@@ -285,6 +286,8 @@ class Engine:
         elif t is ExecutionReport:
             self.orders.on_execution(event)
             return
+        elif t is BookInvalidated:
+            self._on_invalidated(event)
         else:
             if t is Balance:
                 self.portfolio.on_balance(event)
@@ -325,6 +328,14 @@ class Engine:
         elif snap.final:
             self._book_status(book, snap.epoch)
             self._resync(book)
+
+    def _on_invalidated(self, event: BookInvalidated) -> None:
+        book = self.books.get((event.venue, event.symbol))
+        if book is None:
+            return
+        book.mark_unsynced(event.reason)
+        self._book_status(book, event.epoch)
+        self._resync(book)
 
     def _resync(self, book: OrderBook) -> None:
         session = self._book_owner.get((book.venue, book.symbol))

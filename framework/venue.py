@@ -15,8 +15,8 @@ A venue package (`framework/venues/<name>/`) exports one `Venue` object and adds
 from __future__ import annotations
 
 import abc
-from decimal import Decimal
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import attrs

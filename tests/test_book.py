@@ -251,7 +251,7 @@ initial = st.dictionaries(bid_prices, positive_sizes, max_size=10)
 initial_asks = st.dictionaries(ask_prices, positive_sizes, max_size=10)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(initial, initial_asks, updates)
 def test_deltas_match_dict_model(
     bids0: dict[D, D], asks0: dict[D, D], ops: list[list[tuple[D, D]]]

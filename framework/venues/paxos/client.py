@@ -23,7 +23,6 @@ from framework.session import Connection
 from framework.venue import (
     AuthError,
     ExecutionClient,
-    ExecutionContext,
     FrameError,
     OrderNotFound,
     OrderRefused,

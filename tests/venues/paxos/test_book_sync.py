@@ -54,7 +54,7 @@ async def test_public_book_equals_simulator_across_rounds_and_reconnects(seed: i
                 epoch = md.epoch
                 # the venue drops us; meanwhile the market moves on
                 sim.app.abort_all_ws() if round_ == 3 else sim.app.close_all_ws(1012)
-                await until(engine, lambda: md.epoch > epoch, "reconnected")
+                await until(engine, lambda e=epoch: md.epoch > e, "reconnected")
                 for crowd in sim.markets.values():
                     crowd.steps(50)
                 await until(
