@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from itertools import islice
 from decimal import Decimal
 
 from sortedcontainers import SortedDict
@@ -28,6 +29,8 @@ class OrderBook:
 
     __slots__ = (
         "_asks",
+        "_best_ask",
+        "_best_bid",
         "_bids",
         "_fragments",
         "_lost_until",
@@ -43,9 +46,12 @@ class OrderBook:
     def __init__(self, venue: str, symbol: str, *, buffer_limit: int = 10_000) -> None:
         self.venue = venue
         self.symbol = symbol
-        # bids keyed by negated price so both sides iterate best-first
+        # price -> size, ascending on both sides; the best prices are cached so the hot path
+        # (apply a level, check crossing, read the top) never walks the sorted structure
         self._bids: SortedDict = SortedDict()
         self._asks: SortedDict = SortedDict()
+        self._best_bid: Decimal | None = None
+        self._best_ask: Decimal | None = None
         self._fragments: list[BookSnapshot] = []
         self._pending: list[BookDelta] = []
         self._lost_until = 0
@@ -63,8 +69,7 @@ class OrderBook:
             return False
         parts = [*self._fragments, snap]
         self._fragments = []
-        self._bids.clear()
-        self._asks.clear()
+        self._clear()
         for part in parts:
             self._set_levels(part.bids, part.asks)
         self.last_update_ns = snap.recv_ns
@@ -116,20 +121,28 @@ class OrderBook:
         side = self._bids
         for price, size in bids:
             if size > _ZERO:
-                side[-price] = size
-            else:
-                side.pop(-price, None)
+                side[price] = size
+                if self._best_bid is None or price > self._best_bid:
+                    self._best_bid = price
+            elif side.pop(price, None) is not None and price == self._best_bid:
+                self._best_bid = side.peekitem(-1)[0] if side else None
         side = self._asks
         for price, size in asks:
             if size > _ZERO:
                 side[price] = size
-            else:
-                side.pop(price, None)
+                if self._best_ask is None or price < self._best_ask:
+                    self._best_ask = price
+            elif side.pop(price, None) is not None and price == self._best_ask:
+                self._best_ask = side.peekitem(0)[0] if side else None
 
     def _crossed(self) -> bool:
-        if not self._bids or not self._asks:
-            return False
-        return -self._bids.peekitem(0)[0] >= self._asks.peekitem(0)[0]
+        bid, ask = self._best_bid, self._best_ask
+        return bid is not None and ask is not None and bid >= ask
+
+    def _clear(self) -> None:
+        self._bids.clear()
+        self._asks.clear()
+        self._best_bid = self._best_ask = None
 
     # --- sync state ----------------------------------------------------------------------------
 
@@ -137,8 +150,7 @@ class OrderBook:
         """Forget everything: the next snapshot rebuilds the book."""
         self.state = BookState.UNSYNCED
         self.unsync_reason = reason
-        self._bids.clear()
-        self._asks.clear()
+        self._clear()
         self._fragments = []
         self._pending = []
         self._lost_until = 0
@@ -171,17 +183,16 @@ class OrderBook:
             )
 
     def best_bid(self) -> Level | None:
-        self._check()
-        if not self._bids:
-            return None
-        price, size = self._bids.peekitem(0)
-        return -price, size
+        if self.state is not BookState.SYNCED:
+            self._check()
+        price = self._best_bid
+        return None if price is None else (price, self._bids[price])
 
     def best_ask(self) -> Level | None:
-        self._check()
-        if not self._asks:
-            return None
-        return self._asks.peekitem(0)
+        if self.state is not BookState.SYNCED:
+            self._check()
+        price = self._best_ask
+        return None if price is None else (price, self._asks[price])
 
     def mid(self) -> Decimal | None:
         bid, ask = self.best_bid(), self.best_ask()
@@ -192,8 +203,8 @@ class OrderBook:
     def bids(self, depth: int | None = None) -> list[Level]:
         """Bid levels, best first."""
         self._check()
-        items = self._bids.items()[:depth] if depth else self._bids.items()
-        return [(-p, s) for p, s in items]
+        items = reversed(self._bids.items())
+        return list(islice(items, depth) if depth else items)
 
     def asks(self, depth: int | None = None) -> list[Level]:
         """Ask levels, best first."""
@@ -202,10 +213,8 @@ class OrderBook:
 
     def size_at(self, side_is_bid: bool, price: Decimal) -> Decimal:
         self._check()
-        if side_is_bid:
-            return self._bids.get(-price, _ZERO)
-        return self._asks.get(price, _ZERO)
+        return (self._bids if side_is_bid else self._asks).get(price, _ZERO)
 
     def levels_unchecked(self) -> tuple[list[Level], list[Level]]:
         """Both sides regardless of state, for diagnostics and tests."""
-        return [(-p, s) for p, s in self._bids.items()], list(self._asks.items())
+        return list(reversed(self._bids.items())), list(self._asks.items())

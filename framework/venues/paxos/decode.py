@@ -19,6 +19,9 @@ from framework.wire import dec, iso_to_ns
 VENUE = "paxos"
 _EMPTY: tuple[Level, ...] = ()
 _D = Decimal
+_ZERO = Decimal(0)
+# no real price or size comes near this; it also keeps Infinity out of the fast path
+_HUGE = Decimal("1e30")
 
 
 def loads(frame: str | bytes) -> dict[str, Any]:
@@ -85,7 +88,29 @@ class PublicDecoder:
 
     def marketdata(self, frame: str | bytes, recv_ns: int) -> None:
         msg = loads(frame)
-        kind = msg.get("type")
+        if msg.get("type") == "UPDATE":
+            # the hot path: no validation helpers unless something looks wrong, in which case
+            # `_update` redoes the frame carefully to name the problem
+            try:
+                market, price, amount = msg["market"], msg["price"], msg["amount"]
+                if type(price) is str and type(amount) is str and (
+                    self.markets is None or market in self.markets
+                ):
+                    level = (_D(price), _D(amount))
+                    if _ZERO < level[0] < _HUGE and _ZERO <= level[1] < _HUGE:
+                        side = msg["side"]
+                        if side == "BUY":
+                            self.emit(BookDelta(
+                                VENUE, market, (level,), _EMPTY, None, recv_ns, self.epoch))
+                            return
+                        if side == "SELL":
+                            self.emit(BookDelta(
+                                VENUE, market, _EMPTY, (level,), None, recv_ns, self.epoch))
+                            return
+            except (KeyError, ArithmeticError):
+                pass
+            self._update(msg, recv_ns)
+            return
         market = msg.get("market")
         if type(market) is not str:
             if "error" in msg:
@@ -94,32 +119,34 @@ class PublicDecoder:
         if self.markets is not None and market not in self.markets:
             self.skipped_markets += 1
             return
-        if kind == "UPDATE":
-            level = (dec(msg.get("price"), "price"), dec(msg.get("amount"), "amount"))
-            if level[0] <= 0 or level[1] < 0:
-                raise FrameError("negative or zero price / negative amount")
-            side = msg.get("side")
-            if side == "BUY":
-                self.emit(BookDelta(VENUE, market, (level,), _EMPTY, None, recv_ns, self.epoch))
-            elif side == "SELL":
-                self.emit(BookDelta(VENUE, market, _EMPTY, (level,), None, recv_ns, self.epoch))
-            else:
-                raise FrameError(f"side: unexpected {side!r}")
-        elif kind == "SNAPSHOT":
-            self.emit(
-                BookSnapshot(
-                    VENUE,
-                    market,
-                    levels(msg.get("bids"), "bids"),
-                    levels(msg.get("asks"), "asks"),
-                    None,
-                    recv_ns,
-                    self.epoch,
-                    final=is_final(msg.get("final_snapshot")),
-                )
-            )
+        kind = msg.get("type")
+        if kind == "SNAPSHOT":
+            self.emit(BookSnapshot(
+                VENUE, market, levels(msg.get("bids"), "bids"), levels(msg.get("asks"), "asks"),
+                None, recv_ns, self.epoch, final=is_final(msg.get("final_snapshot")),
+            ))
         else:
             raise FrameError(f"unknown type {kind!r}")
+
+    def _update(self, msg: dict[str, Any], recv_ns: int) -> None:
+        market = msg.get("market")
+        if type(market) is not str:
+            raise FrameError("missing market")
+        if self.markets is not None and market not in self.markets:
+            self.skipped_markets += 1
+            return
+        level = (dec(msg.get("price"), "price"), dec(msg.get("amount"), "amount"))
+        if level[0] <= 0 or level[1] < 0:
+            raise FrameError("negative or zero price / negative amount")
+        if level[0] >= _HUGE or level[1] >= _HUGE:
+            raise FrameError("price or amount out of range")
+        side = msg.get("side")
+        if side == "BUY":
+            self.emit(BookDelta(VENUE, market, (level,), _EMPTY, None, recv_ns, self.epoch))
+        elif side == "SELL":
+            self.emit(BookDelta(VENUE, market, _EMPTY, (level,), None, recv_ns, self.epoch))
+        else:
+            raise FrameError(f"side: unexpected {side!r}")
 
     def executiondata(self, frame: str | bytes, recv_ns: int) -> None:
         msg = loads(frame)
