@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from itertools import islice
 from decimal import Decimal
+from itertools import islice
 
 from sortedcontainers import SortedDict
 
