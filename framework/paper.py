@@ -52,6 +52,9 @@ class PaperConfig:
 class _Resting:
     order: Order
     queue_ahead: Decimal
+    # displayed liquidity this order already filled against, by price: paper fills never
+    # remove it from the real feed, so it must not fill the same order twice
+    consumed: dict[Decimal, Decimal] = attrs.Factory(dict)
 
 
 class PaperBroker(ExecutionClient):
@@ -112,15 +115,16 @@ class PaperBroker(ExecutionClient):
             )
             return None
         self._report(accepted)
-        if crosses:
-            self._take(order, book, limit=order.price)
+        consumed = self._take(order, book, limit=order.price) if crosses else {}
         if order.remaining <= 0:
             return None
         if order.tif in (TimeInForce.IOC, TimeInForce.FOK):
             self._end_unfilled(order)
             return None
         ahead = book.size_at(order.side is Side.BUY, order.price)
-        self._resting.setdefault(order.symbol, {})[order.client_order_id] = _Resting(order, ahead)
+        self._resting.setdefault(order.symbol, {})[order.client_order_id] = _Resting(
+            order, ahead, consumed
+        )
         return None
 
     async def cancel(self, order: Order) -> ExecutionReport | None:
@@ -188,13 +192,16 @@ class PaperBroker(ExecutionClient):
                 rest.queue_ahead, book.size_at(order.side is Side.BUY, order.price)
             )
             if self._crosses(order, book):
-                # the market traded through our price: we would have been hit at our price
-                self._fill(
-                    order,
-                    order.price,
-                    min(order.remaining, self._available(order, book)),
-                    Liquidity.MAKER,
-                )
+                # the market traded through our price: we would have been hit at our price,
+                # by liquidity we have not already filled against
+                qty = _ZERO
+                for price, size in self._levels(order, book):
+                    fresh = size - rest.consumed.get(price, _ZERO)
+                    take = min(order.remaining - qty, fresh)
+                    if take > 0:
+                        rest.consumed[price] = rest.consumed.get(price, _ZERO) + take
+                        qty += take
+                self._fill(order, order.price, qty, Liquidity.MAKER)
                 if order.remaining <= 0:
                     resting.pop(order.client_order_id, None)
 
@@ -222,11 +229,18 @@ class PaperBroker(ExecutionClient):
     def _available(self, order: Order, book: OrderBook) -> Decimal:
         return sum((size for _, size in self._levels(order, book)), _ZERO)
 
-    def _take(self, order: Order, book: OrderBook, limit: Decimal | None) -> None:
+    def _take(
+        self, order: Order, book: OrderBook, limit: Decimal | None
+    ) -> dict[Decimal, Decimal]:
+        """Fill against the displayed levels; returns what was taken at each price."""
+        taken: dict[Decimal, Decimal] = {}
         for price, size in self._levels(order, book):
             if order.remaining <= 0:
                 break
-            self._fill(order, price, min(size, order.remaining), Liquidity.TAKER)
+            qty = min(size, order.remaining)
+            taken[price] = qty
+            self._fill(order, price, qty, Liquidity.TAKER)
+        return taken
 
     def _end_unfilled(self, order: Order) -> None:
         if order.remaining > 0:

@@ -177,6 +177,12 @@ class Harness:
         return handle.order
 
 
+async def done(handle: OrderHandle) -> Order:
+    """`handle.done()`, failing (in virtual time) instead of hanging if it never finishes."""
+    with trio.fail_after(HANG_GUARD_S):
+        return await handle.done()
+
+
 @asynccontextmanager
 async def running(
     journal: Journal | None = None, *, client: FakeClient | None = None, timeout_s: float = 5.0
@@ -356,17 +362,18 @@ async def test_handle_done_returns_on_terminal_state(autojump_clock: MockClock) 
         async def wait_done() -> None:
             finished.append(await handle.done())
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(wait_done)
-            await h.events.until_status(handle, S.ACCEPTED)
-            h.om.on_execution(
-                report(handle.order, fill_id="f1", fill_qty=D("0.5"), fill_price=D("100"))
-            )
-            await trio.testing.wait_all_tasks_blocked()
-            assert finished == []  # working and partially filled are not final
-            h.om.on_execution(
-                report(handle.order, fill_id="f2", fill_qty=D("0.5"), fill_price=D("100"))
-            )
+        with trio.fail_after(HANG_GUARD_S):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(wait_done)
+                await h.events.until_status(handle, S.ACCEPTED)
+                h.om.on_execution(
+                    report(handle.order, fill_id="f1", fill_qty=D("0.5"), fill_price=D("100"))
+                )
+                await trio.testing.wait_all_tasks_blocked()
+                assert finished == []  # working and partially filled are not final
+                h.om.on_execution(
+                    report(handle.order, fill_id="f2", fill_qty=D("0.5"), fill_price=D("100"))
+                )
         assert finished == [handle.order]
         assert finished[0].status is S.FILLED
 
@@ -426,7 +433,7 @@ async def test_rejected_order_ignores_late_accept(autojump_clock: MockClock) -> 
 
         h.client.on_submit = refuse
         handle = h.buy()
-        await handle.done()
+        await done(handle)
         h.om.on_execution(report(handle.order, status=S.ACCEPTED))
         assert handle.status is S.REJECTED
         assert h.om.counts["impossible_transitions"] == 1
@@ -629,7 +636,7 @@ async def test_submit_timeout_then_not_found_is_rejected(autojump_clock: MockClo
         h.client.on_submit = hang
         h.client.on_query = FakeClient.unknown
         handle = h.buy()
-        order = await handle.done()
+        order = await done(handle)
         assert order.status is S.REJECTED
         assert order.reason is not None
         assert "not found" in order.reason
@@ -653,7 +660,7 @@ async def test_transport_error_unknown_then_reconciled_with_fills(
         h.client.on_submit = broken
         h.client.on_query = filled_there
         handle = h.buy("2", "100")
-        order = await handle.done()
+        order = await done(handle)
         assert order.status is S.FILLED
         assert order.filled_qty == D("2")
         assert order.avg_price == D("99.5")
@@ -683,7 +690,7 @@ async def test_order_refused_is_rejected_with_reason(autojump_clock: MockClock) 
 
     async with running() as h:
         h.client.on_submit = refuse
-        order = await h.buy().done()
+        order = await done(h.buy())
         assert order.status is S.REJECTED
         assert order.reason == "insufficient funds"
         events = h.events.of(order.client_order_id)
@@ -726,7 +733,7 @@ async def test_cancel_of_submitted_order_waits_for_the_submit(autojump_clock: Mo
         assert h.client.calls_for(coid) == ["submit", "cancel"]
         assert h.om.counts["impossible_transitions"] == 0
         h.om.on_execution(report(coid, status=S.CANCELLED))
-        assert (await handle.done()).status is S.CANCELLED
+        assert (await done(handle)).status is S.CANCELLED
         assert h.events.types(coid) == [
             OrderSubmitted,
             OrderAccepted,
@@ -765,7 +772,7 @@ async def test_cancel_of_pending_order_that_the_venue_rejects_is_not_sent(
         h.client.on_submit = refuse
         handle = h.buy()
         assert h.om.cancel(handle.client_order_id)
-        await handle.done()
+        await done(handle)
         await trio.testing.wait_all_tasks_blocked()
         assert h.client.calls_for(handle.client_order_id) == ["submit"]
 
@@ -824,7 +831,7 @@ async def test_cancel_refused_then_venue_still_working_allows_a_new_cancel(
         assert order.status is S.ACCEPTED
         h.client.on_cancel = FakeClient.cancelled
         assert h.om.cancel(coid)
-        assert (await h.om.handles[coid].done()).status is S.CANCELLED
+        assert (await done(h.om.handles[coid])).status is S.CANCELLED
 
 
 async def test_cancel_transport_error_is_unknown_then_reconciled(autojump_clock: MockClock) -> None:

@@ -363,10 +363,28 @@ async def test_paper_fills_reach_the_order_manager(autojump_clock: MockClock) ->
         handle = om.submit(
             venue=VENUE, symbol=SYM, side=Side.BUY, quantity=D("2"), type=OrderType.MARKET
         )
-        order = await handle.done()
+        with trio.fail_after(60):
+            order = await handle.done()
         nursery.cancel_scope.cancel()
     assert order.status is S.FILLED
     assert order.filled_qty == D("2")
     assert order.avg_price == D("100.5")  # 1 @ 100, 1 @ 101
     assert order.fees == (D("100") + D("101")) * TAKER
     assert isinstance(events[-1], OrderFilled)
+
+
+async def test_rested_remainder_does_not_refill_against_liquidity_it_already_took(
+    autojump_clock: MockClock,
+) -> None:
+    s = Setup()
+    o = s.order(Side.BUY, "4", "101")
+    await s.broker.submit(o)  # takes 1 @ 100 and 2 @ 101, rests 1 @ 101
+    taken = len(s.ctx.fills())
+    # an unrelated update: the asks it took are still displayed (paper fills never leave
+    # the real feed), and must not fill it again
+    s.delta(bids=levels(("99", "5")))
+    assert len(s.ctx.fills()) == taken and o.remaining == D("1")
+    # fresh liquidity at its price does: only the new part
+    s.delta(asks=levels(("101", "2.5")))
+    assert s.ctx.fills()[taken:] == [(D("101"), D("0.5"), Liquidity.MAKER)]
+    assert o.remaining == D("0.5")
