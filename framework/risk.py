@@ -54,9 +54,9 @@ class RiskManager:
         while self._recent and now - self._recent[0] >= 1.0:
             self._recent.popleft()
         if len(self._recent) >= cfg.max_orders_per_second:
-            return f"order rate above {cfg.max_orders_per_second}/s"
+            return f"order rate above max_orders_per_second {cfg.max_orders_per_second}"
         if len(self._open_orders(order.venue, None)) >= cfg.max_open_orders:
-            return f"open orders at limit {cfg.max_open_orders}"
+            return f"open orders at max_open_orders {cfg.max_open_orders}"
         price = order.price if order.type is OrderType.LIMIT else self._reference_price(order)
         if price is None:
             return "market order with no synced book to estimate its notional"

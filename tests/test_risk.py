@@ -118,7 +118,7 @@ def test_open_orders_limit() -> None:
     w.open.append(order(Side.SELL, "1", symbol="SOLUSD"))  # counted across the venue's symbols
     reason = w.risk.check(order())
     assert reason is not None
-    assert "open orders" in reason
+    assert "max_open_orders" in reason
     assert "3" in reason
 
 
@@ -129,7 +129,7 @@ def test_rate_limit_per_second_on_the_given_clock() -> None:
     reason = w.risk.check(order())
     assert reason is not None
     assert "rate" in reason
-    assert "3/s" in reason
+    assert "max_orders_per_second 3" in reason
     w.now = 100.999
     assert w.risk.check(order()) is not None  # still within the same second
     w.now = 101.0

@@ -49,6 +49,8 @@ class PaxosConfig(VenueConfig):
     # where the L2 book comes from: the public /marketdata feed (no credentials) or the SOR WS
     book_source: Literal["public", "sor"] = "public"
     trades: bool = True  # public executions as trade events
+    # `/marketdata/stablecoin` prices as ticker events (Paxos publishes USDCUSD only)
+    stablecoin_markets: list[str] = attrs.Factory(list)
     top_of_book: bool = False  # SOR top-of-book channel (book_source = "sor")
     profile_id: str = ""
     client_id_env: str = "PAXOS_CLIENT_ID"
@@ -103,6 +105,8 @@ class PaxosVenue(_Venue):
             streams.append(PublicStream(ws_base, "marketdata", cfg.markets))
             if cfg.trades:
                 streams.append(PublicStream(ws_base, "executiondata", cfg.markets))
+        if cfg.stablecoin_markets:
+            streams.append(PublicStream(ws_base, "marketdata/stablecoin", cfg.stablecoin_markets))
         execution = None
         need_tokens = cfg.book_source == "sor" or cfg.profile_id or sim is not None
         if need_tokens:

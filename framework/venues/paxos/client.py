@@ -121,7 +121,7 @@ class PublicStream(Stream):
         super().__init__()
         self.venue = VENUE
         self.kind = kind
-        self.name = kind
+        self.name = kind.replace("/", "-")
         self.markets = markets
         self._base = ws_base.rstrip("/")
         self.decoder = PublicDecoder(self._emit, set(markets) if markets else None)
