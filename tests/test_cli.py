@@ -89,3 +89,25 @@ async def test_sigterm_shuts_down_cleanly_with_a_summary() -> None:
     assert b"botrun summary (paper mode)" in out
     # cancel-all on shutdown: nothing left working
     assert b"accepted:" not in out and b"submitted:" not in out
+
+
+async def test_standalone_simulator_serves_other_clients_until_sigterm() -> None:
+    import httpx
+
+    proc = await trio.lowlevel.open_process(
+        [*BOTRUN, "sim", "paxos", "--port", "0", "--seed", "3"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    out = b""
+    with trio.fail_after(60):
+        while b"\n" not in out:
+            chunk = await proc.stdout.receive_some()
+            assert chunk, "simulator exited before announcing its port"
+            out += chunk
+        url = re.search(rb"(http://127\.0\.0\.1:\d+)", out).group(1).decode()
+        async with httpx.AsyncClient(base_url=url) as client:
+            markets = (await client.get("/v2/markets")).json()["markets"]
+        assert {m["market"] for m in markets} >= {"BTCUSD", "ETHUSD"}
+        proc.send_signal(signal.SIGTERM)
+        assert await proc.wait() == 0
