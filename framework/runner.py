@@ -148,6 +148,7 @@ class Engine:
             # taken while books and sessions are still up, so marks are live
             self.final_summary = self.summary()
             nursery.cancel_scope.cancel()
+        self.journal.close()
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -470,6 +471,9 @@ class _ExecutionContext:
 
     def open_orders(self, venue: str) -> list[Order]:
         return self._engine.orders.open_orders(venue)
+
+    def book(self, venue: str, symbol: str) -> OrderBook | None:
+        return self._engine.books.get((venue, symbol))
 
 
 def format_summary(summary: dict[str, Any]) -> str:

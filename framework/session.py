@@ -105,6 +105,8 @@ class WsSession:
         self._resync: set[str] = set()
         self._force_reconnect: str | None = None
         self._log = log.bind(venue=stream.venue, stream=stream.name)
+        # a decoder that suspects a gap its book cannot see asks for a resync itself
+        stream.request_resync = self.request_resync
 
     # --- control from outside (router, tests) ----------------------------------------------------
 
@@ -253,6 +255,8 @@ class WsSession:
             self.epoch_frames += 1
             try:
                 decode(frame, recv_ns)
+            except AuthError:
+                raise  # the venue refused our credentials in-band: `run` backs off
             except FrameError as exc:
                 self._bad_frame(frame, str(exc))
             except Exception as exc:

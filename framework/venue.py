@@ -26,6 +26,7 @@ from framework.events import ExecutionReport
 from framework.model import Instrument, Order
 
 if TYPE_CHECKING:
+    from framework.book import OrderBook
     from framework.session import Connection
 
 Endpoint = Literal["sim", "sandbox", "production"]
@@ -87,6 +88,10 @@ class Stream(abc.ABC):
     def __init__(self) -> None:
         self.emit: Callable[[Any], None] = lambda event: None
         self.epoch = 0
+        # the core sets this: `resync(conn, symbol)` is then called after the current frame
+        # (for decoders that suspect a gap the book cannot see, e.g. a delta where a snapshot
+        # was due)
+        self.request_resync: Callable[[str], None] = lambda symbol: None
 
     @abc.abstractmethod
     async def url(self) -> str: ...
@@ -122,6 +127,8 @@ class ExecutionContext(Protocol):
     def on_report(self, report: ExecutionReport) -> None: ...
     def publish(self, event: object) -> None: ...
     def open_orders(self, venue: str) -> list[Order]: ...
+    def book(self, venue: str, symbol: str) -> OrderBook | None:
+        """The core's book (pre-trade checks against the live market); None if not kept."""
 
 
 class ExecutionClient(abc.ABC):

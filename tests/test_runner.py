@@ -1,0 +1,90 @@
+"""Engine wiring: the kill switch on a loss breach, strategy isolation, handler routing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from framework.events import OrderEvent, OrderStatus, OrderType, Side, TimeInForce
+from framework.strategy import Strategy
+from tests.helpers import config, running, until
+
+S = OrderStatus
+
+
+def paper(**risk: object):
+    return config(
+        {"paxos": {"endpoint": "sim", "sim_seed": 2, "sim_rate_hz": 0, "markets": ["BTCUSD"],
+                   "trades": False}},
+        risk={"max_order_notional": "1000000", "max_position": "10", **risk},
+        paper={"taker_fee_rate": "0.001", "latency_ms": 1},
+    )
+
+
+async def test_loss_breach_engages_kill_switch_cancels_all_and_refuses_new_orders() -> None:
+    async with running(paper(max_loss="0.01")) as engine:
+        book = engine.book("paxos", "BTCUSD")
+        await until(engine, lambda: book.is_synced, "synced")
+        bid = book.best_bid()[0]
+        resting = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
+                                       quantity=Decimal("0.001"), price=bid - 100)
+        await until(engine, lambda: resting.status is S.ACCEPTED, "resting")
+        # a taker fill pays a fee: realized PnL goes below -max_loss
+        taker = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
+                                     quantity=Decimal("0.001"), type=OrderType.MARKET,
+                                     tif=TimeInForce.IOC)
+        await until(engine, lambda: resting.status is S.CANCELLED, "cancelled by kill switch")
+        assert taker.status is S.FILLED
+        assert engine.risk.halted and "max_loss" in engine.risk.halted
+        refused = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
+                                       quantity=Decimal("0.001"), price=bid - 100)
+        assert refused.status is S.REJECTED and "kill switch" in refused.order.reason
+
+
+class Raiser(Strategy):
+    def on_start(self) -> None:
+        self.books = 0
+
+    def on_book(self, event) -> None:
+        self.books += 1
+        raise RuntimeError("strategy bug")
+
+
+class Counter(Strategy):
+    def on_start(self) -> None:
+        self.books = 0
+
+    def on_book(self, event) -> None:
+        self.books += 1
+
+
+async def test_a_raising_strategy_is_isolated_and_others_keep_receiving() -> None:
+    bad, good = Raiser(), Counter()
+    async with running(paper(), [bad, good]) as engine:
+        await until(engine, lambda: good.books >= 1, "books flowing")
+        sim = engine.simulators["paxos"].simulator
+        sim.markets["BTCUSD"].steps(30)
+        await until(engine, lambda: good.books >= 10, "more books")
+        assert bad.books >= 10 and engine.bus.handler_errors["Raiser"] == bad.books
+        assert all(s.counts["bad_frames"] == 0 for s in engine.sessions)
+
+
+class Mine(Strategy):
+    name = "mine"
+
+    def on_start(self) -> None:
+        self.events: list[OrderEvent] = []
+
+    def on_order(self, event: OrderEvent) -> None:
+        self.events.append(event)
+
+
+async def test_strategies_only_see_their_own_order_events() -> None:
+    mine, other = Mine(), Mine()
+    other.name = "other"
+    async with running(paper(), [mine, other]) as engine:
+        book = engine.book("paxos", "BTCUSD")
+        await until(engine, lambda: book.is_synced, "synced")
+        handle = mine.buy("paxos", "BTCUSD", Decimal("0.001"), book.best_bid()[0] - 10)
+        await until(engine, lambda: handle.status is S.ACCEPTED, "accepted")
+        assert {e.client_order_id for e in mine.events} == {handle.client_order_id}
+        assert other.events == []
