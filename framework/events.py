@@ -239,6 +239,13 @@ class OrderModified(OrderEvent):
 
 
 @attrs.frozen(slots=True)
+class OrderModifyRejected(OrderEvent):
+    """The venue refused an amendment; the order keeps its previous terms."""
+
+    reason: str = ""
+
+
+@attrs.frozen(slots=True)
 class OrderCancelRequested(OrderEvent):
     pass
 

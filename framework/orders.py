@@ -30,6 +30,7 @@ from framework.events import (
     OrderExpired,
     OrderFilled,
     OrderModified,
+    OrderModifyRejected,
     OrderPartiallyFilled,
     OrderRejected,
     OrderStatus,
@@ -276,19 +277,34 @@ class OrderManager:
     ) -> bool:
         """Ask the venue to amend a working order; the order changes when the venue confirms."""
         order = self.orders.get(client_order_id)
-        if order is None or not order.is_open or order.cancel_pending:
+        reason = self._modify_refusal(order, price, quantity)
+        if reason is not None:
+            log.warning("modify refused", client_order_id=client_order_id, reason=reason)
+            self.counts["modify_refused"] += 1
             return False
-        if price is None and quantity is None:
-            return False
-        if (price is not None and price <= 0) or (
-            quantity is not None and quantity <= order.filled_qty
-        ):
-            return False
-        inst = self.instruments.get((order.venue, order.symbol))
-        if inst is not None and price is not None and inst.tick and price % inst.tick != 0:
-            return False
+        assert order is not None
         self._nursery_spawn(self._send_modify, order, price, quantity)
         return True
+
+    def _modify_refusal(
+        self, order: Order | None, price: Decimal | None, quantity: Decimal | None
+    ) -> str | None:
+        if order is None or not order.is_open:
+            return "no such working order"
+        if order.cancel_pending or order.status is S.CANCEL_REQUESTED:
+            return "a cancel is in flight"
+        if price is None and quantity is None:
+            return "nothing to change"
+        if price is not None and price <= 0:
+            return "price must be positive"
+        if quantity is not None and quantity <= order.filled_qty:
+            return f"quantity must stay above the filled {order.filled_qty}"
+        inst = self.instruments.get((order.venue, order.symbol))
+        if inst is not None and price is not None and inst.tick and price % inst.tick != 0:
+            return f"price {price} is not a multiple of tick {inst.tick}"
+        if inst is not None and quantity is not None and inst.lot and quantity % inst.lot != 0:
+            return f"quantity {quantity} is not a multiple of lot {inst.lot}"
+        return None
 
     async def _send_modify(
         self, order: Order, price: Decimal | None, quantity: Decimal | None
@@ -308,6 +324,7 @@ class OrderManager:
                     reason=exc.reason,
                 )
                 self.counts["modify_refused"] += 1
+                self.publish(self._event(order, OrderModifyRejected, reason=exc.reason))
                 return
             except Exception as exc:
                 self._to_unknown(order, f"modify: {type(exc).__name__}: {exc}")

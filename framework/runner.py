@@ -33,6 +33,7 @@ from framework.events import (
     OrderFill,
     OrderFilled,
     OrderModified,
+    OrderModifyRejected,
     OrderPartiallyFilled,
     OrderRejected,
     OrderUnknown,
@@ -230,6 +231,7 @@ class Engine:
             OrderFilled: strategy.on_filled,
             OrderCancelled: strategy.on_cancelled,
             OrderModified: strategy.on_modified,
+            OrderModifyRejected: strategy.on_modify_rejected,
             OrderExpired: strategy.on_expired,
             OrderUnknown: strategy.on_unknown,
         }

@@ -27,6 +27,8 @@ from framework.events import (
     OrderEvent,
     OrderFill,
     OrderFilled,
+    OrderModified,
+    OrderModifyRejected,
     OrderPartiallyFilled,
     OrderRejected,
     OrderStatus,
@@ -863,3 +865,57 @@ async def test_cancel_all_and_open_orders_filters(autojump_clock: MockClock) -> 
         assert h.om.cancel_all(VENUE) == 0  # already asked
         await h.events.until(lambda: a.status is b.status is S.CANCEL_REQUESTED)
         assert not h.om.cancel("no-such-order")
+
+
+# --- modify ---------------------------------------------------------------------------------------
+
+
+class ModifyingClient(FakeClient):
+    """Confirms an amendment the way a venue does: with the order's new working terms."""
+
+    async def modify(
+        self, order: Order, price: D | None, quantity: D | None
+    ) -> ExecutionReport | None:
+        self.calls.append(("modify", order.client_order_id))
+        return report(order, price=price or order.price, quantity=quantity or order.quantity)
+
+
+async def test_modify_applies_the_venue_confirmed_terms_and_journals_them(
+    autojump_clock: MockClock,
+) -> None:
+    async with running(client=ModifyingClient()) as h:
+        order = await h.accepted("1", "100")
+        assert h.om.modify(order.client_order_id, price=D("99.5"), quantity=D("2"))
+        await h.events.until(lambda: order.price == D("99.5"))
+        assert order.quantity == D("2") and order.status is S.ACCEPTED
+        (modified,) = [e for e in h.events.of(order.client_order_id)
+                       if isinstance(e, OrderModified)]
+        assert (modified.price, modified.quantity) == (D("99.5"), D("2"))
+        stored = h.journal.load(order.client_order_id)
+        assert (stored.price, stored.quantity) == (D("99.5"), D("2"))
+
+
+async def test_modify_refused_before_it_leaves_with_bad_terms(autojump_clock: MockClock) -> None:
+    async with running(client=ModifyingClient()) as h:
+        order = await h.accepted("1", "100")
+        order.filled_qty = D("0.5")
+        assert not h.om.modify(order.client_order_id, quantity=D("0.5"))  # not above filled
+        assert not h.om.modify(order.client_order_id, price=D("-1"))
+        assert not h.om.modify(order.client_order_id)  # nothing to change
+        assert not h.om.modify("no-such-order", price=D("1"))
+        assert h.om.counts["modify_refused"] == 4
+        assert "modify" not in h.client.calls_for(order.client_order_id)
+
+
+async def test_modify_on_a_venue_without_it_is_refused_and_the_order_unchanged(
+    autojump_clock: MockClock,
+) -> None:
+    async with running() as h:  # FakeClient keeps the base class's refusing `modify`
+        order = await h.accepted("1", "100")
+        assert h.om.modify(order.client_order_id, price=D("101"))
+        await h.events.until(lambda: OrderModifyRejected in h.events.types(order.client_order_id))
+        assert h.om.counts["modify_refused"] == 1
+        assert order.price == D("100") and order.status is S.ACCEPTED
+        (event,) = [e for e in h.events.of(order.client_order_id)
+                    if isinstance(e, OrderModifyRejected)]
+        assert "does not support" in event.reason
