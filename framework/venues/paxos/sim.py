@@ -25,10 +25,9 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
-from functools import partial
 from typing import Any
 
 import attrs
@@ -58,8 +57,8 @@ from framework.sim.server import (
     WsConnection,
     dumps,
     json_response,
-    serve,
 )
+from framework.sim.venue import LoopbackSimulator, seed_crowds
 
 log = structlog.get_logger("botrun.sim.paxos")
 
@@ -251,7 +250,7 @@ class _SorSession:
 # --- the simulator -------------------------------------------------------------------------------
 
 
-class PaxosSimulator(EngineListener):
+class PaxosSimulator(LoopbackSimulator, EngineListener):
     """The Paxos protocol over a `MatchingEngine`; `app` is the ASGI app to serve."""
 
     def __init__(
@@ -281,6 +280,7 @@ class PaxosSimulator(EngineListener):
         self.snapshot_fragment_levels = snapshot_fragment_levels
         self.stablecoin_period_s = stablecoin_period_s
         self.markets: dict[str, SyntheticMarket] = {}
+        self.crowds = self.markets  # LoopbackSimulator runs them
         self.port: int | None = None
         # Timestamps must agree with the engine's fills: use its clock unless told otherwise
         # (the engine keeps it private; fall back to wall time for another engine type).
@@ -320,47 +320,19 @@ class PaxosSimulator(EngineListener):
         accounts = Accounts(engine, assets_of)
         sim = cls(engine, accounts, seed=seed, clock_ns=clock_ns, **kwargs)
         accounts.open(sim.profile_id, dict(DEFAULT_BALANCES))
-        for index, (market, (mid, tick)) in enumerate((markets or DEFAULT_MARKETS).items()):
-            # SyntheticMarket adds the symbol with its own lot and refuses a different lot for an
-            # existing symbol, so the crowd trades in engine lots (1e-8) with at most the same
-            # 0.01 size that 100 lots of CROWD_LOT would give.
-            crowd = SyntheticMarket(
-                engine,
-                market,
-                seed=seed * 1000 + index,
-                mid=Decimal(mid),
-                tick=Decimal(tick),
-                lot=ENGINE_LOT,
-                max_qty_lots=int(100 * CROWD_LOT / ENGINE_LOT),
-            )
-            crowd.seed_book()
-            sim.markets[market] = crowd
+        # SyntheticMarket refuses a different lot for an existing symbol, so the crowd trades in
+        # engine lots (1e-8) with at most the 0.01 size that 100 lots of CROWD_LOT would give
+        max_lots = int(100 * CROWD_LOT / ENGINE_LOT)
+        sim.markets.update(seed_crowds(
+            engine,
+            ((m, Decimal(mid), Decimal(tick), ENGINE_LOT, max_lots)
+             for m, (mid, tick) in (markets or DEFAULT_MARKETS).items()),
+            seed,
+        ))
         return sim
 
-    async def run(
-        self,
-        *,
-        port: int = 0,
-        market_rate_hz: float | None = 20.0,
-        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Serve until cancelled: the app, the crowds (if a rate is given) and the timers."""
-        async with trio.open_nursery() as nursery:
-            self.port = await nursery.start(partial(serve, self.app, port=port))
-            if market_rate_hz:
-                for crowd in self.markets.values():
-                    nursery.start_soon(crowd.run, market_rate_hz)
-            nursery.start_soon(self._heartbeat_loop)
-            nursery.start_soon(self._stablecoin_loop)
-            task_status.started(self.port)
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+    def background(self) -> list[Callable[[], Awaitable[None]]]:
+        return [self._heartbeat_loop, self._stablecoin_loop]
 
     @property
     def client_secret(self) -> str:
