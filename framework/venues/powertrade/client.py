@@ -1,0 +1,618 @@
+"""Power.Trade session and execution: everything over one WebSocket.
+
+`PowerTradeStream` is the connection: login (a fresh ES256 JWT on every connect), subscriptions,
+RFQ registration, heartbeats, and request/response correlation by `user_tag`. The execution client
+sends orders through the stream's current connection and waits for the reply to its `user_tag`;
+the rest of an order's life (`order_accepted`, `execution`, `cancel_order`, ...) arrives as
+`ExecutionReport`s from the decoder, which the core routes to the order manager.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import orjson
+import structlog
+import trio
+
+from framework.correlate import Correlator
+from framework.events import ExecutionReport, Liquidity, OrderStatus, OrderType, Side, TimeInForce
+from framework.model import Instrument, Order
+from framework.session import Connection
+from framework.venue import (
+    AuthError,
+    ExecutionClient,
+    FrameError,
+    OrderNotFound,
+    OrderRefused,
+    Stream,
+)
+from framework.venues.powertrade.decode import (
+    FULLY_EXECUTED,
+    VENUE,
+    Decoder,
+    is_cancel_refusal,
+    opt_ts,
+    text,
+)
+from framework.venues.powertrade.events import Rfq
+from framework.wire import dec, dec_str
+
+if TYPE_CHECKING:
+    from framework.orders import OrderHandle
+    from framework.strategy import Strategy
+
+log = structlog.get_logger("botrun.powertrade")
+
+_ZERO = Decimal(0)
+_YEAR_US = 366 * 24 * 3600 * 1_000_000
+_STATUS = {
+    "pending_new": OrderStatus.SUBMITTED,
+    "entered": OrderStatus.ACCEPTED,
+    "accepted": OrderStatus.ACCEPTED,
+    "partial_fill": OrderStatus.PARTIALLY_FILLED,
+    "pending_cancel": OrderStatus.CANCEL_REQUESTED,
+    "filled": OrderStatus.FILLED,
+    "cancelled": OrderStatus.CANCELLED,
+    "rejected": OrderStatus.REJECTED,
+    "expired": OrderStatus.EXPIRED,
+}
+
+
+class NotConnected(ConnectionError):
+    """No open, logged-in connection: the request was not sent."""
+
+
+class ConnectionLost(ConnectionError):
+    """The connection closed while a request was waiting for its reply (outcome unknown)."""
+
+
+_LOST = object()
+
+
+def now_us() -> str:
+    return str(time.time_ns() // 1000)
+
+
+def check_strings(value: Any, path: str = "") -> None:
+    """[DOC] every scalar on the wire is a string; arrays and objects nest."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_strings(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_strings(item, f"{path}[{i}]")
+    elif not isinstance(value, str):
+        raise TypeError(f"{path}: Power.Trade takes strings only, got {type(value).__name__}")
+
+
+def frame(kind: str, body: dict[str, Any]) -> str:
+    check_strings(body)
+    return orjson.dumps({kind: body}).decode()
+
+
+# --- reference data ------------------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class EntityRules:
+    """One symbol of `entities_and_rules_response`."""
+
+    symbol: str
+    entity_id: str
+    status: str
+    base: str
+    quote: str
+    min_qty: Decimal
+    max_qty: Decimal
+    min_value: Decimal
+    max_value: Decimal
+    qty_step: Decimal
+    price_step: Decimal
+    tags: tuple[str, ...]
+
+    def instrument(self) -> Instrument:
+        return Instrument(
+            VENUE,
+            self.symbol,
+            self.base,
+            self.quote,
+            tick=self.price_step,
+            lot=self.qty_step,
+            min_qty=self.min_qty,
+            max_qty=self.max_qty,
+            min_notional=self.min_value,
+        )
+
+
+def parse_entities(body: dict[str, Any]) -> dict[str, EntityRules]:
+    out: dict[str, EntityRules] = {}
+    symbols = body.get("symbols")
+    if not isinstance(symbols, list):
+        raise FrameError("entities_and_rules_response: symbols is not a list")
+    for row in symbols:
+        if not isinstance(row, dict):
+            raise FrameError("entities_and_rules_response: a symbol is not an object")
+        rules = EntityRules(
+            symbol=text(row, "symbol"),
+            entity_id=text(row, "tradeable_entity_id"),
+            status=text(row, "status"),
+            base=str(row.get("base_asset", "")),
+            quote=str(row.get("quote_asset", "")),
+            min_qty=dec(row.get("minimum_quantity"), "minimum_quantity"),
+            max_qty=dec(row.get("maximum_quantity"), "maximum_quantity"),
+            min_value=dec(row.get("minimum_value"), "minimum_value"),
+            max_value=dec(row.get("maximum_value"), "maximum_value"),
+            qty_step=dec(row.get("quantity_step"), "quantity_step"),
+            price_step=dec(row.get("price_step"), "price_step"),
+            tags=tuple(t for t in row.get("tags", []) if isinstance(t, str)),
+        )
+        if rules.qty_step <= 0 or rules.price_step <= 0:
+            raise FrameError(f"{rules.symbol}: steps must be positive")
+        out[rules.symbol] = rules
+    return out
+
+
+async def fetch_entities(url: str, timeout_s: float) -> dict[str, EntityRules]:
+    """`entities_and_rules_request` on a short-lived connection ([DOC] works unauthenticated)."""
+    from trio_websocket import open_websocket_url
+
+    tag = f"rules-{secrets.token_hex(4)}"
+    with trio.fail_after(timeout_s):
+        async with open_websocket_url(url) as ws:
+            await ws.send_message(frame("entities_and_rules_request", {"user_tag": tag}))
+            while True:
+                kind, body = _split(await ws.get_message())
+                if kind == "entities_and_rules_response" and body.get("user_tag") == tag:
+                    return parse_entities(body)
+                if kind == "command_response" and body.get("user_tag") == tag:
+                    raise FrameError(f"entities_and_rules_request refused: {body}")
+
+
+def _split(message: str | bytes) -> tuple[str, dict[str, Any]]:
+    from framework.venues.powertrade.decode import loads
+
+    return loads(message)
+
+
+# --- the stream ----------------------------------------------------------------------------------
+
+
+class PowerTradeStream(Stream):
+    """The one Power.Trade WebSocket: market data, RFQs, orders and account requests."""
+
+    name = "powertrade"
+    # [DOC] heartbeats every 5 s both ways
+    heartbeat_interval_s = 5.0
+    # [INF] three missed heartbeats (15 s) mark the connection stale; the core reconnects after
+    # twice that. The simulator answers each client heartbeat, so a quiet book is not silence.
+    stale_after_s = 15.0
+    # orders travel on this connection: after a reconnect the core asks about every open order
+    reconcile_on_reconnect = True
+
+    def __init__(
+        self,
+        url: str,
+        markets: list[str],
+        *,
+        login: Callable[[], str] | None,
+        rfqs: bool = True,
+        trades: bool = True,
+    ) -> None:
+        super().__init__()
+        self.venue = VENUE
+        self._url = url
+        self.markets = list(markets)
+        self._login = login
+        self.rfqs = rfqs
+        self.trades = trades
+        self.correlator = Correlator(prefix=f"bt{secrets.token_hex(3)}-", max_len=64)
+        self.own_rfqs: set[str] = set()
+        self.decoder = Decoder(
+            self._emit, self._on_reply, set(markets), own_rfqs=self.own_rfqs, on_fill=self._fill
+        )
+        self.conn: Connection | None = None
+        self.authenticated = False
+        self.login_refused = False
+        self.logins = 0
+        self.errors: list[str] = []
+        self.fills_seen = trio.Event()
+        self._state_changed = trio.Event()
+        self._auth_tag: str | None = None
+        self._quiet: set[str] = set()  # tags of requests whose success reply nobody waits for
+
+    # --- Stream --------------------------------------------------------------------------------
+
+    def _emit(self, event: Any) -> None:
+        self.emit(event)
+
+    def _fill(self) -> None:
+        self.fills_seen.set()
+
+    async def url(self) -> str:
+        return self._url
+
+    async def on_connected(self, conn: Connection) -> None:
+        # requests of the previous connection will never be answered: fail them now
+        self.correlator.fail_all(_LOST)
+        self.conn = conn
+        self.authenticated = False
+        self.decoder.epoch = self.epoch
+        self.decoder.reset()
+        self._quiet.clear()
+        if self._login is not None:
+            # [DOC] re-authenticate on every connection; a fresh short-lived token each time.
+            # The reply is handled by the decoder (frames are read once this returns); a
+            # refusal raises AuthError there and the session backs off.
+            self._auth_tag = self.correlator.new_id()
+            token = self._login()
+            login = {"credentials_secret": token, "user_tag": self._auth_tag}
+            await conn.send(frame("authenticate", login))
+        for symbol in self.markets:
+            await self._subscribe(conn, symbol)
+        if self.rfqs:
+            await self._quiet_request(conn, "register_for_rfqs", {})
+        if self._login is None:
+            self._changed()
+
+    async def _subscribe(self, conn: Connection, symbol: str) -> None:
+        body = {"market_id": "0", "symbol": symbol, "type": "snap_with_deltas", "interval": "0"}
+        await self._quiet_request(conn, "subscribe", body)
+
+    async def _quiet_request(self, conn: Connection, kind: str, body: dict[str, Any]) -> None:
+        tag = self.correlator.new_id()
+        self._quiet.add(tag)
+        await conn.send(frame(kind, {**body, "user_tag": tag}))
+
+    async def send_heartbeat(self, conn: Connection) -> None:
+        await conn.send(frame("heartbeat", {"timestamp": now_us()}))
+
+    def decode(self, frame_: str | bytes, recv_ns: int) -> None:
+        self.decoder.epoch = self.epoch
+        self.decoder.decode(frame_, recv_ns)
+
+    def books(self) -> list[str]:
+        return list(self.markets)
+
+    async def resync(self, conn: Connection, symbol: str) -> bool:
+        # [INF] subscribing again to a subscribed symbol sends a fresh snapshot (as in the sim)
+        self.decoder.book(symbol).reset()
+        await self._subscribe(conn, symbol)
+        return True
+
+    def on_auth_rejected(self) -> None:
+        # until a login succeeds, order requests are refused at once instead of waiting
+        self.authenticated = False
+        self.login_refused = True
+        self._changed()
+
+    def _changed(self) -> None:
+        event, self._state_changed = self._state_changed, trio.Event()
+        event.set()
+
+    # --- replies -------------------------------------------------------------------------------
+
+    def _on_reply(self, tag: str, kind: str, body: dict[str, Any]) -> bool:
+        if tag == self._auth_tag:
+            self._auth_tag = None
+            code = body.get("error_code")
+            if kind != "command_response" or code != "0":
+                self.errors.append(f"login refused: {code} {body.get('error_text', '')}")
+                raise AuthError(
+                    f"powertrade refused the login: error {code}: {body.get('error_text', '')}"
+                )
+            self.authenticated = True
+            self.login_refused = False
+            self.logins += 1
+            log.info("logged in", venue=VENUE, epoch=self.epoch)
+            self._changed()
+            return True
+        if tag in self._quiet:
+            self._quiet.discard(tag)
+            if kind == "command_response" and body.get("error_code") != "0":
+                error = f"{body.get('error_code')}: {body.get('error_text', '')}"
+                self.errors.append(error)
+                log.error("request refused", venue=VENUE, error=error)
+            return True
+        return self.correlator.resolve(tag, (kind, body))
+
+    # --- requests (execution client) -----------------------------------------------------------
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until logged in on an open connection; False if that did not happen in time."""
+        with trio.move_on_after(timeout_s):
+            while not (self.authenticated and self.conn is not None) and not self.login_refused:
+                await self._state_changed.wait()
+        return self.authenticated and self.conn is not None
+
+    async def request(
+        self, kind: str, body: dict[str, Any], timeout_s: float
+    ) -> tuple[str, dict[str, Any]]:
+        """Send a request with a fresh `user_tag` and wait for the reply carrying it."""
+        conn = self.conn
+        if conn is None:
+            raise NotConnected("powertrade: not connected")
+        tag = self.correlator.new_id()
+        self.correlator.register(tag)
+        try:
+            await conn.send(frame(kind, {**body, "user_tag": tag}))
+        except Exception as exc:
+            # a closed socket raises before writing: the request did not leave
+            self.correlator.resolve(tag, _LOST)
+            await self.correlator.wait(tag, 0)  # unregisters it
+            raise NotConnected(f"powertrade: send failed: {exc}") from None
+        reply = await self.correlator.wait(tag, timeout_s)
+        if reply is _LOST:
+            raise ConnectionLost(f"powertrade: connection lost waiting for {kind} reply")
+        return reply
+
+
+# --- orders --------------------------------------------------------------------------------------
+
+
+def order_body(
+    order: Order, rules: EntityRules | None, *, now_us_: int | None = None
+) -> dict[str, Any]:
+    """The `new_order` body, or OrderRefused before it leaves."""
+    if rules is None:
+        raise OrderRefused(f"unknown symbol {order.symbol!r} on powertrade")
+    if rules.status != "active":
+        raise OrderRefused(f"{order.symbol} is {rules.status}")
+    if order.post_only:
+        raise OrderRefused("powertrade has no post-only orders")  # [INF] none documented
+    if order.tif is TimeInForce.FOK:
+        raise OrderRefused("powertrade has no FOK time in force (GTC, IOC, DAY, GTD)")
+    check_quantity(order.quantity, rules)
+    body: dict[str, Any] = {
+        "market_id": "0",
+        "side": "buy" if order.side is Side.BUY else "sell",
+        "type": order.type.value,
+        "time_in_force": order.tif.value,
+        "quantity": dec_str(order.quantity),
+        "client_order_id": order.client_order_id,
+        "timestamp": str(now_us_ if now_us_ is not None else time.time_ns() // 1000),
+        "symbol": order.symbol,
+    }
+    if order.type is OrderType.MARKET:
+        if order.tif is not TimeInForce.IOC:
+            raise OrderRefused("powertrade MARKET orders must be IOC")
+        if order.price is not None:
+            raise OrderRefused("powertrade MARKET orders take no price")
+    else:
+        if order.price is None:
+            raise OrderRefused("limit order needs a price")
+        check_price(order.price, order.quantity, rules)
+        body["price"] = dec_str(order.price)
+    if order.tif is TimeInForce.GTD:
+        if order.expire_at_ns is None:
+            raise OrderRefused("GTD order needs expire_at_ns")
+        expire = order.expire_at_ns // 1000
+        now = int(body["timestamp"])
+        if not now <= expire <= now + _YEAR_US:
+            raise OrderRefused("expire time should be in range [now, +1 year]")
+        body["expire_timestamp"] = str(expire)
+    return body
+
+
+def check_quantity(quantity: Decimal, rules: EntityRules) -> None:
+    if quantity % rules.qty_step != 0:
+        raise OrderRefused(f"quantity {quantity} is not a multiple of {rules.qty_step}")
+    if quantity < rules.min_qty:
+        raise OrderRefused(f"quantity {quantity} below minimum {rules.min_qty}")
+    if quantity > rules.max_qty:
+        raise OrderRefused(f"quantity {quantity} above maximum {rules.max_qty}")
+
+
+def check_price(price: Decimal, quantity: Decimal, rules: EntityRules) -> None:
+    if price <= 0 or price % rules.price_step != 0:
+        raise OrderRefused(f"price {price} is not a positive multiple of {rules.price_step}")
+    value = price * quantity
+    if value < rules.min_value:
+        raise OrderRefused(f"order value {value} below minimum {rules.min_value}")
+    if value > rules.max_value:
+        raise OrderRefused(f"order value {value} above maximum {rules.max_value}")
+
+
+def _refusal(kind: str, body: dict[str, Any]) -> str | None:
+    if kind == "command_response" and body.get("error_code") != "0":
+        return f"error {body.get('error_code')}: {body.get('error_text', '')}"
+    if body.get("order_state") == "rejected":
+        return str(body.get("reason", "rejected"))
+    return None
+
+
+class PowerTradeExecution(ExecutionClient):
+    """Orders, cancels, order status, account refresh and RFQ actions over the stream's socket."""
+
+    client_order_id_max_len = 32  # [DOC] 1-32 bytes
+
+    def __init__(
+        self,
+        stream: PowerTradeStream,
+        rules: dict[str, EntityRules],
+        *,
+        request_timeout_s: float = 10.0,
+        account_interval_s: float = 10.0,
+    ) -> None:
+        self.venue = VENUE
+        self.stream = stream
+        self.rules = rules
+        self.request_timeout_s = request_timeout_s
+        self.account_interval_s = account_interval_s
+        self._rfq_ids = itertools.count(1)
+
+    async def _request(self, kind: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        if not await self.stream.wait_ready(self.request_timeout_s):
+            raise NotConnected("powertrade: not logged in")
+        return await self.stream.request(kind, body, self.request_timeout_s)
+
+    # --- ExecutionClient -----------------------------------------------------------------------
+
+    async def submit(self, order: Order) -> ExecutionReport | None:
+        body = order_body(order, self.rules.get(order.symbol))
+        try:
+            kind, reply = await self._request("new_order", body)
+        except NotConnected as exc:
+            raise OrderRefused(str(exc)) from None  # it never left
+        reason = _refusal(kind, reply)
+        if reason is not None:
+            raise OrderRefused(reason)
+        return None  # pending_new: order_accepted / order_rejected follow
+
+    async def cancel(self, order: Order) -> ExecutionReport | None:
+        body = {"client_order_id": order.client_order_id}
+        kind, reply = await self._request("cancel_order", body)
+        if kind == "command_response":
+            if reply.get("error_code") == "0":
+                return None
+            raise OrderRefused(f"error {reply.get('error_code')}: {reply.get('error_text', '')}")
+        reason = str(reply.get("reason", ""))
+        if reason == FULLY_EXECUTED:
+            raise OrderRefused(reason)
+        if is_cancel_refusal(reason):
+            raise OrderNotFound(reason)
+        return None  # the decoder reported the cancel (reply or unsolicited end)
+
+    async def cancel_all(self, symbol: str | None = None) -> None:
+        body = {"symbol": symbol} if symbol else {}
+        kind, reply = await self._request("cancel_all_orders", body)
+        reason = _refusal(kind, reply)
+        if reason is not None or reply.get("reason", "success") != "success":
+            raise OrderRefused(reason or str(reply.get("reason")))
+
+    async def query_order(self, order: Order) -> ExecutionReport | None:
+        # [INF] `order_details_request` is the WS twin of the REST order-details page
+        # (same fields: order_state, executions); not found -> command_response error 404
+        kind, reply = await self._request(
+            "order_details_request", {"client_order_id": order.client_order_id}
+        )
+        if kind == "command_response":
+            if "not found" in str(reply.get("error_text", "")):
+                return None
+            raise FrameError(f"order_details_request: {reply}")
+        state = reply.get("order_state")
+        status = _STATUS.get(state) if isinstance(state, str) else None
+        if status is None:
+            raise FrameError(f"order_details_response: unknown order_state {state!r}")
+        venue_id = reply.get("order_id") or None
+        for ex in reply.get("executions") or []:
+            # fills missed while away, each with its trade id (de-duplicated by the core)
+            flag = ex.get("liquidity_flag")
+            report = ExecutionReport(
+                VENUE,
+                order.client_order_id,
+                venue_order_id=venue_id,
+                fill_id=text(ex, "trade_id"),
+                fill_price=dec(ex.get("executed_price"), "executed_price"),
+                fill_qty=dec(ex.get("executed_quantity"), "executed_quantity"),
+                liquidity={"added": Liquidity.MAKER, "taken": Liquidity.TAKER}.get(flag),
+                venue_ts=opt_ts(ex, "utc_timestamp"),
+            )
+            if self.ctx is not None:
+                self.ctx.on_report(report)
+        if status is OrderStatus.SUBMITTED:
+            status = OrderStatus.ACCEPTED  # the venue has it
+        return ExecutionReport(
+            VENUE,
+            order.client_order_id,
+            status=status,
+            venue_order_id=venue_id,
+            reason=str(reply.get("reason", "")) or None,
+        )
+
+    async def run(self) -> None:
+        """Balances and positions: now, every `account_interval_s`, and soon after a fill."""
+        while True:
+            self.stream.fills_seen = trio.Event()
+            try:
+                await self.refresh_account()
+            except (ConnectionError, TimeoutError, FrameError) as exc:
+                log.warning("account refresh failed", venue=VENUE, error=str(exc))
+            with trio.move_on_after(self.account_interval_s):
+                await self.stream.fills_seen.wait()
+
+    async def refresh_account(self) -> None:
+        """Ask for balances and positions; the decoder publishes them as events."""
+        await self._request("balances", {})
+        await self._request("position_info", {})
+
+    # --- RFQs ----------------------------------------------------------------------------------
+
+    async def post_rfq(
+        self, symbol: str, side: Side, quantity: Decimal, price: Decimal | None = None
+    ) -> str:
+        """Post an RFQ (an indicative order, `market_id "none"`); returns its client order id."""
+        rules = self.rules.get(symbol)
+        if rules is None:
+            raise OrderRefused(f"unknown symbol {symbol!r} on powertrade")
+        check_quantity(quantity, rules)
+        coid = f"rfq{secrets.token_hex(6)}{next(self._rfq_ids)}"[:32]
+        body: dict[str, Any] = {
+            "market_id": "none",
+            "side": "buy" if side is Side.BUY else "sell",
+            "type": "LIMIT",
+            "time_in_force": "GTC",
+            "quantity": dec_str(quantity),
+            "price": dec_str(price) if price is not None else "0",
+            "client_order_id": coid,
+            "timestamp": now_us(),
+            "symbol": symbol,
+        }
+        self.stream.own_rfqs.add(coid)
+        try:
+            kind, reply = await self._request("new_order", body)
+        except NotConnected as exc:
+            self.stream.own_rfqs.discard(coid)
+            raise OrderRefused(str(exc)) from None
+        reason = _refusal(kind, reply)
+        if reason is not None:
+            self.stream.own_rfqs.discard(coid)
+            raise OrderRefused(reason)
+        return coid
+
+    async def refresh_rfq(self, client_order_id: str) -> None:
+        """Keep our RFQ alive ([DOC] indicative orders expire after 30 min unless refreshed)."""
+        kind, reply = await self._request(
+            "refresh_interest", {"client_order_id": client_order_id, "order_id": ""}
+        )
+        reason = _refusal(kind, reply)
+        if reason is not None or reply.get("reason", "success") != "success":
+            raise OrderRefused(reason or str(reply.get("reason")))
+
+    async def cancel_rfq(self, client_order_id: str) -> None:
+        kind, reply = await self._request("cancel_order", {"client_order_id": client_order_id})
+        reason = _refusal(kind, reply) or (
+            str(reply.get("reason")) if is_cancel_refusal(str(reply.get("reason", ""))) else None
+        )
+        if reason is not None:
+            raise OrderRefused(reason)
+
+    def live_rfq(self, symbol: str, rfq_id: str) -> Rfq | None:
+        return self.stream.decoder.rfq_books.get(symbol, {}).get(rfq_id)
+
+    def answer_rfq(
+        self,
+        strategy: Strategy,
+        rfq: Rfq,
+        price: Decimal,
+        quantity: Decimal | None = None,
+        *,
+        tif: TimeInForce = TimeInForce.GTC,
+    ) -> OrderHandle:
+        """Answer an RFQ with a firm order on the opposite side, through the core order manager
+        (so it is validated, journaled and tracked like any order). Single-leg RFQs only."""
+        if len(rfq.legs) != 1:
+            raise OrderRefused("answering multi-leg RFQs is not supported")
+        if self.live_rfq(rfq.symbol, rfq.rfq_id) is None:
+            raise OrderRefused(f"RFQ {rfq.rfq_id} is no longer live")
+        qty = rfq.quantity if quantity is None else quantity
+        if qty <= 0 or qty > rfq.quantity:
+            raise OrderRefused(f"answer quantity {qty} outside (0, {rfq.quantity}]")
+        place = strategy.sell if rfq.side is Side.BUY else strategy.buy
+        return place(VENUE, rfq.symbol, qty, price, tif=tif)

@@ -1,0 +1,539 @@
+"""Power.Trade wire → normalized events (reference: shared/venues/powertrade.md).
+
+Every frame is an object with exactly one key, the message type; every scalar is a string.
+Firm books (`market_id "0"`) are order-by-order and go through `framework.l3book.L3Book` into L2
+events; RFQ books (`market_id "none"`, `"255"` in real 2022 frames) become `RfqEvent`s; our own
+order lifecycle becomes `ExecutionReport`s; replies carrying a `user_tag` go to `on_reply`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from framework.events import (
+    Balance,
+    BookInvalidated,
+    ExecutionReport,
+    Liquidity,
+    OrderStatus,
+    Position,
+    PublicTrade,
+    Side,
+)
+from framework.l3book import L3Book, L3Inconsistent
+from framework.venue import FrameError
+from framework.venues.powertrade.events import (
+    OwnRfqUpdate,
+    Rfq,
+    RfqAdded,
+    RfqLeg,
+    RfqRemoved,
+    RfqSnapshot,
+)
+from framework.wire import dec
+
+VENUE = "powertrade"
+FIRM = "0"
+# [DOC] RFQ books are "none"; real 2022 frames say "255": both mean the RFQ market
+RFQ_MARKETS = frozenset({"none", "255"})
+_ZERO = Decimal(0)
+_ID_FIELDS = ("order_id", "orderid", "ordered")  # the spellings seen across sources
+_LIQUIDITY = {"added": Liquidity.MAKER, "taken": Liquidity.TAKER}
+# cancel_order replies that refuse the cancel instead of reporting one
+FULLY_EXECUTED = "order has been fully executed and cannot be cancelled"
+NOT_FOUND = "exchange order_id or client_order_id not found in order cache"
+
+# on_reply(user_tag, message type, body) -> True if a request was waiting for it
+ReplyHook = Callable[[str, str, dict[str, Any]], bool]
+
+
+# --- field helpers -------------------------------------------------------------------------------
+
+
+def loads(frame: str | bytes) -> tuple[str, dict[str, Any]]:
+    try:
+        msg = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(f"malformed JSON: {exc}") from None
+    if type(msg) is not dict or len(msg) != 1:
+        raise FrameError("a message is an object with exactly one key")
+    ((kind, body),) = msg.items()
+    if type(body) is not dict:
+        raise FrameError(f"{kind}: body is not an object")
+    return kind, body
+
+
+def text(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if type(value) is not str or not value:
+        raise FrameError(f"{field}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def us_to_ns(value: Any, field: str) -> int:
+    """Microseconds since the epoch as a digit string -> ns."""
+    if type(value) is not str or not value.isascii() or not value.isdigit():
+        raise FrameError(f"{field}: expected a microsecond timestamp string, got {value!r}")
+    return int(value) * 1000
+
+
+def opt_ts(body: dict[str, Any], field: str) -> int | None:
+    value = body.get(field)
+    return None if value is None else us_to_ns(value, field)
+
+
+def side_of(value: Any, field: str = "side") -> Side:
+    if value == "buy":
+        return Side.BUY
+    if value == "sell":
+        return Side.SELL
+    raise FrameError(f"{field}: expected buy or sell, got {value!r}")
+
+
+def row_id(row: dict[str, Any]) -> str:
+    for name in _ID_FIELDS:
+        value = row.get(name)
+        if value is not None:
+            if type(value) is not str or not value:
+                raise FrameError(f"{name}: expected a non-empty string")
+            return value
+    raise FrameError("order row without order_id")
+
+
+def legs_of(symbol: str, entity: str) -> tuple[RfqLeg, ...]:
+    """`"A@1/B@-1"` (and `"117@1/336@-1"`) -> legs; a plain symbol is one leg of ratio 1."""
+    if "@" not in symbol:
+        return (RfqLeg(symbol, 1, entity or None),)
+    entities = entity.split("/") if "@" in entity else []
+    legs = []
+    for i, part in enumerate(symbol.split("/")):
+        name, _, ratio = part.rpartition("@")
+        try:
+            r = int(ratio)
+        except ValueError:
+            raise FrameError(f"symbol: bad leg {part!r}") from None
+        if not name or r == 0:
+            raise FrameError(f"symbol: bad leg {part!r}")
+        ent = entities[i].rpartition("@")[0] if i < len(entities) else None
+        legs.append(RfqLeg(name, r, ent or None))
+    return tuple(legs)
+
+
+def rows(body: dict[str, Any], field: str) -> list[dict[str, Any]]:
+    value = body.get(field, [])
+    if type(value) is not list or any(type(r) is not dict for r in value):
+        raise FrameError(f"{field}: expected a list of objects")
+    return value
+
+
+# --- the decoder ---------------------------------------------------------------------------------
+
+
+class Decoder:
+    def __init__(
+        self,
+        emit: Callable[[Any], None],
+        on_reply: ReplyHook,
+        markets: set[str] | None = None,
+        *,
+        own_rfqs: set[str] | None = None,
+        on_fill: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.emit = emit
+        self.on_reply = on_reply
+        self.markets = markets  # None: every firm book that arrives
+        self.own_rfqs = own_rfqs if own_rfqs is not None else set()
+        self.on_fill = on_fill
+        self.epoch = 0
+        self.books: dict[str, L3Book] = {}
+        self.rfq_books: dict[str, dict[str, Rfq]] = {}
+        self.counts: Counter[str] = Counter()
+        self.last_heartbeat_ns: int | None = None
+        self._kind = ""  # type of the message being decoded (replies name it to their waiter)
+        self._handlers: dict[str, Callable[[dict[str, Any], int], None]] = {
+            "heartbeat": self._heartbeat,
+            "command_response": self._command_response,
+            "snapshot": self._snapshot,
+            "order_added": self._order_added,
+            "order_deleted": self._order_deleted,
+            "order_updated": self._order_updated,
+            "order_executed": self._order_executed,
+            "trade": self._trade,
+            "order_accepted": self._order_accepted,
+            "order_rejected": self._order_rejected,
+            "execution": self._execution,
+            "cancel_order": self._cancel_order,
+            "balances_response": self._balances,
+            "balances": self._balances,
+            "positions_response": self._positions,
+            # replies that only answer a request
+            "entities_and_rules_response": self._reply,
+            "new_order": self._reply,
+            "cancel_all_orders": self._reply,
+            "refresh_interest": self._reply,
+            "order_details_response": self._reply,
+            "trade_history_response": self._reply,
+        }
+
+    def reset(self) -> None:
+        """A new connection: every book is rebuilt from its next snapshot."""
+        for book in self.books.values():
+            book.reset()
+        self.rfq_books.clear()
+
+    def book(self, symbol: str) -> L3Book:
+        book = self.books.get(symbol)
+        if book is None:
+            book = self.books[symbol] = L3Book(VENUE, symbol)
+        return book
+
+    def decode(self, frame: str | bytes, recv_ns: int) -> None:
+        kind, body = loads(frame)
+        handler = self._handlers.get(kind)
+        if handler is None:
+            raise FrameError(f"unknown message type {kind!r}")
+        self.counts[kind] += 1
+        self._kind = kind
+        handler(body, recv_ns)
+
+    # --- session -------------------------------------------------------------------------------
+
+    def _heartbeat(self, body: dict[str, Any], recv_ns: int) -> None:
+        self.last_heartbeat_ns = opt_ts(body, "server_utc_timestamp")
+
+    def _command_response(self, body: dict[str, Any], recv_ns: int) -> None:
+        code = text(body, "error_code")
+        tag = body.get("user_tag")
+        matched = type(tag) is str and bool(tag) and self.on_reply(tag, "command_response", body)
+        if not matched and code != "0":
+            raise FrameError(f"venue error {code}: {body.get('error_text', '')}")
+
+    def _reply(self, body: dict[str, Any], recv_ns: int) -> None:
+        tag = body.get("user_tag")
+        if type(tag) is str and tag:
+            self.on_reply(tag, self._kind, body)
+
+    # --- books ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _market(body: dict[str, Any]) -> str:
+        market = body.get("market_id", FIRM)
+        if market != FIRM and market not in RFQ_MARKETS:
+            raise FrameError(f"market_id: unknown market {market!r}")
+        return market
+
+    def _firm_book(self, body: dict[str, Any]) -> L3Book | None:
+        symbol = text(body, "symbol")
+        if self.markets is not None and symbol not in self.markets:
+            self.counts["skipped_symbol"] += 1
+            return None
+        return self.book(symbol)
+
+    def _l3(self, book: L3Book, change: Callable[[], Any]) -> None:
+        try:
+            event = change()
+        except L3Inconsistent as exc:
+            self.counts["l3_gaps"] += 1
+            self.emit(BookInvalidated(VENUE, book.symbol, str(exc), self.epoch))
+            raise
+        if event is not None:
+            self.emit(event)
+
+    def _snapshot(self, body: dict[str, Any], recv_ns: int) -> None:
+        if self._market(body) in RFQ_MARKETS:
+            self._rfq_snapshot(body, recv_ns)
+            return
+        book = self._firm_book(body)
+        if book is None:
+            return
+        orders = []
+        for side, field in ((Side.BUY, "buy"), (Side.SELL, "sell")):
+            for row in rows(body, field):
+                orders.append(
+                    (
+                        row_id(row),
+                        side,
+                        dec(row.get("price"), f"{field}.price"),
+                        dec(row.get("quantity"), f"{field}.quantity"),
+                    )
+                )
+        ts = opt_ts(body, "server_utc_timestamp")
+        try:
+            snap = book.snapshot(orders, venue_ts=ts, recv_ns=recv_ns, epoch=self.epoch)
+        except FrameError:
+            book.reset()
+            self.emit(BookInvalidated(VENUE, book.symbol, "bad snapshot", self.epoch))
+            raise
+        self.emit(snap)
+
+    def _order_added(self, body: dict[str, Any], recv_ns: int) -> None:
+        if self._market(body) in RFQ_MARKETS:
+            rfq = self._rfq(body, body)
+            self.rfq_books.setdefault(rfq.symbol, {})[rfq.rfq_id] = rfq
+            self.emit(RfqAdded(VENUE, rfq.symbol, recv_ns, self.epoch, rfq=rfq))
+            return
+        book = self._firm_book(body)
+        if book is None:
+            return
+        oid, side = row_id(body), side_of(body.get("side"))
+        price, qty = dec(body.get("price"), "price"), dec(body.get("quantity"), "quantity")
+        self._l3(
+            book,
+            lambda: book.add(
+                oid, side, price, qty, venue_ts=None, recv_ns=recv_ns, epoch=self.epoch
+            ),
+        )
+
+    def _order_deleted(self, body: dict[str, Any], recv_ns: int) -> None:
+        if self._market(body) in RFQ_MARKETS:
+            symbol, oid = text(body, "symbol"), row_id(body)
+            self.rfq_books.get(symbol, {}).pop(oid, None)
+            side = side_of(body["side"]) if "side" in body else None
+            self.emit(RfqRemoved(VENUE, symbol, recv_ns, self.epoch, rfq_id=oid, side=side))
+            return
+        book = self._firm_book(body)
+        if book is None:
+            return
+        oid = row_id(body)
+        self._l3(book, lambda: book.delete(oid, venue_ts=None, recv_ns=recv_ns, epoch=self.epoch))
+
+    def _order_updated(self, body: dict[str, Any], recv_ns: int) -> None:
+        old, new = text(body, "old_order_id"), text(body, "new_order_id")
+        price = dec(body["price"], "price") if "price" in body else None
+        qty = dec(body["quantity"], "quantity") if "quantity" in body else None
+        if self._market(body) in RFQ_MARKETS:
+            symbol = text(body, "symbol")
+            known = self.rfq_books.setdefault(symbol, {})
+            prior = known.pop(old, None)
+            self.emit(RfqRemoved(VENUE, symbol, recv_ns, self.epoch, rfq_id=old))
+            if prior is not None:
+                rfq = Rfq(
+                    new,
+                    prior.symbol,
+                    prior.tradeable_entity_id,
+                    prior.side,
+                    prior.price if price is None else price,
+                    prior.quantity if qty is None else qty,
+                    prior.legs,
+                    opt_ts(body, "utc_timestamp"),
+                )
+                known[new] = rfq
+                self.emit(RfqAdded(VENUE, symbol, recv_ns, self.epoch, rfq=rfq))
+            return
+        book = self._firm_book(body)
+        if book is None:
+            return
+        self._l3(
+            book,
+            lambda: book.update(
+                old, new, price=price, size=qty, venue_ts=None, recv_ns=recv_ns, epoch=self.epoch
+            ),
+        )
+
+    def _order_executed(self, body: dict[str, Any], recv_ns: int) -> None:
+        if self._market(body) in RFQ_MARKETS:
+            self.counts["rfq_executed_ignored"] += 1  # indicative orders never match
+            return
+        book = self._firm_book(body)
+        if book is None:
+            return
+        oid = row_id(body)
+        # [INF] `quantity` is the quantity executed by this event; the order shrinks by it
+        qty = dec(body.get("quantity"), "quantity")
+        self._l3(
+            book,
+            lambda: book.execute(
+                oid, executed=qty, venue_ts=None, recv_ns=recv_ns, epoch=self.epoch
+            ),
+        )
+
+    def _trade(self, body: dict[str, Any], recv_ns: int) -> None:
+        symbol = text(body, "symbol")
+        if self.markets is not None and symbol not in self.markets:
+            return
+        ts = opt_ts(body, "utc_timestamp") or opt_ts(body, "server_utc_timestamp")
+        self.emit(
+            PublicTrade(
+                VENUE,
+                symbol,
+                dec(body.get("price"), "price"),
+                dec(body.get("quantity"), "quantity"),
+                None,  # the trade message names no aggressor
+                text(body, "trade_id"),
+                ts,
+                recv_ns,
+                self.epoch,
+            )
+        )
+
+    # --- RFQs ----------------------------------------------------------------------------------
+
+    def _rfq(self, body: dict[str, Any], row: dict[str, Any], side: Side | None = None) -> Rfq:
+        symbol = text(body, "symbol")
+        entity = body.get("tradeable_entity_id", "")
+        if type(entity) is not str:
+            raise FrameError("tradeable_entity_id: expected a string")
+        price = dec(row.get("price", "0"), "price")
+        qty = dec(row.get("quantity"), "quantity")
+        if price < 0 or qty <= 0:
+            raise FrameError("RFQ with a negative price or no quantity")
+        return Rfq(
+            row_id(row),
+            symbol,
+            entity,
+            side if side is not None else side_of(row.get("side")),
+            price,
+            qty,
+            legs_of(symbol, entity),
+            opt_ts(row, "utc_timestamp"),
+        )
+
+    def _rfq_snapshot(self, body: dict[str, Any], recv_ns: int) -> None:
+        symbol = text(body, "symbol")
+        found = [
+            self._rfq(body, row, side)
+            for side, field in ((Side.BUY, "buy"), (Side.SELL, "sell"))
+            for row in rows(body, field)
+        ]
+        self.rfq_books[symbol] = {r.rfq_id: r for r in found}
+        self.emit(RfqSnapshot(VENUE, symbol, recv_ns, self.epoch, rfqs=tuple(found)))
+
+    def _own_rfq(self, body: dict[str, Any], recv_ns: int, state: str, reason: str = "") -> bool:
+        coid = body.get("client_order_id")
+        if coid not in self.own_rfqs:
+            return False
+        if state in ("rejected", "cancelled"):
+            self.own_rfqs.discard(coid)
+        self.emit(
+            OwnRfqUpdate(
+                VENUE,
+                str(body.get("symbol", "")),
+                recv_ns,
+                self.epoch,
+                client_order_id=coid,
+                rfq_id=body.get("order_id"),
+                state=state,
+                reason=reason,
+            )
+        )
+        return True
+
+    # --- our orders ----------------------------------------------------------------------------
+
+    def _order_accepted(self, body: dict[str, Any], recv_ns: int) -> None:
+        if self._own_rfq(body, recv_ns, "accepted"):
+            return
+        self.emit(
+            ExecutionReport(
+                VENUE,
+                text(body, "client_order_id"),
+                status=OrderStatus.ACCEPTED,
+                venue_order_id=text(body, "order_id"),
+                venue_ts=opt_ts(body, "utc_timestamp"),
+            )
+        )
+
+    def _order_rejected(self, body: dict[str, Any], recv_ns: int) -> None:
+        reason = str(body.get("reason", "rejected"))
+        if self._own_rfq(body, recv_ns, "rejected", reason):
+            return
+        self.emit(
+            ExecutionReport(
+                VENUE,
+                text(body, "client_order_id"),
+                status=OrderStatus.REJECTED,
+                reason=reason,
+                venue_ts=opt_ts(body, "utc_timestamp"),
+            )
+        )
+
+    def _execution(self, body: dict[str, Any], recv_ns: int) -> None:
+        state = body.get("order_state")
+        if state not in ("partial_fill", "filled"):
+            raise FrameError(f"order_state: unexpected {state!r}")
+        flag = body.get("liquidity_flag")
+        liquidity = _LIQUIDITY.get(flag) if flag is not None else None
+        if flag is not None and liquidity is None:
+            raise FrameError(f"liquidity_flag: unexpected {flag!r}")
+        coid = body.get("client_order_id")
+        self.emit(
+            ExecutionReport(
+                VENUE,
+                coid if type(coid) is str else "",
+                status=OrderStatus.FILLED if state == "filled" else None,
+                venue_order_id=text(body, "order_id"),
+                fill_id=text(body, "trade_id"),
+                fill_price=dec(body.get("executed_price"), "executed_price"),
+                fill_qty=dec(body.get("executed_quantity"), "executed_quantity"),
+                liquidity=liquidity,
+                venue_ts=opt_ts(body, "utc_timestamp"),
+            )
+        )
+        self.on_fill()
+
+    def _cancel_order(self, body: dict[str, Any], recv_ns: int) -> None:
+        reason = str(body.get("reason", ""))
+        tag = body.get("user_tag")
+        if not is_cancel_refusal(reason) and not self._own_rfq(body, recv_ns, "cancelled", reason):
+            # [INF] the venue's own end of a GTD/DAY order says "expired"
+            status = OrderStatus.EXPIRED if reason == "expired" else OrderStatus.CANCELLED
+            self.emit(
+                ExecutionReport(
+                    VENUE,
+                    text(body, "client_order_id"),
+                    status=status,
+                    venue_order_id=body.get("order_id") or None,
+                    reason=reason,
+                    venue_ts=opt_ts(body, "utc_timestamp"),
+                )
+            )
+        if type(tag) is str and tag:
+            self.on_reply(tag, "cancel_order", body)
+
+    # --- account -------------------------------------------------------------------------------
+
+    def _balances(self, body: dict[str, Any], recv_ns: int) -> None:
+        now = time.time_ns()
+        for row in rows(body, "balances"):
+            self.emit(
+                Balance(
+                    VENUE,
+                    text(row, "symbol"),
+                    dec(row.get("available_balance", "0"), "available_balance"),
+                    dec(row.get("reserved_balance", "0"), "reserved_balance"),
+                    opt_ts(row, "timestamp") or now,
+                )
+            )
+        self._reply(body, recv_ns)
+
+    def _positions(self, body: dict[str, Any], recv_ns: int) -> None:
+        now = time.time_ns()
+        for row in rows(body, "positions"):
+            size = dec(row.get("size"), "size")
+            side = row.get("side")
+            if side in ("sell", "short") and size > 0:
+                size = -size
+            upnl = row.get("upnl")
+            self.emit(
+                Position(
+                    VENUE,
+                    text(row, "symbol"),
+                    size,
+                    dec(row.get("average_entry_price", "0"), "average_entry_price"),
+                    _ZERO,
+                    dec(upnl, "upnl") if upnl is not None else None,
+                    now,
+                )
+            )
+        self._reply(body, recv_ns)
+
+
+def is_cancel_refusal(reason: str) -> bool:
+    """A `cancel_order` that refuses a cancel (unknown id, already filled) ends nothing."""
+    return reason == FULLY_EXECUTED or "not found" in reason
