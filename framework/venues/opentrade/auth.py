@@ -1,0 +1,148 @@
+"""Open Trade authentication: form login → session cookie → JWT (the raw token response body).
+
+1. `POST /auth/login`, form `username=…&password=…` (lowercase keys) → session cookie
+   (`JSESSIONID` or `SESSION`);
+2. `POST /auth/auth/jwt/clients/{api_user}/token`, headers `Cookie` and `clientSecret`, empty
+   body → HTTP 200 whose raw body is the JWT.
+
+The token is cached until shortly before its `exp` claim (read without verifying the signature:
+only the venue can verify it; we only need to know when to ask again).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import jwt
+import structlog
+import trio
+
+from framework.venue import AuthError
+
+log = structlog.get_logger("botrun.opentrade.auth")
+
+SESSION_COOKIES = ("JSESSIONID", "SESSION")
+LOGIN_PATH = "/auth/login"
+TOKEN_PATH = "/auth/auth/jwt/clients/{api_user}/token"
+
+
+class TokenSource:
+    """The JWT for `signature` and the WS handshake, fetched when missing or about to expire."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        username: str,
+        password: str,
+        api_user: str,
+        api_secret: str,
+        *,
+        margin: float = 0.1,
+        min_margin_s: float = 5.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._http = http
+        self._username = username
+        self._password = password
+        self._api_user = api_user
+        self._secret = api_secret
+        self._margin = margin
+        self._min_margin_s = min_margin_s
+        self._wall = wall
+        self._cookie: str | None = None
+        self._token: str | None = None
+        self._expires_at: float | None = None  # wall-clock seconds (the JWT's exp)
+        self._refresh_at: float | None = None
+        self._lock = trio.Lock()
+        self.fetches = 0
+        self.logins = 0
+
+    @property
+    def cached(self) -> str | None:
+        return self._token
+
+    async def token(self) -> str:
+        async with self._lock:
+            if self._token is None or (
+                self._refresh_at is not None and self._wall() >= self._refresh_at
+            ):
+                await self._fetch()
+            assert self._token is not None
+            return self._token
+
+    def invalidate(self) -> None:
+        """The venue refused the token (expired, revoked): the next `token()` fetches anew."""
+        self._token = None
+
+    def seconds_to_refresh(self) -> float | None:
+        """Seconds until the cached token should be replaced; None if unknown (no exp claim)."""
+        if self._token is None or self._refresh_at is None:
+            return None
+        return max(0.0, self._refresh_at - self._wall())
+
+    async def _fetch(self) -> None:
+        try:
+            if self._cookie is None:
+                await self._login()
+            status, body = await self._token_request()
+            if status in (401, 403):
+                # the session may have expired: log in again, once
+                await self._login()
+                status, body = await self._token_request()
+        except httpx.HTTPError as exc:
+            # a transport failure is not a refusal: the session retries with normal backoff
+            raise ConnectionError(f"opentrade auth: {type(exc).__name__}: {exc}") from None
+        if status in (401, 403):
+            self._cookie = None
+            raise AuthError(f"opentrade token refused: HTTP {status}")
+        if not 200 <= status < 300:
+            raise ConnectionError(f"opentrade token endpoint: HTTP {status}")
+        token = body.strip().strip('"')
+        if token.count(".") != 2:
+            raise AuthError("opentrade token endpoint did not return a JWT")
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(f"opentrade token is not a valid JWT: {exc}") from None
+        exp = claims.get("exp")
+        now = self._wall()
+        self._token = token
+        if isinstance(exp, int | float):
+            lifetime = float(exp) - now
+            self._expires_at = float(exp)
+            self._refresh_at = float(exp) - max(self._min_margin_s, lifetime * self._margin)
+        else:
+            self._expires_at = self._refresh_at = None  # refreshed on an auth error only
+        self.fetches += 1
+
+    async def _login(self) -> None:
+        self.logins += 1
+        resp = await self._http.post(
+            LOGIN_PATH, data={"username": self._username, "password": self._password}
+        )
+        if resp.status_code in (400, 401, 403):
+            raise AuthError(f"opentrade login refused: HTTP {resp.status_code}")
+        if resp.status_code >= 400:
+            raise ConnectionError(f"opentrade login: HTTP {resp.status_code}")
+        cookie = None
+        for name in SESSION_COOKIES:
+            value = resp.cookies.get(name)
+            if value:
+                cookie = f"{name}={value}"
+                break
+        # the cookie goes out explicitly, not through the client's jar
+        self._http.cookies.clear()
+        if cookie is None:
+            raise AuthError("opentrade login gave no session cookie (JSESSIONID/SESSION)")
+        self._cookie = cookie
+
+    async def _token_request(self) -> tuple[int, str]:
+        assert self._cookie is not None
+        resp = await self._http.post(
+            TOKEN_PATH.format(api_user=self._api_user),
+            headers={"Cookie": self._cookie, "clientSecret": self._secret, "accept": "*/*"},
+            content=b"",
+        )
+        return resp.status_code, resp.text

@@ -1,0 +1,312 @@
+"""The Open Trade simulator on its own: HTTP login and JWT, the WS protocol, the venue's rules.
+
+A raw client (httpx, trio-websocket) against a served simulator, no adapter involved.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+import httpx
+import jwt
+import orjson
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+
+from framework.events import Side
+from framework.venues.opentrade.sim import OpenTradeSimulator, num
+from framework.wire import loads_decimal
+from tests.helpers import HANG_GUARD_S
+
+D = Decimal
+SYM = "BTC/USD"
+
+
+@asynccontextmanager
+async def served(**kw: Any) -> AsyncIterator[OpenTradeSimulator]:
+    sim = OpenTradeSimulator.build(3, **kw)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(sim.run, port=0, market_rate_hz=None))
+        with trio.fail_after(HANG_GUARD_S):
+            yield sim
+        nursery.cancel_scope.cancel()
+
+
+async def token_for(sim: OpenTradeSimulator) -> str:
+    async with httpx.AsyncClient(base_url=sim.http_url) as http:
+        login = await http.post(
+            "/auth/login", data={"username": "sim-user", "password": "sim-password"}
+        )
+        cookie = f"JSESSIONID={login.cookies['JSESSIONID']}"
+        http.cookies.clear()
+        resp = await http.post(
+            "/auth/auth/jwt/clients/sim-api/token",
+            headers={"Cookie": cookie, "clientSecret": "sim-secret"},
+            content=b"",
+        )
+        assert resp.status_code == 200
+        return resp.text
+
+
+class Client:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    async def send(self, msg: dict) -> None:
+        await self.ws.send_message(json.dumps(msg))
+
+    async def recv(self) -> dict:
+        return loads_decimal(await self.ws.get_message())
+
+    async def until(self, pred) -> dict:
+        while True:
+            msg = await self.recv()
+            if pred(msg):
+                return msg
+
+
+@asynccontextmanager
+async def ws(sim: OpenTradeSimulator, token: str | None = None) -> AsyncIterator[Client]:
+    headers = [(b"Authorization", token.encode())] if token else []
+    async with open_websocket_url(sim.ws_url + "/exchange/ws", extra_headers=headers) as conn:
+        yield Client(conn)
+
+
+def sub(channel: str, name: str, value: str, token: str | None = None, rid: str = "1") -> dict:
+    msg: dict = {
+        "requestId": rid,
+        "command": "SUBSCRIBE",
+        "channel": channel,
+        "channelArgs": [{"name": name, "value": value}],
+    }
+    if token:
+        msg["signature"] = token
+    return msg
+
+
+def order_cmd(command: str, token: str, rid: str = "9", **item: Any) -> dict:
+    return {
+        "requestId": rid,
+        "command": command,
+        "signature": token,
+        "channel": "TRADE_PRIVATE",
+        "data": [{"class": "Order", "globalInstrumentCd": SYM, **item}],
+    }
+
+
+def test_numbers_are_written_like_the_venue_doubles() -> None:
+    values = ("100", "0", "0.00100", "2.7886285699999998")
+    text = orjson.dumps([num(D(v)) for v in values]).decode()
+    assert text == "[100.0,0.0,0.001,2.7886285699999998]"
+
+
+async def test_login_and_token_flow_and_refusals() -> None:
+    async with served(token_ttl_s=600) as sim:
+        token = await token_for(sim)
+        claims = jwt.decode(token, options={"verify_signature": False})
+        assert claims["sub"] == "sim-api" and claims["exp"] > claims["iat"]
+        assert sim.token_error(token) is None
+        async with httpx.AsyncClient(base_url=sim.http_url) as http:
+            bad = await http.post("/auth/login", data={"username": "sim-user", "password": "x"})
+            assert bad.status_code == 401 and "JSESSIONID" not in bad.cookies
+            no_session = await http.post(
+                "/auth/auth/jwt/clients/sim-api/token", headers={"clientSecret": "sim-secret"}
+            )
+            assert no_session.status_code == 401
+            login = await http.post(
+                "/auth/login", data={"username": "sim-user", "password": "sim-password"}
+            )
+            cookie = f"JSESSIONID={login.cookies['JSESSIONID']}"
+            http.cookies.clear()
+            wrong = await http.post(
+                "/auth/auth/jwt/clients/sim-api/token",
+                headers={"Cookie": cookie, "clientSecret": "nope"},
+            )
+            assert wrong.status_code == 403
+        sim.expire_tokens()
+        assert "expired" in (sim.token_error(token) or "")
+        assert "signature" in (sim.token_error("not.a.jwt") or "")
+
+
+async def test_handshake_with_a_bad_token_is_refused() -> None:
+    async with served() as sim:
+        with pytest.raises(ConnectionRejected) as info:
+            async with ws(sim, "garbage"):
+                pass
+        assert info.value.status_code == 401
+
+
+async def test_ping_pong_and_the_two_minute_rule() -> None:
+    async with served(ping_timeout_s=0.3) as sim, ws(sim) as client:
+        await client.send({"command": "PING", "channel": "PING"})
+        assert await client.recv() == {"event": "PONG", "channel": "PING"}
+        # no further PING: the venue drops the connection
+        with pytest.raises(ConnectionClosed) as info:
+            await client.recv()
+        assert info.value.reason.code == 1008
+
+
+async def test_books_every_interval_full_and_sorted_with_levels() -> None:
+    async with served() as sim, ws(sim) as client:
+        await client.send(
+            {
+                "command": "SUBSCRIBE",
+                "channel": "ORDER_BOOK_PUBLIC",
+                "channelArgs": [
+                    {"name": "instrument", "value": "[BTC/USD]"},
+                    {"name": "levels", "value": "5"},
+                ],
+            }
+        )
+        ack = await client.recv()
+        assert ack["event"] == "ACK" and ack["channel"] == "ORDER_BOOK_PUBLIC"
+        first = await client.recv()
+        again = await client.recv()  # unchanged, sent anyway
+        book = first["data"][0]
+        assert (
+            first["event"] == "UPDATE" and book["class"] == "OrderBook" and len(book["bids"]) == 5
+        )
+        assert again["data"][0]["bids"] == book["bids"]
+        bids, asks = sim.engine.book(SYM, 5)
+        assert [tuple(level) for level in book["bids"]] == bids
+        assert [tuple(level) for level in book["asks"]] == asks
+        assert all(isinstance(p, Decimal) for p, _ in book["bids"])  # JSON numbers, not strings
+        await client.send(
+            sub("ORDER_BOOK_PUBLIC", "levels", "21")
+            | {
+                "channelArgs": [
+                    {"name": "instrument", "value": "[BTC/USD]"},
+                    {"name": "levels", "value": "21"},
+                ]
+            }
+        )
+        error = await client.until(lambda m: m.get("event") == "ERROR")
+        assert "levels" in error["message"] and error["requestId"] == "1"
+
+
+async def test_private_channels_need_a_signature_and_orders_a_subscription() -> None:
+    async with served() as sim:
+        token = await token_for(sim)
+        async with ws(sim, token) as client:
+            await client.send(sub("BALANCE", "currency", "[BTC, USD]"))
+            error = await client.recv()
+            assert error["event"] == "ERROR" and "signature" in error["message"]
+            # an order for an instrument not subscribed on TRADE_PRIVATE is rejected
+            await client.send(
+                order_cmd(
+                    "CREATE",
+                    token,
+                    clientOrderId="c1",
+                    direction="BUY",
+                    orderType="LIMIT",
+                    price="100",
+                    amount="0.01",
+                )
+            )
+            error = await client.recv()
+            assert error["event"] == "ERROR" and "not subscribed" in error["message"]
+            assert sim.order("c1") is None
+            await client.send(sub("BALANCE", "currency", "[BTC, USD]", token, rid="b"))
+            assert (await client.recv())["event"] == "ACK"
+            snapshot = await client.recv()
+            assert snapshot["event"] == "SNAPSHOT"
+            assert {b["currencyCode"]: b["balance"] for b in snapshot["data"]} == {
+                "BTC": D("100.0"),
+                "USD": D("1000000.0"),
+            }
+
+
+async def test_order_flow_cancel_without_id_and_token_expiry() -> None:
+    async with served() as sim:
+        token = await token_for(sim)
+        async with ws(sim, token) as client:
+            await client.send(sub("TRADE_PRIVATE", "instrument", "[BTC/USD]", token))
+            assert (await client.recv())["event"] == "ACK"
+            assert (await client.recv())["data"] == []  # no active orders yet
+            bid = sim.engine.best_bid(SYM)
+            for n, coid in enumerate(("a", "b")):
+                await client.send(
+                    order_cmd(
+                        "CREATE",
+                        token,
+                        rid=coid,
+                        clientOrderId=coid,
+                        direction="BUY",
+                        orderType="LIMIT",
+                        price=str(bid - n - 1),
+                        amount="0.01",
+                    )
+                )
+                assert (await client.recv()) == {
+                    "command": "CREATE",
+                    "event": "ACK",
+                    "channel": "TRADE_PRIVATE",
+                    "requestId": coid,
+                }
+                new = await client.recv()
+                assert new["data"][0]["orderStatus"] == "NEW"
+                assert isinstance(new["data"][0]["price"], str)  # as in the documented UPDATE
+                active = await client.recv()
+                assert active["data"][0]["orderStatus"] == "ACTIVE"
+            await client.send(
+                order_cmd("MODIFY", token, orderId="a", price=str(bid - 2), amount="0.02")
+            )
+            assert (await client.recv())["event"] == "ACK"
+            modified = (await client.recv())["data"][0]
+            assert modified["price"] == bid - 2 and modified["amount"] == D("0.02")
+            # a CANCEL without any id cancels every order of the pair
+            await client.send(order_cmd("CANCEL", token))
+            assert (await client.recv())["event"] == "ACK"
+            statuses = []
+            while len(statuses) < 3:
+                item = (await client.recv())["data"][0]
+                statuses.append(item.get("orderStatus") or item["orderRequestStatus"])
+            assert statuses == ["CANCELLED", "CANCELLED", "CANCELLED"]
+            assert not any(o.is_open for o in (sim.order("a"), sim.order("b")))
+            # GET history
+            await client.send(
+                {
+                    "requestId": "g",
+                    "command": "GET",
+                    "channel": "TRADE_PRIVATE",
+                    "signature": token,
+                    "channelArgs": [
+                        {"name": "category", "value": "ORDERS_HISTORY"},
+                        {"name": "instrument", "value": "[BTC/USD]"},
+                    ],
+                }
+            )
+            history = await client.recv()
+            assert history["event"] == "GET" and [o["clientOrderId"] for o in history["data"]] == [
+                "a",
+                "b",
+            ]
+            # the token expires: the next private update becomes one ERROR, then silence
+            await client.send(
+                order_cmd(
+                    "CREATE",
+                    token,
+                    rid="c",
+                    clientOrderId="c",
+                    direction="BUY",
+                    orderType="LIMIT",
+                    price=str(bid - 5),
+                    amount="0.01",
+                )
+            )
+            await client.until(
+                lambda m: m.get("data") and m["data"][0].get("orderStatus") == "ACTIVE"
+            )
+            sim.expire_tokens()
+            sim.engine.submit("other", SYM, Side.SELL, "LIMIT", D("1"), price=bid - 5, tif="IOC")
+            error = await client.recv()
+            assert error["event"] == "ERROR" and "expired" in error["message"]
+            await client.send(order_cmd("CANCEL", token, clientOrderId="c"))
+            refused = await client.recv()
+            assert refused["event"] == "ERROR" and "expired" in refused["message"]
