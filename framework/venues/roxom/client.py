@@ -1,0 +1,331 @@
+"""Roxom sessions: one signed WebSocket for market data and account events, REST order entry.
+
+Roxom takes orders over REST only; what then happens to them (accepts, fills, cancels) arrives as
+`order` events on every authenticated WebSocket of the account, subscribed or not, together with
+balance and position events. So the one stream carries both, and reconciles open orders after a
+reconnect (whatever happened while it was away is asked for over REST).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import structlog
+
+from framework.book import BookNotSynced
+from framework.events import ExecutionReport, OrderType, Side, TimeInForce
+from framework.model import Order
+from framework.rest import HttpProblem, request_json
+from framework.session import Connection
+from framework.venue import (
+    AuthError,
+    ExecutionClient,
+    FrameError,
+    OrderNotFound,
+    OrderRefused,
+    Stream,
+)
+from framework.venues.roxom.auth import (
+    WS_PATH,
+    Signer,
+    canonical_body,
+    canonical_query,
+    rest_message,
+)
+from framework.venues.roxom.decode import RoxomDecoder, order_report
+from framework.venues.roxom.instruments import INST_TYPE, VENUE, band_refusal
+from framework.wire import dec_str
+
+log = structlog.get_logger("botrun.roxom")
+
+AUTH_FAILED = "600010"
+MARKET_CHANNELS = ("level1", "trade", "depth", "ticker")
+ACCOUNT_CHANNELS = ("orders", "balance", "positions")
+ORDERS_PATH = "/api/v1/orders"
+
+
+class RoxomStream(Stream):
+    """The account's WebSocket: market channels per symbol plus the private channels."""
+
+    name = "ws"
+    # [DOC] "send ping frames every 30 seconds" ([INF] WebSocket control-frame pings)
+    ping_interval_s = 30.0
+    # [INF] the simulator's market moves several times a second; a real book this quiet for
+    # 30 s is suspect (pings keep the socket alive, not the data)
+    stale_after_s = 30.0
+    reconcile_on_reconnect = True
+
+    def __init__(
+        self, ws_base: str, signer: Signer, markets: list[str], channels: list[str]
+    ) -> None:
+        super().__init__()
+        self.venue = VENUE
+        self._url = ws_base.rstrip("/") + WS_PATH
+        self._signer = signer
+        self.markets = list(markets)
+        self.channels = [c for c in MARKET_CHANNELS if c in channels]
+        self.decoder = RoxomDecoder(self._emit, self._on_control, self._request_resync)
+        self.errors: list[str] = []
+        self.acks = 0
+
+    def _emit(self, event: Any) -> None:
+        self.emit(event)
+
+    def _request_resync(self, symbol: str) -> None:
+        self.request_resync(symbol)
+
+    async def url(self) -> str:
+        return self._url
+
+    async def handshake_headers(self) -> list[tuple[str, str]]:
+        return list(self._signer.ws_headers().items())
+
+    def subscriptions(self) -> list[dict[str, str]]:
+        args = [{"channel": c, "symbol": s} for s in self.markets for c in self.channels]
+        return args + [{"channel": c} for c in ACCOUNT_CHANNELS]
+
+    async def on_connected(self, conn: Connection) -> None:
+        self.decoder.depth = {s: "requested" for s in self.books()}
+        # one batch (the docs ask for batching); account events come unsubscribed anyway
+        await conn.send({"op": "subscribe", "args": self.subscriptions()})
+
+    async def resync(self, conn: Connection, symbol: str) -> bool:
+        # no sequence numbers: the only repair is a new subscription, which starts with a
+        # snapshot; deltas of the old one still in flight are older than it (the core drops them)
+        arg = [{"channel": "depth", "symbol": symbol}]
+        self.decoder.depth[symbol] = "requested"
+        await conn.send({"op": "unsubscribe", "args": arg})
+        await conn.send({"op": "subscribe", "args": arg})
+        return True
+
+    def decode(self, frame: str | bytes, recv_ns: int) -> None:
+        self.decoder.epoch = self.epoch
+        self.decoder.decode(frame, recv_ns)
+
+    def _on_control(self, msg: dict[str, Any]) -> None:
+        event = msg.get("event")
+        if event in ("subscribe", "unsubscribe"):
+            self.acks += 1
+            arg = msg.get("arg") if isinstance(msg.get("arg"), dict) else {}
+            symbol = arg.get("symbol")
+            # [INF] a depth subscription is acked before its snapshot, so a delta between the
+            # two means the snapshot went missing (the decoder then asks for a resync)
+            if (
+                event == "subscribe"
+                and arg.get("channel") == "depth"
+                and self.decoder.depth.get(symbol) == "requested"
+            ):
+                self.decoder.depth[symbol] = "acked"
+            return
+        if event == "error":
+            code, text = str(msg.get("code")), str(msg.get("msg") or "")
+            if code == AUTH_FAILED:
+                # the venue refused our signature: ends the connection with the auth back-off
+                raise AuthError(f"roxom {code}: {text or 'authentication failed'}")
+            self.errors.append(f"{code}: {text}")
+            log.error("roxom error", venue=VENUE, code=code, msg=text, arg=msg.get("arg"))
+            return
+        raise FrameError(f"unknown event {event!r}")
+
+    def books(self) -> list[str]:
+        return list(self.markets) if "depth" in self.channels else []
+
+
+# --- REST execution ------------------------------------------------------------------------------
+
+
+_TIF = {TimeInForce.GTC: "gtc", TimeInForce.IOC: "ioc", TimeInForce.GTD: "gtd"}
+
+
+def order_body(
+    order: Order,
+    *,
+    order_type: str | None = None,
+    trigger_price: Any = None,
+) -> dict[str, Any]:
+    """The create-order body. `order_type`/`trigger_price` for stops (venue-specific)."""
+    tif = _TIF.get(order.tif)
+    if tif is None:
+        raise OrderRefused(f"roxom has no {order.tif.value} time in force (gtc, ioc, gtd)")
+    kind = order_type or ("market" if order.type is OrderType.MARKET else "limit")
+    body: dict[str, Any] = {
+        "symbol": order.symbol,
+        "instType": INST_TYPE,
+        "side": "buy" if order.side is Side.BUY else "sell",
+        "orderType": kind,
+        "qty": dec_str(order.quantity),
+        "timeInForce": tif,
+        "unit": "btc",
+        # [INF] not in the documented create body, but on every order view: sent, and
+        # order events are matched by it
+        "clientOrderId": order.client_order_id,
+    }
+    if kind in ("limit", "stoplimit"):
+        if order.price is None:
+            raise OrderRefused(f"{kind} order needs a price")
+        body["px"] = dec_str(order.price)
+    if kind in ("stop", "stoplimit"):
+        if trigger_price is None:
+            raise OrderRefused(f"{kind} order needs a trigger price")
+        body["triggerPx"] = dec_str(trigger_price)
+    if order.tif is TimeInForce.GTD:
+        body["cancelAt"] = str((order.expire_at_ns or 0) // 1_000_000)  # [DOC] ms
+    if order.post_only:
+        body["postOnly"] = True
+    return body
+
+
+def venue_message(body: Any) -> str:
+    """`message: details` of a Roxom error body, or its text."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        message = str(error.get("message") or "")
+        details = error.get("details")
+        return f"{message}: {details}" if details and details != message else message
+    return str(body)[:200]
+
+
+class RoxomExecution(ExecutionClient):
+    client_order_id_max_len = 36  # [INF] undocumented; uuid length
+
+    def __init__(self, http: httpx.AsyncClient, signer: Signer) -> None:
+        self.venue = VENUE
+        self._http = http
+        self._signer = signer
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> Any:
+        """A signed REST call; returns `data` of the answer."""
+        query_text = canonical_query(query)
+        target = f"{path}?{query_text}" if query_text else path
+        message = rest_message(method, path, query_text, canonical_body(body))
+        headers = self._signer.headers(message)
+        answer = await request_json(
+            self._http, method, target, venue=VENUE, json=body, headers=headers
+        )
+        if isinstance(answer, dict) and answer.get("error") not in (None, False):
+            raise HttpProblem(200, "error", venue_message(answer), answer)
+        return answer.get("data") if isinstance(answer, dict) else answer
+
+    # --- ExecutionClient -------------------------------------------------------------------
+
+    async def submit(self, order: Order) -> ExecutionReport | None:
+        if order.type is OrderType.LIMIT and order.price is not None:
+            refusal = self._band_refusal(order)
+            if refusal is not None:
+                raise OrderRefused(refusal)
+        return await self.create(order_body(order), order)
+
+    async def create(self, body: dict[str, Any], order: Order | None = None) -> ExecutionReport:
+        """POST an order body; the order's events then arrive on the WebSocket."""
+        try:
+            data = await self.call("POST", ORDERS_PATH, body=body)
+        except HttpProblem as exc:
+            raise _refusal_or_raise(exc) from None
+        order_id = data.get("orderId") if isinstance(data, dict) else None
+        if not isinstance(order_id, str) or not order_id:
+            raise FrameError("create order: answer without orderId")
+        coid = order.client_order_id if order else str(body.get("clientOrderId", ""))
+        # only the link to the venue's id: the status comes with the order events
+        return ExecutionReport(VENUE, coid, venue_order_id=order_id)
+
+    async def submit_stop(
+        self, order: Order, trigger_price: Any, *, limit: bool = False
+    ) -> ExecutionReport:
+        """A stop (market) or stop-limit order, for venue-specific use via `venue_client`."""
+        kind = "stoplimit" if limit else "stop"
+        return await self.create(order_body(order, order_type=kind, trigger_price=trigger_price))
+
+    def _band_refusal(self, order: Order) -> str | None:
+        if self.ctx is None or order.price is None:
+            return None
+        book = self.ctx.book(VENUE, order.symbol)
+        if book is None:
+            return None  # no book kept here: the venue checks the band itself
+        try:
+            bid, ask = book.best_bid(), book.best_ask()
+        except BookNotSynced:
+            return None
+        return band_refusal(
+            order.side is Side.BUY,
+            order.price,
+            bid[0] if bid else None,
+            ask[0] if ask else None,
+        )
+
+    async def cancel(self, order: Order) -> ExecutionReport | None:
+        order_id = order.venue_order_id or await self._venue_id(order)
+        if order_id is None:
+            raise OrderNotFound(f"{order.client_order_id} unknown at roxom")
+        try:
+            data = await self.call("POST", f"{ORDERS_PATH}/{order_id}/cancel")
+        except HttpProblem as exc:
+            if exc.status == 404:
+                raise OrderNotFound(venue_message(exc.body)) from None
+            raise _refusal_or_raise(exc) from None
+        if isinstance(data, dict) and data.get("success") is False:
+            raise OrderRefused("roxom did not accept the cancel")
+        # [DOC] a cancel can be delayed (pendingcancel) and the order may still fill: the
+        # outcome arrives with the order events
+        return None
+
+    async def cancel_all(self, symbol: str | None = None) -> None:
+        body: dict[str, Any] = {"instType": INST_TYPE}
+        if symbol is not None:
+            body["symbol"] = symbol
+        data = await self.call("POST", f"{ORDERS_PATH}/cancel-all", body=body)
+        ids = data.get("cancelledOrderIds") if isinstance(data, dict) else None
+        log.info("cancel-all sent", venue=VENUE, symbol=symbol, cancelled=len(ids or []))
+
+    async def query_order(self, order: Order) -> ExecutionReport | None:
+        if order.venue_order_id:
+            try:
+                data = await self.call("GET", f"{ORDERS_PATH}/{order.venue_order_id}")
+            except HttpProblem as exc:
+                if exc.status == 404:
+                    return None
+                raise
+        else:
+            data = await self._find(order.client_order_id, order.symbol)
+            if data is None:
+                return None
+        return order_report(data, from_rest=True)
+
+    async def get_order(self, order_id: str) -> dict[str, Any]:
+        return await self.call("GET", f"{ORDERS_PATH}/{order_id}")
+
+    async def list_orders(
+        self, symbol: str | None = None, *, include_closed: bool = False
+    ) -> list[dict[str, Any]]:
+        query = {"instType": INST_TYPE, "includeClosed": "true" if include_closed else "false"}
+        if symbol is not None:
+            query["symbol"] = symbol
+        data = await self.call("GET", ORDERS_PATH, query=query)
+        items = data.get("orders") if isinstance(data, dict) else data
+        return list(items or [])
+
+    async def _find(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
+        for item in await self.list_orders(symbol, include_closed=True):
+            if item.get("clientOrderId") == client_order_id:
+                return item
+        return None
+
+    async def _venue_id(self, order: Order) -> str | None:
+        found = await self._find(order.client_order_id, order.symbol)
+        return found.get("orderId") if found else None
+
+
+def _refusal_or_raise(exc: HttpProblem) -> Exception:
+    """4xx (and an error answer with 200): a definite refusal with the venue's message."""
+    if exc.status in (401, 403):
+        return OrderRefused(f"authentication refused: {venue_message(exc.body)}")
+    if 400 <= exc.status < 500 or exc.status == 200:
+        return OrderRefused(venue_message(exc.body))
+    return exc

@@ -1,0 +1,351 @@
+"""Roxom WebSocket frames → normalized events.
+
+Market data comes in `{"topic": "<channel>.<symbol>", "type": "snapshot|delta", "createdTime",
+"data"}` envelopes; account events as `{"type": "order|balance|position|account", "data"}`;
+control replies as `{"event": "subscribe|unsubscribe|error", ...}`. Timestamps are integer
+nanoseconds above 2^53: orjson keeps JSON integers exact, and nothing here goes through float.
+Prices and sizes are decimal strings with a per-field scale ("0.00", "0.00000000" are zero).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import orjson
+
+from framework.events import (
+    Balance,
+    BookDelta,
+    BookSnapshot,
+    ExecutionReport,
+    Level,
+    OrderStatus,
+    Position,
+    PublicTrade,
+    Side,
+    Ticker,
+    TopOfBook,
+)
+from framework.venue import FrameError
+from framework.venues.roxom.instruments import QUOTE, VENUE
+from framework.wire import dec
+
+_ZERO = Decimal(0)
+_EMPTY: tuple[Level, ...] = ()
+SATS_PER_BTC = Decimal(100_000_000)
+
+# [DOC set; mapping INF] Roxom order statuses → the core's lifecycle
+STATUS: dict[str, OrderStatus] = {
+    "pendingsubmit": OrderStatus.SUBMITTED,
+    "submitted": OrderStatus.ACCEPTED,
+    "waitingtrigger": OrderStatus.ACCEPTED,  # a stop resting until triggered is working
+    "partiallyfilled": OrderStatus.PARTIALLY_FILLED,
+    "filled": OrderStatus.FILLED,
+    "pendingcancel": OrderStatus.CANCEL_REQUESTED,
+    "cancelled": OrderStatus.CANCELLED,
+    # the fills are applied from executedQty first; what is left was cancelled
+    "partiallyfilledcancelled": OrderStatus.CANCELLED,
+    "rejected": OrderStatus.REJECTED,
+    # [INF] final, account restricted: the order no longer works (CANCELLED is reachable from
+    # every working state, REJECTED only before acceptance)
+    "inactive": OrderStatus.CANCELLED,
+}
+
+
+@attrs.frozen(slots=True)
+class RoxomBalanceUpdate:
+    """A Roxom balance change as sent (the core `Balance` carries only the new total)."""
+
+    venue: str
+    asset: str
+    before: Decimal
+    after: Decimal
+    amount: Decimal
+    update_type: str
+    ts_ns: int
+
+
+def loads(frame: str | bytes) -> dict[str, Any]:
+    try:
+        msg = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(f"malformed JSON: {exc}") from None
+    if type(msg) is not dict:
+        raise FrameError("frame is not a JSON object")
+    return msg
+
+
+def ns(value: Any, field: str) -> int:
+    """An integer nanosecond timestamp; a float would already have lost digits, so refuse it."""
+    if type(value) is int:
+        return value
+    if type(value) is str and value.isascii() and value.isdigit():
+        return int(value)  # [INF] tolerated: a timestamp sent as a digit string
+    raise FrameError(f"{field}: expected integer nanoseconds, got {value!r}")
+
+
+def opt_dec(data: dict[str, Any], *names: str) -> Decimal | None:
+    """The first of `names` present and not null, as a Decimal (ticker fields may be null)."""
+    for name in names:
+        value = data.get(name)
+        if value is not None:
+            return dec(value, name)
+    return None
+
+
+def _pair(raw: Any, field: str) -> Level | None:
+    if raw is None or raw == []:
+        return None
+    if type(raw) is not list or len(raw) != 2:
+        raise FrameError(f"{field}: expected [price, quantity]")
+    price, qty = dec(raw[0], f"{field}.price"), dec(raw[1], f"{field}.qty")
+    if price <= 0:
+        raise FrameError(f"{field}: price must be positive")
+    return price, qty
+
+
+def _levels(raw: Any, field: str) -> tuple[Level, ...]:
+    if raw is None:
+        return _EMPTY
+    if type(raw) is not list:
+        raise FrameError(f"{field}: expected a list of [price, quantity]")
+    out = []
+    for entry in raw:
+        level = _pair(entry, field)
+        if level is None:
+            raise FrameError(f"{field}: empty level")
+        # [DOC] "quantities of 0 or negative indicate removals": normalized to 0 (removes)
+        out.append(level if level[1] > _ZERO else (level[0], _ZERO))
+    return tuple(out)
+
+
+class RoxomDecoder:
+    """Decodes one connection's frames; `depth` tracks where each depth subscription stands."""
+
+    def __init__(
+        self,
+        emit: Callable[[Any], None],
+        on_control: Callable[[dict[str, Any]], None],
+        request_resync: Callable[[str], None],
+    ) -> None:
+        self.emit = emit
+        self.on_control = on_control
+        self.request_resync = request_resync
+        self.epoch = 0
+        # symbol -> "requested" (subscribe sent) | "acked" | "live" (snapshot received)
+        self.depth: dict[str, str] = {}
+        self.gaps = 0
+
+    def decode(self, frame: str | bytes, recv_ns: int) -> None:
+        msg = loads(frame)
+        topic = msg.get("topic")
+        if topic is not None:
+            self._market(msg, topic, recv_ns)
+            return
+        kind = msg.get("type")
+        if kind is not None and "data" in msg:
+            self._account(kind, msg["data"])
+            return
+        if "event" in msg:
+            self.on_control(msg)
+            return
+        raise FrameError("neither topic, account type nor event")
+
+    # --- market data ---------------------------------------------------------------------------
+
+    def _market(self, msg: dict[str, Any], topic: Any, recv_ns: int) -> None:
+        if type(topic) is not str or "." not in topic:
+            raise FrameError(f"topic: unexpected {topic!r}")
+        channel, symbol = topic.split(".", 1)
+        data = msg.get("data")
+        if type(data) is not dict:
+            raise FrameError("data is not an object")
+        # [INF] the topic names the subscription; a different `data.symbol` (one doc example
+        # has one) is ignored so a frame is never applied to another book
+        ts = ns(data["timestamp"], "timestamp") if "timestamp" in data else None
+        if ts is None:
+            ts = ns(msg.get("createdTime"), "createdTime")
+        kind = msg.get("type")
+        if channel == "depth":
+            bids, asks = _levels(data.get("bid"), "bid"), _levels(data.get("ask"), "ask")
+            if kind == "snapshot":
+                self.depth[symbol] = "live"
+                self.emit(BookSnapshot(VENUE, symbol, bids, asks, ts, recv_ns, self.epoch))
+            elif kind == "delta":
+                if self.depth.get(symbol) == "acked":
+                    # no sequence numbers: a delta after the ack where the snapshot was due
+                    # means the snapshot went missing; ask for a fresh one (the core buffers
+                    # this delta meanwhile and replays it only if newer than the snapshot)
+                    self.gaps += 1
+                    self.depth[symbol] = "requested"
+                    self.request_resync(symbol)
+                self.emit(BookDelta(VENUE, symbol, bids, asks, ts, recv_ns, self.epoch))
+            else:
+                raise FrameError(f"depth: unknown type {kind!r}")
+        elif channel == "level1":
+            bid, ask = _pair(data.get("bid"), "bid"), _pair(data.get("ask"), "ask")
+            self.emit(TopOfBook(VENUE, symbol, bid, ask, ts, recv_ns, self.epoch))
+        elif channel == "trade":
+            self.emit(self._trade(symbol, data, ts, recv_ns))
+        elif channel == "ticker":
+            self.emit(
+                Ticker(
+                    VENUE,
+                    symbol,
+                    opt_dec(data, "lastPrice"),
+                    opt_dec(data, "markPrice"),
+                    opt_dec(data, "indexPrice"),
+                    opt_dec(data, "fundingRate"),
+                    opt_dec(data, "openInterest", "open_interest"),
+                    ts,
+                    recv_ns,
+                    self.epoch,
+                )
+            )
+        else:
+            raise FrameError(f"unknown channel {channel!r}")
+
+    def _trade(self, symbol: str, data: dict[str, Any], ts: int, recv_ns: int) -> PublicTrade:
+        side = data.get("takerSide")
+        if side not in ("buy", "sell"):
+            raise FrameError(f"takerSide: unexpected {side!r}")
+        volume = dec(data.get("volume"), "volume")
+        if volume <= 0:
+            raise FrameError("volume must be positive")
+        # one aggregate per taker event at its volume-weighted price; Roxom gives no trade id,
+        # so it is identified by symbol and its nanosecond timestamp ([INF] unique per symbol)
+        return PublicTrade(
+            VENUE,
+            symbol,
+            dec(data.get("vwap"), "vwap"),
+            volume,
+            Side.BUY if side == "buy" else Side.SELL,
+            f"{symbol}@{ts}",
+            ts,
+            recv_ns,
+            self.epoch,
+        )
+
+    # --- account ---------------------------------------------------------------------------------
+
+    def _account(self, kind: Any, data: Any) -> None:
+        if kind == "order":
+            self.emit(order_report(data))
+        elif kind == "balance":
+            balance, update = balance_events(data)
+            self.emit(balance)
+            self.emit(update)
+        elif kind == "position":
+            for item in data if type(data) is list else [data]:
+                self.emit(position_event(item))
+        elif kind == "account":
+            # [INF] account-level notices carry nothing the core tracks
+            return
+        else:
+            raise FrameError(f"unknown account event type {kind!r}")
+
+
+def order_report(data: Any, *, from_rest: bool = False) -> ExecutionReport:
+    """A Roxom order view (WS `order` event or REST order) as an execution report.
+
+    Fills: `executedQty` is cumulative and becomes `cum_qty`, from which the core derives the
+    fill (the increase over what it holds, so a replayed or stale event adds nothing); the WS
+    event's `fillPx` and `filledFees` ([INF] the fee of that latest fill, in BTC) price it, and
+    the fill id is `<orderId>:<executedQty>`, the same however often the event is seen. A REST
+    view (reconciliation) prices any increase from `avgPx` instead: it may span several fills.
+    """
+    if type(data) is not dict:
+        raise FrameError("order data is not an object")
+    order_id = data.get("orderId")
+    if type(order_id) is not str or not order_id:
+        raise FrameError("order without orderId")
+    raw_status = data.get("status")
+    status = STATUS.get(raw_status) if type(raw_status) is str else None
+    if status is None:
+        raise FrameError(f"unknown order status {raw_status!r}")
+    coid = data.get("clientOrderId")
+    cum = dec(data.get("executedQty") or "0", "executedQty")
+    fill_price = avg_price = None
+    fee = _ZERO
+    if from_rest:
+        avg = opt_dec(data, "avgPx")
+        avg_price = avg if avg else None
+    else:
+        fill_price = opt_dec(data, "fillPx")
+        fee = opt_dec(data, "filledFees") or _ZERO
+        if fill_price is None:  # an event without the latest fill's price: fall back to avgPx
+            avg = opt_dec(data, "avgPx")
+            avg_price = avg if avg else None
+    reason = data.get("reason")
+    ts = data.get("timestamp")
+    return ExecutionReport(
+        VENUE,
+        coid if type(coid) is str else "",
+        status=status,
+        venue_order_id=order_id,
+        fill_id=f"{order_id}:{cum.normalize():f}" if cum > 0 else None,
+        fill_price=fill_price,
+        fee=fee,
+        fee_asset=QUOTE,
+        cum_qty=cum,
+        avg_price=avg_price,
+        reason=reason if type(reason) is str and reason else raw_status,
+        venue_ts=ns(ts, "timestamp") if ts is not None else None,
+    )
+
+
+def _btc(data: dict[str, Any], name: str, unit: str) -> Decimal:
+    value = dec(data.get(name), name)
+    # [INF] `unit: "sats"` amounts are converted so the core always sees BTC
+    return value / SATS_PER_BTC if unit == "sats" else value
+
+
+def balance_events(data: Any) -> tuple[Balance, RoxomBalanceUpdate]:
+    if type(data) is not dict:
+        raise FrameError("balance data is not an object")
+    unit = data.get("unit") or "btc"
+    if unit not in ("btc", "sats"):
+        raise FrameError(f"balance unit: unexpected {unit!r}")
+    after = _btc(data, "balanceAfter", unit)
+    before = _btc(data, "balanceBefore", unit)
+    amount = _btc(data, "amount", unit) if data.get("amount") is not None else after - before
+    ts = ns(data.get("timestamp"), "timestamp")
+    update_type = data.get("updateType")
+    # [INF] the wallet balance is free; margin in use is not reported on this channel
+    return (
+        Balance(VENUE, QUOTE, after, _ZERO, ts),
+        RoxomBalanceUpdate(VENUE, QUOTE, before, after, amount, str(update_type or ""), ts),
+    )
+
+
+def position_event(item: Any) -> Position:
+    if type(item) is not dict:
+        raise FrameError("position is not an object")
+    symbol = item.get("symbol")
+    if type(symbol) is not str or not symbol:
+        raise FrameError("position without symbol")
+    side = item.get("side")
+    size = dec(item.get("size") or "0", "size")
+    if side == "short":
+        size = -abs(size)
+    elif side == "long":
+        size = abs(size)
+    elif size != 0:
+        raise FrameError(f"position side: unexpected {side!r}")
+    if item.get("status") not in (None, "normal"):
+        size = _ZERO  # [INF] any status but "normal" (closed, liquidated) holds nothing
+    ts = item.get("updatedAt")
+    return Position(
+        VENUE,
+        symbol,
+        size,
+        opt_dec(item, "avgEntry") or _ZERO,
+        opt_dec(item, "realizedPnl") or _ZERO,
+        opt_dec(item, "unrealizedPnl"),
+        ns(ts, "updatedAt") if ts is not None else 0,
+        leverage=opt_dec(item, "leverage"),
+        liquidation_price=opt_dec(item, "liquidationPrice"),
+    )
