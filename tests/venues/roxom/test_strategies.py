@@ -50,29 +50,12 @@ async def test_example_strategy_trades_on_the_roxom_simulator(
                        if o.filled_qty)  # fmt: skip
 
 
-# the section proposed for config.toml (the lead merges it)
-TOML_SECTION = """
-[venues.roxom]
-enabled = false             # run it with: botrun strategies/market_maker.py --venue roxom
-endpoint = "sim"            # sim (embedded simulator) | sandbox | production
-markets = ["US500-BTC"]     # US500-BTC, US100-BTC, GOLD-BTC, OIL-BTC
-channels = ["depth", "trade", "ticker"]   # level1 too if wanted; account channels always
-auth_scheme = "rsa"         # rsa (X-API-Key/X-API-Signature) | hmac (older X-API-SIGN scheme)
-api_key_env = "ROXOM_API_KEY"             # names of the environment variables holding secrets
-private_key_env = "ROXOM_PRIVATE_KEY"     # PKCS#8 PEM text (rsa)
-api_secret_env = "ROXOM_API_SECRET"       # (hmac)
-sandbox_ws_url = ""         # Roxom publishes no sandbox URL: set both for endpoint = "sandbox"
-sandbox_rest_url = ""
-sim_seed = 1
-"""
 
-
-def test_botrun_cli_runs_the_market_maker_on_the_roxom_simulator(tmp_path: Path) -> None:
-    conf = tmp_path / "config.toml"
-    conf.write_text((REPO / "config.toml").read_text() + TOML_SECTION)
+def test_botrun_cli_runs_the_market_maker_on_the_roxom_simulator() -> None:
+    # exactly the README's command, with the repository's own config.toml
     proc = subprocess.run(
         [sys.executable, "-m", "framework.cli", "strategies/market_maker.py", "--venue", "roxom",
-         "--config", str(conf), "--duration", "3"],
+         "--duration", "3"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
