@@ -8,6 +8,8 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
 from framework.venue import FrameError
 
 
@@ -69,6 +71,17 @@ def ns_to_iso(ns: int, digits: int = 9) -> str:
     if digits <= 0:
         return base + "Z"
     return f"{base}.{str(frac).rjust(9, '0')[:digits]}Z"
+
+
+def loads_object(frame: str | bytes) -> dict[str, Any]:
+    """One JSON object per frame (orjson: venues that send money as strings)."""
+    try:
+        msg = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError(f"malformed JSON: {exc}") from None
+    if type(msg) is not dict:
+        raise FrameError("frame is not a JSON object")
+    return msg
 
 
 _DECIMAL_JSON = json.JSONDecoder(parse_float=Decimal)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -45,7 +45,8 @@ from framework.sim.engine import (
     SimOrder,
 )
 from framework.sim.market import SyntheticMarket
-from framework.sim.server import HttpRequest, HttpResponse, SimApp, WsConnection, serve
+from framework.sim.server import HttpRequest, HttpResponse, SimApp, WsConnection
+from framework.sim.venue import LoopbackSimulator, seed_crowds
 from framework.venue import FrameError
 from framework.venues.opentrade.messages import parse_list_value
 from framework.wire import loads_decimal
@@ -191,7 +192,7 @@ class WsSession:
 # --- the simulator -------------------------------------------------------------------------------
 
 
-class OpenTradeSimulator(EngineListener):
+class OpenTradeSimulator(LoopbackSimulator, EngineListener):
     def __init__(
         self,
         engine: MatchingEngine,
@@ -217,6 +218,7 @@ class OpenTradeSimulator(EngineListener):
         self.book_interval_s = book_interval_s
         self.ping_timeout_s = ping_timeout_s
         self.markets: dict[str, SyntheticMarket] = {}
+        self.crowds = self.markets  # LoopbackSimulator runs them
         self.port: int | None = None
         self._clock_ns: Callable[[], int] = clock_ns or getattr(engine, "_clock_ns", time.time_ns)
         self._key = secrets.token_bytes(32)  # HS256 signing key of issued JWTs
@@ -241,43 +243,16 @@ class OpenTradeSimulator(EngineListener):
         accounts = Accounts(engine, assets_of)
         sim = cls(engine, accounts, clock_ns=clock_ns, **kwargs)
         accounts.open(sim.account, dict(DEFAULT_BALANCES))
-        for index, (symbol, (mid, tick)) in enumerate((markets or DEFAULT_MARKETS).items()):
-            crowd = SyntheticMarket(
-                engine,
-                symbol,
-                seed=seed * 1000 + index,
-                mid=Decimal(mid),
-                tick=Decimal(tick),
-                lot=ENGINE_LOT,
-                max_qty_lots=CROWD_MAX_LOTS,
-            )
-            crowd.seed_book()
-            sim.markets[symbol] = crowd
+        sim.markets.update(seed_crowds(
+            engine,
+            ((symbol, Decimal(mid), Decimal(tick), ENGINE_LOT, CROWD_MAX_LOTS)
+             for symbol, (mid, tick) in (markets or DEFAULT_MARKETS).items()),
+            seed,
+        ))
         return sim
 
-    async def run(
-        self,
-        *,
-        port: int = 0,
-        market_rate_hz: float | None = 20.0,
-        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        async with trio.open_nursery() as nursery:
-            self.port = await nursery.start(partial(serve, self.app, port=port))
-            if market_rate_hz:
-                for crowd in self.markets.values():
-                    nursery.start_soon(crowd.run, market_rate_hz)
-            nursery.start_soon(self._book_loop)
-            nursery.start_soon(self._expiry_loop)
-            task_status.started(self.port)
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+    def background(self) -> list[Callable[[], Awaitable[None]]]:
+        return [self._book_loop, self._expiry_loop]
 
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1

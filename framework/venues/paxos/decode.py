@@ -10,11 +10,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from framework.events import BookDelta, BookSnapshot, Level, PublicTrade, Ticker, TopOfBook
 from framework.venue import FrameError
-from framework.wire import dec, iso_to_ns
+from framework.wire import dec, iso_to_ns, loads_object
 
 VENUE = "paxos"
 _EMPTY: tuple[Level, ...] = ()
@@ -24,14 +22,6 @@ _ZERO = Decimal(0)
 _HUGE = Decimal("1e30")
 
 
-def loads(frame: str | bytes) -> dict[str, Any]:
-    try:
-        msg = orjson.loads(frame)
-    except orjson.JSONDecodeError as exc:
-        raise FrameError(f"malformed JSON: {exc}") from None
-    if type(msg) is not dict:
-        raise FrameError("frame is not a JSON object")
-    return msg
 
 
 def levels(raw: Any, field: str) -> tuple[Level, ...]:
@@ -87,7 +77,7 @@ class PublicDecoder:
         self.skipped_markets = 0
 
     def marketdata(self, frame: str | bytes, recv_ns: int) -> None:
-        msg = loads(frame)
+        msg = loads_object(frame)
         if msg.get("type") == "UPDATE":
             # the hot path: no validation helpers unless something looks wrong, in which case
             # `_update` redoes the frame carefully to name the problem
@@ -149,7 +139,7 @@ class PublicDecoder:
             raise FrameError(f"side: unexpected {side!r}")
 
     def executiondata(self, frame: str | bytes, recv_ns: int) -> None:
-        msg = loads(frame)
+        msg = loads_object(frame)
         market = msg.get("market")
         if type(market) is not str:
             if "error" in msg:
@@ -171,7 +161,7 @@ class PublicDecoder:
         )
 
     def stablecoin(self, frame: str | bytes, recv_ns: int) -> None:
-        msg = loads(frame)
+        msg = loads_object(frame)
         market = msg.get("market")
         if type(market) is not str:
             if "error" in msg:
@@ -193,7 +183,7 @@ class SorDecoder:
         self.last_heartbeat_ns: int | None = None
 
     def decode(self, frame: str | bytes, recv_ns: int) -> None:
-        msg = loads(frame)
+        msg = loads_object(frame)
         channel = msg.get("channel")
         if channel is None:
             if msg.get("type") in ("subscribe", "unsubscribe", "subscription_list", "error"):

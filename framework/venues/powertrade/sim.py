@@ -16,9 +16,8 @@ from __future__ import annotations
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
-from functools import partial
 from typing import Any
 
 import attrs
@@ -45,7 +44,8 @@ from framework.sim.engine import (
     SimOrder,
 )
 from framework.sim.market import SyntheticMarket
-from framework.sim.server import SimApp, WsConnection, serve
+from framework.sim.server import SimApp, WsConnection
+from framework.sim.venue import LoopbackSimulator, seed_crowds
 from framework.venues.powertrade.auth import verify_token
 from framework.venues.powertrade.decode import FULLY_EXECUTED, NOT_FOUND
 
@@ -227,7 +227,7 @@ class _Rfq:
 # --- the simulator -------------------------------------------------------------------------------
 
 
-class PowerTradeSimulator(EngineListener):
+class PowerTradeSimulator(LoopbackSimulator, EngineListener):
     def __init__(
         self,
         engine: MatchingEngine,
@@ -294,43 +294,18 @@ class PowerTradeSimulator(EngineListener):
         accounts = Accounts(engine, lambda s: (markets[s].base, markets[s].quote))
         sim = cls(engine, accounts, markets, seed=seed, clock_ns=clock_ns, **kwargs)
         accounts.open(sim.owner, dict(DEFAULT_BALANCES))
-        for index, (symbol, m) in enumerate(markets.items()):
-            crowd = SyntheticMarket(
-                engine,
-                symbol,
-                seed=seed * 1000 + index,
-                mid=m.mid,
-                tick=m.price_step,
-                lot=m.qty_step,
-            )
-            crowd.seed_book()
-            sim.crowds[symbol] = crowd
+        sim.crowds.update(seed_crowds(
+            engine,
+            ((symbol, m.mid, m.price_step, m.qty_step, 100) for symbol, m in markets.items()),
+            seed,
+        ))
         return sim
 
-    async def run(
-        self,
-        *,
-        port: int = 0,
-        market_rate_hz: float | None = 20.0,
-        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        async with trio.open_nursery() as nursery:
-            self.port = await nursery.start(partial(serve, self.app, port=port))
-            if market_rate_hz:
-                for crowd in self.crowds.values():
-                    nursery.start_soon(crowd.run, market_rate_hz)
-            nursery.start_soon(self._timers)
-            if self.rfq_rate_hz:
-                nursery.start_soon(self._rfq_requesters)
-            task_status.started(self.port)
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+    def background(self) -> list[Callable[[], Awaitable[None]]]:
+        loops = [self._timers]
+        if self.rfq_rate_hz:
+            loops.append(self._rfq_requesters)
+        return loops
 
     # --- test and fault controls ---------------------------------------------------------------
 

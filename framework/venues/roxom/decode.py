@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
-import orjson
 
 from framework.events import (
     Balance,
@@ -31,7 +30,7 @@ from framework.events import (
 )
 from framework.venue import FrameError
 from framework.venues.roxom.instruments import QUOTE, VENUE
-from framework.wire import dec
+from framework.wire import dec, loads_object
 
 _ZERO = Decimal(0)
 _EMPTY: tuple[Level, ...] = ()
@@ -68,14 +67,6 @@ class RoxomBalanceUpdate:
     ts_ns: int
 
 
-def loads(frame: str | bytes) -> dict[str, Any]:
-    try:
-        msg = orjson.loads(frame)
-    except orjson.JSONDecodeError as exc:
-        raise FrameError(f"malformed JSON: {exc}") from None
-    if type(msg) is not dict:
-        raise FrameError("frame is not a JSON object")
-    return msg
 
 
 def ns(value: Any, field: str) -> int:
@@ -140,7 +131,7 @@ class RoxomDecoder:
         self.gaps = 0
 
     def decode(self, frame: str | bytes, recv_ns: int) -> None:
-        msg = loads(frame)
+        msg = loads_object(frame)
         topic = msg.get("topic")
         if topic is not None:
             self._market(msg, topic, recv_ns)
