@@ -2,6 +2,9 @@
 
 botrun STRATEGY.py [--config FILE] [--venue NAME] [--mode paper|sandbox|live] [--duration S]
 botrun sim VENUE [--port N] [--seed N]
+botrun record --venue NAME [--markets M ...] --out DIR [--duration S]
+botrun backtest STRATEGY.py [--data PATH] [--seed N] [--report DIR]
+botrun replay [STRATEGY.py] --data PATH
 """
 
 from __future__ import annotations
@@ -72,6 +75,12 @@ def _sim_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rate", type=float, default=20.0, help="synthetic market steps per second")
+    p.add_argument(
+        "--faults",
+        default="",
+        help='seeded fault injection, e.g. "seed=3,chaos" or "drop=0.01@/marketdata,close=0.001"'
+        " (framework/sim/faults.py)",
+    )
     return p
 
 
@@ -79,6 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sim":
         return _main_sim(_sim_parser().parse_args(argv[1:]))
+    if argv and argv[0] == "record":
+        from framework.record import main_record
+
+        return main_record(argv[1:])
+    if argv and argv[0] in ("backtest", "replay"):
+        from framework.backtest import main_backtest
+
+        return main_backtest(argv[1:], argv[0])
     return _main_run(_run_parser().parse_args(argv))
 
 
@@ -150,6 +167,12 @@ async def _stop_on_signal(engine: Engine) -> None:
 
 
 def _main_sim(args: argparse.Namespace) -> int:
+    from framework.sim.faults import FaultPlan
+
+    try:
+        plan = FaultPlan.parse(args.faults) if args.faults else None
+    except ValueError as exc:
+        return _fail(f"--faults: {exc}")
     logs.configure("auto", "info")
     venue = load_venue(args.venue)
     cfg = venue.config_type(sim_seed=args.seed, sim_port=args.port, sim_rate_hz=args.rate)
@@ -157,6 +180,8 @@ def _main_sim(args: argparse.Namespace) -> int:
     async def serve() -> None:
         async with trio.open_nursery() as nursery:
             handle = await venue.start_simulator(cfg, nursery)
+            if plan is not None:
+                handle.simulator.app.faults = plan
             print(f"{args.venue} simulator on {handle.http_url} (ws {handle.ws_url})", flush=True)
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
@@ -164,6 +189,8 @@ def _main_sim(args: argparse.Namespace) -> int:
                     return
 
     trio.run(serve)
+    if plan is not None:
+        print(f"faults injected: {plan.summary()}", flush=True)
     return 0
 
 

@@ -134,6 +134,8 @@ def load(path: str | Path) -> Config:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; found by fuzzing (tests/test_fuzz.py)
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start})") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -41,6 +41,7 @@ from framework.events import (
     TimeInForce,
 )
 from framework.journal import Journal
+from framework.latency import LatencyStats
 from framework.model import Instrument, Order
 from framework.venue import ExecutionClient, OrderNotFound, OrderRefused
 
@@ -181,9 +182,15 @@ class OrderManager:
         self.counts: Counter[str] = Counter()
         self.risk: Any = None  # framework.risk.RiskManager, set by the runner
         self._by_venue_id: dict[tuple[str, str], str] = {}
+        self._open: dict[str, Order] = {}  # working orders (not terminal), in submit order
         self._locks: dict[str, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
         self._reconcile_wakeup = trio.Event()
+        # submit -> send -> ack histograms per venue (monotonic; a backtest sets its own clock)
+        self.latency = LatencyStats()
+        self.mono_ns: Callable[[], int] = time.monotonic_ns
+        self._submit_ns: dict[str, int] = {}
+        self._sent_ns: dict[str, int] = {}
 
     # --- wiring ----------------------------------------------------------------------------------
 
@@ -256,7 +263,9 @@ class OrderManager:
             handle._finish()
             return handle
         self.journal.record_intent(order)
+        self._open[order.client_order_id] = order
         self.counts["submitted"] += 1
+        self._submit_ns[order.client_order_id] = self.mono_ns()
         self._nursery_spawn(self._send_submit, order)
         return handle
 
@@ -334,16 +343,16 @@ class OrderManager:
 
     def cancel_all(self, venue: str | None = None, symbol: str | None = None) -> int:
         n = 0
-        for order in list(self.orders.values()):
-            if order.is_open and venue in (None, order.venue) and symbol in (None, order.symbol):
-                n += self.cancel(order.client_order_id)
+        for order in self.open_orders(venue, symbol):
+            n += self.cancel(order.client_order_id)
         return n
 
     def open_orders(self, venue: str | None = None, symbol: str | None = None) -> list[Order]:
+        # from the open index, not every order of the session: risk checks call this per order
         return [
             o
-            for o in self.orders.values()
-            if o.is_open and venue in (None, o.venue) and symbol in (None, o.symbol)
+            for o in self._open.values()
+            if venue in (None, o.venue) and symbol in (None, o.symbol)
         ]
 
     def _refusal(self, order: Order, client: ExecutionClient | None) -> str | None:
@@ -403,10 +412,12 @@ class OrderManager:
         async with self._lock(order):
             self._transition(order, S.SUBMITTED)
             report = None
+            self._stamp_send(order)
             try:
                 with trio.fail_after(self.request_timeout_s):
                     report = await client.submit(order)
             except OrderRefused as exc:
+                self._stamp_ack(order)
                 self._transition(order, S.REJECTED, reason=exc.reason)
                 return
             except Exception as exc:  # transport error, timeout: the venue may or may not have it
@@ -459,6 +470,19 @@ class OrderManager:
             if report is not None:
                 self.on_execution(report)
 
+    def _stamp_send(self, order: Order) -> None:
+        coid = order.client_order_id
+        now = self.mono_ns()
+        submitted = self._submit_ns.pop(coid, None)
+        if submitted is not None:
+            self.latency.hist(order.venue, "submit_to_send").record(now - submitted)
+        self._sent_ns[coid] = now
+
+    def _stamp_ack(self, order: Order) -> None:
+        sent = self._sent_ns.pop(order.client_order_id, None)
+        if sent is not None:
+            self.latency.hist(order.venue, "send_to_ack").record(self.mono_ns() - sent)
+
     def _to_unknown(self, order: Order, reason: str) -> None:
         self.counts["unknown"] += 1
         self._transition(order, S.UNKNOWN, reason=reason)
@@ -480,6 +504,8 @@ class OrderManager:
                 client_order_id=report.client_order_id,
             )
             return
+        if self._sent_ns:
+            self._stamp_ack(order)
         if report.venue_order_id and order.venue_order_id != report.venue_order_id:
             order.venue_order_id = report.venue_order_id
             self._by_venue_id[(order.venue, report.venue_order_id)] = order.client_order_id
@@ -519,7 +545,8 @@ class OrderManager:
                 price = (
                     report.cum_qty * report.avg_price - order.filled_qty * order.avg_price
                 ) / qty
-            fill_id = fill_id or f"cum:{report.cum_qty.normalize()}"
+            # ids are unique per venue in the journal, so the derived one names its order
+            fill_id = fill_id or f"cum:{order.client_order_id}:{report.cum_qty.normalize()}"
         if qty is None or qty <= 0:
             return
         if price is None:
@@ -630,7 +657,10 @@ class OrderManager:
         )
 
     def _finished(self, order: Order) -> None:
+        self._open.pop(order.client_order_id, None)
         self._locks.pop(order.client_order_id, None)
+        self._submit_ns.pop(order.client_order_id, None)
+        self._sent_ns.pop(order.client_order_id, None)
         handle = self.handles.get(order.client_order_id)
         if handle is not None:
             handle._finish()
@@ -642,6 +672,7 @@ class OrderManager:
         restored = self.journal.load_open(venue)
         for order in restored:
             self.orders[order.client_order_id] = order
+            self._open[order.client_order_id] = order
             self.handles[order.client_order_id] = OrderHandle(order)
             if order.venue_order_id:
                 self._by_venue_id[(venue, order.venue_order_id)] = order.client_order_id
@@ -685,7 +716,7 @@ class OrderManager:
             with trio.move_on_after(self.reconcile_interval_s):
                 await self._reconcile_wakeup.wait()
             self._reconcile_wakeup = trio.Event()
-            for order in [o for o in self.orders.values() if o.status is S.UNKNOWN]:
+            for order in [o for o in self._open.values() if o.status is S.UNKNOWN]:
                 async with self._lock(order):
                     if order.status is S.UNKNOWN:
                         await self._reconcile(order)

@@ -45,6 +45,7 @@ from framework.events import (
     VenueStatus,
 )
 from framework.journal import Journal
+from framework.latency import format_latency
 from framework.logs import register_secret
 from framework.model import Order
 from framework.orders import OrderManager
@@ -106,6 +107,11 @@ class Engine:
             )
         self.journal = Journal(journal_path)
         self.orders = OrderManager(self.journal, self._publish_order_event, clock_ns=clock_ns)
+        # latency histograms (framework.latency): receive -> handled per stream's venue, and the
+        # order manager's submit -> send -> ack; printed in the summary
+        self.latency = self.orders.latency
+        # optional raw-frame tap given to every session (`botrun record`)
+        self.frame_tap: Callable[[Stream, str | bytes, int], None] | None = None
         self.risk = RiskManager(
             config.risk,
             position=self.portfolio.position,
@@ -118,7 +124,9 @@ class Engine:
         self._stream_session: dict[int, WsSession] = {}
         self._nursery: trio.Nursery | None = None
         self._stop = trio.Event()
-        self._timers = trio.CancelScope()
+        # one cancel scope per timer task (a trio scope can be entered only once)
+        self._timers: list[trio.CancelScope] = []
+        self._timers_stopped = False
         self.final_summary: dict[str, Any] | None = None
 
     # --- public ------------------------------------------------------------------------------
@@ -173,15 +181,7 @@ class Engine:
         self.orders.add_instruments(runtime.instruments)
         client = None
         if self.mode == "paper":
-            client = PaperBroker(
-                name,
-                self.config.paper,
-                book=lambda symbol, _v=name: self.books.get((_v, symbol)),
-                instruments=runtime.instruments,
-            )
-            self.bus.subscribe(PublicTrade, client.on_trade, venue=name, owner="paper")
-            self.bus.subscribe(BookDelta, client.on_book, venue=name, owner="paper")
-            self.bus.subscribe(BookSnapshot, client.on_book, venue=name, owner="paper")
+            client = self.paper_broker(name, runtime.instruments)
         elif runtime.execution is not None:
             client = runtime.execution
         if client is not None:
@@ -195,6 +195,19 @@ class Engine:
         for stream in runtime.streams:
             self._start_stream(stream, nursery)
 
+    def paper_broker(self, name: str, instruments: dict[str, Any]) -> PaperBroker:
+        """A paper broker for venue `name`, filling against this engine's books and trades."""
+        client = PaperBroker(
+            name,
+            self.config.paper,
+            book=lambda symbol, _v=name: self.books.get((_v, symbol)),
+            instruments=instruments,
+        )
+        self.bus.subscribe(PublicTrade, client.on_trade, venue=name, owner="paper")
+        self.bus.subscribe(BookDelta, client.on_book, venue=name, owner="paper")
+        self.bus.subscribe(BookSnapshot, client.on_book, venue=name, owner="paper")
+        return client
+
     def _start_stream(self, stream: Stream, nursery: trio.Nursery) -> None:
         session = WsSession(
             stream,
@@ -202,6 +215,14 @@ class Engine:
             on_books_lost=self._books_lost,
             on_reconnected=self._reconnected,
         )
+        session.tap = self.frame_tap
+        session.latency = self.latency.hist(stream.venue, "recv_to_handled")
+        self.add_stream(stream, session)
+        nursery.start_soon(session.run)
+
+    def add_stream(self, stream: Stream, session: Any) -> None:
+        """Route a stream's events here and own its books (`session`: a WsSession or a replay's
+        stand-in with `stream`, `venue`, `counts`, `frames_received`, `request_resync`)."""
         stream.emit = self.on_event
         self.sessions.append(session)
         self._stream_session[id(stream)] = session
@@ -209,7 +230,6 @@ class Engine:
             key = (stream.venue, symbol)
             self.books.setdefault(key, OrderBook(stream.venue, symbol))
             self._book_owner[key] = session
-        nursery.start_soon(session.run)
 
     def _attach(self, strategy: Strategy) -> None:
         strategy._engine = self
@@ -265,7 +285,11 @@ class Engine:
         self._nursery.start_soon(self._in_timer_scope, tick)
 
     async def _in_timer_scope(self, fn: Callable[[], Awaitable[None]]) -> None:
-        with self._timers:
+        scope = trio.CancelScope()
+        if self._timers_stopped:
+            scope.cancel()
+        self._timers.append(scope)
+        with scope:
             await fn()
 
     def spawn(self, strategy: Strategy, fn: Callable[[], Awaitable[Any]]) -> None:
@@ -400,7 +424,9 @@ class Engine:
     async def _shutdown(self) -> None:
         log.info("shutting down")
         # no new orders from timers or handlers while we wind down
-        self._timers.cancel()
+        self._timers_stopped = True
+        for scope in self._timers:
+            scope.cancel()
         self.risk.halted = "shutting down"
         if self.config.risk.cancel_all_on_shutdown:
             n = self.orders.cancel_all()
@@ -458,6 +484,7 @@ class Engine:
             },
             "handler_errors": dict(self.bus.handler_errors),
             "order_counts": dict(self.orders.counts),
+            "latency": self.latency.summary(),
         }
 
 
@@ -499,4 +526,5 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  session {name}: {shown}")
     if summary["handler_errors"]:
         lines.append(f"  handler errors: {summary['handler_errors']}")
+    lines.extend(format_latency(summary.get("latency") or {}))
     return "\n".join(lines)

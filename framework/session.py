@@ -107,6 +107,11 @@ class WsSession:
         self._log = log.bind(venue=stream.venue, stream=stream.name)
         # a decoder that suspects a gap its book cannot see asks for a resync itself
         stream.request_resync = self.request_resync
+        # optional raw-frame tap `tap(stream, frame, recv_ns)`, called before decode (recording);
+        # when None the hot loop is exactly as without it
+        self.tap: Callable[[Stream, str | bytes, int], None] | None = None
+        # optional framework.latency.Histogram: frame received -> its handlers returned
+        self.latency: Any = None
 
     # --- control from outside (router, tests) ----------------------------------------------------
 
@@ -229,6 +234,11 @@ class WsSession:
     async def _process(self, recv: trio.MemoryReceiveChannel, conn: Connection) -> None:
         stream = self.stream
         decode = stream.decode
+        tap = self.tap
+        if tap is not None:
+            decode = _tapped(tap, stream, decode)
+        latency = self.latency
+        monotonic_ns = time.monotonic_ns
         stale_after = stream.stale_after_s
         stale = False
         while True:
@@ -262,6 +272,8 @@ class WsSession:
             except Exception as exc:
                 # a decoder bug or a frame shape nobody foresaw: never take the session down
                 self._bad_frame(frame, f"{type(exc).__name__}: {exc}")
+            if latency is not None:
+                latency.record(monotonic_ns() - recv_ns)
             if self._frame_waiters:
                 self._wake_waiters()
             if self._force_reconnect is not None:
@@ -317,6 +329,18 @@ _CONNECTION_ERRORS = (
     trio.BrokenResourceError,
     trio.ClosedResourceError,
 )
+
+
+def _tapped(
+    tap: Callable[[Stream, str | bytes, int], None],
+    stream: Stream,
+    decode: Callable[[str | bytes, int], None],
+) -> Callable[[str | bytes, int], None]:
+    def tapped(frame: str | bytes, recv_ns: int) -> None:
+        tap(stream, frame, recv_ns)
+        decode(frame, recv_ns)
+
+    return tapped
 
 
 def first_leaf(exc: BaseException) -> BaseException:

@@ -210,3 +210,14 @@ class Venue(abc.ABC):
     def secrets(self, cfg: Any) -> list[str]:
         """Secret values in use (to be redacted from logs)."""
         return []
+
+    def replay_stream(self, cfg: Any, name: str) -> Stream | None:
+        """Optional (record/replay/backtest): the stream called `name` (its `Stream.name` when it
+        was recorded), built offline from `cfg` alone: no network, no credentials, never
+        connected — only its `decode` is fed the recorded frames (its `epoch` is set from the
+        recording; `on_connected`/`resync` are not called, so a decoder must rebuild its state
+        from received frames alone). None = not provided: the backtest then builds the streams
+        with `build()` against this venue's embedded simulator (with the recorded markets) and
+        picks them by name, which works as long as the simulator lists those markets.
+        """
+        return None

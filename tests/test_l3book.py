@@ -112,7 +112,8 @@ def test_core_book_fed_by_l3_events_equals_a_naive_aggregation(steps) -> None:
             if truth[oid][2] == 0:
                 del truth[oid]
             event = book.execute(oid, executed=done, **KW)
-        elif op == "upd" and oid in truth:
+        elif op == "upd" and oid in truth and oid + "u" not in truth:
+            # (a venue never reuses a live order id, so neither does the generated feed)
             s, _, _ = truth.pop(oid)
             new_price = D(10 - price_ticks) if s is B else D(10 + price_ticks)
             truth[oid + "u"] = (s, new_price, D(qty))

@@ -919,3 +919,16 @@ async def test_modify_on_a_venue_without_it_is_refused_and_the_order_unchanged(
         (event,) = [e for e in h.events.of(order.client_order_id)
                     if isinstance(e, OrderModifyRejected)]
         assert "does not support" in event.reason
+
+
+async def test_cumulative_fills_of_two_orders_to_the_same_amount_are_both_counted(
+    autojump_clock: MockClock,
+) -> None:
+    # derived fill ids must be unique per venue (the journal's key), not just per order
+    async with running() as h:
+        first = await h.accepted("2", "100")
+        second = await h.accepted("2", "100")
+        for order in (first, second):
+            h.om.on_execution(report(order, cum_qty=D("1"), avg_price=D("100")))
+        assert first.filled_qty == second.filled_qty == D("1")
+        assert h.om.counts["duplicate_fills"] == 0

@@ -6,11 +6,13 @@ synchronous engine callbacks can push frames (`WsConnection.enqueue`) without aw
 that lets the queue fill up is disconnected as a slow consumer, as real venues do.
 
 Fault injection shared by every simulator: forced HTTP errors (`SimApp.inject_http_error`), and
-closing (`close_all_ws`) or abruptly dropping (`abort_all_ws`) every live WebSocket.
+closing (`close_all_ws`) or abruptly dropping (`abort_all_ws`) every live WebSocket; and a seeded,
+scriptable `FaultPlan` (framework/sim/faults.py) set as `SimApp.faults`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -19,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from functools import partial
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import attrs
@@ -28,6 +30,9 @@ import structlog
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
+
+if TYPE_CHECKING:
+    from framework.sim.faults import FaultPlan
 
 log = structlog.get_logger("botrun.sim.server")
 
@@ -161,6 +166,20 @@ class _CloseCmd:
     reason: str
 
 
+@attrs.frozen(slots=True)
+class Pause:
+    """Queue item (fault injection): the writer sends nothing for this long."""
+
+    seconds: float
+
+
+@attrs.frozen(slots=True)
+class Swap:
+    """Queue item (fault injection): a frame sent after the one queued behind it, if any."""
+
+    text: str
+
+
 class WsConnection:
     """One accepted WebSocket. Frames are queued, in order, whether sent sync or async."""
 
@@ -182,7 +201,10 @@ class WsConnection:
         self.enqueued = 0
         self._asgi_receive = asgi_receive
         self._asgi_send = asgi_send
-        self._out_send, self._out_recv = trio.open_memory_channel[str | _CloseCmd](queue_size)
+        self._out_send, self._out_recv = trio.open_memory_channel[str | _CloseCmd | Pause | Swap](
+            queue_size
+        )
+        self.faults: FaultPlan | None = None  # set by SimApp
         # Inbound is unbounded so that a handler that never reads cannot stall the reader (which
         # must keep reading to notice the peer going away).
         self._in_send, self._in_recv = trio.open_memory_channel[str](math.inf)
@@ -198,13 +220,21 @@ class WsConnection:
         """Queue a frame without waiting. A full queue closes the connection (1008)."""
         if self.closed:
             return False
+        if self.faults is not None and self.faults.enabled:
+            return self.faults.on_frame(self, text)
+        return self._put(text)
+
+    def _put(self, item: str | Pause | Swap) -> bool:
+        if self.closed:
+            return False
         try:
-            self._out_send.send_nowait(text)
+            self._out_send.send_nowait(item)
         except trio.WouldBlock:
             log.warning("ws slow consumer", path=self.path)
             self._close_now(SLOW_CONSUMER, "slow consumer")
             return False
-        self.enqueued += 1
+        if not isinstance(item, Pause):
+            self.enqueued += 1
         return True
 
     async def send_text(self, text: str) -> None:
@@ -302,7 +332,27 @@ class WsConnection:
                 return
 
     async def _writer(self) -> None:
-        async for item in self._out_recv:
+        carry: str | _CloseCmd | Pause | Swap | None = None
+        while True:
+            if carry is not None:
+                item, carry = carry, None
+            else:
+                try:
+                    item = await self._out_recv.receive()
+                except trio.EndOfChannel:
+                    return
+            if isinstance(item, Pause):
+                await trio.sleep(item.seconds)
+                continue
+            if isinstance(item, Swap):
+                # reordered: the frame queued behind this one goes first (if one is waiting)
+                with contextlib.suppress(trio.WouldBlock):
+                    carry = self._out_recv.receive_nowait()
+                if isinstance(carry, str):
+                    await self._asgi_send({"type": "websocket.send", "text": carry})
+                    carry = None
+                await self._asgi_send({"type": "websocket.send", "text": item.text})
+                continue
             if isinstance(item, _CloseCmd):
                 await self._asgi_send(
                     {"type": "websocket.close", "code": item.code, "reason": item.reason}
@@ -348,6 +398,23 @@ class SimApp:
         # Accepted when no WebSocket route matches; None refuses the upgrade with 404.
         self.ws_fallback: WsHandler | None = None
         self.ws_connections: list[WsConnection] = []
+        # accepted upgrades per path, over the app's life (tests match client epochs to them)
+        self.ws_accepted: dict[str, int] = {}
+        self._fault_plan: FaultPlan | None = None
+        # venue-specific faults the simulator can perform on an HTTP request, by kind
+        # (e.g. "token_expiry": revoke every token); fired by the fault plan's rules
+        self.fault_actions: dict[str, Callable[[], None]] = {}
+
+    @property
+    def faults(self) -> FaultPlan | None:
+        return self._fault_plan
+
+    @faults.setter
+    def faults(self, plan: FaultPlan | None) -> None:
+        """Attach (or with None remove) a fault plan; live connections follow it at once."""
+        self._fault_plan = plan
+        for conn in self.ws_connections:
+            conn.faults = plan
 
     # --- registration ----------------------------------------------------------------------
 
@@ -421,6 +488,15 @@ class SimApp:
         await send({"type": "http.response.body", "body": response.body})
 
     async def _respond(self, request: HttpRequest) -> HttpResponse:
+        plan = self._fault_plan
+        if plan is None or not plan.enabled:
+            return await self._route(request)
+        injected = await plan.before_http(self, request)
+        if injected is not None:
+            return injected
+        return await plan.after_http(self, request, await self._route(request))
+
+    async def _route(self, request: HttpRequest) -> HttpResponse:
         fault = self._take_fault(request.path)
         if fault is not None:
             if fault.body is not None:
@@ -455,6 +531,12 @@ class SimApp:
             return
         headers = _headers(scope)
         path = scope["path"]
+        plan = self._fault_plan
+        if plan is not None and plan.enabled:
+            refusal = plan.on_handshake(path)
+            if refusal is not None:
+                await _refuse(send, refusal)
+                return
         matches = _match(self._ws_routes, path)
         handler: WsHandler
         params: dict[str, str] = {}
@@ -472,6 +554,8 @@ class SimApp:
             return
         await send({"type": "websocket.accept"})
         conn = WsConnection(path, _query(scope), headers, receive, send, self._ws_queue_size)
+        conn.faults = self._fault_plan
+        self.ws_accepted[path] = self.ws_accepted.get(path, 0) + 1
         self.ws_connections.append(conn)
         try:
             await conn._run(handler, params)

@@ -14,7 +14,7 @@ import trio
 from framework.config import secret_from_env
 from framework.model import Instrument
 from framework.rest import request_json
-from framework.venue import SimHandle, VenueConfig, VenueRuntime
+from framework.venue import SimHandle, Stream, VenueConfig, VenueRuntime
 from framework.venue import Venue as _Venue
 from framework.venues.paxos.client import (
     REST_SCOPES,
@@ -134,6 +134,26 @@ class PaxosVenue(_Venue):
                     balance_interval_s=cfg.balance_interval_s,
                 )
         return VenueRuntime(streams=streams, execution=execution, instruments=instruments)
+
+    def replay_stream(self, cfg: PaxosConfig, name: str) -> Stream | None:
+        # record/replay: offline streams by recorded name (never connected: no URL, no tokens)
+        public = {
+            "marketdata": cfg.markets,
+            "executiondata": cfg.markets,
+            "marketdata-stablecoin": cfg.stablecoin_markets,
+        }
+        if name in public:
+            return PublicStream("ws://replay.invalid", name.replace("-", "/"), public[name])
+        if name == "sor":
+            return SorStream(
+                "ws://replay.invalid",
+                None,  # type: ignore[arg-type]
+                cfg.markets,
+                book=True,
+                top_of_book=cfg.top_of_book,
+                executions=cfg.trades,
+            )
+        return None
 
     @staticmethod
     async def _instruments(rest: httpx.AsyncClient, markets: list[str]) -> dict[str, Instrument]:

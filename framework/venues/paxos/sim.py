@@ -303,6 +303,8 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
         self._sor_time: dict[str, int] = {}
         self._top: dict[str, tuple[Level | None, Level | None]] = {}
         self.app = self._build_app()
+        # fault injection (framework/sim/faults.py): what only this simulator can do
+        self.app.fault_actions["token_expiry"] = self.revoke_all_tokens
         engine.add_listener(self)
 
     # --- construction ----------------------------------------------------------------------
@@ -926,9 +928,36 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
             order = self._find_order(order_id)
         except _Problem as refused:
             return refused.response
+        late = self.app.faults.roll("late_fill", request.path) if self.app.faults else None
+        if late is not None and order.engine is not None and order.engine.status == OPEN:
+            self._late_fill(order.engine, Decimal(str(late.param("fraction"))))
         if order.engine is None or self.engine.cancel(order.engine.order_id) is None:
             return problem(403, "order-not-cancellable", "order is not in cancellable state")
         return json_response(200, {})  # [DOC] acknowledges the request only
+
+    def _late_fill(self, live: SimOrder, fraction: Decimal) -> None:
+        """Fault injection: the cancel request arrived, but a trade got there first.
+
+        Another participant sweeps the book up to the order's price, taking everything ahead of
+        it and `fraction` of it (at least one lot; 1 fills it completely).
+        """
+        assert live.price is not None
+        mine = max(ENGINE_LOT, (live.remaining * fraction).quantize(ENGINE_LOT, ROUND_DOWN))
+        mine = min(mine, live.remaining)
+        bids, asks = self.engine.book(live.symbol)
+        if live.side is Side.BUY:
+            ahead = sum((size for price, size in bids if price > live.price), Decimal(0))
+        else:
+            ahead = sum((size for price, size in asks if price < live.price), Decimal(0))
+        for other in self.engine.orders(symbol=live.symbol, open_only=True):  # time priority
+            if other.order_id == live.order_id:
+                break
+            if other.side is live.side and other.price == live.price:
+                ahead += other.remaining
+        taker = "fault-late-fill"
+        self.engine.submit(
+            taker, live.symbol, live.side.opposite, LIMIT, ahead + mine, price=live.price, tif=IOC
+        )
 
     def _find_order(self, order_id: str) -> _PaxosOrder:
         order = self._orders.get(order_id)

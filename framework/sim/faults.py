@@ -1,0 +1,334 @@
+"""Seeded, scriptable fault injection shared by every simulator.
+
+A `FaultPlan` is attached to a simulator's `SimApp` (`app.faults = plan`) and consulted at four
+points, so every venue simulator misbehaves the same way without a line of venue code:
+
+- each outbound WebSocket frame (`WsConnection.enqueue`): drop, duplicate, reorder (swap with the
+  next queued frame), delay, stall (socket open, nothing sent), close with a code, abort (TCP
+  dropped without a close frame), malformed frame (inserted before the real one), oversized frame;
+- each WebSocket upgrade: refuse the handshake with an HTTP status;
+- each HTTP request: answer 429/5xx instead of handling it, delay the answer after handling it
+  (a delayed acknowledgement), or handle it and lose the reply (a 504 after the fact);
+- venue-specific faults the simulator registers as actions (`app.fault_actions`, e.g. Paxos'
+  `token_expiry`) run on HTTP requests, and ones only the simulator can perform (e.g.
+  `late_fill`, a fill that lands after the cancel request arrived) are asked for with
+  `plan.roll(kind, path)`.
+
+Rules are either random (`plan.add(kind, rate)`: each opportunity fires with that probability,
+drawn from the plan's seeded generator, so a run is reproducible for the same traffic) or
+scripted (`plan.once(kind, after=n)`: fires on the next matching opportunity(ies), for tests).
+Scripted rules are checked first. `FaultPlan.parse("seed=3,drop=0.01@/marketdata,close=0.001")`
+builds a plan from a config or command-line string (`botrun sim VENUE --faults SPEC`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import structlog
+import trio
+
+if TYPE_CHECKING:
+    from framework.sim.server import HttpRequest, HttpResponse, SimApp, WsConnection
+
+log = structlog.get_logger("botrun.sim.faults")
+
+FRAME_KINDS = (
+    "drop",
+    "duplicate",
+    "reorder",
+    "delay",
+    "stall",
+    "close",
+    "abort",
+    "malformed",
+    "oversized",
+)
+HANDSHAKE_KINDS = ("refuse",)
+HTTP_KINDS = ("http_error", "http_delay", "http_lost_reply")
+# performed by a venue simulator that supports them (others never fire)
+VENUE_KINDS = ("token_expiry", "late_fill")
+KINDS = FRAME_KINDS + HANDSHAKE_KINDS + HTTP_KINDS + VENUE_KINDS
+
+# close codes a venue may send (1006 is never sent on the wire; 1008/1009 have own meanings)
+CLOSE_CODES = (1000, 1001, 1011, 1012, 1013)
+# not 401/403: those mean "your credentials are bad" and rightly make a client back off long
+REFUSE_STATUSES = (429, 500, 502, 503)
+HTTP_STATUSES = (429, 500, 502, 503, 504)
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "delay": {"seconds": 0.05},
+    "stall": {"seconds": 1.0},
+    "oversized": {"bytes": (1 << 20) + 1},
+    "http_delay": {"seconds": 0.2},
+    "http_error": {"retry_after": "0.05"},
+    "late_fill": {"fraction": "0.5"},
+}
+
+# Mixes for `--faults chaos` / `--faults gentle`: rates per frame or per request.
+PRESETS: dict[str, dict[str, float]] = {
+    "chaos": {
+        "drop": 0.002,
+        "duplicate": 0.005,
+        "reorder": 0.005,
+        "delay": 0.005,
+        "stall": 0.0005,
+        "close": 0.0005,
+        "abort": 0.0005,
+        "malformed": 0.003,
+        "oversized": 0.0005,
+        "refuse": 0.1,
+        "http_error": 0.03,
+        "http_delay": 0.02,
+        "http_lost_reply": 0.01,
+        "token_expiry": 0.005,
+        "late_fill": 0.2,
+    },
+    "gentle": {
+        "duplicate": 0.002,
+        "malformed": 0.002,
+        "close": 0.0002,
+        "http_error": 0.01,
+    },
+}
+
+
+@attrs.define(eq=False)
+class Rule:
+    kind: str
+    rate: float = 0.0  # random rules: chance per opportunity
+    path: str = ""  # only where the request/connection path starts with this
+    times: int | None = None  # scripted rules: fire this many times, then the rule is spent
+    after: int = 0  # scripted rules: let this many matching opportunities pass first
+    match: Callable[[str], bool] | None = None  # frames: only frames this accepts
+    params: dict[str, Any] = attrs.Factory(dict)
+    fired: int = 0
+    seen: int = 0
+
+    @property
+    def scripted(self) -> bool:
+        return self.times is not None
+
+    @property
+    def spent(self) -> bool:
+        return self.times is not None and self.fired >= self.times
+
+    def param(self, name: str) -> Any:
+        if name in self.params:
+            return self.params[name]
+        return DEFAULTS.get(self.kind, {}).get(name)
+
+
+class FaultPlan:
+    """What goes wrong, where and how often; counts what it did."""
+
+    def __init__(self, seed: int = 0, rules: list[Rule] | None = None) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.rules: list[Rule] = list(rules or [])
+        self.counts: Counter[str] = Counter()
+        self.enabled = True
+        # called whenever a fault fires (kind, path): tests wait on it instead of sleeping
+        self.listeners: list[Callable[[str, str], None]] = []
+
+    # --- building ------------------------------------------------------------------------------
+
+    def add(self, kind: str, rate: float, path: str = "", **params: Any) -> Rule:
+        """A random rule: each matching opportunity fires with probability `rate`."""
+        _check_kind(kind)
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"fault rate must be within [0, 1], got {rate}")
+        rule = Rule(kind, rate=rate, path=path, params=params)
+        self.rules.append(rule)
+        return rule
+
+    def once(
+        self,
+        kind: str,
+        path: str = "",
+        *,
+        after: int = 0,
+        times: int = 1,
+        match: Callable[[str], bool] | None = None,
+        **params: Any,
+    ) -> Rule:
+        """A scripted rule: skip `after` matching opportunities, then fire `times` times."""
+        _check_kind(kind)
+        rule = Rule(kind, path=path, times=times, after=after, match=match, params=params)
+        self.rules.append(rule)
+        return rule
+
+    def remove(self, *rules: Rule) -> None:
+        for rule in rules:
+            self.rules.remove(rule)
+
+    def clear(self) -> None:
+        self.rules.clear()
+
+    @classmethod
+    def parse(cls, spec: str) -> FaultPlan:
+        """`"seed=3,chaos"`, `"drop=0.01@/marketdata,close=0.001,http_error=0.05@/v2/"`.
+
+        Items are comma-separated: `seed=N`, a preset name (`chaos`, `gentle`), or
+        `kind=rate[@path-prefix]`. Raises ValueError naming a bad item.
+        """
+        plan = cls()
+        for raw in spec.split(","):
+            item = raw.strip()
+            if not item:
+                continue
+            if item in PRESETS:
+                for kind, rate in PRESETS[item].items():
+                    plan.add(kind, rate)
+                continue
+            name, sep, value = item.partition("=")
+            name = name.strip()
+            if not sep:
+                raise ValueError(f"faults: {item!r} is not kind=rate, seed=N or a preset")
+            if name == "seed":
+                try:
+                    plan.seed = int(value)
+                except ValueError:
+                    raise ValueError(f"faults: seed must be an integer, got {value!r}") from None
+                plan.rng = random.Random(plan.seed)
+                continue
+            rate_text, _, path = value.partition("@")
+            try:
+                rate = float(rate_text)
+            except ValueError:
+                raise ValueError(
+                    f"faults: {name} rate must be a number, got {rate_text!r}"
+                ) from None
+            try:
+                plan.add(name, rate, path.strip())
+            except ValueError as exc:
+                raise ValueError(f"faults: {exc}") from None
+        return plan
+
+    # --- deciding ------------------------------------------------------------------------------
+
+    def _pick(
+        self, kinds: tuple[str, ...] | set[str], path: str, text: str | None = None
+    ) -> Rule | None:
+        if not self.enabled:
+            return None
+        chosen = None
+        for rule in self.rules:
+            if not rule.scripted or rule.kind not in kinds or rule.spent:
+                continue
+            if not path.startswith(rule.path):
+                continue
+            if rule.match is not None and (text is None or not rule.match(text)):
+                continue
+            rule.seen += 1
+            if rule.seen > rule.after:
+                chosen = rule
+                break
+        if chosen is None:
+            for rule in self.rules:
+                if rule.scripted or rule.kind not in kinds or not path.startswith(rule.path):
+                    continue
+                if rule.match is not None and (text is None or not rule.match(text)):
+                    continue
+                # one draw per opportunity per rule: the same traffic gives the same faults
+                if self.rng.random() < rule.rate:
+                    chosen = rule
+                    break
+        if chosen is not None:
+            chosen.fired += 1
+            self.counts[chosen.kind] += 1
+            for listener in list(self.listeners):
+                listener(chosen.kind, path)
+        return chosen
+
+    def roll(self, kind: str, path: str = "") -> Rule | None:
+        """For a simulator's own faults (e.g. `late_fill`): the rule that fires now, or None."""
+        return self._pick((kind,), path)
+
+    # --- hooks (called by framework.sim.server) -------------------------------------------------
+
+    def on_frame(self, conn: WsConnection, text: str) -> bool:
+        """Deliver (or not) one outbound frame; returns what `enqueue` returns."""
+        from framework.sim.server import Pause, Swap
+
+        rule = self._pick(FRAME_KINDS, conn.path, text)
+        if rule is None:
+            return conn._put(text)
+        kind = rule.kind
+        if kind == "drop":
+            return True  # the venue thinks it sent it
+        if kind == "duplicate":
+            return conn._put(text) and conn._put(text)
+        if kind == "reorder":
+            return conn._put(Swap(text))
+        if kind in ("delay", "stall"):
+            seconds = float(rule.param("seconds"))
+            return conn._put(Pause(seconds)) and conn._put(text)
+        if kind == "close":
+            code = rule.param("code") or self.rng.choice(CLOSE_CODES)
+            conn._close_now(int(code), "injected fault")
+            return False
+        if kind == "abort":
+            conn.abort()
+            return False
+        if kind == "malformed":
+            return conn._put(self._garbage(text)) and conn._put(text)
+        if kind == "oversized":
+            # invalid JSON either way: refused as too big, or skipped as a bad frame
+            return conn._put("#" * int(rule.param("bytes"))) and conn._put(text)
+        raise AssertionError(kind)
+
+    def on_handshake(self, path: str) -> int | None:
+        rule = self._pick(HANDSHAKE_KINDS, path)
+        if rule is None:
+            return None
+        return int(rule.param("status") or self.rng.choice(REFUSE_STATUSES))
+
+    async def before_http(self, app: SimApp, request: HttpRequest) -> HttpResponse | None:
+        actions = app.fault_actions
+        if actions:
+            rule = self._pick(set(actions), request.path)
+            if rule is not None:
+                actions[rule.kind]()
+        rule = self._pick(("http_error",), request.path)
+        if rule is None:
+            return None
+        status = int(rule.param("status") or self.rng.choice(HTTP_STATUSES))
+        response = app.error_response(status, "injected fault")
+        if status == 429:
+            retry = str(rule.param("retry_after"))
+            response = attrs.evolve(response, headers={**response.headers, "Retry-After": retry})
+        return response
+
+    async def after_http(
+        self, app: SimApp, request: HttpRequest, response: HttpResponse
+    ) -> HttpResponse:
+        rule = self._pick(("http_delay", "http_lost_reply"), request.path)
+        if rule is None:
+            return response
+        if rule.kind == "http_delay":
+            await trio.sleep(float(rule.param("seconds")))
+            return response
+        # handled, but the answer never makes it back: what a gateway timeout looks like
+        return app.error_response(int(rule.param("status") or 504), "injected fault: reply lost")
+
+    # --- reporting -----------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        return ", ".join(f"{k}: {n}" for k, n in sorted(self.counts.items())) or "none"
+
+    def _garbage(self, text: str) -> str:
+        """A frame no JSON decoder accepts: the real one cut short, or noise."""
+        body = text.rstrip()
+        if len(body) > 2 and body[-1] in "}]" and self.rng.random() < 0.5:
+            return body[: self.rng.randrange(1, len(body) - 1)]  # the closing bracket is gone
+        noise = "".join(chr(self.rng.randrange(33, 127)) for _ in range(self.rng.randrange(1, 40)))
+        return "#" + noise
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(KINDS)})")
