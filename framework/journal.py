@@ -2,8 +2,8 @@
 
 An order's intent is written and committed before its request leaves the process; every status
 change and every fill follows. On start the open orders are reloaded and reconciled with the
-venue. Fill ids are unique per venue, so a fill replayed after a crash or reconnect is refused by
-the database itself, not by a best-effort memory set.
+venue. A fill id is unique per order and venue, so a fill replayed after a crash or reconnect is
+refused by the database itself, not by a best-effort memory set.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS fills (
     quantity TEXT NOT NULL,
     fee TEXT NOT NULL,
     ts_ns INTEGER NOT NULL,
-    PRIMARY KEY (venue, fill_id)
+    -- per order: both sides of one venue execution (a self-trade) are two fills
+    PRIMARY KEY (venue, client_order_id, fill_id)
 );
 """
 
@@ -126,7 +127,7 @@ class Journal:
         fee: Decimal,
         ts_ns: int,
     ) -> bool:
-        """Record a fill; False if this venue fill id was recorded before (a duplicate)."""
+        """Record a fill; False if this order's fill id was recorded before (a duplicate)."""
         try:
             self._db.execute(
                 "INSERT INTO fills VALUES (?,?,?,?,?,?,?)",

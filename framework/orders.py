@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -183,6 +183,10 @@ class OrderManager:
         self.risk: Any = None  # framework.risk.RiskManager, set by the runner
         self._by_venue_id: dict[tuple[str, str], str] = {}
         self._open: dict[str, Order] = {}  # working orders (not terminal), in submit order
+        # terminal orders kept in memory for late reports; older ones live only in the journal
+        self.retain_terminal = 10_000
+        self._retired: deque[str] = deque()
+        self.final_states: Counter[str] = Counter()
         self._locks: dict[str, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
         self._reconcile_wakeup = trio.Event()
@@ -260,7 +264,7 @@ class OrderManager:
                 reason=reason,
             )
             self.publish(self._event(order, OrderRejected, reason=reason))
-            handle._finish()
+            self._retire(order)
             return handle
         self.journal.record_intent(order)
         self._open[order.client_order_id] = order
@@ -422,9 +426,11 @@ class OrderManager:
                 return
             except Exception as exc:  # transport error, timeout: the venue may or may not have it
                 self._to_unknown(order, f"submit: {type(exc).__name__}: {exc}")
-                return
-            if report is not None:
-                self.on_execution(report)
+            else:
+                if report is not None:
+                    self.on_execution(report)
+        # a cancel asked for while the submit was in flight goes now, also when the submit's
+        # outcome is UNKNOWN: the order may well be working at the venue
         if order.cancel_pending and order.is_open:
             await self._send_cancel(order)
 
@@ -657,13 +663,33 @@ class OrderManager:
         )
 
     def _finished(self, order: Order) -> None:
-        self._open.pop(order.client_order_id, None)
+        if self._open.pop(order.client_order_id, None) is None:
+            return  # already finished (a late fill on a terminal order)
         self._locks.pop(order.client_order_id, None)
         self._submit_ns.pop(order.client_order_id, None)
         self._sent_ns.pop(order.client_order_id, None)
+        self._retire(order)
+
+    def _retire(self, order: Order) -> None:
+        """A terminal order: wake its waiters, count it, and keep only the recent ones in memory
+        (the journal has them all) so a long session does not grow without bound."""
         handle = self.handles.get(order.client_order_id)
         if handle is not None:
             handle._finish()
+        self.final_states[order.status.value] += 1
+        self._retired.append(order.client_order_id)
+        if len(self._retired) > self.retain_terminal:
+            old = self.orders.pop(self._retired.popleft(), None)
+            if old is not None:
+                self.handles.pop(old.client_order_id, None)
+                if old.venue_order_id:
+                    self._by_venue_id.pop((old.venue, old.venue_order_id), None)
+
+    def state_counts(self) -> dict[str, int]:
+        """Orders of this session by state: final states (also of retired orders) and working."""
+        counts = Counter(self.final_states)
+        counts.update(o.status.value for o in self._open.values())
+        return dict(counts)
 
     # --- reconciliation --------------------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -52,7 +51,7 @@ from framework.orders import OrderManager
 from framework.paper import PaperBroker
 from framework.portfolio import Portfolio
 from framework.risk import RiskManager
-from framework.session import WsSession
+from framework.session import WsSession, is_loopback
 from framework.strategy import Strategy
 from framework.venue import SimHandle, Stream, VenueRuntime
 from framework.venues import load_venue
@@ -63,18 +62,9 @@ log = structlog.get_logger("botrun.runner")
 def http_client(base_url: str, *, timeout_s: float = 10.0) -> httpx.AsyncClient:
     """An httpx client; plain HTTP is refused for anything but loopback (TLS stays verified)."""
     parts = urlsplit(base_url)
-    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+    if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
         raise ValueError(f"refusing plain HTTP to non-loopback host {parts.hostname}")
     return httpx.AsyncClient(base_url=base_url, verify=True, timeout=timeout_s)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Engine:
@@ -168,7 +158,7 @@ class Engine:
         sim = None
         if vcfg.endpoint == "sim" and vcfg.sim_url:
             parts = urlsplit(vcfg.sim_url)
-            if not _is_loopback(parts.hostname or ""):
+            if not is_loopback(parts.hostname or ""):
                 raise ValueError(f"venues.{name}.sim_url: simulators are loopback only")
             ws_url = vcfg.sim_url.replace("http://", "ws://", 1).rstrip("/")
             sim = SimHandle(parts.port or 80, vcfg.sim_url.rstrip("/"), ws_url, None)
@@ -457,7 +447,7 @@ class Engine:
         return total
 
     def summary(self) -> dict[str, Any]:
-        by_state = Counter(o.status.value for o in self.orders.orders.values())
+        by_state = self.orders.state_counts()
         positions = []
         for venue, symbol in self.portfolio.symbols():
             mark = self.mark(venue, symbol)

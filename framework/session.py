@@ -11,12 +11,15 @@ Decode-to-handler runs in one task without awaiting: the hot path has no schedul
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import orjson
 import structlog
 import trio
@@ -29,6 +32,7 @@ from trio_websocket import (
 )
 
 from framework.events import VenueState, VenueStatus
+from framework.rest import HttpProblem
 from framework.venue import AuthError, FrameError, Stream
 
 log = structlog.get_logger("botrun.session")
@@ -102,6 +106,7 @@ class WsSession:
         self.epoch_frames = 0  # on the current connection
         self._frame_waiters: list[tuple[int, trio.Event]] = []
         self.last_delay = 0.0
+        self._retried_fresh_auth = False
         self._resync: set[str] = set()
         self._force_reconnect: str | None = None
         self._log = log.bind(venue=stream.venue, stream=stream.name)
@@ -144,7 +149,14 @@ class WsSession:
                     delay_floor = self._auth_refused(str(exc))
                 elif isinstance(exc, ConnectionRejected):
                     self.counts["handshake_rejected"] += 1
-                    if exc.status_code in (401, 403):
+                    if exc.status_code in (401, 403) and not self._retried_fresh_auth:
+                        # a cached credential may have expired or been revoked: drop it and
+                        # try once more at the normal pace before concluding we are refused
+                        self._retried_fresh_auth = True
+                        self.stream.on_auth_rejected()
+                        self._log.warning("handshake refused; retrying with fresh credentials",
+                                          status=exc.status_code)
+                    elif exc.status_code in (401, 403):
                         delay_floor = self._auth_refused(f"handshake HTTP {exc.status_code}")
                     else:
                         self._log.error("handshake refused", status=exc.status_code)
@@ -182,6 +194,7 @@ class WsSession:
     async def _connect_once(self) -> None:
         stream = self.stream
         url = await stream.url()
+        _refuse_plain_remote(url)
         headers = [(k.encode(), v.encode()) for k, v in await stream.handshake_headers()]
         async with open_websocket_url(
             url,
@@ -194,6 +207,7 @@ class WsSession:
         ) as ws:
             self.epoch += 1
             self.epoch_frames = 0
+            self._retried_fresh_auth = False
             stream.epoch = self.epoch
             self._resync.clear()
             self._force_reconnect = None
@@ -320,7 +334,17 @@ class WsSession:
         )
 
 
+def _refuse_plain_remote(url: str) -> None:
+    """TLS for every real venue: unencrypted WebSockets only to this machine (simulators)."""
+    parts = urlsplit(url)
+    if parts.scheme == "ws" and not is_loopback(parts.hostname or ""):
+        raise ValueError(f"refusing unencrypted ws:// to non-loopback host {parts.hostname}")
+
+
 _CONNECTION_ERRORS = (
+    # a token endpoint that fails (5xx, timeouts) during a reconnect is a transient fault too
+    HttpProblem,
+    httpx.HTTPError,
     ConnectionClosed,
     HandshakeError,
     OSError,
@@ -341,6 +365,15 @@ def _tapped(
         decode(frame, recv_ns)
 
     return tapped
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def first_leaf(exc: BaseException) -> BaseException:

@@ -176,3 +176,13 @@ def test_memory_journal_creates_no_file(tmp_path: Path, monkeypatch: pytest.Monk
     journal.record_intent(make_order("a"))
     assert journal.load("a") is not None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_one_execution_filling_two_of_our_orders_records_both_sides() -> None:
+    # a self-trade: the venue reports one execution id for both of our orders
+    j = Journal(":memory:")
+    for coid in ("buy-1", "sell-1"):
+        j.record_intent(make_order(coid))
+        assert j.record_fill("paxos", "T-77", coid, D("100"), D("1"), D(0), 5)
+    assert not j.record_fill("paxos", "T-77", "buy-1", D("100"), D("1"), D(0), 6)
+    assert j.fill_ids("buy-1") == j.fill_ids("sell-1") == {"T-77"}

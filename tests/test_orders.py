@@ -932,3 +932,43 @@ async def test_cumulative_fills_of_two_orders_to_the_same_amount_are_both_counte
             h.om.on_execution(report(order, cum_qty=D("1"), avg_price=D("100")))
         assert first.filled_qty == second.filled_qty == D("1")
         assert h.om.counts["duplicate_fills"] == 0
+
+
+async def test_cancel_requested_during_a_submit_that_ends_unknown_is_still_sent(
+    autojump_clock: MockClock,
+) -> None:
+    client = FakeClient()
+    release = trio.Event()
+
+    async def fails_in_transport(order: Order) -> ExecutionReport | None:
+        await release.wait()
+        raise ConnectionError("reset by peer")
+
+    client.on_submit = fails_in_transport
+    client.on_query = FakeClient.accept  # the venue did get it
+    async with running(client=client) as h:
+        handle = h.buy()
+        await h.events.until_status(handle, S.SUBMITTED)
+        assert h.om.cancel(handle.client_order_id)  # while the submit is in flight
+        release.set()
+        order = await done(handle)
+        assert order.status is S.CANCELLED
+        assert h.client.calls_for(handle.client_order_id)[:2] == ["submit", "cancel"]
+
+
+async def test_terminal_orders_beyond_the_retention_leave_memory_but_still_count(
+    autojump_clock: MockClock,
+) -> None:
+    async with running() as h:
+        h.om.retain_terminal = 2
+        handles = [h.buy() for _ in range(4)]
+        for handle in handles:
+            await h.events.until_status(handle, S.ACCEPTED)
+            h.om.cancel(handle.client_order_id)
+            await done(handle)
+        refused = h.buy(qty="0")
+        assert refused.status is S.REJECTED
+        # the two oldest cancelled orders were retired to the journal only
+        assert set(h.om.orders) == {handles[3].client_order_id, refused.client_order_id}
+        assert h.om.state_counts() == {"CANCELLED": 4, "REJECTED": 1}
+        assert h.journal.load(handles[0].client_order_id).status is S.CANCELLED

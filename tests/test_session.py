@@ -138,3 +138,15 @@ async def test_silent_feed_goes_stale_then_reconnects_and_resyncs() -> None:
         assert [type(e) for e in events] == [BookSnapshot, BookSnapshot, BookDelta]
         assert events[1].epoch == 2 and session.epoch == 2
         nursery.cancel_scope.cancel()
+
+
+def test_unencrypted_websocket_only_to_loopback() -> None:
+    import pytest
+
+    from framework.session import _refuse_plain_remote
+
+    with pytest.raises(ValueError, match="non-loopback"):
+        _refuse_plain_remote("ws://ws.paxos.com/marketdata")
+    _refuse_plain_remote("wss://ws.paxos.com/marketdata")
+    _refuse_plain_remote("ws://127.0.0.1:9000/marketdata")
+    _refuse_plain_remote("ws://localhost:9000/")

@@ -217,7 +217,10 @@ class SorStream(Stream):
         if msg.get("type") == "error":
             self.errors.append(str(msg.get("error")))
             raise FrameError(f"SOR error: {msg.get('error')}")
-        for channel in msg.get("channels") or []:
+        channels = msg.get("channels") or []
+        if type(channels) is not list or any(type(c) is not dict for c in channels):
+            raise FrameError(f"{msg.get('type')} reply: channels is not a list of objects")
+        for channel in channels:
             if channel.get("success") is False and channel.get("error") != "NO_EFFECT_ACTION":
                 error = (
                     f"{msg.get('type')} {channel.get('type')} {channel.get('params')}: "
@@ -419,6 +422,10 @@ class PaxosExecution(ExecutionClient):
         filled = dec(data.get("amount_filled") or "0", "amount_filled")
         if venue_id and filled > self._exec_cum.get(venue_id, Decimal(0)):
             await self._report_executions(report.client_order_id, venue_id)
+        if venue_id and report.status is not None and report.status.is_terminal:
+            # its executions are final and reported: forget them (the core dedups any replay)
+            self._seen_exec.pop(venue_id, None)
+            self._exec_cum.pop(venue_id, None)
         return report
 
     async def _report_executions(self, coid: str, venue_id: str) -> None:

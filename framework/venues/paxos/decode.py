@@ -84,7 +84,7 @@ class PublicDecoder:
             try:
                 market, price, amount = msg["market"], msg["price"], msg["amount"]
                 if type(price) is str and type(amount) is str and (
-                    self.markets is None or market in self.markets
+                    market in self.markets if self.markets is not None else type(market) is str
                 ):
                     level = (_D(price), _D(amount))
                     if _ZERO < level[0] < _HUGE and _ZERO <= level[1] < _HUGE:
@@ -97,8 +97,8 @@ class PublicDecoder:
                             self.emit(BookDelta(
                                 VENUE, market, _EMPTY, (level,), None, recv_ns, self.epoch))
                             return
-            except (KeyError, ArithmeticError):
-                pass
+            except (KeyError, TypeError, ArithmeticError):
+                pass  # `_update` names the problem
             self._update(msg, recv_ns)
             return
         market = msg.get("market")

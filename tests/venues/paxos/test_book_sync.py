@@ -114,7 +114,7 @@ async def test_sor_book_with_update_before_snapshot_equals_simulator() -> None:
         assert sor.stream.decoder.heartbeats >= 0
 
 
-async def test_sor_refused_token_backs_off_instead_of_spinning() -> None:
+async def test_sor_revoked_token_is_replaced_at_once() -> None:
     cfg = config(paxos(2, book_source="sor"))
     async with running(cfg) as engine:
         sim = engine.simulators["paxos"].simulator
@@ -122,12 +122,28 @@ async def test_sor_refused_token_backs_off_instead_of_spinning() -> None:
         await until(engine, lambda: engine.book("paxos", "BTCUSD").is_synced, "synced")
         fetches = sor.stream._tokens.fetches
         sim.revoke_all_tokens()
-        epoch = sor.epoch
         sim.app.close_all_ws(1008)
-        # the cached token is now refused at the handshake (403): a clear auth failure, the
-        # token dropped, and a long back-off rather than a reconnect storm
-        await until(engine, lambda: sor.counts["handshake_rejected"] >= 1, "refused")
-        assert sor.epoch == epoch
+        # the cached token is refused at the handshake (403): dropped, and one retry at the
+        # normal pace with a fresh token gets back in, without the long auth back-off
+        await until(engine, lambda: sor.epoch == 2 and engine.book("paxos", "BTCUSD").is_synced,
+                    "back with a new token")
         assert sor.counts["handshake_rejected"] == 1
+        assert sor.last_delay < sor.auth_backoff_s
+        assert sor.stream._tokens.fetches == fetches + 1
+
+
+async def test_sor_refused_credentials_back_off_instead_of_spinning() -> None:
+    cfg = config(paxos(2, book_source="sor"))
+    async with running(cfg) as engine:
+        sim = engine.simulators["paxos"].simulator
+        sor = session(engine, "sor")
+        await until(engine, lambda: engine.book("paxos", "BTCUSD").is_synced, "synced")
+        sim._client_secret = "rotated"  # our secret no longer gets a token
+        sim.revoke_all_tokens()
+        sim.app.close_all_ws(1008)
+        await until(engine, lambda: sor.counts["auth_errors"] >= 1, "refused")
+        # one handshake refusal (cached token), then the token endpoint refuses us: a clear
+        # auth error and the long back-off, not a reconnect storm
+        assert sor.counts["handshake_rejected"] == 1 and sor.counts["auth_errors"] == 1
         assert sor.last_delay >= sor.auth_backoff_s
-        assert sor.stream._tokens._token is None and sor.stream._tokens.fetches == fetches
+        assert sor.epoch == 1

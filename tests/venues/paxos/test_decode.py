@@ -222,3 +222,19 @@ def test_sor_unknown_channel_and_bad_payload_raise() -> None:
             '"time":"yesterday","bids":[]}}',
             1,
         )
+
+
+def test_mistyped_market_on_the_fast_path_is_a_frame_error() -> None:
+    dec, out = public()
+    with pytest.raises(FrameError, match="missing market"):
+        dec.marketdata('{"type":"UPDATE","market":[],"side":"BUY","price":"1","amount":"1"}', 1)
+    assert out == []
+
+
+def test_sor_reply_with_malformed_channels_is_a_frame_error() -> None:
+    from framework.venues.paxos.client import SorStream
+
+    stream = SorStream("ws://127.0.0.1:1", None, ["BTCUSD"], book=True, top_of_book=False,
+                       executions=False)  # type: ignore[arg-type]
+    with pytest.raises(FrameError, match="channels"):
+        stream.decode('{"type":"subscribe","channels":[1]}', 1)
