@@ -18,6 +18,9 @@ from sortedcontainers import SortedDict
 from framework.events import BookDelta, BookSnapshot, BookState, Level
 
 _ZERO = Decimal(0)
+# SortedDict is a dict whose keys are also kept in a sorted list; changing the size of an
+# existing level only needs the dict part, which the C method does without Python overhead
+_dict_set = dict.__setitem__
 
 
 class BookNotSynced(RuntimeError):
@@ -121,17 +124,23 @@ class OrderBook:
         side = self._bids
         for price, size in bids:
             if size > _ZERO:
-                side[price] = size
-                if self._best_bid is None or price > self._best_bid:
-                    self._best_bid = price
+                if price in side:
+                    _dict_set(side, price, size)  # existing level: no re-sorting needed
+                else:
+                    side[price] = size
+                    if self._best_bid is None or price > self._best_bid:
+                        self._best_bid = price
             elif side.pop(price, None) is not None and price == self._best_bid:
                 self._best_bid = side.peekitem(-1)[0] if side else None
         side = self._asks
         for price, size in asks:
             if size > _ZERO:
-                side[price] = size
-                if self._best_ask is None or price < self._best_ask:
-                    self._best_ask = price
+                if price in side:
+                    _dict_set(side, price, size)
+                else:
+                    side[price] = size
+                    if self._best_ask is None or price < self._best_ask:
+                        self._best_ask = price
             elif side.pop(price, None) is not None and price == self._best_ask:
                 self._best_ask = side.peekitem(0)[0] if side else None
 

@@ -64,10 +64,11 @@ class Bus:
         if subs is None:
             subs = self._route(type(event))
         for sub in subs:
-            if sub.venue is not None and sub.venue != getattr(event, "venue", None):
-                continue
-            if sub.symbol is not None and sub.symbol != getattr(event, "symbol", None):
-                continue
+            if sub.venue is not None or sub.symbol is not None:
+                if sub.venue is not None and sub.venue != getattr(event, "venue", None):
+                    continue
+                if sub.symbol is not None and sub.symbol != getattr(event, "symbol", None):
+                    continue
             try:
                 sub.handler(event)
             except Exception:
