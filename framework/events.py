@@ -28,6 +28,10 @@ class Side(enum.StrEnum):
 class OrderType(enum.StrEnum):
     LIMIT = "LIMIT"
     MARKET = "MARKET"
+    # rest untriggered until the market trades at or through `Order.stop_price`, then work as
+    # a market order (STOP_MARKET) or a limit order at `Order.price` (STOP_LIMIT)
+    STOP_MARKET = "STOP_MARKET"
+    STOP_LIMIT = "STOP_LIMIT"
 
 
 class TimeInForce(enum.StrEnum):

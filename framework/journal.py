@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS orders (
     fees TEXT NOT NULL,
     reason TEXT,
     created_ns INTEGER NOT NULL,
-    updated_ns INTEGER NOT NULL
+    updated_ns INTEGER NOT NULL,
+    stop_price TEXT
 );
 CREATE INDEX IF NOT EXISTS orders_open ON orders(venue, status);
 CREATE TABLE IF NOT EXISTS fills (
@@ -75,7 +76,7 @@ class Journal:
 
     def record_intent(self, order: Order) -> None:
         self._db.execute(
-            "INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 order.client_order_id,
                 order.venue,
@@ -96,6 +97,7 @@ class Journal:
                 order.reason,
                 order.created_ns,
                 order.updated_ns,
+                None if order.stop_price is None else str(order.stop_price),
             ),
         )
 
@@ -183,6 +185,7 @@ class Journal:
             reason=row[16],
             created_ns=row[17],
             updated_ns=row[18],
+            stop_price=_dec(row[19]),
         )
         order.fill_ids = self.fill_ids(order.client_order_id)
         return order

@@ -38,6 +38,8 @@ class Order:
     tif: TimeInForce = TimeInForce.GTC
     post_only: bool = False
     expire_at_ns: int | None = None
+    # trigger price of a STOP_MARKET / STOP_LIMIT order
+    stop_price: Decimal | None = None
     strategy: str = ""
     status: OrderStatus = OrderStatus.PENDING
     venue_order_id: str | None = None

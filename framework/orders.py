@@ -49,6 +49,7 @@ log = structlog.get_logger("botrun.orders")
 
 S = OrderStatus
 _ZERO = Decimal(0)
+_STOPS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})
 
 # from -> allowed targets. UNKNOWN may resolve to anything; terminal states go nowhere.
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
@@ -228,6 +229,7 @@ class OrderManager:
         post_only: bool = False,
         expire_at_ns: int | None = None,
         strategy: str = "",
+        stop_price: Decimal | None = None,
     ) -> OrderHandle:
         now = self.clock_ns()
         client = self.clients.get(venue)
@@ -243,6 +245,7 @@ class OrderManager:
             tif=TimeInForce(tif),
             post_only=post_only,
             expire_at_ns=expire_at_ns,
+            stop_price=stop_price,
             strategy=strategy,
             created_ns=now,
             updated_ns=now,
@@ -362,18 +365,30 @@ class OrderManager:
     def _refusal(self, order: Order, client: ExecutionClient | None) -> str | None:
         if client is None:
             return f"venue {order.venue!r} takes no orders in this session"
+        if order.type not in client.order_types:
+            return f"{order.venue} does not take {order.type.value} orders"
         if not isinstance(order.quantity, Decimal) or not order.quantity.is_finite():
             return "quantity must be a finite Decimal"
         if order.quantity <= 0:
             return "quantity must be positive"
-        if order.type is OrderType.LIMIT:
+        if order.type in _STOPS:
+            if order.stop_price is None:
+                return "stop order needs a stop_price"
+            if not isinstance(order.stop_price, Decimal) or not order.stop_price.is_finite():
+                return "stop_price must be a finite Decimal"
+            if order.stop_price <= 0:
+                return "stop_price must be positive"
+        elif order.stop_price is not None:
+            return f"a {order.type.value} order takes no stop_price (use STOP_MARKET / STOP_LIMIT)"
+        if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
             if order.price is None:
-                return "limit order needs a price"
+                kind = "limit" if order.type is OrderType.LIMIT else "stop-limit"
+                return f"{kind} order needs a price"
             if not isinstance(order.price, Decimal) or not order.price.is_finite():
                 return "price must be a finite Decimal"
             if order.price <= 0:
                 return "price must be positive"
-        elif order.post_only:
+        if order.post_only and order.type is not OrderType.LIMIT:
             return "post-only needs a limit order"
         if order.tif is TimeInForce.GTD and order.expire_at_ns is None:
             return "GTD order needs expire_at_ns"
@@ -388,10 +403,14 @@ class OrderManager:
             return f"quantity {order.quantity} above maximum {inst.max_qty}"
         if order.price is not None and inst.tick and order.price % inst.tick != 0:
             return f"price {order.price} is not a multiple of tick {inst.tick}"
+        if order.stop_price is not None and inst.tick and order.stop_price % inst.tick != 0:
+            return f"stop_price {order.stop_price} is not a multiple of tick {inst.tick}"
+        # a stop market's notional is estimated at its trigger
+        priced = order.price if order.price is not None else order.stop_price
         if (
             inst.min_notional is not None
-            and order.price is not None
-            and order.price * order.quantity < inst.min_notional
+            and priced is not None
+            and priced * order.quantity < inst.min_notional
         ):
             return f"notional below minimum {inst.min_notional}"
         if self.risk is not None:

@@ -3,8 +3,10 @@
 Market orders walk the book. Limit orders that cross take liquidity up to their price; the rest
 rests with a queue position estimated from the displayed size at that price when it joined. A
 resting order fills as public trades print at its price (after the queue ahead is consumed) or
-through it, and when the book crosses it. Paper fills produce the same execution reports, hence
-the same order events, as real ones.
+through it, and when the book crosses it. Stop orders wait, accepted, until a public trade prints
+at or through their stop price, then work as a market (STOP_MARKET) or limit (STOP_LIMIT) order
+against the book of that moment. Paper fills produce the same execution reports, hence the same
+order events, as real ones.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from framework.venue import ExecutionClient, OrderNotFound, OrderRefused
 
 log = structlog.get_logger("botrun.paper")
 _ZERO = Decimal(0)
+_STOPS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})
+_MARKETS = frozenset({OrderType.MARKET, OrderType.STOP_MARKET})
 
 
 @attrs.define(kw_only=True)
@@ -59,6 +63,7 @@ class _Resting:
 
 class PaperBroker(ExecutionClient):
     client_order_id_max_len = 36
+    order_types = frozenset(OrderType)
 
     def __init__(
         self,
@@ -73,6 +78,7 @@ class PaperBroker(ExecutionClient):
         self._book = book
         self._instruments = instruments
         self._resting: dict[str, dict[str, _Resting]] = {}  # symbol -> coid -> resting
+        self._stops: dict[str, dict[str, Order]] = {}  # symbol -> coid -> untriggered stop
         self._fill_ids = itertools.count(1)
         self.balances: dict[str, Decimal] = dict(cfg.balances)
 
@@ -88,61 +94,43 @@ class PaperBroker(ExecutionClient):
         book = self._book(order.symbol)
         if book is None or not book.is_synced:
             raise OrderRefused("paper: no synced book to fill against")
-        accepted = ExecutionReport(
-            self.venue,
-            order.client_order_id,
-            status=OrderStatus.ACCEPTED,
-            venue_order_id=f"paper-{order.client_order_id}",
-        )
-        if order.type is OrderType.MARKET:
-            self._report(accepted)
-            self._take(order, book, limit=None)
-            self._end_unfilled(order)
-            return None
-        assert order.price is not None
-        crosses = self._crosses(order, book)
-        if crosses and order.post_only:
+        if order.post_only and order.type is OrderType.LIMIT and self._crosses(order, book):
             raise OrderRefused("post-only order would take liquidity")
-        if order.tif is TimeInForce.FOK and self._available(order, book) < order.quantity:
-            self._report(accepted)
-            self._report(
-                ExecutionReport(
-                    self.venue,
-                    order.client_order_id,
-                    status=OrderStatus.CANCELLED,
-                    reason="FOK not fully fillable",
-                )
+        self._report(
+            ExecutionReport(
+                self.venue,
+                order.client_order_id,
+                status=OrderStatus.ACCEPTED,
+                venue_order_id=f"paper-{order.client_order_id}",
             )
-            return None
-        self._report(accepted)
-        consumed = self._take(order, book, limit=order.price) if crosses else {}
-        if order.remaining <= 0:
-            return None
-        if order.tif in (TimeInForce.IOC, TimeInForce.FOK):
-            self._end_unfilled(order)
-            return None
-        ahead = book.size_at(order.side is Side.BUY, order.price)
-        self._resting.setdefault(order.symbol, {})[order.client_order_id] = _Resting(
-            order, ahead, consumed
         )
+        if order.type in _STOPS:
+            self._stops.setdefault(order.symbol, {})[order.client_order_id] = order
+        else:
+            self._work(order, book)
         return None
 
     async def cancel(self, order: Order) -> ExecutionReport | None:
         await trio.sleep(self.cfg.latency_ms / 1000)
         resting = self._resting.get(order.symbol, {}).pop(order.client_order_id, None)
-        if resting is None:
+        stop = self._stops.get(order.symbol, {}).pop(order.client_order_id, None)
+        if resting is None and stop is None:
             raise OrderNotFound(f"paper: {order.client_order_id} is not resting")
         return ExecutionReport(self.venue, order.client_order_id, status=OrderStatus.CANCELLED)
 
     async def cancel_all(self, symbol: str | None = None) -> None:
-        for sym, orders in self._resting.items():
-            if symbol in (None, sym):
-                for coid in list(orders):
-                    orders.pop(coid)
-                    self._report(ExecutionReport(self.venue, coid, status=OrderStatus.CANCELLED))
+        for working in (self._resting, self._stops):
+            for sym, orders in working.items():
+                if symbol in (None, sym):
+                    for coid in list(orders):
+                        orders.pop(coid)
+                        self._report(
+                            ExecutionReport(self.venue, coid, status=OrderStatus.CANCELLED)
+                        )
 
     async def query_order(self, order: Order) -> ExecutionReport | None:
-        if order.client_order_id in self._resting.get(order.symbol, {}):
+        coid = order.client_order_id
+        if coid in self._resting.get(order.symbol, {}) or coid in self._stops.get(order.symbol, {}):
             return ExecutionReport(self.venue, order.client_order_id, status=OrderStatus.ACCEPTED)
         # paper state does not survive a restart: an order we do not hold is gone
         return None
@@ -150,6 +138,11 @@ class PaperBroker(ExecutionClient):
     # --- market data (subscribed on the bus by the runner) -----------------------------------
 
     def on_trade(self, trade: PublicTrade) -> None:
+        self._fill_resting(trade)
+        # after the resting orders: the trade that sets a stop off happened before it worked
+        self._trigger_stops(trade)
+
+    def _fill_resting(self, trade: PublicTrade) -> None:
         resting = self._resting.get(trade.symbol)
         if not resting:
             return
@@ -176,6 +169,24 @@ class PaperBroker(ExecutionClient):
             self._fill(order, order.price, qty, Liquidity.MAKER)
             if order.remaining <= 0:
                 resting.pop(order.client_order_id, None)
+
+    def _trigger_stops(self, trade: PublicTrade) -> None:
+        stops = self._stops.get(trade.symbol)
+        if not stops:
+            return
+        book = self._book(trade.symbol)
+        if book is None or not book.is_synced:
+            return  # nothing to fill against: the stops stay armed for the next trade
+        for order in list(stops.values()):
+            assert order.stop_price is not None
+            hit = (
+                trade.price >= order.stop_price
+                if order.side is Side.BUY
+                else trade.price <= order.stop_price
+            )
+            if hit:
+                del stops[order.client_order_id]
+                self._work(order, book)
 
     def on_book(self, event: BookDelta | BookSnapshot) -> None:
         resting = self._resting.get(event.symbol)
@@ -207,6 +218,35 @@ class PaperBroker(ExecutionClient):
 
     # --- mechanics ---------------------------------------------------------------------------
 
+    def _work(self, order: Order, book: OrderBook) -> None:
+        """An accepted (or just triggered) order meets the book: a market order walks it, a limit
+        order takes what crosses and rests the remainder with its place in the queue."""
+        if order.type in _MARKETS:
+            self._take(order, book, limit=None)
+            self._end_unfilled(order)
+            return
+        assert order.price is not None
+        if order.tif is TimeInForce.FOK and self._available(order, book) < order.quantity:
+            self._report(
+                ExecutionReport(
+                    self.venue,
+                    order.client_order_id,
+                    status=OrderStatus.CANCELLED,
+                    reason="FOK not fully fillable",
+                )
+            )
+            return
+        consumed = self._take(order, book, limit=order.price) if self._crosses(order, book) else {}
+        if order.remaining <= 0:
+            return
+        if order.tif in (TimeInForce.IOC, TimeInForce.FOK):
+            self._end_unfilled(order)
+            return
+        ahead = book.size_at(order.side is Side.BUY, order.price)
+        self._resting.setdefault(order.symbol, {})[order.client_order_id] = _Resting(
+            order, ahead, consumed
+        )
+
     @staticmethod
     def _crosses(order: Order, book: OrderBook) -> bool:
         try:
@@ -220,7 +260,7 @@ class PaperBroker(ExecutionClient):
     @staticmethod
     def _levels(order: Order, book: OrderBook) -> list[tuple[Decimal, Decimal]]:
         levels = book.asks() if order.side is Side.BUY else book.bids()
-        if order.price is None or order.type is OrderType.MARKET:
+        if order.price is None or order.type in _MARKETS:
             return levels
         if order.side is Side.BUY:
             return [lv for lv in levels if lv[0] <= order.price]

@@ -57,7 +57,12 @@ class RiskManager:
             return f"order rate above max_orders_per_second {cfg.max_orders_per_second}"
         if len(self._open_orders(order.venue, None)) >= cfg.max_open_orders:
             return f"open orders at max_open_orders {cfg.max_open_orders}"
-        price = order.price if order.type is OrderType.LIMIT else self._reference_price(order)
+        if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            price = order.price
+        elif order.type is OrderType.STOP_MARKET:
+            price = order.stop_price  # it fills around its trigger, not the market of now
+        else:
+            price = self._reference_price(order)
         if price is None:
             return "market order with no synced book to estimate its notional"
         notional = price * order.quantity

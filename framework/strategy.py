@@ -100,9 +100,13 @@ class Strategy:
         tif: TimeInForce = TimeInForce.GTC,
         post_only: bool = False,
         expire_at_ns: int | None = None,
+        stop_price: Decimal | None = None,
     ) -> OrderHandle:
-        """Limit buy if `price` is given, else market buy."""
-        return self._order(Side.BUY, venue, symbol, quantity, price, tif, post_only, expire_at_ns)
+        """Limit buy if `price` is given, else market buy; with `stop_price`, a stop-limit /
+        stop-market buy that waits until the market trades at or through `stop_price`."""
+        return self._order(
+            Side.BUY, venue, symbol, quantity, price, tif, post_only, expire_at_ns, stop_price
+        )
 
     def sell(
         self,
@@ -114,9 +118,13 @@ class Strategy:
         tif: TimeInForce = TimeInForce.GTC,
         post_only: bool = False,
         expire_at_ns: int | None = None,
+        stop_price: Decimal | None = None,
     ) -> OrderHandle:
-        """Limit sell if `price` is given, else market sell."""
-        return self._order(Side.SELL, venue, symbol, quantity, price, tif, post_only, expire_at_ns)
+        """Limit sell if `price` is given, else market sell; with `stop_price`, a stop-limit /
+        stop-market sell that waits until the market trades at or through `stop_price`."""
+        return self._order(
+            Side.SELL, venue, symbol, quantity, price, tif, post_only, expire_at_ns, stop_price
+        )
 
     def _order(
         self,
@@ -128,8 +136,13 @@ class Strategy:
         tif: TimeInForce,
         post_only: bool,
         expire_at_ns: int | None,
+        stop_price: Decimal | None = None,
     ) -> OrderHandle:
-        order_type = OrderType.LIMIT if price is not None else OrderType.MARKET
+        if stop_price is not None:
+            # a stop's time in force covers its wait for the trigger: GTC stays GTC
+            order_type = OrderType.STOP_LIMIT if price is not None else OrderType.STOP_MARKET
+        else:
+            order_type = OrderType.LIMIT if price is not None else OrderType.MARKET
         if order_type is OrderType.MARKET and tif is TimeInForce.GTC:
             tif = TimeInForce.IOC
         return self.engine.orders.submit(
@@ -142,6 +155,7 @@ class Strategy:
             tif=tif,
             post_only=post_only,
             expire_at_ns=expire_at_ns,
+            stop_price=stop_price,
             strategy=self.name,
         )
 

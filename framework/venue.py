@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 import attrs
 import trio
 
-from framework.events import ExecutionReport
+from framework.events import ExecutionReport, OrderType
 from framework.model import Instrument, Order
 
 if TYPE_CHECKING:
@@ -141,6 +141,8 @@ class ExecutionClient(abc.ABC):
 
     venue: str = ""
     client_order_id_max_len: int = 32
+    # order types this venue accepts; others are refused before they leave
+    order_types: frozenset[OrderType] = frozenset({OrderType.LIMIT, OrderType.MARKET})
     ctx: ExecutionContext | None = None
 
     def bind(self, ctx: ExecutionContext) -> None:

@@ -186,3 +186,28 @@ def test_one_execution_filling_two_of_our_orders_records_both_sides() -> None:
         assert j.record_fill("paxos", "T-77", coid, D("100"), D("1"), D(0), 5)
     assert not j.record_fill("paxos", "T-77", "buy-1", D("100"), D("1"), D(0), 6)
     assert j.fill_ids("buy-1") == j.fill_ids("sell-1") == {"T-77"}
+
+
+def test_stop_price_round_trip_is_exact(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.record_intent(
+        make_order("s", type=OrderType.STOP_LIMIT, price=D("65000.50"), stop_price=D("65100.00"))
+    )
+    journal.record_intent(make_order("m", type=OrderType.STOP_MARKET, price=None,
+                                     stop_price=D("0.00432100"), created_ns=2))  # fmt: skip
+    journal.record_intent(make_order("l", created_ns=3))
+    journal.close()
+    reopened = Journal(tmp_path / "j.sqlite")  # from disk, not from a cache
+    stop_limit, stop_market, limit = (reopened.load(c) for c in ("s", "m", "l"))
+    assert stop_limit is not None and stop_market is not None and limit is not None
+    assert stop_limit.type is OrderType.STOP_LIMIT and str(stop_limit.stop_price) == "65100.00"
+    assert str(stop_limit.price) == "65000.50"
+    assert stop_market.type is OrderType.STOP_MARKET and stop_market.price is None
+    assert str(stop_market.stop_price) == "0.00432100"
+    assert limit.stop_price is None
+    # an update (status, fills) keeps the trigger
+    stop_market.status = OrderStatus.ACCEPTED
+    reopened.update(stop_market)
+    assert [o.stop_price for o in reopened.load_open()] == [
+        D("65100.00"), D("0.00432100"), None
+    ]  # fmt: skip

@@ -20,6 +20,7 @@ from framework.events import (
     BookSnapshot,
     ExecutionReport,
     Liquidity,
+    OrderAccepted,
     OrderFilled,
     OrderStatus,
     OrderType,
@@ -106,17 +107,23 @@ class Setup:
         *,
         tif: TimeInForce = TimeInForce.GTC,
         post_only: bool = False,
+        stop: str | None = None,
     ) -> Order:
+        if stop is None:
+            kind = OrderType.MARKET if price is None else OrderType.LIMIT
+        else:
+            kind = OrderType.STOP_MARKET if price is None else OrderType.STOP_LIMIT
         o = Order(
             client_order_id=f"p{next(_ids)}",
             venue=VENUE,
             symbol=SYM,
             side=side,
-            type=OrderType.MARKET if price is None else OrderType.LIMIT,
+            type=kind,
             quantity=D(qty),
             price=None if price is None else D(price),
             tif=tif,
             post_only=post_only,
+            stop_price=None if stop is None else D(stop),
         )
         self.ctx.orders[o.client_order_id] = o
         return o
@@ -388,3 +395,165 @@ async def test_rested_remainder_does_not_refill_against_liquidity_it_already_too
     s.delta(asks=levels(("101", "2.5")))
     assert s.ctx.fills()[taken:] == [(D("101"), D("0.5"), Liquidity.MAKER)]
     assert o.remaining == D("0.5")
+
+
+# --- stops ----------------------------------------------------------------------------------------
+
+
+def test_paper_takes_every_order_type() -> None:
+    assert Setup().broker.order_types == frozenset(OrderType)
+
+
+async def test_stop_market_waits_for_a_trade_at_its_stop_then_takes(
+    autojump_clock: MockClock,
+) -> None:
+    s = Setup()
+    o = s.order(Side.BUY, "2", stop="101")
+    await s.broker.submit(o)
+    assert s.ctx.statuses() == [(S.ACCEPTED, None)]
+    s.delta(asks=levels(("100", "3")))  # the book moving does not set it off: only trades do
+    s.trade("100.75", "1")  # below its stop
+    assert s.ctx.fills() == []
+    waiting = await s.broker.query_order(o)
+    assert waiting is not None and waiting.status is S.ACCEPTED
+    s.trade("101", "0.5")  # at its stop: a market order now, walking the book as a taker
+    assert s.ctx.fills() == [(D("100"), D("2"), Liquidity.TAKER)]
+    (fill,) = [r for r in s.ctx.reports if r.fill_qty is not None]
+    assert fill.fee == D("200") * TAKER
+    assert s.ctx.statuses() == [(S.ACCEPTED, None)]  # filled whole: nothing left to cancel
+    assert s.broker.balances == {"USD": D("10000") - D("200") - D("200") * TAKER, "BTC": D("3")}
+    assert await s.broker.query_order(o) is None
+    s.trade("102", "5")
+    assert len(s.ctx.fills()) == 1  # triggered once
+
+
+async def test_sell_stop_market_triggers_through_its_stop_and_cancels_the_unfillable_rest(
+    autojump_clock: MockClock,
+) -> None:
+    s = Setup()
+    o = s.order(Side.SELL, "6", stop="98.5")
+    await s.broker.submit(o)
+    s.trade("99", "1")  # above a sell stop: nothing
+    s.trade("100", "1")
+    assert s.ctx.fills() == []
+    s.trade("98", "1")  # through it
+    assert s.ctx.fills() == [
+        (D("99"), D("2"), Liquidity.TAKER),
+        (D("98"), D("3"), Liquidity.TAKER),
+    ]
+    assert s.ctx.statuses()[-1] == (S.CANCELLED, "unfilled remainder of an immediate order")
+
+
+async def test_stop_limit_triggers_takes_what_crosses_and_rests_the_rest(
+    autojump_clock: MockClock,
+) -> None:
+    s = Setup()
+    o = s.order(Side.BUY, "4", "101", stop="100.5")
+    await s.broker.submit(o)
+    assert s.ctx.fills() == [] and s.ctx.statuses() == [(S.ACCEPTED, None)]
+    # triggers; the trigger itself (below the new bid) does not fill the rested remainder
+    s.trade("100.5", "3")
+    assert s.ctx.fills() == [
+        (D("100"), D("1"), Liquidity.TAKER),
+        (D("101"), D("2"), Liquidity.TAKER),
+    ]
+    assert o.remaining == D("1")
+    resting = await s.broker.query_order(o)
+    assert resting is not None and resting.status is S.ACCEPTED
+    s.trade("101", "0.4")  # now it rests as a limit order at 101, first in its queue
+    assert s.ctx.fills()[-1] == (D("101"), D("0.4"), Liquidity.MAKER)
+    cancelled = await s.broker.cancel(o)  # cancel after the trigger
+    assert cancelled is not None and cancelled.status is S.CANCELLED
+    assert await s.broker.query_order(o) is None
+    s.trade("100", "5")
+    assert o.remaining == D("0.6")
+
+
+async def test_stop_limit_that_does_not_cross_when_triggered_rests_as_a_maker(
+    autojump_clock: MockClock,
+) -> None:
+    s = Setup()
+    o = s.order(Side.SELL, "1", "99", stop="99.5")  # sell: triggers at or below 99.5
+    await s.broker.submit(o)
+    s.delta(bids=levels(("99", "0")), asks=levels(("99.5", "1")))  # no bid at or above 99 left
+    s.trade("99.5", "1")  # triggers; above its price, yet it was no sell order when it printed
+    assert s.ctx.fills() == []
+    assert await s.broker.query_order(o) is not None
+    s.trade("99", "1")  # trades at its price now fill it: nothing displayed ahead of it
+    assert s.ctx.fills() == [(D("99"), D("1"), Liquidity.MAKER)]
+
+
+async def test_stop_cancelled_before_its_trigger_never_fills(autojump_clock: MockClock) -> None:
+    s = Setup()
+    o = s.order(Side.BUY, "1", stop="101")
+    await s.broker.submit(o)
+    cancelled = await s.broker.cancel(o)
+    assert cancelled is not None and cancelled.status is S.CANCELLED
+    s.trade("105", "10")
+    assert s.ctx.fills() == []
+    with pytest.raises(OrderNotFound):
+        await s.broker.cancel(o)
+    # cancel_all reaches waiting stops too
+    a = s.order(Side.SELL, "1", stop="90")
+    await s.broker.submit(a)
+    await s.broker.cancel_all(SYM)
+    assert s.ctx.statuses()[-1] == (S.CANCELLED, None)
+    assert s.ctx.reports[-1].client_order_id == a.client_order_id
+    assert await s.broker.query_order(a) is None
+
+
+async def test_stop_stays_armed_while_the_book_is_not_synced(autojump_clock: MockClock) -> None:
+    s = Setup()
+    o = s.order(Side.BUY, "1", stop="101")
+    await s.broker.submit(o)
+    s.book.mark_stale("quiet")
+    s.trade("101", "1")  # nothing trustworthy to fill against
+    assert s.ctx.fills() == []
+    assert await s.broker.query_order(o) is not None
+    bids, asks = levels(("99", "2")), levels(("100", "1"))
+    assert s.book.apply_snapshot(BookSnapshot(VENUE, SYM, bids, asks, None, 0, 2))
+    s.trade("101.5", "1")
+    assert s.ctx.fills() == [(D("100"), D("1"), Liquidity.TAKER)]
+
+
+async def test_paper_stop_limit_through_the_order_manager(autojump_clock: MockClock) -> None:
+    s = Setup()
+    accepted = trio.Event()
+
+    def publish(event: Any) -> None:
+        if isinstance(event, OrderAccepted):
+            accepted.set()
+
+    om = OrderManager(Journal(":memory:"), publish)
+    om.add_client(VENUE, s.broker)
+    om.add_instruments({SYM: Instrument(VENUE, SYM, "BTC", "USD")})
+
+    class ManagerCtx(Ctx):
+        def on_report(self, report: ExecutionReport) -> None:
+            self.reports.append(report)
+            om.on_execution(report)
+
+    s.ctx = ManagerCtx()
+    s.broker.bind(s.ctx)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(om.run)
+        handle = om.submit(
+            venue=VENUE,
+            symbol=SYM,
+            side=Side.BUY,
+            quantity=D("2"),
+            price=D("100"),
+            type=OrderType.STOP_LIMIT,
+            stop_price=D("100"),
+        )
+        with trio.fail_after(60):
+            await accepted.wait()
+        assert handle.status is S.ACCEPTED and handle.order.filled_qty == 0
+        s.trade("100", "1")
+        assert handle.status is S.PARTIALLY_FILLED and handle.order.filled_qty == D("1")
+        assert om.cancel(handle.client_order_id)
+        with trio.fail_after(60):
+            order = await handle.done()
+        nursery.cancel_scope.cancel()
+    assert order.status is S.CANCELLED and order.filled_qty == D("1")
+    assert order.stop_price == D("100") and order.avg_price == D("100")

@@ -195,3 +195,23 @@ def test_market_order_notional_from_the_far_side_of_the_book() -> None:
     assert "1100" in reason
     # sell at the bid: 10 * 90 = 900 passes
     assert w.risk.check(order(Side.SELL, "10", type=OrderType.MARKET, price=None)) is None
+
+
+def test_stop_notional_from_its_stop_or_limit_price_not_the_book() -> None:
+    w = World(max_order_notional=D("1000"), max_position=D("100"))
+    w.synced_book(bid="90", ask="110")  # 10 at the ask would be 1100
+    stop = order(Side.BUY, "10", price=None, type=OrderType.STOP_MARKET)
+    stop.stop_price = D("100")
+    assert w.risk.check(stop) is None  # 10 * 100: at the limit
+    stop.stop_price = D("100.01")
+    reason = w.risk.check(stop)
+    assert reason is not None and "1000.1" in reason
+    # a stop-limit is priced at its limit, whatever its trigger
+    stop_limit = order(Side.BUY, "10", price="101", type=OrderType.STOP_LIMIT)
+    stop_limit.stop_price = D("50")
+    reason = w.risk.check(stop_limit)
+    assert reason is not None and "1010" in reason
+    # no synced book needed for a stop market
+    w.books.clear()
+    stop.stop_price = D("99")
+    assert w.risk.check(stop) is None

@@ -136,19 +136,23 @@ class RoxomStream(Stream):
 
 
 _TIF = {TimeInForce.GTC: "gtc", TimeInForce.IOC: "ioc", TimeInForce.GTD: "gtd"}
+# [DOC] orderType: a stop triggers into a market order, a stoplimit into a limit order at `px`
+_ORDER_TYPE = {
+    OrderType.MARKET: "market",
+    OrderType.LIMIT: "limit",
+    OrderType.STOP_MARKET: "stop",
+    OrderType.STOP_LIMIT: "stoplimit",
+}
 
 
-def order_body(
-    order: Order,
-    *,
-    order_type: str | None = None,
-    trigger_price: Any = None,
-) -> dict[str, Any]:
-    """The create-order body. `order_type`/`trigger_price` for stops (venue-specific)."""
+def order_body(order: Order) -> dict[str, Any]:
+    """The create-order body; a stop's `stop_price` is its `triggerPx`."""
     tif = _TIF.get(order.tif)
     if tif is None:
         raise OrderRefused(f"roxom has no {order.tif.value} time in force (gtc, ioc, gtd)")
-    kind = order_type or ("market" if order.type is OrderType.MARKET else "limit")
+    kind = _ORDER_TYPE.get(order.type)
+    if kind is None:
+        raise OrderRefused(f"roxom has no {order.type.value} orders")
     body: dict[str, Any] = {
         "symbol": order.symbol,
         "instType": INST_TYPE,
@@ -166,9 +170,9 @@ def order_body(
             raise OrderRefused(f"{kind} order needs a price")
         body["px"] = dec_str(order.price)
     if kind in ("stop", "stoplimit"):
-        if trigger_price is None:
-            raise OrderRefused(f"{kind} order needs a trigger price")
-        body["triggerPx"] = dec_str(trigger_price)
+        if order.stop_price is None:
+            raise OrderRefused(f"{kind} order needs a stop price")
+        body["triggerPx"] = dec_str(order.stop_price)
     if order.tif is TimeInForce.GTD:
         body["cancelAt"] = str((order.expire_at_ns or 0) // 1_000_000)  # [DOC] ms
     if order.post_only:
@@ -188,6 +192,7 @@ def venue_message(body: Any) -> str:
 
 class RoxomExecution(ExecutionClient):
     client_order_id_max_len = 36  # [INF] undocumented; uuid length
+    order_types = frozenset(_ORDER_TYPE)
 
     def __init__(self, http: httpx.AsyncClient, signer: Signer) -> None:
         self.venue = VENUE
@@ -217,7 +222,8 @@ class RoxomExecution(ExecutionClient):
     # --- ExecutionClient -------------------------------------------------------------------
 
     async def submit(self, order: Order) -> ExecutionReport | None:
-        if order.type is OrderType.LIMIT and order.price is not None:
+        if order.type in (OrderType.LIMIT, OrderType.STOP_LIMIT) and order.price is not None:
+            # [INF] the venue checks a stoplimit's px against the band when it is created
             refusal = self._band_refusal(order)
             if refusal is not None:
                 raise OrderRefused(refusal)
@@ -235,13 +241,6 @@ class RoxomExecution(ExecutionClient):
         coid = order.client_order_id if order else str(body.get("clientOrderId", ""))
         # only the link to the venue's id: the status comes with the order events
         return ExecutionReport(VENUE, coid, venue_order_id=order_id)
-
-    async def submit_stop(
-        self, order: Order, trigger_price: Any, *, limit: bool = False
-    ) -> ExecutionReport:
-        """A stop (market) or stop-limit order, for venue-specific use via `venue_client`."""
-        kind = "stoplimit" if limit else "stop"
-        return await self.create(order_body(order, order_type=kind, trigger_price=trigger_price))
 
     def _band_refusal(self, order: Order) -> str | None:
         if self.ctx is None or order.price is None:

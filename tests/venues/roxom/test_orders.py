@@ -25,7 +25,6 @@ from framework.events import (
     Side,
     TimeInForce,
 )
-from framework.model import Order
 from framework.runner import Engine
 from framework.venue import OrderRefused
 from framework.venues.roxom.client import RoxomExecution
@@ -365,21 +364,88 @@ async def test_cancel_all_and_list(tmp_path: Path) -> None:
         assert len(await client.list_orders(SYM, include_closed=True)) == 2
 
 
-async def test_stop_order_waits_for_its_trigger(tmp_path: Path) -> None:
+def stop(engine: Engine, side: Side, quantity: Decimal, stop_price: Decimal, price=None):
+    kind = OrderType.STOP_MARKET if price is None else OrderType.STOP_LIMIT
+    return engine.orders.submit(venue="roxom", symbol=SYM, side=side, quantity=quantity,
+                                price=price, type=kind, stop_price=stop_price)  # fmt: skip
+
+
+async def test_stop_market_waits_for_its_trigger_then_fills_once(tmp_path: Path) -> None:
     async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
         await synced(engine)
         sim = sim_of(engine)
-        client = engine.orders.clients["roxom"]
+        seen: list[OrderEvent] = []
+        engine.bus.subscribe(OrderEvent, seen.append, owner="t")
         ask = sim.engine.best_ask(SYM)
-        stop = Order("stop-1", "roxom", SYM, Side.BUY, "MARKET", D("0.001"), None,
-                     tif=TimeInForce.IOC)  # fmt: skip
-        report = await client.submit_stop(stop, ask)
-        venue_order = sim.orders[report.venue_order_id]
-        assert venue_order.status == "waitingtrigger"
-        assert (await client.get_order(report.venue_order_id))["triggerPrice"] == format(ask, "f")
-        # a trade at the trigger price sets it off
+        handle = stop(engine, Side.BUY, D("0.001"), ask)
+        await until(engine, lambda: handle.status is S.ACCEPTED, "stop accepted")
+        venue_order = sim.orders[handle.order.venue_order_id]
+        # working at the venue as a stop, not yet an order in its book
+        assert (venue_order.status, venue_order.order_type) == ("waitingtrigger", "stop")
+        assert venue_order.trigger_price == ask
+        assert venue_order.client_order_id == handle.order.client_order_id
+        assert venue_order.engine_id is None and handle.order.filled_qty == 0
+        # another account's trade at the trigger price sets it off: it buys at the market
         sim.engine.submit("other", SYM, Side.BUY, "LIMIT", D("0.001"), price=ask, tif="IOC")
-        assert venue_order.status == "filled" and venue_order.executed == D("0.001")
+        order = await done(handle)
+        assert order.status is S.FILLED and order.filled_qty == D("0.001")
+        assert venue_order.status == "filled"
+        assert order.avg_price == venue_order.notional / venue_order.executed
+        mine = [e for e in seen if e.client_order_id == order.client_order_id]
+        names = [type(e).__name__ for e in mine]
+        assert names == ["OrderSubmitted", "OrderAccepted", "OrderFilled"]
+        (fill,) = [e for e in mine if isinstance(e, OrderFill)]
+        assert fill.fee == venue_order.fees == order.fees
+        # counted once, and the venue's own position says the same
+        await until(
+            engine,
+            lambda: (
+                engine.portfolio.venue_positions.get(("roxom", SYM)) is not None
+                and engine.portfolio.venue_positions[("roxom", SYM)].quantity == D("0.001")
+            ),
+            "venue position",
+        )
+        assert engine.portfolio.position("roxom", SYM) == D("0.001")
+        assert engine.orders.counts["fills"] == 1
+        assert engine.orders.counts["reports_for_unknown_orders"] == 0
+        journaled = engine.orders.journal.load(order.client_order_id)
+        assert journaled is not None and journaled.stop_price == ask
+        assert journaled.status is S.FILLED
+
+
+async def test_stop_limit_is_refused_outside_the_band_and_cancelled_while_waiting(
+    tmp_path: Path,
+) -> None:
+    async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
+        await synced(engine)
+        sim = sim_of(engine)
+        ask = sim.engine.best_ask(SYM)
+        high = (ask * D("1.2")).quantize(TICK)
+        refused = await done(stop(engine, Side.BUY, D("0.01"), ask, price=high))
+        assert refused.status is S.REJECTED
+        assert (refused.reason or "").startswith("Price outside allowed range")
+        assert sim.orders == {}  # never left
+        trigger, limit = ask + 10 * TICK, ask + 20 * TICK
+        handle = stop(engine, Side.BUY, D("0.01"), trigger, price=limit)
+        await until(engine, lambda: handle.status is S.ACCEPTED, "stop-limit accepted")
+        venue_order = sim.orders[handle.order.venue_order_id]
+        assert venue_order.status == "waitingtrigger" and venue_order.order_type == "stoplimit"
+        assert (venue_order.trigger_price, venue_order.limit_price) == (trigger, limit)
+        assert engine.orders.cancel(handle.client_order_id)
+        order = await done(handle)
+        assert order.status is S.CANCELLED and venue_order.status == "cancelled"
+        # a trade through the trigger after the cancel sets nothing off
+        sim.engine.submit("other", SYM, Side.BUY, "LIMIT", D("0.001"), price=ask, tif="IOC")
+        take_through(sim, Side.BUY, trigger)
+        assert venue_order.status == "cancelled" and venue_order.executed == 0
+        assert engine.portfolio.position("roxom", SYM) == 0
+
+
+async def test_order_types_offered_to_the_core(tmp_path: Path) -> None:
+    async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
+        client = engine.orders.clients["roxom"]
+        assert isinstance(client, RoxomExecution)
+        assert client.order_types == frozenset(OrderType)
 
 
 async def test_standalone_simulator_with_hmac_signing(tmp_path: Path) -> None:
