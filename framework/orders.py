@@ -185,7 +185,7 @@ class OrderManager:
         self._by_venue_id: dict[tuple[str, str], str] = {}
         self._open: dict[str, Order] = {}  # working orders (not terminal), in submit order
         # terminal orders kept in memory for late reports; older ones live only in the journal
-        self.retain_terminal = 10_000
+        self.retain_terminal = 2_000
         self._retired: deque[str] = deque()
         self.final_states: Counter[str] = Counter()
         self._locks: dict[str, trio.Lock] = {}

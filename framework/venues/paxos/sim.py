@@ -813,6 +813,7 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
         self._orders[order.id] = order
         if order.ref_id:
             self._by_ref[order.ref_id] = order
+        self._forget_old_orders()
         if (
             kind == LIMIT
             and price is not None
@@ -836,6 +837,18 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
         if order.engine.status == OPEN:
             self._maybe_open[order.id] = order
         return order
+
+    def _forget_old_orders(self) -> None:
+        """Keep the order history bounded like the engine's: the oldest finished orders go."""
+        while len(self._orders) > self.engine._done_limit:
+            oldest = next(iter(self._orders.values()))
+            if oldest.engine is not None and oldest.engine.status == OPEN:
+                break  # still working: history before it stays too
+            del self._orders[oldest.id]
+            if oldest.ref_id and self._by_ref.get(oldest.ref_id) is oldest:
+                del self._by_ref[oldest.ref_id]
+            if oldest.engine is not None:
+                self._by_engine.pop(oldest.engine.order_id, None)
 
     def _check_precision(
         self,
