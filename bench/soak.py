@@ -40,7 +40,7 @@ from framework.events import BookState, BookStatus, Side
 from framework.sim.faults import FaultPlan
 from framework.testing import ChaosCase, ChaosRun, chaos, chaos_cases
 
-SIM_HISTORY = 20_000
+SIM_HISTORY = 2_000  # like the order manager's retention, so both sides plateau early
 CHECK_EVERY = 10  # market rounds between book comparisons
 MAX_OPEN = 6
 
