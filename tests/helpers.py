@@ -70,3 +70,16 @@ async def drain(engine: Engine, sess: WsSession, path_prefix: str) -> None:
     assert len(conns) == 1, [c.path for c in sim.app.ws_connections]
     with trio.fail_after(HANG_GUARD_S):
         await sess.wait_frames(conns[0].enqueued)
+
+
+def assert_books_equal(engine: Engine, venue: str, markets: list[str]) -> None:
+    """Every book is SYNCED and level for level what the venue simulator's engine holds."""
+    from framework.events import BookState
+
+    sim = engine.simulators[venue].simulator
+    for market in markets:
+        book = engine.book(venue, market)
+        assert book.state is BookState.SYNCED, (market, book.unsync_reason)
+        bids, asks = sim.engine.book(market)
+        assert book.bids() == bids, market
+        assert book.asks() == asks, market

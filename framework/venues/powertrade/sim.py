@@ -647,18 +647,7 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
         order.state = "accepted"
         self._to_owner(
             "order_accepted",
-            {
-                "utc_timestamp": _us(self._clock_ns()),
-                "market_id": order.market_id,
-                "tradeable_entity_id": self.markets[order.symbol].entity_id,
-                "symbol": order.symbol,
-                "type": order.type,
-                "order_id": order.order_id,
-                "client_order_id": order.client_order_id,
-                "quantity": wire(order.quantity),
-                "price": wire(order.price) if order.price is not None else "0.0",
-                "side": order.side.value.lower(),
-            },
+            self._order_fields(order),
         )
 
     def _own_order(self, sim_order: SimOrder) -> None:
@@ -877,12 +866,9 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
         for order in targets:
             self._cancel(order)
 
-    def _order_details(self, client: _Client, body: dict[str, Any], tag: str) -> None:
-        order = self._find(body)
-        if order is None:
-            raise _Refuse(ORDER_NOT_FOUND, NOT_FOUND)
-        details = {
-            "user_tag": tag,
+    def _order_fields(self, order: _Order) -> dict[str, Any]:
+        """The order as every order message describes it."""
+        return {
             "utc_timestamp": _us(self._clock_ns()),
             "market_id": order.market_id,
             "tradeable_entity_id": self.markets[order.symbol].entity_id,
@@ -893,6 +879,15 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
             "quantity": wire(order.quantity),
             "price": wire(order.price) if order.price is not None else "0.0",
             "side": order.side.value.lower(),
+        }
+
+    def _order_details(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        order = self._find(body)
+        if order is None:
+            raise _Refuse(ORDER_NOT_FOUND, NOT_FOUND)
+        details = {
+            "user_tag": tag,
+            **self._order_fields(order),
             "order_state": "expired" if order.reason == "expired" else order.state,
             "cancel_state": "none",
             "executions": list(order.executions),
