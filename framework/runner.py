@@ -495,6 +495,11 @@ class _ExecutionContext:
         return self._engine.books.get((venue, symbol))
 
 
+def _money(value: Decimal) -> str:
+    # adding zero turns a rounded-away negative (-0.00) into 0.00
+    return f"{value.quantize(Decimal('0.01')) + 0:.2f}"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"botrun summary ({summary['mode']} mode)"]
     events = ", ".join(f"{v}: {n}" for v, n in sorted(summary["events"].items())) or "none"
@@ -506,8 +511,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         upnl = p["unrealized_pnl"]
         lines.append(
             f"  position {p['venue']} {p['symbol']}: {p['quantity']} @ {p['avg_price']:.2f}"
-            f"  realized {p['realized_pnl']:.2f}"
-            f"  unrealized {'n/a' if upnl is None else f'{upnl:.2f}'}"
+            f"  realized {_money(p['realized_pnl'])}"
+            f"  unrealized {'n/a' if upnl is None else _money(upnl)}"
         )
     if not summary["positions"]:
         lines.append("  positions: none")
