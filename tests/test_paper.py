@@ -143,6 +143,22 @@ class Setup:
 # --- taking ---------------------------------------------------------------------------------------
 
 
+def with_manager(s: Setup, publish: Any) -> OrderManager:
+    """The broker wired to a real OrderManager: reports go through the manager's bookkeeping."""
+    om = OrderManager(Journal(":memory:"), publish)
+    om.add_client(VENUE, s.broker)
+    om.add_instruments({SYM: Instrument(VENUE, SYM, "BTC", "USD")})
+
+    class ManagerCtx(Ctx):
+        def on_report(self, report: ExecutionReport) -> None:
+            self.reports.append(report)
+            om.on_execution(report)
+
+    s.ctx = ManagerCtx()
+    s.broker.bind(s.ctx)
+    return om
+
+
 async def test_market_order_walks_levels_at_taker_fee(autojump_clock: MockClock) -> None:
     s = Setup()
     o = s.order(Side.BUY, "2.5")
@@ -354,17 +370,7 @@ async def test_cancel_all_reports_each_resting_order(autojump_clock: MockClock) 
 async def test_paper_fills_reach_the_order_manager(autojump_clock: MockClock) -> None:
     s = Setup()
     events: list[Any] = []
-    om = OrderManager(Journal(":memory:"), events.append)
-    om.add_client(VENUE, s.broker)
-    om.add_instruments({SYM: Instrument(VENUE, SYM, "BTC", "USD")})
-
-    class ManagerCtx(Ctx):
-        def on_report(self, report: ExecutionReport) -> None:
-            self.reports.append(report)
-            om.on_execution(report)
-
-    s.ctx = ManagerCtx()
-    s.broker.bind(s.ctx)
+    om = with_manager(s, events.append)
     async with trio.open_nursery() as nursery:
         await nursery.start(om.run)
         handle = om.submit(
@@ -524,17 +530,7 @@ async def test_paper_stop_limit_through_the_order_manager(autojump_clock: MockCl
         if isinstance(event, OrderAccepted):
             accepted.set()
 
-    om = OrderManager(Journal(":memory:"), publish)
-    om.add_client(VENUE, s.broker)
-    om.add_instruments({SYM: Instrument(VENUE, SYM, "BTC", "USD")})
-
-    class ManagerCtx(Ctx):
-        def on_report(self, report: ExecutionReport) -> None:
-            self.reports.append(report)
-            om.on_execution(report)
-
-    s.ctx = ManagerCtx()
-    s.broker.bind(s.ctx)
+    om = with_manager(s, publish)
     async with trio.open_nursery() as nursery:
         await nursery.start(om.run)
         handle = om.submit(
