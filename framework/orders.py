@@ -196,6 +196,7 @@ class OrderManager:
         self.mono_ns: Callable[[], int] = time.monotonic_ns
         self._submit_ns: dict[str, int] = {}
         self._sent_ns: dict[str, int] = {}
+        self._submitting: set[str] = set()  # submits not yet answered (or failed) in this run
 
     # --- wiring ----------------------------------------------------------------------------------
 
@@ -273,6 +274,7 @@ class OrderManager:
         self._open[order.client_order_id] = order
         self.counts["submitted"] += 1
         self._submit_ns[order.client_order_id] = self.mono_ns()
+        self._submitting.add(order.client_order_id)
         self._nursery_spawn(self._send_submit, order)
         return handle
 
@@ -431,8 +433,20 @@ class OrderManager:
         return lock
 
     async def _send_submit(self, order: Order) -> None:
+        try:
+            await self._submit_once(order)
+        finally:
+            self._submitting.discard(order.client_order_id)
+        # a cancel asked for while the submit was in flight goes now, also when the submit's
+        # outcome is UNKNOWN: the order may well be working at the venue
+        if order.cancel_pending and order.is_open:
+            await self._send_cancel(order)
+
+    async def _submit_once(self, order: Order) -> None:
         client = self.clients[order.venue]
         async with self._lock(order):
+            if order.status is not S.PENDING:
+                return  # settled before it left (cancelled while pending): never sent
             self._transition(order, S.SUBMITTED)
             report = None
             self._stamp_send(order)
@@ -448,10 +462,6 @@ class OrderManager:
             else:
                 if report is not None:
                     self.on_execution(report)
-        # a cancel asked for while the submit was in flight goes now, also when the submit's
-        # outcome is UNKNOWN: the order may well be working at the venue
-        if order.cancel_pending and order.is_open:
-            await self._send_cancel(order)
 
     async def _send_cancel(self, order: Order) -> None:
         client = self.clients[order.venue]
@@ -724,9 +734,17 @@ class OrderManager:
         return restored
 
     async def reconcile_venue(self, venue: str) -> None:
-        """Ask the venue about every open order we hold for it (start, reconnect)."""
+        """Ask the venue about every open order we hold for it (start, reconnect).
+
+        An order whose submit is still on its way is left to that request: asked now, the venue
+        would not know it yet, and "not found" would wrongly conclude it never arrived.
+        """
         for order in self.open_orders(venue):
-            await self._reconcile(order)
+            if order.client_order_id in self._submitting:
+                continue
+            async with self._lock(order):
+                if order.is_open:
+                    await self._reconcile(order)
 
     async def _reconcile(self, order: Order) -> None:
         client = self.clients.get(order.venue)

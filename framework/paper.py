@@ -269,9 +269,7 @@ class PaperBroker(ExecutionClient):
     def _available(self, order: Order, book: OrderBook) -> Decimal:
         return sum((size for _, size in self._levels(order, book)), _ZERO)
 
-    def _take(
-        self, order: Order, book: OrderBook, limit: Decimal | None
-    ) -> dict[Decimal, Decimal]:
+    def _take(self, order: Order, book: OrderBook, limit: Decimal | None) -> dict[Decimal, Decimal]:
         """Fill against the displayed levels; returns what was taken at each price."""
         taken: dict[Decimal, Decimal] = {}
         for price, size in self._levels(order, book):

@@ -154,8 +154,10 @@ class WsSession:
                         # try once more at the normal pace before concluding we are refused
                         self._retried_fresh_auth = True
                         self.stream.on_auth_rejected()
-                        self._log.warning("handshake refused; retrying with fresh credentials",
-                                          status=exc.status_code)
+                        self._log.warning(
+                            "handshake refused; retrying with fresh credentials",
+                            status=exc.status_code,
+                        )
                     elif exc.status_code in (401, 403):
                         delay_floor = self._auth_refused(f"handshake HTTP {exc.status_code}")
                     else:

@@ -33,8 +33,11 @@ def test_taker_in_paper_mode_trades_and_prints_a_summary() -> None:
 
 
 def test_bad_config_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None:
-    text = (ROOT / "config.toml").read_text().replace(
-        "max_open_orders = 20", 'max_open_orders = "many"')
+    text = (
+        (ROOT / "config.toml")
+        .read_text()
+        .replace("max_open_orders = 20", 'max_open_orders = "many"')
+    )
     bad = tmp_path / "bad.toml"
     bad.write_text(text)
     proc = run_botrun("--config", str(bad), "strategies/taker.py", "--duration", "1")
@@ -46,8 +49,11 @@ def test_bad_config_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None
 
 def test_unknown_key_exits_2_naming_it(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text((ROOT / "config.toml").read_text().replace(
-        'book_source = "public"', 'book_source = "public"\nbook_sorce = "x"'))
+    bad.write_text(
+        (ROOT / "config.toml")
+        .read_text()
+        .replace('book_source = "public"', 'book_source = "public"\nbook_sorce = "x"')
+    )
     proc = run_botrun("--config", str(bad), "strategies/taker.py")
     assert proc.returncode == 2
     assert "venues.paxos" in proc.stderr and "book_sorce" in proc.stderr
@@ -60,9 +66,19 @@ def test_live_mode_refuses_without_confirmation() -> None:
 
 async def test_sigterm_shuts_down_cleanly_with_a_summary() -> None:
     proc = await trio.lowlevel.open_process(
-        [*BOTRUN, "strategies/market_maker.py", "--duration", "0", "--log-format", "json",
-         "--log-level", "info"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            *BOTRUN,
+            "strategies/market_maker.py",
+            "--duration",
+            "0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert proc.stderr is not None and proc.stdout is not None
     logs = b""
@@ -75,6 +91,7 @@ async def test_sigterm_shuts_down_cleanly_with_a_summary() -> None:
         proc.send_signal(signal.SIGTERM)
         out = b""
         async with trio.open_nursery() as nursery:
+
             async def read_err() -> None:
                 nonlocal logs
                 while chunk := await proc.stderr.receive_some():
@@ -96,7 +113,9 @@ async def test_standalone_simulator_serves_other_clients_until_sigterm() -> None
 
     proc = await trio.lowlevel.open_process(
         [*BOTRUN, "sim", "paxos", "--port", "0", "--seed", "3"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     out = b""

@@ -27,8 +27,7 @@ def test_registered_secret_is_masked_everywhere_in_json_logs() -> None:
     text = out.getvalue()
     assert SECRET not in text
     first = json.loads(text.splitlines()[0])
-    assert first["header"] == "Bearer ***" and first["nested"] == {"secret": "***",
-                                                                   "list": ["***"]}
+    assert first["header"] == "Bearer ***" and first["nested"] == {"secret": "***", "list": ["***"]}
     assert "auth failed for ***" in text
 
 

@@ -770,6 +770,37 @@ async def test_transport_error_unknown_then_reconciled_with_fills(
         assert h.events.types(order.client_order_id) == [OrderSubmitted, OrderUnknown, OrderFilled]
 
 
+async def test_reconnect_reconciliation_leaves_a_submit_in_flight_to_its_own_answer(
+    autojump_clock: MockClock,
+) -> None:
+    # A reconnect asks the venue about open orders; one whose create is still on its way is not
+    # known there yet, and "not found" must not turn it into "never arrived".
+    arrived = trio.Event()
+    release = trio.Event()
+
+    async def slow_accept(order: Order) -> ExecutionReport | None:
+        arrived.set()
+        await release.wait()
+        return await FakeClient.accept(order)
+
+    async with running() as h:
+        h.client.on_submit = slow_accept
+        h.client.on_query = FakeClient.unknown  # the venue has not seen it yet
+        pending = h.buy()  # its submit task has not run yet: still PENDING
+        await h.om.reconcile_venue(VENUE)
+        assert pending.status is S.PENDING
+        await arrived.wait()
+        assert pending.status is S.SUBMITTED
+        await h.om.reconcile_venue(VENUE)
+        assert pending.status is S.SUBMITTED
+        release.set()
+        await h.events.until_status(pending, S.ACCEPTED)
+        assert h.client.calls_for(pending.client_order_id) == ["submit"]
+        # once answered, the order is reconciled like any other
+        await h.om.reconcile_venue(VENUE)
+        assert h.client.calls_for(pending.client_order_id) == ["submit", "query"]
+
+
 async def test_reconciliation_retries_until_the_venue_answers(autojump_clock: MockClock) -> None:
     failures = [TimeoutError("venue down"), ConnectionError("reset")]
 
@@ -989,8 +1020,9 @@ async def test_modify_applies_the_venue_confirmed_terms_and_journals_them(
         assert h.om.modify(order.client_order_id, price=D("99.5"), quantity=D("2"))
         await h.events.until(lambda: order.price == D("99.5"))
         assert order.quantity == D("2") and order.status is S.ACCEPTED
-        (modified,) = [e for e in h.events.of(order.client_order_id)
-                       if isinstance(e, OrderModified)]
+        (modified,) = [
+            e for e in h.events.of(order.client_order_id) if isinstance(e, OrderModified)
+        ]
         assert (modified.price, modified.quantity) == (D("99.5"), D("2"))
         stored = h.journal.load(order.client_order_id)
         assert (stored.price, stored.quantity) == (D("99.5"), D("2"))
@@ -1017,8 +1049,9 @@ async def test_modify_on_a_venue_without_it_is_refused_and_the_order_unchanged(
         await h.events.until(lambda: OrderModifyRejected in h.events.types(order.client_order_id))
         assert h.om.counts["modify_refused"] == 1
         assert order.price == D("100") and order.status is S.ACCEPTED
-        (event,) = [e for e in h.events.of(order.client_order_id)
-                    if isinstance(e, OrderModifyRejected)]
+        (event,) = [
+            e for e in h.events.of(order.client_order_id) if isinstance(e, OrderModifyRejected)
+        ]
         assert "does not support" in event.reason
 
 

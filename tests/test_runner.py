@@ -13,8 +13,15 @@ S = OrderStatus
 
 def paper(**risk: object):
     return config(
-        {"paxos": {"endpoint": "sim", "sim_seed": 2, "sim_rate_hz": 0, "markets": ["BTCUSD"],
-                   "trades": False}},
+        {
+            "paxos": {
+                "endpoint": "sim",
+                "sim_seed": 2,
+                "sim_rate_hz": 0,
+                "markets": ["BTCUSD"],
+                "trades": False,
+            }
+        },
         risk={"max_order_notional": "1000000", "max_position": "10", **risk},
         paper={"taker_fee_rate": "0.001", "latency_ms": 1},
     )
@@ -25,18 +32,33 @@ async def test_loss_breach_engages_kill_switch_cancels_all_and_refuses_new_order
         book = engine.book("paxos", "BTCUSD")
         await until(engine, lambda: book.is_synced, "synced")
         bid = book.best_bid()[0]
-        resting = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
-                                       quantity=Decimal("0.001"), price=bid - 100)
+        resting = engine.orders.submit(
+            venue="paxos",
+            symbol="BTCUSD",
+            side=Side.BUY,
+            quantity=Decimal("0.001"),
+            price=bid - 100,
+        )
         await until(engine, lambda: resting.status is S.ACCEPTED, "resting")
         # a taker fill pays a fee: realized PnL goes below -max_loss
-        taker = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
-                                     quantity=Decimal("0.001"), type=OrderType.MARKET,
-                                     tif=TimeInForce.IOC)
+        taker = engine.orders.submit(
+            venue="paxos",
+            symbol="BTCUSD",
+            side=Side.BUY,
+            quantity=Decimal("0.001"),
+            type=OrderType.MARKET,
+            tif=TimeInForce.IOC,
+        )
         await until(engine, lambda: resting.status is S.CANCELLED, "cancelled by kill switch")
         assert taker.status is S.FILLED
         assert engine.risk.halted and "max_loss" in engine.risk.halted
-        refused = engine.orders.submit(venue="paxos", symbol="BTCUSD", side=Side.BUY,
-                                       quantity=Decimal("0.001"), price=bid - 100)
+        refused = engine.orders.submit(
+            venue="paxos",
+            symbol="BTCUSD",
+            side=Side.BUY,
+            quantity=Decimal("0.001"),
+            price=bid - 100,
+        )
         assert refused.status is S.REJECTED and "kill switch" in refused.order.reason
 
 
@@ -94,11 +116,23 @@ def test_summary_prints_money_to_the_cent_without_negative_zero() -> None:
     from framework.runner import format_summary
 
     summary = {
-        "mode": "paper", "events": {"paxos": 3}, "orders": {"FILLED": 1}, "fills": 1,
-        "positions": [{"venue": "paxos", "symbol": "BTCUSD", "quantity": Decimal("0.1"),
-                       "avg_price": Decimal("60000.125"), "realized_pnl": Decimal("-1.005"),
-                       "unrealized_pnl": Decimal("-0.001"), "mark": None}],
-        "sessions": {}, "handler_errors": {},
+        "mode": "paper",
+        "events": {"paxos": 3},
+        "orders": {"FILLED": 1},
+        "fills": 1,
+        "positions": [
+            {
+                "venue": "paxos",
+                "symbol": "BTCUSD",
+                "quantity": Decimal("0.1"),
+                "avg_price": Decimal("60000.125"),
+                "realized_pnl": Decimal("-1.005"),
+                "unrealized_pnl": Decimal("-0.001"),
+                "mark": None,
+            }
+        ],
+        "sessions": {},
+        "handler_errors": {},
     }
     line = format_summary(summary).splitlines()[4]
     assert "realized -1.00" in line and "unrealized 0.00" in line and "-0.00" not in line

@@ -36,13 +36,16 @@ class ScriptedVenue:
         await ws.aclose(1012)
 
     async def serve(self, nursery: trio.Nursery) -> int:
-        server = await nursery.start(partial(serve_websocket, self.handler, "127.0.0.1", 0,
-                                             ssl_context=None))
+        server = await nursery.start(
+            partial(serve_websocket, self.handler, "127.0.0.1", 0, ssl_context=None)
+        )
         return server.port
 
 
-SNAP = ('{"type":"SNAPSHOT","market":"BTCUSD","bids":[{"price":"100","amount":"1"}],'
-        '"asks":[{"price":"101","amount":"2"}],"final_snapshot":true}')
+SNAP = (
+    '{"type":"SNAPSHOT","market":"BTCUSD","bids":[{"price":"100","amount":"1"}],'
+    '"asks":[{"price":"101","amount":"2"}],"final_snapshot":true}'
+)
 UPDATE = '{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":"100.5","amount":"3"}'
 BAD = [
     "{not json",
@@ -60,7 +63,9 @@ def make_session(port: int, events: list[Any], statuses: list[VenueStatus]) -> W
     stream = PublicStream(f"ws://127.0.0.1:{port}", "marketdata", ["BTCUSD"])
     stream.emit = events.append
     return WsSession(
-        stream, on_status=statuses.append, on_books_lost=lambda s, r: None,
+        stream,
+        on_status=statuses.append,
+        on_books_lost=lambda s, r: None,
         backoff=Backoff(base_s=0.01, cap_s=0.05),
     )
 
@@ -132,8 +137,12 @@ async def test_silent_feed_goes_stale_then_reconnects_and_resyncs() -> None:
             await events.wait_for(lambda e: len(e) >= 3)
         states = [s.state for s in statuses]
         # connected, silent -> STALE, still silent -> reconnect (DISCONNECTED), connected again
-        assert states[:4] == [VenueState.CONNECTED, VenueState.STALE,
-                              VenueState.DISCONNECTED, VenueState.CONNECTED]
+        assert states[:4] == [
+            VenueState.CONNECTED,
+            VenueState.STALE,
+            VenueState.DISCONNECTED,
+            VenueState.CONNECTED,
+        ]
         assert session.counts["stale"] == 1 and session.counts["disconnects"] == 1
         assert [type(e) for e in events] == [BookSnapshot, BookSnapshot, BookDelta]
         assert events[1].epoch == 2 and session.epoch == 2

@@ -26,8 +26,13 @@ def seed_crowds(
     crowds = {}
     for index, (symbol, mid, tick, lot, max_lots) in enumerate(specs):
         crowd = SyntheticMarket(
-            engine, symbol, seed=seed * 1000 + index, mid=Decimal(mid), tick=Decimal(tick),
-            lot=Decimal(lot), max_qty_lots=max_lots,
+            engine,
+            symbol,
+            seed=seed * 1000 + index,
+            mid=Decimal(mid),
+            tick=Decimal(tick),
+            lot=Decimal(lot),
+            max_qty_lots=max_lots,
         )
         crowd.seed_book()
         crowds[symbol] = crowd

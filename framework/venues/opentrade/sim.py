@@ -243,12 +243,16 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         accounts = Accounts(engine, assets_of)
         sim = cls(engine, accounts, clock_ns=clock_ns, **kwargs)
         accounts.open(sim.account, dict(DEFAULT_BALANCES))
-        sim.markets.update(seed_crowds(
-            engine,
-            ((symbol, Decimal(mid), Decimal(tick), ENGINE_LOT, CROWD_MAX_LOTS)
-             for symbol, (mid, tick) in (markets or DEFAULT_MARKETS).items()),
-            seed,
-        ))
+        sim.markets.update(
+            seed_crowds(
+                engine,
+                (
+                    (symbol, Decimal(mid), Decimal(tick), ENGINE_LOT, CROWD_MAX_LOTS)
+                    for symbol, (mid, tick) in (markets or DEFAULT_MARKETS).items()
+                ),
+                seed,
+            )
+        )
         return sim
 
     def background(self) -> list[Callable[[], Awaitable[None]]]:

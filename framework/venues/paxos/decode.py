@@ -22,8 +22,6 @@ _ZERO = Decimal(0)
 _HUGE = Decimal("1e30")
 
 
-
-
 def levels(raw: Any, field: str) -> tuple[Level, ...]:
     if raw is None:
         return _EMPTY
@@ -83,19 +81,29 @@ class PublicDecoder:
             # `_update` redoes the frame carefully to name the problem
             try:
                 market, price, amount = msg["market"], msg["price"], msg["amount"]
-                if type(price) is str and type(amount) is str and (
-                    market in self.markets if self.markets is not None else type(market) is str
+                if (
+                    type(price) is str
+                    and type(amount) is str
+                    and (
+                        market in self.markets if self.markets is not None else type(market) is str
+                    )
                 ):
                     level = (_D(price), _D(amount))
                     if _ZERO < level[0] < _HUGE and _ZERO <= level[1] < _HUGE:
                         side = msg["side"]
                         if side == "BUY":
-                            self.emit(BookDelta(
-                                VENUE, market, (level,), _EMPTY, None, recv_ns, self.epoch))
+                            self.emit(
+                                BookDelta(
+                                    VENUE, market, (level,), _EMPTY, None, recv_ns, self.epoch
+                                )
+                            )
                             return
                         if side == "SELL":
-                            self.emit(BookDelta(
-                                VENUE, market, _EMPTY, (level,), None, recv_ns, self.epoch))
+                            self.emit(
+                                BookDelta(
+                                    VENUE, market, _EMPTY, (level,), None, recv_ns, self.epoch
+                                )
+                            )
                             return
             except (KeyError, TypeError, ArithmeticError):
                 pass  # `_update` names the problem
@@ -111,10 +119,18 @@ class PublicDecoder:
             return
         kind = msg.get("type")
         if kind == "SNAPSHOT":
-            self.emit(BookSnapshot(
-                VENUE, market, levels(msg.get("bids"), "bids"), levels(msg.get("asks"), "asks"),
-                None, recv_ns, self.epoch, final=is_final(msg.get("final_snapshot")),
-            ))
+            self.emit(
+                BookSnapshot(
+                    VENUE,
+                    market,
+                    levels(msg.get("bids"), "bids"),
+                    levels(msg.get("asks"), "asks"),
+                    None,
+                    recv_ns,
+                    self.epoch,
+                    final=is_final(msg.get("final_snapshot")),
+                )
+            )
         else:
             raise FrameError(f"unknown type {kind!r}")
 

@@ -325,12 +325,16 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
         # SyntheticMarket refuses a different lot for an existing symbol, so the crowd trades in
         # engine lots (1e-8) with at most the 0.01 size that 100 lots of CROWD_LOT would give
         max_lots = int(100 * CROWD_LOT / ENGINE_LOT)
-        sim.markets.update(seed_crowds(
-            engine,
-            ((m, Decimal(mid), Decimal(tick), ENGINE_LOT, max_lots)
-             for m, (mid, tick) in (markets or DEFAULT_MARKETS).items()),
-            seed,
-        ))
+        sim.markets.update(
+            seed_crowds(
+                engine,
+                (
+                    (m, Decimal(mid), Decimal(tick), ENGINE_LOT, max_lots)
+                    for m, (mid, tick) in (markets or DEFAULT_MARKETS).items()
+                ),
+                seed,
+            )
+        )
         return sim
 
     def background(self) -> list[Callable[[], Awaitable[None]]]:

@@ -294,11 +294,13 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
         accounts = Accounts(engine, lambda s: (markets[s].base, markets[s].quote))
         sim = cls(engine, accounts, markets, seed=seed, clock_ns=clock_ns, **kwargs)
         accounts.open(sim.owner, dict(DEFAULT_BALANCES))
-        sim.crowds.update(seed_crowds(
-            engine,
-            ((symbol, m.mid, m.price_step, m.qty_step, 100) for symbol, m in markets.items()),
-            seed,
-        ))
+        sim.crowds.update(
+            seed_crowds(
+                engine,
+                ((symbol, m.mid, m.price_step, m.qty_step, 100) for symbol, m in markets.items()),
+                seed,
+            )
+        )
         return sim
 
     def background(self) -> list[Callable[[], Awaitable[None]]]:

@@ -67,8 +67,6 @@ class RoxomBalanceUpdate:
     ts_ns: int
 
 
-
-
 def ns(value: Any, field: str) -> int:
     """An integer nanosecond timestamp; a float would already have lost digits, so refuse it."""
     if type(value) is int:

@@ -75,6 +75,9 @@ AUTH_FAILED, INVALID_CHANNEL, INVALID_SYMBOL = "600010", "60014", "60015"
 SUBSCRIPTION_LIMIT, MALFORMED, BINARY, INTERNAL = "60016", "60017", "60018", "60019"
 MARKET_CHANNELS = ("level1", "trade", "depth", "ticker")
 PRIVATE_CHANNELS = ("orders", "balance", "positions", "account")
+# the account's owner id on the matching engine: fixed, so that tests can tell our orders and
+# fills from the crowd's (the venue's accountId is a generated uuid)
+ENGINE_OWNER = "roxom-sim-account"
 FINAL = frozenset({"filled", "cancelled", "partiallyfilledcancelled", "rejected", "inactive"})
 MAX_SUBSCRIPTIONS = 100  # [INF] per connection; the docs name the error but not the limit
 DEFAULT_BALANCE = Decimal("1")  # BTC
@@ -181,6 +184,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         self.hmac_secret = hmac_secret
         self.account = SimAccount(self._uuid(), balance, new_id=self._uuid)
         self.owner = self.account.account_id
+        self.engine_owner = ENGINE_OWNER
         self.fee_rates = {True: maker_fee_rate, False: taker_fee_rate}  # by is-maker
         self.ticker_period_s = ticker_period_s
         self.orders: dict[str, RoxOrder] = {}
@@ -200,6 +204,8 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         self.hold_cancels = False  # cancels stay `pendingcancel` until release_cancels()
         self.mute_account = False  # account events are lost (as while disconnected)
         self._held: list[RoxOrder] = []
+        # engine trade id -> the fill id the client derives for our side (`orderId:executedQty`)
+        self.fill_ids: dict[str, str] = {}
         self.app = self._build_app()
         engine.add_listener(self)
 
@@ -335,7 +341,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         submitting = self._submitting
         if (
             order is None
-            and owner == self.owner
+            and owner == self.engine_owner
             and submitting is not None
             and submitting.engine_id is None
         ):
@@ -352,6 +358,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         order.notional += notional
         order.fees += fee
         order.fill_px, order.fill_fee = fill.price, fee
+        self.fill_ids[fill.trade_id] = f"{order.order_id}:{order.executed.normalize():f}"
         # [INF] one order event per fill, so `fillPx`/`filledFees` always price exactly the
         # change in `executedQty`
         order.status = "filled" if order.executed == order.size else "partiallyfilled"
@@ -856,7 +863,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         previous, self._submitting = self._submitting, order
         try:
             engine_order = self.engine.submit(
-                self.owner,
+                self.engine_owner,
                 order.symbol,
                 order.side,
                 MARKET if is_market else LIMIT,

@@ -116,8 +116,11 @@ async def test_sor_revoked_token_is_replaced_at_once() -> None:
         sim.app.close_all_ws(1008)
         # the cached token is refused at the handshake (403): dropped, and one retry at the
         # normal pace with a fresh token gets back in, without the long auth back-off
-        await until(engine, lambda: sor.epoch == 2 and engine.book("paxos", "BTCUSD").is_synced,
-                    "back with a new token")
+        await until(
+            engine,
+            lambda: sor.epoch == 2 and engine.book("paxos", "BTCUSD").is_synced,
+            "back with a new token",
+        )
         assert sor.counts["handshake_rejected"] == 1
         assert sor.last_delay < sor.auth_backoff_s
         assert sor.stream._tokens.fetches == fetches + 1

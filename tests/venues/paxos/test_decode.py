@@ -234,7 +234,8 @@ def test_mistyped_market_on_the_fast_path_is_a_frame_error() -> None:
 def test_sor_reply_with_malformed_channels_is_a_frame_error() -> None:
     from framework.venues.paxos.client import SorStream
 
-    stream = SorStream("ws://127.0.0.1:1", None, ["BTCUSD"], book=True, top_of_book=False,
-                       executions=False)  # type: ignore[arg-type]
+    stream = SorStream(
+        "ws://127.0.0.1:1", None, ["BTCUSD"], book=True, top_of_book=False, executions=False
+    )  # type: ignore[arg-type]
     with pytest.raises(FrameError, match="channels"):
         stream.decode('{"type":"subscribe","channels":[1]}', 1)

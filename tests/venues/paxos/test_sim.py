@@ -905,9 +905,16 @@ def test_order_history_is_bounded_like_the_engines() -> None:
     sim.engine._done_limit = 5
     bid = sim.engine.best_bid("BTCUSD")
     for i in range(12):
-        order = sim._new_order({"side": "BUY", "market": "BTCUSD", "type": "LIMIT",
-                                "base_amount": "0.001", "price": str(bid - 100 - i),
-                                "ref_id": f"r{i}"})
+        order = sim._new_order(
+            {
+                "side": "BUY",
+                "market": "BTCUSD",
+                "type": "LIMIT",
+                "base_amount": "0.001",
+                "price": str(bid - 100 - i),
+                "ref_id": f"r{i}",
+            }
+        )
         sim.engine.cancel(order.engine.order_id)
     assert len(sim._orders) == 5
     assert "r6" not in sim._by_ref and set(sim._by_ref) == {f"r{i}" for i in range(7, 12)}

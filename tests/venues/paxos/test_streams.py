@@ -9,8 +9,15 @@ from tests.helpers import config, drain, running, session, until
 
 
 def paxos(**extra: object) -> dict:
-    return {"paxos": {"endpoint": "sim", "sim_seed": 4, "sim_rate_hz": 0,
-                      "markets": ["BTCUSD"], **extra}}
+    return {
+        "paxos": {
+            "endpoint": "sim",
+            "sim_seed": 4,
+            "sim_rate_hz": 0,
+            "markets": ["BTCUSD"],
+            **extra,
+        }
+    }
 
 
 async def test_trades_are_not_repeated_after_a_reconnect_replays_the_last_one() -> None:

@@ -50,7 +50,6 @@ async def test_example_strategy_trades_on_the_roxom_simulator(
                        if o.filled_qty)  # fmt: skip
 
 
-
 def test_botrun_cli_runs_the_market_maker_on_the_roxom_simulator() -> None:
     # exactly the README's command, with the repository's own config.toml
     proc = subprocess.run(
