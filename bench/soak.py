@@ -69,9 +69,7 @@ def fault_mix(case: ChaosCase, seed: int) -> FaultPlan:
         plan.add("drop", 0.002, path)
         plan.add("reorder", 0.002, path)
     plan.add("refuse", 0.2)
-    plan.add("http_error", 0.05)
-    plan.add("http_lost_reply", 0.02)
-    plan.add("http_delay", 0.02, seconds=0.02)
+    case.order_faults(plan, 0.4)
     for kind in case.venue_faults:
         plan.add(kind, 0.3 if kind == "late_fill" else 0.01)
     return plan

@@ -45,26 +45,37 @@ def make_stream(n: int, seed: int, levels: int = 200) -> tuple[str, list[bytes]]
     def amt(units: int) -> str:
         return str((Decimal(units) / Decimal(10**8)).normalize())
 
-    snapshot = orjson.dumps({
-        "type": "SNAPSHOT", "market": "BTCUSD",
-        "bids": [{"price": px(p), "amount": amt(a)} for p, a in sorted(bids.items(), reverse=True)],
-        "asks": [{"price": px(p), "amount": amt(a)} for p, a in sorted(asks.items())],
-        "final_snapshot": True,
-    }).decode()
+    snapshot = orjson.dumps(
+        {
+            "type": "SNAPSHOT",
+            "market": "BTCUSD",
+            "bids": [
+                {"price": px(p), "amount": amt(a)} for p, a in sorted(bids.items(), reverse=True)
+            ],
+            "asks": [{"price": px(p), "amount": amt(a)} for p, a in sorted(asks.items())],
+            "final_snapshot": True,
+        }
+    ).decode()
     frames = []
     for _ in range(n):
         is_bid = rng.random() < 0.5
         side = bids if is_bid else asks
         best_bid, best_ask = max(bids), min(asks)
         if rng.random() < 0.15 and len(side) > levels // 2:
-            price = rng.choice(list(side)) if rng.random() < 0.02 else rng.choice(
-                [max(side) if is_bid else min(side), *rng.sample(list(side), 3)])
+            price = (
+                rng.choice(list(side))
+                if rng.random() < 0.02
+                else rng.choice([max(side) if is_bid else min(side), *rng.sample(list(side), 3)])
+            )
             del side[price]
             amount = "0"
         else:
             # keep the book uncrossed: bids below the best ask, asks above the best bid
-            price = (rng.randint(best_ask - levels, best_ask - 1) if is_bid
-                     else rng.randint(best_bid + 1, best_bid + levels))
+            price = (
+                rng.randint(best_ask - levels, best_ask - 1)
+                if is_bid
+                else rng.randint(best_bid + 1, best_bid + levels)
+            )
             side[price] = rng.randint(1, 2_000_000)
             amount = amt(side[price])
         frames.append(
@@ -123,8 +134,10 @@ def main() -> None:
     snapshot, frames = make_stream(args.frames, args.seed)
     size = sum(len(f) for f in frames) / len(frames)
     deletes = sum(b'"amount":"0"' in f for f in frames) / len(frames)
-    print(f"stream: {len(frames):,} UPDATE frames, {size:.0f} bytes avg, {deletes:.1%} deletes,"
-          f" snapshot {len(snapshot):,} bytes")
+    print(
+        f"stream: {len(frames):,} UPDATE frames, {size:.0f} bytes avg, {deletes:.1%} deletes,"
+        f" snapshot {len(snapshot):,} bytes"
+    )
     a_rates, b_rates = [], []
     for r in range(args.rounds):
         ta = ceiling(frames)
@@ -134,8 +147,10 @@ def main() -> None:
         b_rates.append(len(frames) / tb)
         print(f"round {r + 1}: (a) {a_rates[-1]:>12,.0f} ev/s   (b) {b_rates[-1]:>10,.0f} ev/s")
     for name, rates in (("(a) orjson.loads ceiling", a_rates), ("(b) botrun full path", b_rates)):
-        print(f"{name:<26} median {statistics.median(rates):>12,.0f} ev/s"
-              f"  min {min(rates):>12,.0f}  max {max(rates):>12,.0f}")
+        print(
+            f"{name:<26} median {statistics.median(rates):>12,.0f} ev/s"
+            f"  min {min(rates):>12,.0f}  max {max(rates):>12,.0f}"
+        )
     print(f"ratio b/a = {statistics.median(b_rates) / statistics.median(a_rates):.3f}")
 
 

@@ -104,6 +104,7 @@ class WsSession:
         self.counts: Counter[str] = Counter()
         self.frames_received = 0  # over the session's life
         self.epoch_frames = 0  # on the current connection
+        self.local_port: int | None = None  # of the current (or last) connection
         self._frame_waiters: list[tuple[int, trio.Event]] = []
         self.last_delay = 0.0
         self._retried_fresh_auth = False
@@ -209,6 +210,9 @@ class WsSession:
         ) as ws:
             self.epoch += 1
             self.epoch_frames = 0
+            local = ws.local
+            # which connection is ours, for a test or a simulator that serves several per path
+            self.local_port = getattr(local, "port", None)
             self._retried_fresh_auth = False
             stream.epoch = self.epoch
             self._resync.clear()

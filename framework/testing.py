@@ -66,6 +66,29 @@ def _engine_step(sim: Any, n: int) -> None:
         crowd.steps(n)
 
 
+def http_order_faults(plan: FaultPlan, scale: float = 1.0) -> list[Rule]:
+    """Order-path faults of a venue that takes orders over REST."""
+    return [
+        plan.add("http_error", 0.12 * scale),
+        plan.add("http_lost_reply", 0.05 * scale),
+        plan.add("http_delay", 0.05 * scale, seconds=0.01),
+    ]
+
+
+def caught_up(sess: WsSession, app: Any) -> bool:
+    """The session is connected and has handled every frame the simulator queued for it.
+
+    Its connection is found by the client's own address, not by path: a venue may serve more
+    than one connection on a path (public and private streams, a start-up fetch).
+    """
+    if sess.state is VenueState.DISCONNECTED or sess.local_port is None:
+        return False
+    for conn in app.ws_connections:
+        if conn.peer_port == sess.local_port:
+            return not conn.closed and sess.epoch_frames >= conn.enqueued
+    return False  # accepted but not yet listed, or already gone: not settled either way
+
+
 @attrs.frozen(kw_only=True)
 class ChaosCase:
     """What the fault tests, the soak and the fixtures need to know about one venue."""
@@ -95,8 +118,13 @@ class ChaosCase:
     lot: Decimal = Decimal("0.0001")
     # does this outbound book frame remove level (symbol, side, price)? (for scripted drops)
     removes_level: Callable[[str, str, Side, Decimal], bool] | None = None
+    # random faults on the order path at `scale` times the guarantee test's rates (answers
+    # refused, lost after the venue acted, delayed): HTTP for REST venues, frames for WS ones
+    order_faults: Callable[[FaultPlan, float], list[Rule]] = attrs.field(
+        default=lambda plan, scale: http_order_faults(plan, scale)
+    )
     # rules that lose the reply to the next order submission (the venue has the order)
-    lose_submit_reply: Callable[[FaultPlan], None] = lambda plan: None
+    lose_submit_reply: Callable[[FaultPlan], list[Rule]] = lambda plan: []
     # rules that make order queries fail until removed (reconciliation cannot succeed)
     queries_fail: Callable[[FaultPlan], list[Rule]] = lambda plan: []
     # does the venue name each fill (so fills compare one by one)? False where fill ids are
@@ -225,14 +253,7 @@ class ChaosRun:
 
     def quiescent(self) -> bool:
         """The book stream is connected and has handled every frame the venue sent on it."""
-        sess = self.book_session
-        app = self.sim.app
-        if sess.state is VenueState.DISCONNECTED:
-            return False
-        if sess.epoch != app.ws_accepted.get(self.case.book_path, 0):
-            return False  # a connection the client has not finished opening (or noticed closing)
-        conns = [c for c in app.ws_connections if c.path == self.case.book_path and not c.closed]
-        return len(conns) == 1 and sess.epoch_frames >= conns[0].enqueued
+        return caught_up(self.book_session, self.sim.app)
 
     async def settle(self, *, synced: bool = False) -> None:
         """Wait until quiescent (and, with `synced`, every book synced)."""

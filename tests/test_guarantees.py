@@ -28,7 +28,7 @@ from framework.book import BookNotSynced
 from framework.events import BookState, BookStatus, OrderStatus, Side
 from framework.sim.faults import FaultPlan
 from framework.strategy import Strategy
-from framework.testing import ChaosCase, ChaosRun, chaos, chaos_cases
+from framework.testing import ChaosCase, ChaosRun, caught_up, chaos, chaos_cases
 
 CASES = chaos_cases()
 VENUES = sorted(CASES)
@@ -182,9 +182,7 @@ def _submit(run: ChaosRun, market: str, side: Side, qty: Decimal, price: Decimal
 async def test_no_fill_lost_or_doubled_and_every_order_ends_known(venue: str) -> None:
     case = CASES[venue]
     plan = FaultPlan(seed=21)
-    plan.add("http_error", 0.12)
-    plan.add("http_lost_reply", 0.05)
-    plan.add("http_delay", 0.05, seconds=0.01)
+    order_path = case.order_faults(plan, 1.0)
     plan.add("close", 0.003)
     plan.add("duplicate", 0.01)
     for kind in case.venue_faults:
@@ -192,7 +190,7 @@ async def test_no_fill_lost_or_doubled_and_every_order_ends_known(venue: str) ->
     async with chaos(venue, seed=6, faults=plan) as run:
         await run.settle(synced=True)
         # at least one lost answer whatever the random draws (which depend on request timing)
-        case.lose_submit_reply(plan)
+        lost = case.lose_submit_reply(plan)
         handles = []
         for round_ in range(10):
             market = case.markets[round_ % len(case.markets)]
@@ -225,7 +223,8 @@ async def test_no_fill_lost_or_doubled_and_every_order_ends_known(venue: str) ->
         assert run.order_problems() == []
         fills = [f for f in run.venue_fills().values()]
         assert fills, "nothing traded: the test proved nothing"
-        assert plan.counts["http_error"] and plan.counts["http_lost_reply"], plan.counts
+        assert lost and all(rule.fired for rule in lost), plan.counts
+        assert any(rule.fired for rule in order_path), plan.counts
         for kind in case.venue_faults:
             assert plan.counts[kind], kind
 
@@ -297,8 +296,9 @@ class Sluggish(Strategy):
 class SimThread:
     """A venue simulator on its own thread and trio loop: it keeps sending while we block."""
 
-    def __init__(self, sim: Any, queue_size: int) -> None:
+    def __init__(self, sim: Any, case: ChaosCase, queue_size: int) -> None:
         self.sim = sim
+        self.case = case
         sim.app._ws_queue_size = queue_size
         self.port = 0
         self.running = threading.Event()  # the market moves while set
@@ -314,8 +314,7 @@ class SimThread:
             while not self.stop.is_set():
                 if self.running.is_set():
                     self.idle.clear()
-                    for crowd in self.sim.crowds.values():
-                        crowd.steps(20)
+                    self.case.step(self.sim, 20)
                     await trio.sleep(0.001)
                 else:
                     self.idle.set()
@@ -342,7 +341,7 @@ async def test_slow_strategy_keeps_memory_bounded_and_books_resync(venue: str) -
             nursery.cancel_scope.cancel()
 
     await build_sim()  # a simulator object (its server is started again on the thread)
-    sim_thread = SimThread(holder["sim"], queue_size=256)
+    sim_thread = SimThread(holder["sim"], case, queue_size=256)
     sim_thread.thread.start()
     await trio.to_thread.run_sync(sim_thread.ready.wait)
     section = {**case.section(9), "sim_url": f"http://127.0.0.1:{sim_thread.port}"}
@@ -373,18 +372,12 @@ async def test_slow_strategy_keeps_memory_bounded_and_books_resync(venue: str) -
             await trio.to_thread.run_sync(sim_thread.idle.wait)
             sim = sim_thread.sim
 
-            def caught_up() -> bool:
-                conns = [
-                    c for c in sim.app.ws_connections if c.path == case.book_path and not c.closed
-                ]
-                return (
-                    len(conns) == 1
-                    and sess.epoch == sim.app.ws_accepted.get(case.book_path)
-                    and sess.epoch_frames >= conns[0].enqueued
-                    and all(engine.book(venue, m).is_synced for m in case.markets)
+            def resynced() -> bool:
+                return caught_up(sess, sim.app) and all(
+                    engine.book(venue, m).is_synced for m in case.markets
                 )
 
-            await pulse.until(caught_up, "resynced and caught up")
+            await pulse.until(resynced, "resynced and caught up")
             for market in case.markets:
                 bids, asks = case.truth(sim, market)
                 book = engine.book(venue, market)

@@ -199,6 +199,7 @@ class WsConnection:
         # Frames accepted into the outbound queue since the connection opened: a test knows a
         # client is caught up once it has received this many frames.
         self.enqueued = 0
+        self.peer_port: int | None = None  # the client's port: which client this is
         self._asgi_receive = asgi_receive
         self._asgi_send = asgi_send
         self._out_send, self._out_recv = trio.open_memory_channel[str | _CloseCmd | Pause | Swap](
@@ -554,6 +555,8 @@ class SimApp:
             return
         await send({"type": "websocket.accept"})
         conn = WsConnection(path, _query(scope), headers, receive, send, self._ws_queue_size)
+        client = scope.get("client")
+        conn.peer_port = client[1] if client else None
         conn.faults = self._fault_plan
         self.ws_accepted[path] = self.ws_accepted.get(path, 0) + 1
         self.ws_connections.append(conn)

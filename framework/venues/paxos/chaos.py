@@ -84,8 +84,8 @@ _SAMPLES = {
 }
 
 
-def _lose_submit_reply(plan: FaultPlan) -> None:
-    plan.once("http_lost_reply", _ORDERS)  # the next create is done, its answer lost
+def _lose_submit_reply(plan: FaultPlan) -> list[Rule]:
+    return [plan.once("http_lost_reply", _ORDERS)]  # the next create is done, its answer lost
 
 
 def _queries_fail(plan: FaultPlan) -> list[Rule]:
