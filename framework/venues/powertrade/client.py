@@ -215,8 +215,15 @@ class PowerTradeStream(Stream):
         self.correlator = Correlator(prefix=f"bt{secrets.token_hex(3)}-", max_len=64)
         self.own_rfqs: set[str] = set()
         self.decoder = Decoder(
-            self._emit, self._on_reply, set(markets), own_rfqs=self.own_rfqs, on_fill=self._fill
+            self._emit,
+            self._on_reply,
+            set(markets),
+            own_rfqs=self.own_rfqs,
+            on_fill=self._fill,
+            on_end=self._order_end,
         )
+        # set by the execution client: an order ended (see `Decoder.on_end`)
+        self.end_hook: Callable[[str, Decimal | None], None] | None = None
         self.conn: Connection | None = None
         self.authenticated = False
         self.login_refused = False
@@ -234,6 +241,10 @@ class PowerTradeStream(Stream):
 
     def _fill(self) -> None:
         self.fills_seen.set()
+
+    def _order_end(self, client_order_id: str, venue_filled: Decimal | None) -> None:
+        if self.end_hook is not None:
+            self.end_hook(client_order_id, venue_filled)
 
     async def url(self) -> str:
         return self._url
@@ -446,6 +457,10 @@ class PowerTradeExecution(ExecutionClient):
         self.request_timeout_s = request_timeout_s
         self.account_interval_s = account_interval_s
         self._rfq_ids = itertools.count(1)
+        # orders the venue ended, to check for fills we never heard of (see `_order_ended`)
+        self._ended: dict[str, tuple[Order, Decimal | None]] = {}
+        self._ended_wakeup = trio.Event()
+        stream.end_hook = self._order_ended
 
     async def _request(self, kind: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         if not await self.stream.wait_ready(self.request_timeout_s):
@@ -487,10 +502,13 @@ class PowerTradeExecution(ExecutionClient):
             raise OrderRefused(reason or str(reply.get("reason")))
 
     async def query_order(self, order: Order) -> ExecutionReport | None:
+        return await self._query(order.client_order_id)
+
+    async def _query(self, client_order_id: str) -> ExecutionReport | None:
         # [INF] `order_details_request` is the WS twin of the REST order-details page
         # (same fields: order_state, executions); not found -> command_response error 404
         kind, reply = await self._request(
-            "order_details_request", {"client_order_id": order.client_order_id}
+            "order_details_request", {"client_order_id": client_order_id}
         )
         if kind == "command_response":
             if "not found" in str(reply.get("error_text", "")):
@@ -501,32 +519,90 @@ class PowerTradeExecution(ExecutionClient):
         if status is None:
             raise FrameError(f"order_details_response: unknown order_state {state!r}")
         venue_id = reply.get("order_id") or None
+        fills = []
         for ex in reply.get("executions") or []:
             # fills missed while away, each with its trade id (de-duplicated by the core)
             flag = ex.get("liquidity_flag")
-            report = ExecutionReport(
-                VENUE,
-                order.client_order_id,
-                venue_order_id=venue_id,
-                fill_id=text(ex, "trade_id"),
-                fill_price=dec(ex.get("executed_price"), "executed_price"),
-                fill_qty=dec(ex.get("executed_quantity"), "executed_quantity"),
-                liquidity={"added": Liquidity.MAKER, "taken": Liquidity.TAKER}.get(flag),
-                venue_ts=opt_ts(ex, "utc_timestamp"),
+            fills.append(
+                ExecutionReport(
+                    VENUE,
+                    client_order_id,
+                    venue_order_id=venue_id,
+                    fill_id=text(ex, "trade_id"),
+                    fill_price=dec(ex.get("executed_price"), "executed_price"),
+                    fill_qty=dec(ex.get("executed_quantity"), "executed_quantity"),
+                    liquidity={"added": Liquidity.MAKER, "taken": Liquidity.TAKER}.get(flag),
+                    venue_ts=opt_ts(ex, "utc_timestamp"),
+                )
             )
-            if self.ctx is not None:
+        if self.ctx is not None:
+            for report in fills:  # only once the whole reply parsed: none or all of them
                 self.ctx.on_report(report)
         if status is OrderStatus.SUBMITTED:
             status = OrderStatus.ACCEPTED  # the venue has it
         return ExecutionReport(
             VENUE,
-            order.client_order_id,
+            client_order_id,
             status=status,
             venue_order_id=venue_id,
             reason=str(reply.get("reason", "")) or None,
         )
 
+    # --- fills we never heard of ---------------------------------------------------------------
+
+    def _order_ended(self, client_order_id: str, venue_filled: Decimal | None) -> None:
+        """The venue ended one of our working orders (called before the core applies it).
+
+        `venue_filled` is the cumulative quantity the venue says it filled (`cancel_order`), or
+        None when an execution filled it completely. If that is more than the fills we got, an
+        `execution` went missing (lost with a connection, e.g. while the order's submit was in
+        flight and reconnect reconciliation left it alone): `_check_ended` asks the venue for the
+        order's executions, each named by its trade id, so the core counts each exactly once.
+        """
+        if self.ctx is None:
+            return
+        for order in self.ctx.open_orders(VENUE):
+            if order.client_order_id == client_order_id:
+                self._ended[client_order_id] = (order, venue_filled)
+                self._ended_wakeup.set()
+                return
+
+    async def _check_ended(self) -> None:
+        while True:
+            await self._ended_wakeup.wait()
+            self._ended_wakeup = trio.Event()
+            for coid, (order, venue_filled) in list(self._ended.items()):
+                # by now the core has applied the end (and the fill that came with it)
+                expected = order.quantity if venue_filled is None else venue_filled
+                if order.filled_qty >= expected:
+                    self._ended.pop(coid, None)
+                    continue
+                log.warning(
+                    "order ended with fills we never saw; asking for them",
+                    venue=VENUE,
+                    client_order_id=coid,
+                    venue_filled=str(expected),
+                    known=str(order.filled_qty),
+                )
+                try:
+                    report = await self._query(coid)
+                except (ConnectionError, TimeoutError, FrameError) as exc:
+                    log.warning("missing fills query failed", venue=VENUE, error=str(exc))
+                    continue  # kept: asked again below
+                self._ended.pop(coid, None)
+                if report is not None and self.ctx is not None:
+                    self.ctx.on_report(report)
+            if self._ended:
+                # a failed query: try again soon (the connection is being re-established)
+                await trio.sleep(min(1.0, self.request_timeout_s))
+                self._ended_wakeup.set()
+
     async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._check_ended)
+            await self._account_loop()
+
+    async def _account_loop(self) -> None:
         """Balances and positions: now, every `account_interval_s`, and soon after a fill."""
         while True:
             self.stream.fills_seen = trio.Event()

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import structlog
 
 from framework.events import (
     Balance,
@@ -38,6 +39,8 @@ from framework.venues.powertrade.events import (
 )
 from framework.wire import dec
 
+log = structlog.get_logger("botrun.powertrade")
+
 VENUE = "powertrade"
 FIRM = "0"
 # [DOC] RFQ books are "none"; real 2022 frames say "255": both mean the RFQ market
@@ -51,6 +54,9 @@ NOT_FOUND = "exchange order_id or client_order_id not found in order cache"
 
 # on_reply(user_tag, message type, body) -> True if a request was waiting for it
 ReplyHook = Callable[[str, str, dict[str, Any]], bool]
+# on_end(client_order_id, venue's cumulative filled quantity or None for "all of it"): an order
+# ended (cancel_order, or an execution that filled it), called just before its report is emitted
+EndHook = Callable[[str, Decimal | None], None]
 
 
 # --- field helpers -------------------------------------------------------------------------------
@@ -144,17 +150,20 @@ class Decoder:
         *,
         own_rfqs: set[str] | None = None,
         on_fill: Callable[[], None] = lambda: None,
+        on_end: EndHook = lambda client_order_id, filled: None,
     ) -> None:
         self.emit = emit
         self.on_reply = on_reply
         self.markets = markets  # None: every firm book that arrives
         self.own_rfqs = own_rfqs if own_rfqs is not None else set()
         self.on_fill = on_fill
+        self.on_end = on_end
         self.epoch = 0
         self.books: dict[str, L3Book] = {}
         self.rfq_books: dict[str, dict[str, Rfq]] = {}
         self.counts: Counter[str] = Counter()
         self.last_heartbeat_ns: int | None = None
+        self._last_frame: str | bytes | None = None  # the last frame decoded without error
         self._kind = ""  # type of the message being decoded (replies name it to their waiter)
         self._handlers: dict[str, Callable[[dict[str, Any], int], None]] = {
             "heartbeat": self._heartbeat,
@@ -186,6 +195,7 @@ class Decoder:
         for book in self.books.values():
             book.reset()
         self.rfq_books.clear()
+        self._last_frame = None
 
     def book(self, symbol: str) -> L3Book:
         book = self.books.get(symbol)
@@ -194,6 +204,14 @@ class Decoder:
         return book
 
     def decode(self, frame: str | bytes, recv_ns: int) -> None:
+        if frame == self._last_frame:
+            # [INF] a frame identical to the one before it, server and event timestamps (µs)
+            # included, is one message delivered twice, not a second event. It matters for the
+            # L3 feed: `order_executed` carries the quantity executed, so a repeated partial
+            # execution would shrink the order twice, and nothing later need reveal it.
+            self.counts["repeated_frames"] += 1
+            return
+        self._last_frame = None
         kind, body = loads(frame)
         handler = self._handlers.get(kind)
         if handler is None:
@@ -201,6 +219,7 @@ class Decoder:
         self.counts[kind] += 1
         self._kind = kind
         handler(body, recv_ns)
+        self._last_frame = frame
 
     # --- session -------------------------------------------------------------------------------
 
@@ -224,7 +243,7 @@ class Decoder:
     @staticmethod
     def _market(body: dict[str, Any]) -> str:
         market = body.get("market_id", FIRM)
-        if market != FIRM and market not in RFQ_MARKETS:
+        if type(market) is not str or (market != FIRM and market not in RFQ_MARKETS):
             raise FrameError(f"market_id: unknown market {market!r}")
         return market
 
@@ -235,13 +254,25 @@ class Decoder:
             return None
         return self.book(symbol)
 
+    def _lost(self, book: L3Book, reason: str, count: str) -> None:
+        """This book can no longer be trusted: reset it and say so (the core unsyncs the L2 book,
+        tells the strategies and asks for a fresh snapshot).
+
+        The frame that showed it is decoded into this event, not refused: a decoder either emits
+        or raises FrameError having emitted nothing, never both (no half-applied frame).
+        """
+        book.reset()
+        self.counts[count] += 1
+        log.warning("order-by-order book lost", venue=VENUE, symbol=book.symbol, reason=reason)
+        self.emit(BookInvalidated(VENUE, book.symbol, reason, self.epoch))
+
     def _l3(self, book: L3Book, change: Callable[[], Any]) -> None:
         try:
             event = change()
         except L3Inconsistent as exc:
-            self.counts["l3_gaps"] += 1
-            self.emit(BookInvalidated(VENUE, book.symbol, str(exc), self.epoch))
-            raise
+            # a well-formed message that contradicts the book proves that one went missing
+            self._lost(book, str(exc), "l3_gaps")
+            return
         if event is not None:
             self.emit(event)
 
@@ -252,24 +283,24 @@ class Decoder:
         book = self._firm_book(body)
         if book is None:
             return
-        orders = []
-        for side, field in ((Side.BUY, "buy"), (Side.SELL, "sell")):
-            for row in rows(body, field):
-                orders.append(
-                    (
-                        row_id(row),
-                        side,
-                        dec(row.get("price"), f"{field}.price"),
-                        dec(row.get("quantity"), f"{field}.quantity"),
-                    )
-                )
-        ts = opt_ts(body, "server_utc_timestamp")
         try:
+            orders = []
+            for side, field in ((Side.BUY, "buy"), (Side.SELL, "sell")):
+                for row in rows(body, field):
+                    orders.append(
+                        (
+                            row_id(row),
+                            side,
+                            dec(row.get("price"), f"{field}.price"),
+                            dec(row.get("quantity"), f"{field}.quantity"),
+                        )
+                    )
+            ts = opt_ts(body, "server_utc_timestamp")
             snap = book.snapshot(orders, venue_ts=ts, recv_ns=recv_ns, epoch=self.epoch)
-        except FrameError:
-            book.reset()
-            self.emit(BookInvalidated(VENUE, book.symbol, "bad snapshot", self.epoch))
-            raise
+        except FrameError as exc:
+            # the fresh book the venue sent is unusable, and ours is gone with it: ask again
+            self._lost(book, f"bad snapshot: {exc}", "bad_snapshots")
+            return
         self.emit(snap)
 
     def _order_added(self, body: dict[str, Any], recv_ns: int) -> None:
@@ -307,6 +338,8 @@ class Decoder:
         old, new = text(body, "old_order_id"), text(body, "new_order_id")
         price = dec(body["price"], "price") if "price" in body else None
         qty = dec(body["quantity"], "quantity") if "quantity" in body else None
+        if (price is not None and price <= 0) or (qty is not None and qty < 0):
+            raise FrameError("order_updated: price must be positive, quantity not negative")
         if self._market(body) in RFQ_MARKETS:
             symbol = text(body, "symbol")
             known = self.rfq_books.setdefault(symbol, {})
@@ -346,6 +379,8 @@ class Decoder:
         oid = row_id(body)
         # [INF] `quantity` is the quantity executed by this event; the order shrinks by it
         qty = dec(body.get("quantity"), "quantity")
+        if qty <= 0:
+            raise FrameError("order_executed: quantity must be positive")
         self._l3(
             book,
             lambda: book.execute(
@@ -406,7 +441,7 @@ class Decoder:
 
     def _own_rfq(self, body: dict[str, Any], recv_ns: int, state: str, reason: str = "") -> bool:
         coid = body.get("client_order_id")
-        if coid not in self.own_rfqs:
+        if type(coid) is not str or coid not in self.own_rfqs:
             return False
         if state in ("rejected", "cancelled"):
             self.own_rfqs.discard(coid)
@@ -458,23 +493,24 @@ class Decoder:
         if state not in ("partial_fill", "filled"):
             raise FrameError(f"order_state: unexpected {state!r}")
         flag = body.get("liquidity_flag")
-        liquidity = _LIQUIDITY.get(flag) if flag is not None else None
+        liquidity = _LIQUIDITY.get(flag) if type(flag) is str else None
         if flag is not None and liquidity is None:
             raise FrameError(f"liquidity_flag: unexpected {flag!r}")
         coid = body.get("client_order_id")
-        self.emit(
-            ExecutionReport(
-                VENUE,
-                coid if type(coid) is str else "",
-                status=OrderStatus.FILLED if state == "filled" else None,
-                venue_order_id=text(body, "order_id"),
-                fill_id=text(body, "trade_id"),
-                fill_price=dec(body.get("executed_price"), "executed_price"),
-                fill_qty=dec(body.get("executed_quantity"), "executed_quantity"),
-                liquidity=liquidity,
-                venue_ts=opt_ts(body, "utc_timestamp"),
-            )
+        report = ExecutionReport(
+            VENUE,
+            coid if type(coid) is str else "",
+            status=OrderStatus.FILLED if state == "filled" else None,
+            venue_order_id=text(body, "order_id"),
+            fill_id=text(body, "trade_id"),
+            fill_price=dec(body.get("executed_price"), "executed_price"),
+            fill_qty=dec(body.get("executed_quantity"), "executed_quantity"),
+            liquidity=liquidity,
+            venue_ts=opt_ts(body, "utc_timestamp"),
         )
+        if state == "filled" and report.client_order_id:
+            self.on_end(report.client_order_id, None)
+        self.emit(report)
         self.on_fill()
 
     def _cancel_order(self, body: dict[str, Any], recv_ns: int) -> None:
@@ -483,16 +519,20 @@ class Decoder:
         if not is_cancel_refusal(reason) and not self._own_rfq(body, recv_ns, "cancelled", reason):
             # [INF] the venue's own end of a GTD/DAY order says "expired"
             status = OrderStatus.EXPIRED if reason == "expired" else OrderStatus.CANCELLED
-            self.emit(
-                ExecutionReport(
-                    VENUE,
-                    text(body, "client_order_id"),
-                    status=status,
-                    venue_order_id=body.get("order_id") or None,
-                    reason=reason,
-                    venue_ts=opt_ts(body, "utc_timestamp"),
-                )
+            report = ExecutionReport(
+                VENUE,
+                text(body, "client_order_id"),
+                status=status,
+                venue_order_id=body.get("order_id") or None,
+                reason=reason,
+                venue_ts=opt_ts(body, "utc_timestamp"),
             )
+            # [DOC] `filled_quantity` is the order's cumulative fill: more than we heard of means
+            # executions we never saw (lost with a connection); the hook fetches them
+            filled = _opt_dec(body.get("filled_quantity"))
+            if filled is not None and filled > 0:
+                self.on_end(report.client_order_id, filled)
+            self.emit(report)
         if type(tag) is str and tag:
             self.on_reply(tag, "cancel_order", body)
 
@@ -532,6 +572,16 @@ class Decoder:
                 )
             )
         self._reply(body, recv_ns)
+
+
+def _opt_dec(value: Any) -> Decimal | None:
+    """A quantity we only use as a hint: None when absent or unreadable (never refuses a frame)."""
+    if value is None:
+        return None
+    try:
+        return dec(value, "filled_quantity")
+    except FrameError:
+        return None
 
 
 def is_cancel_refusal(reason: str) -> bool:

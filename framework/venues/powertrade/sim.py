@@ -9,6 +9,11 @@ venue documents nothing are marked `[INF]` and the adapter agrees with them.
 
 The L3 feed is derived from the engine's `on_order` callbacks (every order's state after every
 change, in order), so it always agrees with `engine.book()`.
+
+Fault injection (framework/sim/faults.py) beyond the shared frame faults: `late_fill`, a trade
+that reaches the order after the cancel request arrived (rolled on each `cancel_order` of a
+resting order). Not `token_expiry`: the login token only has to survive `authenticate`, and the
+venue documents no end to a logged-in session.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ from framework.venues.powertrade.decode import FULLY_EXECUTED, NOT_FOUND
 log = structlog.get_logger("botrun.sim.powertrade")
 
 SIM_API_KEY = "sim-api-key"
+# our account's owner id on the matching engine (fixed: the chaos tests look for its orders)
+ENGINE_OWNER = SIM_API_KEY
 # [INF] the simulator's built-in account key: a fixed P-256 scalar, so a standalone simulator
 # and an adapter started separately agree on it without exchanging files (not a real credential)
 _SIM_KEY_SCALAR = 0x5EED_0003_C2FA_7B79_8C92_2768_0000_0000_0000_0000_0000_0000_0000_0001
@@ -244,7 +251,7 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
         self.accounts = accounts
         self.markets = markets
         self.api_key = SIM_API_KEY
-        self.owner = SIM_API_KEY  # the account's name on the engine
+        self.owner = ENGINE_OWNER  # the account's name on the engine
         self.heartbeat_s = heartbeat_s
         self.idle_drop_s = idle_drop_s
         self.rfq_rate_hz = rfq_rate_hz
@@ -795,6 +802,8 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
 
     def _cancel_order(self, client: _Client, body: dict[str, Any], tag: str) -> None:
         order = self._find(body)
+        if order is not None and order.open and order.market_id == "0" and order.order_id:
+            self._maybe_late_fill(client, order)
         if order is None:
             rfq = self._find_rfq(body)
             if rfq is not None:
@@ -810,6 +819,37 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
             self._send(client, "cancel_order", body_out)
             return
         self._cancel(order, tag)
+
+    def _maybe_late_fill(self, client: _Client, order: _Order) -> None:
+        """Fault injection (`late_fill`): the cancel arrived, but a trade got there first."""
+        faults = self.app.faults
+        live = self.engine.order(order.order_id)
+        if faults is None or live is None or live.status != OPEN or live.price is None:
+            return
+        late = faults.roll("late_fill", getattr(client.conn, "path", "/"))
+        if late is not None:
+            self._late_fill(live, Decimal(str(late.param("fraction"))))
+
+    def _late_fill(self, live: SimOrder, fraction: Decimal) -> None:
+        """Another participant sweeps the book up to the order's price, taking everything ahead
+        of it and `fraction` of it (at least one lot; 1 fills it completely)."""
+        assert live.price is not None
+        lot = self.engine.lot(live.symbol)
+        mine = min(live.remaining, max(lot, live.remaining * fraction // lot * lot))
+        bids, asks = self.engine.book(live.symbol)
+        if live.side is Side.BUY:
+            ahead = sum((size for price, size in bids if price > live.price), _ZERO)
+        else:
+            ahead = sum((size for price, size in asks if price < live.price), _ZERO)
+        for other in self.engine.orders(symbol=live.symbol, open_only=True):  # time priority
+            if other.order_id == live.order_id:
+                break
+            if other.side is live.side and other.price == live.price:
+                ahead += other.remaining
+        self.engine.submit(
+            "fault-late-fill", live.symbol, live.side.opposite, LIMIT, ahead + mine,
+            live.price, tif=IOC,
+        )  # fmt: skip
 
     def _cancel(self, order: _Order, tag: str = "") -> None:
         order.cancel_requested = True

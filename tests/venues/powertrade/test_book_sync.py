@@ -4,10 +4,13 @@ bad input from the venue (over a real socket)."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 import trio
 
 from framework.runner import Engine
+from framework.sim.faults import FaultPlan, Rule
+from framework.testing import chaos
 from framework.venues.powertrade.client import PowerTradeStream
 from framework.venues.powertrade.sim import PowerTradeSimulator
 from tests.helpers import config, drain, running, session, until
@@ -95,3 +98,28 @@ async def test_bad_frames_are_skipped_and_nothing_is_lost() -> None:
         assert sess.counts["bad_frames"] == 5 and sess.epoch == epoch
         with trio.fail_after(5):
             assert engine.book("powertrade", "ETH-USD").is_synced
+
+
+async def test_repeated_partial_executions_never_leave_a_wrong_synced_book() -> None:
+    """Every partial `order_executed` delivered twice (the duplicate fault): the book is true at
+    every quiet moment, or flagged, never synced and wrong."""
+    plan = FaultPlan(seed=1)
+    holder: dict[str, PowerTradeSimulator] = {}
+
+    def partial_execution(text: str) -> bool:
+        if not text.startswith('{"order_executed"'):
+            return False
+        body = orjson.loads(text)["order_executed"]
+        return body["order_id"] in holder["sim"].l3_orders(body["symbol"])  # the order rests on
+
+    repeat = Rule("duplicate", rate=1.0, path="/", match=partial_execution)
+    plan.rules.append(repeat)
+    async with chaos("powertrade", seed=3, faults=plan) as run:
+        holder["sim"] = run.sim
+        await run.settle(synced=True)
+        for _ in range(30):
+            run.step(50)
+            await run.settle()
+            assert run.book_problems() == []
+            await run.settle(synced=True)
+        assert repeat.fired > 100

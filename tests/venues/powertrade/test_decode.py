@@ -339,18 +339,71 @@ def test_reference_firm_l3_book_into_l2_events() -> None:
 def test_a_delete_of_an_unknown_order_invalidates_the_book() -> None:
     h = Harness({"BTC-USD"})
     h.feed({"snapshot": {"market_id": "0", "symbol": "BTC-USD", "buy": [], "sell": []}})
-    with pytest.raises(FrameError, match="unknown order 9"):
-        h.feed(
-            {
-                "order_deleted": {
-                    "market_id": "0",
-                    "symbol": "BTC-USD",
-                    "side": "buy",
-                    "order_id": "9",
-                }
-            }
-        )
-    assert isinstance(h.events[-1], BookInvalidated) and h.events[-1].symbol == "BTC-USD"
+    # decoded into the news that the book is lost, not refused half-applied (see below)
+    (lost,) = h.feed(
+        {"order_deleted": {"market_id": "0", "symbol": "BTC-USD", "side": "buy", "order_id": "9"}}
+    )
+    assert isinstance(lost, BookInvalidated) and lost.symbol == "BTC-USD"
+    assert "unknown order 9" in lost.reason and h.decoder.counts["l3_gaps"] == 1
+    assert not h.decoder.books["BTC-USD"].synced
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"price": "100.0", "quantity": "0.0", "order_id": "1"}],  # no size
+        [{"price": "100.0", "quantity": "1.0", "order_id": "1"}] * 2,  # the same order twice
+        [{"price": "100.0", "quantity": "lots", "order_id": "1"}],  # not a number
+    ],
+)
+def test_a_bad_snapshot_is_a_lost_book_never_a_half_applied_frame(rows: list) -> None:
+    """The decoder contract (tests/test_fuzz.py): a frame either raises FrameError having emitted
+    nothing, or is decoded. A snapshot that cannot be used loses the book: it is decoded into
+    BookInvalidated alone (the core unsyncs, tells the strategies, asks for a new snapshot)."""
+    h = Harness({"BTC-USD"})
+    good = {"market_id": "0", "symbol": "BTC-USD", "sell": [],
+            "buy": [{"price": "99.0", "quantity": "1.0", "order_id": "7"}]}  # fmt: skip
+    h.feed({"snapshot": good})
+    (lost,) = h.feed({"snapshot": {**good, "buy": rows}})
+    assert isinstance(lost, BookInvalidated) and lost.reason.startswith("bad snapshot")
+    add = {"order_added": {"market_id": "0", "symbol": "BTC-USD", "side": "buy",
+                           "order_id": "8", "price": "98.0", "quantity": "1.0"}}  # fmt: skip
+    assert h.feed(add) == []  # nothing applies until a good snapshot
+    (snap,) = h.feed({"snapshot": good})
+    assert isinstance(snap, BookSnapshot) and snap.bids == ((D(99), D(1)),)
+
+
+def test_nonsense_amounts_are_refused_before_they_touch_the_book() -> None:
+    h = Harness({"BTC-USD"})
+    good = {"market_id": "0", "symbol": "BTC-USD", "sell": [],
+            "buy": [{"price": "99.0", "quantity": "1.0", "order_id": "7"}]}  # fmt: skip
+    h.feed({"snapshot": good})
+    base = {"market_id": "0", "symbol": "BTC-USD", "side": "buy"}
+    for kind, body in [
+        ("order_updated", {"old_order_id": "7", "new_order_id": "7", "price": "-1.0"}),
+        ("order_executed", {"order_id": "7", "price": "99.0", "quantity": "-0.5"}),
+        ("order_executed", {"order_id": "7", "price": "99.0", "quantity": "0.0"}),
+    ]:
+        with pytest.raises(FrameError):
+            h.feed({kind: {**base, **body}})
+    assert h.decoder.books["BTC-USD"].orders == {"7": (Side.BUY, D(99), D(1))}
+
+
+def test_a_frame_delivered_twice_in_a_row_executes_an_order_once() -> None:
+    """`order_executed` carries the quantity executed: applied twice, a partial execution would
+    leave a smaller order that no later message need contradict (a synced, wrong book)."""
+    h = Harness({"BTC-USD"})
+    book = {"market_id": "0", "symbol": "BTC-USD", "sell": [],
+            "buy": [{"price": "100.0", "quantity": "1.0", "order_id": "1"}]}  # fmt: skip
+    h.feed({"snapshot": book})
+    executed = '{"order_executed": {"server_utc_timestamp": "5", "utc_timestamp": "5", "market_id": "0", "symbol": "BTC-USD", "side": "buy", "order_id": "1", "price": "100.0", "quantity": "0.25"}}'
+    (d,) = h.feed(executed)
+    assert d.bids == ((D(100), D("0.75")),)
+    assert h.feed(executed) == []  # the same message again, not a second execution
+    assert h.decoder.books["BTC-USD"].orders == {"1": (Side.BUY, D(100), D("0.75"))}
+    # a later execution of the same size is news (its timestamps differ)
+    (d,) = h.feed(executed.replace('"5"', '"6"'))
+    assert d.bids == ((D(100), D("0.5")),)
 
 
 def test_reference_account_replies_become_balance_and_position_events() -> None:
@@ -409,6 +462,13 @@ def test_reference_account_replies_become_balance_and_position_events() -> None:
             "executed_price",
         ),
         ('{"order_added": {"market_id": "7", "symbol": "X"}}', "market_id"),
+        # shapes no venue sends, refused as bad frames (not a TypeError from a set lookup)
+        ('{"order_deleted": {"market_id": {}, "symbol": "X"}}', "market_id"),
+        ('{"order_accepted": {"client_order_id": ["a"], "order_id": "1"}}', "client_order_id"),
+        (
+            '{"execution": {"order_state": "filled", "liquidity_flag": {}, "order_id": "1"}}',
+            "liquidity_flag",
+        ),
         ('{"heartbeat": {"server_utc_timestamp": "12ab"}}', "timestamp"),
         (
             '{"snapshot": {"market_id": "none", "symbol": "X", "buy": [{"price": "1", "quantity": "1"}]}}',

@@ -12,10 +12,12 @@ from functools import partial
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 
 from framework.events import OrderEvent, OrderStatus, Side, TimeInForce, VenueState, VenueStatus
 from framework.runner import Engine
+from framework.sim.faults import FaultPlan
 from framework.venues.powertrade import PowerTradeConfig
 from framework.venues.powertrade.client import PowerTradeExecution, PowerTradeStream
 from framework.venues.powertrade.sim import PowerTradeSimulator
@@ -182,6 +184,37 @@ async def test_fills_missed_while_disconnected_are_reconciled(tmp_path: Path) ->
         assert h.status is S.FILLED and h.order.filled_qty == D("0.01")
         assert h.order.fill_ids == {e["trade_id"] for e in sim.order(h.client_order_id).executions}
         assert stream_of(engine).logins >= 2  # logged in again on the new connection
+
+
+@pytest.mark.parametrize("end", ["cancelled", "filled"])
+async def test_an_order_ending_with_fills_we_never_saw_fetches_them(
+    end: str, tmp_path: Path
+) -> None:
+    """The venue's end of an order says how much it filled (`cancel_order` filled_quantity, an
+    `execution` in state filled): an execution we never got (lost with a connection) is asked
+    for by trade id, not lost, and counted once."""
+    async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
+        await ready(engine)
+        sim = sim_of(engine)
+        h = bid(engine, "0.01")
+        await until(engine, lambda: h.status is S.ACCEPTED, "accepted")
+        plan = FaultPlan(1)
+        lost = plan.once("drop", match=lambda text: text.startswith('{"execution"'))
+        sim.app.faults = plan
+        crowd_sells(engine, "0.004", h.order.price)  # its execution never reaches us
+        assert lost.fired == 1 and h.order.filled_qty == 0
+        if end == "cancelled":
+            engine.orders.cancel(h.client_order_id)
+        else:
+            crowd_sells(engine, "0.006", h.order.price)
+        with trio.fail_after(HANG_GUARD_S):
+            await h.done()
+        assert h.status is (S.CANCELLED if end == "cancelled" else S.FILLED)
+        venue = sim.order(h.client_order_id)
+        assert venue is not None and venue.filled > 0
+        await until(engine, lambda: h.order.filled_qty == venue.filled, "missing fill fetched")
+        assert h.order.fill_ids == {e["trade_id"] for e in venue.executions}
+        assert engine.portfolio.position("powertrade", SYMBOL) == venue.filled
 
 
 async def test_refused_login_backs_off_instead_of_spinning() -> None:
