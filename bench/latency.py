@@ -15,7 +15,13 @@ quote in a book delta, sends an order.
   it back; sample = the round trip measured in B.
 
 Both figures are taken in the same run (echo, then tick-to-trade, then echo again; the floor is
-all echo samples). Usage: python bench/latency.py [--samples 10000]
+all echo samples).
+
+`--venue powertrade` measures the same against the Power.Trade simulator, whose orders go over
+the WebSocket the book came on (no HTTP request on the path): B's `buy()` ends in a
+`new_order` frame and t1 is that order reaching S's matching engine.
+
+Usage: python bench/latency.py [--samples 10000] [--venue paxos|powertrade]
 """
 
 from __future__ import annotations
@@ -26,9 +32,12 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import attrs
 import orjson
 import trio
 from trio_websocket import open_websocket_url, serve_websocket
@@ -39,10 +48,49 @@ from framework.runner import Engine
 from framework.sim.engine import EngineListener, SimOrder
 from framework.strategy import Strategy
 
-TRIGGER_SIZE = Decimal("0.00777")  # the bench's quote: no crowd order has this size
-ORDER_SIZE = Decimal("0.0001")
-MARKET = "BTCUSD"
-TICK = Decimal("0.25")
+
+@attrs.frozen
+class Target:
+    """One venue as the bench drives it."""
+
+    market: str
+    trigger_size: Decimal  # the bench's quote: no crowd order has this size
+    order_size: Decimal
+    build: Callable[[], Any]  # the simulator (process S)
+    owner: Callable[[Any], str]  # our account's owner id on its matching engine
+    section: dict[str, Any]  # the venue's config section (process B), without sim_url
+
+
+def _paxos_sim() -> Any:
+    from framework.venues.paxos.sim import PaxosSimulator
+
+    return PaxosSimulator.build(1, markets={"BTCUSD": (Decimal("60000"), Decimal("0.25"))})
+
+
+def _powertrade_sim() -> Any:
+    from framework.venues.powertrade.sim import PowerTradeSimulator
+
+    return PowerTradeSimulator.build(1, rfq_rate_hz=0)
+
+
+TARGETS = {
+    "paxos": Target(
+        "BTCUSD",
+        Decimal("0.00777"),
+        Decimal("0.0001"),
+        _paxos_sim,
+        lambda sim: sim.profile_id,
+        {"trades": False, "poll_interval_s": 3600, "balance_interval_s": 3600},
+    ),
+    "powertrade": Target(
+        "BTC-USD",
+        Decimal("0.0777"),
+        Decimal("0.0001"),
+        _powertrade_sim,
+        lambda sim: sim.owner,
+        {"rfqs": False, "account_interval_s": 3600},
+    ),
+}
 
 
 # --- process S ---------------------------------------------------------------------------------
@@ -60,24 +108,26 @@ class _Arrivals(EngineListener):
             self.event.set()
 
 
-async def serve(samples_hint: int) -> None:
-    from framework.venues.paxos.sim import PaxosSimulator
-
-    sim = PaxosSimulator.build(1, markets={MARKET: (Decimal("60000"), TICK)})
-    arrivals = _Arrivals(sim.profile_id)
+async def serve(venue: str) -> None:
+    target = TARGETS[venue]
+    sim = target.build()
+    market = target.market
+    arrivals = _Arrivals(target.owner(sim))
     sim.engine.add_listener(arrivals)
 
     async def trigger_run(n: int) -> list[int]:
         out: list[int] = []
-        best_bid = sim.engine.best_bid(MARKET)
-        best_ask = sim.engine.best_ask(MARKET)
+        best_bid = sim.engine.best_bid(market)
+        best_ask = sim.engine.best_ask(market)
         assert best_bid is not None and best_ask is not None
-        price = best_bid + TICK  # a new best bid, still below the ask
+        price = best_bid + sim.engine.tick(market)  # a new best bid, still below the ask
         assert price < best_ask
         for _ in range(n):
             arrivals.event = trio.Event()
             t0 = time.monotonic_ns()
-            placed = sim.engine.submit("bench", MARKET, Side.BUY, "LIMIT", TRIGGER_SIZE, price)
+            placed = sim.engine.submit(
+                "bench", market, Side.BUY, "LIMIT", target.trigger_size, price
+            )
             with trio.move_on_after(2.0):
                 await arrivals.event.wait()
             if arrivals.event.is_set():
@@ -117,18 +167,31 @@ async def serve(samples_hint: int) -> None:
 
 
 class TickToTrade(Strategy):
+    def __init__(self, target: Target) -> None:
+        super().__init__()
+        self.target = target
+
     def on_start(self) -> None:
         self.sent = 0
+
+    def tick(self, venue: str, symbol: str) -> Decimal:
+        instrument = self.instrument(venue, symbol)
+        assert instrument is not None
+        return instrument.tick
 
     def on_book(self, event) -> None:
         if type(event) is not BookDelta:
             return
         for price, size in event.bids:
-            if size == TRIGGER_SIZE:
+            if size == self.target.trigger_size:
                 self.sent += 1
                 # a non-crossing IOC: it reaches the matching engine and ends there, no state
                 self.buy(
-                    event.venue, event.symbol, ORDER_SIZE, price - 40 * TICK, tif=TimeInForce.IOC
+                    event.venue,
+                    event.symbol,
+                    self.target.order_size,
+                    price - 40 * self.tick(event.venue, event.symbol),
+                    tif=TimeInForce.IOC,
                 )
 
 
@@ -144,7 +207,8 @@ async def echo_round_trips(url: str, n: int) -> list[int]:
     return out
 
 
-async def bench(sim_port: int, echo_port: int, samples: int) -> None:
+async def bench(venue: str, sim_port: int, echo_port: int, samples: int) -> None:
+    target = TARGETS[venue]
     cfg = parse(
         {
             "botrun": {"mode": "sandbox", "log_level": "warning"},
@@ -155,24 +219,22 @@ async def bench(sim_port: int, echo_port: int, samples: int) -> None:
                 "max_position": "1000",
             },
             "venues": {
-                "paxos": {
-                    "markets": [MARKET],
-                    "trades": False,
+                venue: {
+                    "markets": [target.market],
                     "sim_url": f"http://127.0.0.1:{sim_port}",
-                    "poll_interval_s": 3600,
-                    "balance_interval_s": 3600,
+                    **target.section,
                 }
             },
         }
     )
-    strategy = TickToTrade()
+    strategy = TickToTrade(target)
     engine = Engine(cfg, [strategy], journal_path=":memory:")
     echo_url = f"ws://127.0.0.1:{echo_port}/"
     floor: list[int] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(engine.run, 0)
         await engine.started.wait()
-        book = engine.book("paxos", MARKET)
+        book = engine.book(venue, target.market)
         while not book.is_synced:
             await trio.sleep(0.01)
         floor += await echo_round_trips(echo_url, samples // 2)
@@ -212,16 +274,17 @@ def report(t2t: list[int], floor: list[int], sent: int, summary: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=10_000)
+    ap.add_argument("--venue", choices=sorted(TARGETS), default="paxos")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        trio.run(serve, args.samples)
+        trio.run(serve, args.venue)
         return
     from framework import logs
 
     logs.configure("plain", "error")
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve"],
+        [sys.executable, __file__, "--serve", "--venue", args.venue],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
@@ -229,7 +292,8 @@ def main() -> None:
     try:
         assert child.stdout is not None
         sim_port, echo_port = map(int, child.stdout.readline().split())
-        trio.run(bench, sim_port, echo_port, args.samples)
+        print(f"venue: {args.venue}")
+        trio.run(bench, args.venue, sim_port, echo_port, args.samples)
     finally:
         child.terminate()
         child.wait(5)

@@ -32,8 +32,9 @@ class Subscription:
 class Bus:
     def __init__(self) -> None:
         self._subs: list[Subscription] = []
-        # concrete event type -> matching subscriptions, resolved once per type (MRO walk)
-        self._routes: dict[type, tuple[Subscription, ...]] = {}
+        # concrete event type -> (handler, venue, symbol, owner) of each matching subscription,
+        # resolved once per type (MRO walk); plain tuples: the hot path unpacks them in C
+        self._routes: dict[type, tuple[tuple[Handler, str | None, str | None, str], ...]] = {}
         self.handler_errors: Counter[str] = Counter()
 
     def subscribe(
@@ -54,28 +55,31 @@ class Bus:
         self._subs.remove(sub)
         self._routes.clear()
 
-    def _route(self, event_type: type) -> tuple[Subscription, ...]:
-        subs = tuple(s for s in self._subs if issubclass(event_type, s.event_type))
-        self._routes[event_type] = subs
-        return subs
+    def _route(self, event_type: type) -> tuple[tuple[Handler, str | None, str | None, str], ...]:
+        route = tuple(
+            (s.handler, s.venue, s.symbol, s.owner)
+            for s in self._subs
+            if issubclass(event_type, s.event_type)
+        )
+        self._routes[event_type] = route
+        return route
 
     def publish(self, event: Any) -> None:
-        subs = self._routes.get(type(event))
-        if subs is None:
-            subs = self._route(type(event))
-        for sub in subs:
-            if sub.venue is not None or sub.symbol is not None:
-                if sub.venue is not None and sub.venue != getattr(event, "venue", None):
-                    continue
-                if sub.symbol is not None and sub.symbol != getattr(event, "symbol", None):
-                    continue
+        route = self._routes.get(type(event))
+        if route is None:
+            route = self._route(type(event))
+        for handler, venue, symbol, owner in route:
+            if venue is not None and venue != getattr(event, "venue", None):
+                continue
+            if symbol is not None and symbol != getattr(event, "symbol", None):
+                continue
             try:
-                sub.handler(event)
+                handler(event)
             except Exception:
-                self.handler_errors[sub.owner] += 1
+                self.handler_errors[owner] += 1
                 log.exception(
                     "handler raised; isolated",
-                    strategy=sub.owner,
+                    strategy=owner,
                     event_type=type(event).__name__,
                     venue=getattr(event, "venue", None),
                     symbol=getattr(event, "symbol", None),

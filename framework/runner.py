@@ -57,6 +57,9 @@ from framework.venue import SimHandle, Stream, VenueRuntime
 from framework.venues import load_venue
 
 log = structlog.get_logger("botrun.runner")
+# Enum members as module constants for the per-delta path (class attribute reads of an Enum
+# member cost ~90 ns on Python 3.11)
+_STALE, _UNSYNCED = BookState.STALE, BookState.UNSYNCED
 
 
 def http_client(base_url: str, *, timeout_s: float = 10.0) -> httpx.AsyncClient:
@@ -297,7 +300,17 @@ class Engine:
     def on_event(self, event: Any) -> None:
         t = type(event)
         if t is BookDelta:
-            self._on_delta(event)
+            # the hot path (most frames of every venue): kept inline
+            book = self.books.get((event.venue, event.symbol))
+            if book is not None:
+                prior = book.state
+                if book.apply_delta(event):
+                    if prior is _STALE:
+                        self._book_status(book, event.epoch)
+                    self.bus.publish(event)
+                elif prior is not _UNSYNCED:
+                    self._book_status(book, event.epoch)
+                    self._resync(book)
         elif t is BookSnapshot:
             self._on_snapshot(event)
         elif t is ExecutionReport:
@@ -312,19 +325,6 @@ class Engine:
                 self.portfolio.on_venue_position(event)
             self.bus.publish(event)
         self.event_counts[event.venue] += 1
-
-    def _on_delta(self, delta: BookDelta) -> None:
-        book = self.books.get((delta.venue, delta.symbol))
-        if book is None:
-            return
-        prior = book.state
-        if book.apply_delta(delta):
-            if prior is BookState.STALE:
-                self._book_status(book, delta.epoch)
-            self.bus.publish(delta)
-        elif prior is not BookState.UNSYNCED:
-            self._book_status(book, delta.epoch)
-            self._resync(book)
 
     def _on_snapshot(self, snap: BookSnapshot) -> None:
         book = self.books.get((snap.venue, snap.symbol))

@@ -214,7 +214,10 @@ class Strategy:
         return self.engine.orders.instruments.get((venue, symbol))
 
     def book(self, venue: str, symbol: str) -> OrderBook:
-        return self.engine.book(venue, symbol)
+        # called from nearly every book handler: the engine's lookup, inlined
+        engine = self._engine
+        book = engine.books.get((venue, symbol)) if engine is not None else None
+        return book if book is not None else self.engine.book(venue, symbol)
 
     def open_orders(self, venue: str | None = None, symbol: str | None = None) -> list[Order]:
         return [o for o in self.engine.orders.open_orders(venue, symbol) if o.strategy == self.name]

@@ -190,8 +190,14 @@ class ChaosRun:
         self.mismatches: list[str] = []
         # our orders and fills as the venue's engine made them, recorded as they happen (the
         # engine's own history is bounded, a long soak outlives it)
-        self.recorded_orders: dict[str, Any] = {}
-        self.recorded_fills: list[Any] = []
+        self.recorded_orders: dict[str, Any] = {}  # venue order id -> latest snapshot
+        self.recorded_fills: dict[str, list[Any]] = {}  # venue order id -> its fills
+        self.orders_recorded = 0
+        self.fills_recorded = 0
+        # orders final on both sides are checked and forgotten (`forget_settled`), so that a
+        # long soak's records stay bounded: what remains of them is below
+        self.settled: set[str] = set()  # client order ids
+        self.settled_position: dict[str, Decimal] = {}
         self.sim.engine.add_listener(_Recorder(self, case.account))
 
     # --- wiring ----------------------------------------------------------------------------
@@ -288,21 +294,17 @@ class ChaosRun:
     # --- orders ----------------------------------------------------------------------------
 
     def venue_orders(self) -> list[Any]:
-        """Our orders at the venue (latest state of each)."""
+        """Our orders at the venue (latest state of each), except those already settled."""
         return list(self.recorded_orders.values())
 
     def venue_fills(self) -> dict[str, tuple[str, Decimal]]:
-        """fill id -> (client order id, quantity) of our fills at the venue."""
+        """fill id -> (client order id, quantity) of our fills at the venue (not yet settled)."""
         out: dict[str, tuple[str, Decimal]] = {}
-        for fill in self.recorded_fills:
-            for owner, order_id in (
-                (fill.maker_owner, fill.maker_order_id),
-                (fill.taker_owner, fill.taker_order_id),
-            ):
-                if owner == self.case.account:
-                    order = self.recorded_orders.get(order_id)
-                    coid = order.client_order_id if order is not None else "?"
-                    out[self.case.fill_id(self.sim, fill)] = (coid or "?", fill.quantity)
+        for order_id, fills in self.recorded_fills.items():
+            order = self.recorded_orders.get(order_id)
+            coid = (order.client_order_id if order is not None else None) or "?"
+            for fill in fills:
+                out[self.case.fill_id(self.sim, fill)] = (coid, fill.quantity)
         return out
 
     async def finish_orders(self) -> None:
@@ -327,63 +329,104 @@ class ChaosRun:
         """Journal vs venue: no order lost or duplicated, no fill lost or doubled."""
         problems = []
         journal = self.engine.journal
-        by_coid: dict[str, list[Any]] = {}
-        for venue_order in self.venue_orders():
-            by_coid.setdefault(venue_order.client_order_id or "", []).append(venue_order)
-        for coid, found in by_coid.items():
-            if len(found) > 1:
-                problems.append(f"duplicated: {len(found)} venue orders for {coid}")
+        for coid, found in self._by_coid().items():
+            if coid in self.settled:
+                problems.append(f"duplicated: another venue order for settled {coid}")
             ours = journal.load(coid)
             if ours is None:
                 problems.append(f"lost: venue order {coid} unknown to the journal")
                 continue
-            venue_order = found[-1]
-            if ours.filled_qty != venue_order.filled:
-                problems.append(
-                    f"{coid}: journal filled {ours.filled_qty}, venue {venue_order.filled}"
-                )
-            if (venue_order.status in _TERMINAL_AT_VENUE) != ours.status.is_terminal:
-                problems.append(f"{coid}: journal {ours.status.value}, venue {venue_order.status}")
-        venue_fills = self.venue_fills()
-        rows = journal._db.execute(
-            "SELECT fill_id, client_order_id, quantity FROM fills WHERE venue=?",
-            (self.case.venue,),
-        ).fetchall()
-        ours_fills = {r[0]: (r[1], Decimal(r[2])) for r in rows}
-        if self.case.fills_by_id:
-            for fill_id, (coid, qty) in venue_fills.items():
-                if fill_id not in ours_fills:
-                    problems.append(f"fill lost: {fill_id} of {coid} ({qty})")
-                elif ours_fills[fill_id][1] != qty:
-                    problems.append(
-                        f"fill {fill_id}: journal {ours_fills[fill_id][1]}, venue {qty}"
-                    )
-            for fill_id in ours_fills.keys() - venue_fills.keys():
+            problems += self._order_checks(coid, found, ours)
+        known = self.settled | self._by_coid().keys()
+        for fill_id, coid in journal._db.execute(
+            "SELECT fill_id, client_order_id FROM fills WHERE venue=?", (self.case.venue,)
+        ):
+            if coid not in known:
                 problems.append(f"fill {fill_id} in the journal but not at the venue")
-        else:
-            # fills derived from cumulative amounts merge when order events were missed (the
-            # REST catch-up only knows the total): what must hold is each order's total
-            journal_total: dict[str, Decimal] = {}
-            for coid, qty in ours_fills.values():
-                journal_total[coid] = journal_total.get(coid, Decimal(0)) + qty
-            for coid, found in by_coid.items():
-                if journal_total.get(coid, Decimal(0)) != found[-1].filled:
-                    problems.append(
-                        f"{coid}: journal fills total {journal_total.get(coid, 0)}, "
-                        f"venue {found[-1].filled}"
-                    )
         position = self.engine.portfolio
         for market in self.case.markets:
-            venue_pos = Decimal(0)
+            venue_pos = self.settled_position.get(market, Decimal(0))
             for venue_order in self.venue_orders():
                 if venue_order.symbol == market:
-                    sign = 1 if venue_order.side is Side.BUY else -1
-                    venue_pos += sign * venue_order.filled
+                    venue_pos += (
+                        venue_order.filled if venue_order.side is Side.BUY else -venue_order.filled
+                    )
             if position.position(self.case.venue, market) != venue_pos:
                 problems.append(
                     f"{market}: position {position.position(self.case.venue, market)}, "
                     f"venue {venue_pos}"
                 )
+        return problems
+
+    def forget_settled(self) -> int:
+        """Check every order final at the venue and in the journal, then forget its records.
+
+        Only orders that check out are forgotten (a fill may still be on its way: anything
+        else is left for `order_problems`). Returns how many orders were settled.
+        """
+        journal = self.engine.journal
+        settled = 0
+        for coid, found in self._by_coid().items():
+            if any(o.status not in _TERMINAL_AT_VENUE for o in found):
+                continue
+            ours = journal.load(coid)
+            if ours is None or not ours.status.is_terminal:
+                continue  # lost, or not final here yet: decided at the end
+            if coid in self.settled or self._order_checks(coid, found, ours):
+                continue  # kept for `order_problems`, which decides with everything in
+            self.settled.add(coid)
+            for order in found:
+                self.recorded_orders.pop(order.order_id, None)
+                self.recorded_fills.pop(order.order_id, None)
+                signed = order.filled if order.side is Side.BUY else -order.filled
+                self.settled_position[order.symbol] = (
+                    self.settled_position.get(order.symbol, Decimal(0)) + signed
+                )
+            settled += 1
+        return settled
+
+    def _by_coid(self) -> dict[str, list[Any]]:
+        by_coid: dict[str, list[Any]] = {}
+        for venue_order in self.recorded_orders.values():
+            by_coid.setdefault(venue_order.client_order_id or "", []).append(venue_order)
+        return by_coid
+
+    def _order_checks(self, coid: str, found: list[Any], ours: Any) -> list[str]:
+        """One client order: its venue orders (normally one) against its journal row and fills."""
+        problems = []
+        if len(found) > 1:
+            problems.append(f"duplicated: {len(found)} venue orders for {coid}")
+        venue_order = found[-1]
+        if ours.filled_qty != venue_order.filled:
+            problems.append(f"{coid}: journal filled {ours.filled_qty}, venue {venue_order.filled}")
+        if (venue_order.status in _TERMINAL_AT_VENUE) != ours.status.is_terminal:
+            problems.append(f"{coid}: journal {ours.status.value}, venue {venue_order.status}")
+        rows = self.engine.journal._db.execute(
+            "SELECT fill_id, quantity FROM fills WHERE venue=? AND client_order_id=?",
+            (self.case.venue, coid),
+        ).fetchall()
+        journal_fills = {fill_id: Decimal(qty) for fill_id, qty in rows}
+        venue_fills = {
+            self.case.fill_id(self.sim, fill): fill.quantity
+            for order in found
+            for fill in self.recorded_fills.get(order.order_id, ())
+        }
+        if self.case.fills_by_id:
+            for fill_id, qty in venue_fills.items():
+                if fill_id not in journal_fills:
+                    problems.append(f"fill lost: {fill_id} of {coid} ({qty})")
+                elif journal_fills[fill_id] != qty:
+                    problems.append(
+                        f"fill {fill_id}: journal {journal_fills[fill_id]}, venue {qty}"
+                    )
+            for fill_id in journal_fills.keys() - venue_fills.keys():
+                problems.append(f"fill {fill_id} in the journal but not at the venue")
+        else:
+            # fills derived from cumulative amounts merge when order events were missed (the
+            # catch-up only knows the total): what must hold is each order's total
+            total = sum(journal_fills.values(), Decimal(0))
+            if total != venue_order.filled:
+                problems.append(f"{coid}: journal fills total {total}, venue {venue_order.filled}")
         return problems
 
 
@@ -394,11 +437,18 @@ class _Recorder(EngineListener):
 
     def on_order(self, order: Any) -> None:
         if order.owner == self.account:
+            if order.order_id not in self.run.recorded_orders:
+                self.run.orders_recorded += 1
             self.run.recorded_orders[order.order_id] = order
 
     def on_trade(self, fill: Any) -> None:
-        if self.account in (fill.maker_owner, fill.taker_owner):
-            self.run.recorded_fills.append(fill)
+        for owner, order_id in (
+            (fill.maker_owner, fill.maker_order_id),
+            (fill.taker_owner, fill.taker_order_id),
+        ):
+            if owner == self.account:
+                self.run.recorded_fills.setdefault(order_id, []).append(fill)
+                self.run.fills_recorded += 1
 
 
 RISK = {

@@ -37,6 +37,35 @@ def dec_str(d: Decimal) -> str:
     return text or "0"
 
 
+_ZERO = Decimal(0)
+_HUGE = Decimal("1e30")  # no real price comes near this; it also keeps Infinity out
+
+
+class PriceCache(dict[str, Decimal]):
+    """Price text -> Decimal for a decoder's hot path: `cache[text]`.
+
+    Prices sit on a tick grid and repeat frame after frame, so a hit (one C dict lookup) saves
+    most of what constructing a Decimal costs. Only positive values below 1e30 are ever cached;
+    anything else raises `InvalidOperation` (an ArithmeticError), which the decoder treats as a
+    frame to look at carefully. Bounded: cleared when full.
+    """
+
+    def __init__(self, limit: int = 8192) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __missing__(self, text: str) -> Decimal:
+        if type(text) is not str:
+            raise InvalidOperation(f"price is not a string: {type(text).__name__}")
+        price = Decimal(text)
+        if not _ZERO < price < _HUGE:
+            raise InvalidOperation(f"price out of range: {text[:20]!r}")
+        if len(self) >= self.limit:
+            self.clear()
+        self[text] = price
+        return price
+
+
 @lru_cache(maxsize=4096)
 def _epoch_seconds(prefix: str) -> int:
     dt = datetime.fromisoformat(prefix)

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from framework.venue import FrameError
-from framework.wire import dec, dec_str, iso_to_ns, ns_to_iso
+from framework.wire import PriceCache, dec, dec_str, iso_to_ns, ns_to_iso
 
 # 2024-02-29T23:59:58Z: a leap day, far above 2**53 ns since the epoch
 BASE_S = calendar.timegm((2024, 2, 29, 23, 59, 58, 0, 0, 0))
@@ -168,3 +168,22 @@ def test_dec_str_never_exponent_and_round_trips(value: D) -> None:
     if "." in text:
         assert not text.endswith("0")
         assert not text.endswith(".")
+
+
+def test_price_cache_gives_exact_decimals_and_stays_bounded() -> None:
+    cache = PriceCache(limit=3)
+    assert cache["60000.25"] == D("60000.25")
+    assert cache["60000.50"] == cache["60000.5"] == D("60000.5")  # equal values, either spelling
+    assert len(cache) == 3
+    assert cache["1"] == D(1)
+    assert len(cache) == 1  # full: cleared, never grows past its limit
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "1e30", "NaN", "Infinity", "abc", 5, None])
+def test_price_cache_refuses_what_is_not_a_price(bad: Any) -> None:
+    from decimal import InvalidOperation
+
+    cache = PriceCache()
+    with pytest.raises(InvalidOperation):
+        cache[bad]
+    assert len(cache) == 0

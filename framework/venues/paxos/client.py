@@ -118,21 +118,37 @@ class PublicStream(Stream):
     stale_after_s = 30.0
 
     def __init__(self, ws_base: str, kind: str, markets: list[str]) -> None:
+        # the decoder first: `emit` and `epoch` below are the decoder's own (set by the core)
+        self.decoder = PublicDecoder(lambda event: None, set(markets) if markets else None)
         super().__init__()
         self.venue = VENUE
         self.kind = kind
         self.name = kind.replace("/", "-")
         self.markets = markets
         self._base = ws_base.rstrip("/")
-        self.decoder = PublicDecoder(self._emit, set(markets) if markets else None)
-        self._decode = {
+        # every frame goes straight to the decoder's method for this path, and its events
+        # straight to the core: no forwarding call per frame or per event (the hot path)
+        self.decode = {  # type: ignore[method-assign]
             "marketdata": self.decoder.marketdata,
             "executiondata": self.decoder.executiondata,
             "marketdata/stablecoin": self.decoder.stablecoin,
         }[kind]
 
-    def _emit(self, event: Any) -> None:
-        self.emit(event)
+    @property  # type: ignore[override]
+    def emit(self) -> Callable[[Any], None]:
+        return self.decoder.emit
+
+    @emit.setter
+    def emit(self, fn: Callable[[Any], None]) -> None:
+        self.decoder.emit = fn
+
+    @property  # type: ignore[override]
+    def epoch(self) -> int:
+        return self.decoder.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.decoder.epoch = value
 
     async def url(self) -> str:
         # one market: its own path; several: the all-markets path, filtered on `market`
@@ -140,8 +156,8 @@ class PublicStream(Stream):
         return f"{self._base}/{self.kind}{suffix}"
 
     def decode(self, frame: str | bytes, recv_ns: int) -> None:
-        self.decoder.epoch = self.epoch
-        self._decode(frame, recv_ns)
+        """Replaced per instance by the decoder's method for this path (see __init__)."""
+        raise NotImplementedError
 
     def books(self) -> list[str]:
         return list(self.markets) if self.kind == "marketdata" else []

@@ -10,9 +10,12 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from orjson import JSONDecodeError
+from orjson import loads as _loads
+
 from framework.events import BookDelta, BookSnapshot, Level, PublicTrade, Ticker, TopOfBook
 from framework.venue import FrameError
-from framework.wire import dec, iso_to_ns, loads_object
+from framework.wire import PriceCache, dec, iso_to_ns, loads_object
 
 VENUE = "paxos"
 _EMPTY: tuple[Level, ...] = ()
@@ -73,23 +76,25 @@ class PublicDecoder:
         self.epoch = 0
         self.match_numbers = MatchNumbers()
         self.skipped_markets = 0
+        self.prices = PriceCache()  # validated: positive, finite, below 1e30
 
     def marketdata(self, frame: str | bytes, recv_ns: int) -> None:
-        msg = loads_object(frame)
+        try:
+            msg = _loads(frame)  # `loads_object`, inlined: this runs for every frame
+        except JSONDecodeError as exc:
+            raise FrameError(f"malformed JSON: {exc}") from None
+        if type(msg) is not dict:
+            raise FrameError("frame is not a JSON object")
         if msg.get("type") == "UPDATE":
             # the hot path: no validation helpers unless something looks wrong, in which case
             # `_update` redoes the frame carefully to name the problem
             try:
-                market, price, amount = msg["market"], msg["price"], msg["amount"]
-                if (
-                    type(price) is str
-                    and type(amount) is str
-                    and (
-                        market in self.markets if self.markets is not None else type(market) is str
-                    )
+                market, amount = msg["market"], msg["amount"]
+                if type(amount) is str and (
+                    market in self.markets if self.markets is not None else type(market) is str
                 ):
-                    level = (_D(price), _D(amount))
-                    if _ZERO < level[0] < _HUGE and _ZERO <= level[1] < _HUGE:
+                    level = (self.prices[msg["price"]], _D(amount))
+                    if _ZERO <= level[1] < _HUGE:
                         side = msg["side"]
                         if side == "BUY":
                             self.emit(

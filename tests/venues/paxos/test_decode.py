@@ -138,6 +138,12 @@ def test_snapshot_fragments_carry_final_false() -> None:
             "not finite",
         ),
         ('{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":"-1","amount":"1"}', "negative"),
+        ('{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":"0","amount":"1"}', "zero price"),
+        (
+            '{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":"1e40","amount":"1"}',
+            "out of range",
+        ),
+        ('{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":null,"amount":"1"}', "price"),
         ('{"type":"DELTA","market":"BTCUSD"}', "unknown type"),
         ('{"type":"UPDATE","side":"BUY","price":"1","amount":"1"}', "missing market"),
         (
