@@ -104,6 +104,15 @@ async def test_scripted_drop_duplicate_and_reorder_change_the_stream_exactly() -
     assert plan.counts == {"drop": 1, "duplicate": 1, "reorder": 1}
 
 
+async def test_random_rule_with_a_match_only_touches_the_frames_it_accepts() -> None:
+    plan = FaultPlan(1)
+    odd = {FRAMES[1], FRAMES[3], FRAMES[5]}
+    rule = plan.add("drop", 1.0, "/feed", match=lambda text: text in odd)
+    got = await _exchange(plan)
+    assert got == [FRAMES[0], FRAMES[2], FRAMES[4]]
+    assert rule.fired == 3 and plan.counts == {"drop": 3}
+
+
 async def test_reorder_of_the_last_queued_frame_is_not_held_back() -> None:
     plan = FaultPlan(1)
     plan.once("reorder")

@@ -136,12 +136,21 @@ class FaultPlan:
 
     # --- building ------------------------------------------------------------------------------
 
-    def add(self, kind: str, rate: float, path: str = "", **params: Any) -> Rule:
-        """A random rule: each matching opportunity fires with probability `rate`."""
+    def add(
+        self,
+        kind: str,
+        rate: float,
+        path: str = "",
+        *,
+        match: Callable[[str], bool] | None = None,
+        **params: Any,
+    ) -> Rule:
+        """A random rule: each matching opportunity (frame: one `match` accepts) fires with
+        probability `rate`."""
         _check_kind(kind)
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"fault rate must be within [0, 1], got {rate}")
-        rule = Rule(kind, rate=rate, path=path, params=params)
+        rule = Rule(kind, rate=rate, path=path, match=match, params=params)
         self.rules.append(rule)
         return rule
 

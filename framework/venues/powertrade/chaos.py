@@ -66,10 +66,8 @@ def _cancel_reply(text: str) -> bool:
 
 
 def _add(plan: FaultPlan, kind: str, rate: float, match: Any, **params: Any) -> Rule:
-    """A random rule on the frames `match` accepts (`FaultPlan.add` takes no frame filter)."""
-    rule = Rule(kind, rate=min(rate, 1.0), path=_PATH, match=match, params=params)
-    plan.rules.append(rule)
-    return rule
+    """A random rule on the frames `match` accepts, on the one connection path."""
+    return plan.add(kind, min(rate, 1.0), _PATH, match=match, **params)
 
 
 def _order_faults(plan: FaultPlan, scale: float) -> list[Rule]:
