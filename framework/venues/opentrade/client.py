@@ -22,7 +22,7 @@ import attrs
 import orjson
 import structlog
 import trio
-from trio_websocket import open_websocket_url
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from framework.correlate import Correlator, RequestTimeout
 from framework.events import ExecutionReport, OrderStatus
@@ -256,6 +256,10 @@ class PrivateStream(Stream):
         try:
             try:
                 await conn.send(message)
+            except ConnectionClosed:
+                # the connection went away under us: as lost as a reply that never came (the
+                # wait below returns LOST at once, and forgets the id)
+                self.correlator.resolve(rid, LOST)
             except BaseException:
                 self.correlator.resolve(rid, LOST)
                 raise
@@ -337,6 +341,10 @@ class OpenTradeExecution(ExecutionClient):
         self.counts: dict[str, int] = {"reauths": 0, "cancel_all": 0}
         self._reauth_lock = trio.Lock()
         self._auth_gen = 0  # bumped by every re-authentication
+        # submits whose reply has not come back yet, and those of them a re-authentication's
+        # reconciliation passed by (their updates may have gone with the old subscription)
+        self._in_flight: set[str] = set()
+        self._recheck: set[str] = set()
 
     def bind(self, ctx: Any) -> None:
         super().bind(ctx)
@@ -370,11 +378,23 @@ class OpenTradeExecution(ExecutionClient):
 
     async def submit(self, order: Order) -> ExecutionReport | None:
         await self._ready(order.symbol)
-        reply = await self._signed(
-            m.create, order, request_type=self.request_type, exchange_name=self.exchange_name
-        )
+        coid = order.client_order_id
+        self._in_flight.add(coid)
+        try:
+            reply = await self._signed(
+                m.create, order, request_type=self.request_type, exchange_name=self.exchange_name
+            )
+        finally:
+            self._in_flight.discard(coid)
+            recheck = coid in self._recheck
+            self._recheck.discard(coid)
         if reply.get("event") == "ERROR":
             raise OrderRefused(_error_text(reply))
+        if recheck:
+            # the private subscription was renewed while this was in flight: NEW / ACTIVE /
+            # fills may have been pushed to the dead one (and the new snapshot lists only
+            # active orders), so ask
+            return await self.query_order(order)
         return None  # NEW / ACTIVE / fills arrive as TRADE_PRIVATE updates
 
     async def cancel(self, order: Order) -> ExecutionReport | None:
@@ -471,10 +491,15 @@ class OpenTradeExecution(ExecutionClient):
                 return
             rid = self.stream.correlator.new_id()
             self.stream.correlator.register(rid)
-            await self.stream.subscribe_private(conn, token, (f"{rid}b", rid))
+            try:
+                await self.stream.subscribe_private(conn, token, (f"{rid}b", rid))
+            except ConnectionClosed:
+                # closed while we fetched the token: the reconnect subscribes with a fresh one
+                # and the core reconciles after it (reconcile_on_reconnect)
+                self.stream.correlator.resolve(rid, LOST)
             reply = await self.stream.correlator.wait(rid, self.timeout_s)
             if reply is LOST:
-                return  # reconnected meanwhile: on_connected subscribed with a fresh token
+                return  # connection gone or replaced: on_connected subscribes with a fresh token
             if reply.get("event") == "ERROR":
                 raise AuthError(f"TRADE_PRIVATE resubscribe refused: {_error_text(reply)}")
         if reconcile:
@@ -484,8 +509,13 @@ class OpenTradeExecution(ExecutionClient):
         if self.ctx is None:
             return
         for order in self.ctx.open_orders(VENUE):
-            if order.status in (OrderStatus.PENDING, OrderStatus.SUBMITTED):
-                continue  # their submit is in flight; its own outcome handling covers them
+            if order.status is OrderStatus.PENDING:
+                continue  # not sent yet
+            if order.client_order_id in self._in_flight:
+                # its submit asks once answered; an acknowledged SUBMITTED order is asked now:
+                # its NEW / ACTIVE may have been pushed to the subscription that just died
+                self._recheck.add(order.client_order_id)
+                continue
             report = await self.query_order(order)
             if report is not None:
                 self.ctx.on_report(report)

@@ -216,6 +216,9 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         self.account = api_user  # engine owner of our orders
         self.token_ttl_s = token_ttl_s
         self.book_interval_s = book_interval_s
+        # the 20 ms refresh; a test that refreshes the books itself (`publish_books`, e.g. the
+        # chaos case's step) turns it off, so that every frame it waits for comes from a step
+        self.timed_books = True
         self.ping_timeout_s = ping_timeout_s
         self.markets: dict[str, SyntheticMarket] = {}
         self.crowds = self.markets  # LoopbackSimulator runs them
@@ -227,6 +230,9 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         self._orders: dict[str, SimOrderState] = {}  # by client order id, creation order
         self._exch_ids = iter(range(1_668_662_119_644, 10**16))
         self.ws_sessions: list[WsSession] = []
+        # the last book each (symbol, levels) was sent as: what a client can know (the feed
+        # refreshes every 20 ms, the engine runs ahead of it in between)
+        self.published: dict[tuple[str, int], tuple[list, list]] = {}
         self.counts: dict[str, int] = {}
         self.app = self._build_app()
         engine.add_listener(self)
@@ -266,6 +272,10 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         app.http("POST", "/auth/login")(self._login)
         app.http("POST", "/auth/auth/jwt/clients/{api_user}/token")(self._token)
         app.ws(WS_PATH, authorize=self._authorize)(self._ws)
+        # fault injection: a `token_expiry` rule fires on login/token requests (as on every
+        # simulator) and, since orders go over the WS, on signed TRADE_PRIVATE requests and
+        # private updates (where the venue checks a live subscription's token)
+        app.fault_actions["token_expiry"] = self.expire_tokens
         return app
 
     # --- fault injection and test hooks ----------------------------------------------------
@@ -275,6 +285,13 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         next private update)."""
         for jti in self._tokens:
             self._tokens[jti] = 0.0
+
+    def _roll_token_expiry(self) -> None:
+        """An injected `token_expiry` fault where the venue checks a token on the WS (a signed
+        request, a private update): every token ends now."""
+        faults = self.app.faults
+        if faults is not None and faults.roll("token_expiry", WS_PATH) is not None:
+            self.expire_tokens()
 
     def publish_books(self) -> None:
         """Send every subscribed book now (the 20 ms publisher does the same)."""
@@ -492,6 +509,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
             ]
             return [reply("GET", data=data)]
         if channel == "TRADE_PRIVATE":
+            self._roll_token_expiry()
             error = self.token_error(msg.get("signature"))
             if error:
                 raise Refused(error)
@@ -531,6 +549,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
     ) -> list[str]:
         if msg.get("channel") != "TRADE_PRIVATE":
             raise Refused(f"{command} goes to channel TRADE_PRIVATE")
+        self._roll_token_expiry()
         error = self.token_error(msg.get("signature"))
         if error:
             raise Refused(error)
@@ -755,6 +774,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
 
     def _private_ok(self, session: WsSession, channel: str) -> bool:
         """A private push needs a live token: an expired one ends the private subscriptions."""
+        self._roll_token_expiry()
         error = self.token_error(session.token)
         if error is None:
             return True
@@ -832,6 +852,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
 
     def _book_frame(self, symbol: str, levels: int, now_ms: int) -> str:
         bids, asks = self.engine.book(symbol, levels)
+        self.published[(symbol, levels)] = (bids, asks)
         book = {
             "class": "OrderBook",
             "exchange": EXCHANGE,
@@ -854,7 +875,8 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
     async def _book_loop(self) -> None:
         while True:
             await trio.sleep(self.book_interval_s)
-            self.publish_books()  # [DOC] the whole book every 20 ms, changed or not
+            if self.timed_books:
+                self.publish_books()  # [DOC] the whole book every 20 ms, changed or not
 
     def expire_orders(self, now_ns: int | None = None) -> int:
         """Expire GTT/GTD orders whose time has come; the number expired."""

@@ -317,3 +317,94 @@ async def test_bad_order_refused_before_it_leaves(tmp_path: Path) -> None:
         assert unknown.status is S.REJECTED and "unknown symbol" in (unknown.order.reason or "")
         assert sim.order(off_tick.client_order_id) is None
         assert list(sim._orders) == []
+
+
+async def test_acknowledged_order_whose_updates_a_token_expiry_lost_is_asked_for(
+    tmp_path: Path,
+) -> None:
+    """The CREATE is acknowledged, then the token expires before the venue pushes NEW: the venue
+    sends only the auth ERROR, and the order fills while our subscription is dead. The
+    resubscription's snapshot holds active orders only, so the re-authentication must ask for
+    an acknowledged order that has heard nothing since (it is no longer in flight)."""
+    from framework.sim.faults import FaultPlan
+
+    async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
+        await ready(engine)
+        sim = sim_of(engine)
+        client = engine.orders.clients["opentrade"]
+        ask = sim.engine.best_ask(SYM)
+        ask_size = sim.engine.book(SYM, 1)[1][0][1]
+        qty = min(ask_size, D("0.001"))
+        plan = FaultPlan()
+        # WS token checks: the CREATE's own (let through), then the NEW update's push
+        expiry = plan.once("token_expiry", "/exchange/ws", after=1)
+        sim.app.faults = plan
+        handle = buy(engine, str(qty), ask)  # marketable: filled at once, in the dark
+        order = await done(handle)
+        assert expiry.fired == 1 and client.counts["reauths"] >= 1
+        assert sim.counts["expired_subscriptions"] >= 1
+        assert order.status is S.FILLED and order.filled_qty == qty
+        assert engine.orders.counts["duplicate_fills"] == 0
+
+
+async def test_private_connection_lost_while_reauthenticating_keeps_the_engine_running(
+    tmp_path: Path,
+) -> None:
+    """A token expiry makes the client re-authenticate; the private connection closes while it
+    fetches the new token, so resubscribing on it fails. The engine must not stop: the reconnect
+    subscribes with a fresh token and reconciles what was missed."""
+    from framework.events import VenueState
+
+    async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
+        await ready(engine)
+        sim = sim_of(engine)
+        client = engine.orders.clients["opentrade"]
+        private = session(engine, "private")
+        bid = sim.engine.best_bid(SYM)
+        a = buy(engine, "0.01", bid - D("3"))
+        await until(engine, lambda: a.status is S.ACCEPTED, "accepted")
+        clear_bids_from(sim, bid - D("3"))
+        tokens = client.tokens
+        fetch = tokens.token
+        closed = trio.Event()
+
+        async def token_while_the_connection_closes() -> str:
+            if client.counts["reauths"] and not closed.is_set():
+                closed.set()  # the re-authentication's fetch: the venue restarts meanwhile
+                sim.app.close_all_ws(1012)
+                await until(
+                    engine, lambda: private.state is VenueState.DISCONNECTED, "private closed"
+                )
+            return await fetch()
+
+        tokens.token = token_while_the_connection_closes  # type: ignore[method-assign]
+        epoch = private.epoch
+        sim.expire_tokens()
+        # the fill's update meets the expired token: the venue says so, we re-authenticate
+        sim.engine.submit(OTHER, SYM, Side.SELL, "LIMIT", D("0.004"), price=bid - D("3"), tif="IOC")
+        await until(engine, lambda: private.epoch > epoch, "reconnected")
+        await until(engine, lambda: a.order.filled_qty == D("0.004"), "fill reconciled")
+        assert closed.is_set()
+        assert engine.orders.cancel(a.client_order_id)
+        assert (await done(a)).status is S.CANCELLED
+
+
+async def test_request_on_a_closed_private_connection_is_a_lost_request() -> None:
+    """A connection that closed under a request is a transport failure the callers handle
+    (ConnectionError, as a lost reply), not trio_websocket's ConnectionClosed: that one ended
+    the token task, and the engine with it, when a re-authentication's reconciliation met it."""
+    import pytest
+    from trio_websocket import CloseReason, ConnectionClosed
+
+    from framework.venues.opentrade import messages as m
+    from framework.venues.opentrade.client import PrivateStream
+
+    class Closed:
+        async def send(self, message: object) -> None:
+            raise ConnectionClosed(CloseReason(1012, None))
+
+    stream = PrivateStream("ws://127.0.0.1:1/exchange/ws", None, [SYM], [])  # type: ignore[arg-type]
+    stream.conn = Closed()  # type: ignore[assignment]
+    with pytest.raises(ConnectionError):
+        await stream.request(m.get(m.TRADE_PRIVATE, []), 5.0)
+    assert stream.correlator.in_flight() == 0
