@@ -95,7 +95,7 @@ class RecordWriter:
         wall_ns: Any = time.time_ns,
     ) -> None:
         self.dir = Path(out_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.meta = {"format": FORMAT_VERSION, **meta}
         self.prefix = prefix
         self.max_file_bytes = max_file_bytes
@@ -128,7 +128,10 @@ class RecordWriter:
     def _open_next(self) -> None:
         path = self.dir / f"{self.prefix}-{self._seq:06d}{SUFFIX}"
         self._seq += 1
-        self._file = open(path, "ab")  # noqa: SIM115 - kept open across calls, closed in close()
+        # user-only from the first byte (recorded frames can carry account data): created 0600,
+        # whatever the umask, and kept open across calls (closed in close())
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        self._file = os.fdopen(fd, "ab")
         self._file.write(MAGIC)
         self._file_bytes = len(MAGIC)
         self.files.append(path)

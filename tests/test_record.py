@@ -183,3 +183,18 @@ def test_session_without_tap_decodes_with_the_stream_decode_itself() -> None:
     stream.emit = events.append
     wrapped('{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":"1","amount":"2"}', 5)
     assert seen[0][0] == "marketdata" and seen[0][2] == 5 and len(events) == 1
+
+
+def test_recordings_are_user_only_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0)  # the most permissive: anything not asked for explicitly is world-readable
+    try:
+        out = tmp_path / "rec"
+        writer = write(out, frames(3000), max_file_bytes=4096, block_bytes=2048)
+    finally:
+        os.umask(old)
+    assert len(writer.files) > 1
+    assert os.stat(out).st_mode & 0o077 == 0
+    for path in writer.files:
+        assert os.stat(path).st_mode & 0o077 == 0, f"{path.name} readable by others"
