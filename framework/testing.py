@@ -75,18 +75,26 @@ def http_order_faults(plan: FaultPlan, scale: float = 1.0) -> list[Rule]:
     ]
 
 
-def caught_up(sess: WsSession, app: Any) -> bool:
-    """The session is connected and has handled every frame the simulator queued for it.
+def server_connection(sess: WsSession, app: Any) -> Any:
+    """The simulator's side of the session's current connection (a WsConnection), or None.
 
-    Its connection is found by the client's own address, not by path: a venue may serve more
-    than one connection on a path (public and private streams, a start-up fetch).
+    Found by the client's own port, not by path: a venue may serve more than one connection
+    on a path (public and private streams, a start-up fetch).
     """
-    if sess.state is VenueState.DISCONNECTED or sess.local_port is None:
-        return False
+    if sess.local_port is None:
+        return None
     for conn in app.ws_connections:
         if conn.peer_port == sess.local_port:
-            return not conn.closed and sess.epoch_frames >= conn.enqueued
-    return False  # accepted but not yet listed, or already gone: not settled either way
+            return conn
+    return None  # accepted but not yet listed, or already gone
+
+
+def caught_up(sess: WsSession, app: Any) -> bool:
+    """The session is connected and has handled every frame the simulator queued for it."""
+    if sess.state is VenueState.DISCONNECTED:
+        return False
+    conn = server_connection(sess, app)
+    return conn is not None and not conn.closed and sess.epoch_frames >= conn.enqueued
 
 
 @attrs.frozen(kw_only=True)

@@ -63,13 +63,15 @@ def session(engine: Engine, name: str) -> WsSession:
     return found
 
 
-async def drain(engine: Engine, sess: WsSession, path_prefix: str) -> None:
+async def drain(engine: Engine, sess: WsSession) -> None:
     """Wait until the session has processed every frame the simulator queued on its connection."""
+    from framework.testing import server_connection
+
     sim = next(iter(engine.simulators.values())).simulator
-    conns = [c for c in sim.app.ws_connections if c.path.startswith(path_prefix) and not c.closed]
-    assert len(conns) == 1, [c.path for c in sim.app.ws_connections]
+    conn = server_connection(sess, sim.app)
+    assert conn is not None and not conn.closed, [c.path for c in sim.app.ws_connections]
     with trio.fail_after(HANG_GUARD_S):
-        await sess.wait_frames(conns[0].enqueued)
+        await sess.wait_frames(conn.enqueued)
 
 
 def assert_books_equal(engine: Engine, venue: str, markets: list[str]) -> None:

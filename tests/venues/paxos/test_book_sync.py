@@ -39,7 +39,7 @@ async def test_public_book_equals_simulator_across_rounds_and_reconnects(seed: i
         for round_ in range(6):
             for crowd in sim.markets.values():
                 crowd.steps(150)
-            await drain(engine, md, "/marketdata")
+            await drain(engine, md)
             assert_books_equal(engine, "paxos", MARKETS)
             if round_ % 2 == 1:
                 epoch = md.epoch
@@ -86,7 +86,7 @@ async def test_sor_book_with_update_before_snapshot_equals_simulator() -> None:
         for _ in range(4):
             for crowd in sim.markets.values():
                 crowd.steps(120)
-            await drain(engine, sor, "/")
+            await drain(engine, sor)
             assert_books_equal(engine, "paxos", MARKETS)
         # a crossed book forces a resync over the open connection (unsubscribe + subscribe)
         book = engine.book("paxos", "BTCUSD")
@@ -98,7 +98,7 @@ async def test_sor_book_with_update_before_snapshot_equals_simulator() -> None:
         epoch = sor.epoch
         for crowd in sim.markets.values():
             crowd.steps(60)
-        await drain(engine, sor, "/")
+        await drain(engine, sor)
         assert_books_equal(engine, "paxos", MARKETS)
         assert sor.epoch == epoch and sor.counts["resyncs"] == 1
         assert sor.counts["bad_frames"] == 0

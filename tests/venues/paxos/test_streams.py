@@ -29,16 +29,16 @@ async def test_trades_are_not_repeated_after_a_reconnect_replays_the_last_one() 
         await until(engine, lambda: ex.epoch == 1, "connected")
         sim.engine.submit("other", "BTCUSD", Side.BUY, "MARKET", Decimal("0.001"))
         sim.engine.submit("other", "BTCUSD", Side.SELL, "MARKET", Decimal("0.002"))
-        await drain(engine, ex, "/executiondata")
+        await drain(engine, ex)
         before = [t.trade_id for t in trades]
         assert len(before) == len(set(before)) >= 2
         sim.app.close_all_ws(1012)
         await until(engine, lambda: ex.epoch == 2, "reconnected")
-        await drain(engine, ex, "/executiondata")  # the replayed last execution arrived...
+        await drain(engine, ex)  # the replayed last execution arrived...
         assert ex.epoch_frames >= 1
         assert [t.trade_id for t in trades] == before  # ...and was not a new trade
         sim.engine.submit("other", "BTCUSD", Side.BUY, "MARKET", Decimal("0.001"))
-        await drain(engine, ex, "/executiondata")
+        await drain(engine, ex)
         assert len(trades) > len(before)
 
 

@@ -39,7 +39,7 @@ async def assert_equal_after_changes(engine: Engine, steps: int) -> None:
     for crowd in sim.crowds.values():
         crowd.steps(steps)
     sess = session(engine, "powertrade")
-    await drain(engine, sess, "/")
+    await drain(engine, sess)
     stream: PowerTradeStream = sess.stream  # type: ignore[assignment]
     for symbol in MARKETS:
         book = engine.book("powertrade", symbol)

@@ -47,7 +47,7 @@ async def test_book_equals_simulator_across_rounds_and_reconnects(seed: int) -> 
         await all_synced(engine)
         for round_ in range(6):
             step(sim, 150)
-            await drain(engine, ws, "/ws")
+            await drain(engine, ws)
             assert_books_equal(engine, "roxom", MARKETS)
             if round_ % 2 == 1:
                 epoch = ws.epoch
@@ -68,7 +68,7 @@ async def test_all_market_channels_arrive_as_events() -> None:
         ws = session(engine, "ws")
         await until(engine, lambda: engine.book("roxom", "GOLD-BTC").is_synced, "synced")
         sim.markets["GOLD-BTC"].steps(300)
-        await drain(engine, ws, "/ws")
+        await drain(engine, ws)
         await until(engine, lambda: bool(seen[Ticker]), "a ticker")  # once a second
         bids, asks = sim.engine.book("GOLD-BTC", 1)
         assert seen[TopOfBook][-1].bid == bids[0] and seen[TopOfBook][-1].ask == asks[0]
@@ -93,7 +93,7 @@ async def test_crossed_book_resubscribes_on_the_open_connection() -> None:
         await until(engine, lambda: BookState.UNSYNCED in statuses, "unsynced")
         await until(engine, lambda: engine.book("roxom", "US500-BTC").is_synced, "resynced")
         step(sim, 100)
-        await drain(engine, ws, "/ws")
+        await drain(engine, ws)
         assert_books_equal(engine, "roxom", MARKETS)
         assert ws.epoch == epoch and ws.counts["resyncs"] == 1
 
@@ -116,7 +116,7 @@ async def test_delta_where_the_snapshot_was_due_triggers_a_resubscribe() -> None
         step(sim, 40)  # deltas for GOLD-BTC arrive after its ack: the snapshot went missing
         await all_synced(engine)
         step(sim, 100)
-        await drain(engine, ws, "/ws")
+        await drain(engine, ws)
         assert_books_equal(engine, "roxom", MARKETS)
         assert ws.stream.decoder.gaps == 1 and ws.counts["resyncs"] == 1
 
@@ -142,7 +142,7 @@ async def test_hmac_scheme_connects_and_syncs() -> None:
         await all_synced(engine)
         sim = engine.simulators["roxom"].simulator
         step(sim, 50)
-        await drain(engine, session(engine, "ws"), "/ws")
+        await drain(engine, session(engine, "ws"))
         assert_books_equal(engine, "roxom", MARKETS)
 
 
@@ -154,6 +154,6 @@ async def test_bad_frames_from_the_venue_are_skipped_and_nothing_is_lost() -> No
         for junk in ("{oops", "[]", '{"topic":"depth.US500-BTC","type":"delta","data":{}}'):
             sim.broadcast(junk)
         step(sim, 100)
-        await drain(engine, ws, "/ws")
+        await drain(engine, ws)
         assert ws.counts["bad_frames"] == 3
         assert_books_equal(engine, "roxom", MARKETS)
