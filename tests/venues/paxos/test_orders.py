@@ -232,8 +232,12 @@ async def test_429_backs_off_and_the_order_still_lands_once(tmp_path: Path) -> N
         assert len(sim.engine.orders(owner="sim-profile")) == 1
 
 
-async def _crash_after(engine_scope: trio.CancelScope, send: bool, real_submit, order) -> None:
+async def _crash_after(
+    engine_scope: trio.CancelScope, send: bool, real_submit, manager, order
+) -> None:
     """Stand-in for a process killed mid-request: after (or before) the POST, nothing more."""
+    # a dead process hears nothing: without this the private stream's ACCEPTED can race the kill
+    manager.on_execution = lambda report: None
     if send:
         await real_submit(order)
     engine_scope.cancel()
@@ -251,7 +255,9 @@ async def _restart_cycle(tmp_path: Path, *, request_sent: bool) -> tuple[PaxosSi
             async with running(c, journal_path=journal) as first:
                 await synced(first)
                 client = first.orders.clients["paxos"]
-                client.submit = partial(_crash_after, scope, request_sent, client.submit)
+                client.submit = partial(
+                    _crash_after, scope, request_sent, client.submit, first.orders
+                )
                 price = sim.engine.best_bid("BTCUSD") - 40 * D("0.25")
                 handle = first.orders.submit(
                     venue="paxos", symbol="BTCUSD", side=Side.BUY, quantity=D("0.01"), price=price
