@@ -145,6 +145,11 @@ class MatchingEngine:
         self._pending: collections.deque[_Event] = collections.deque()
         self._dispatching = False
 
+    @property
+    def history_limit(self) -> int:
+        """How many finished orders the engine remembers; simulators bound their records alike."""
+        return self._done_limit
+
     # --- symbols and listeners --------------------------------------------------------------
 
     def add_symbol(self, symbol: str, tick: Decimal, lot: Decimal) -> None:

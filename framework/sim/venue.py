@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from functools import partial
+from typing import TypeVar
 
 import trio
 
@@ -17,6 +18,7 @@ from framework.sim.market import SyntheticMarket
 from framework.sim.server import SimApp, serve
 
 CrowdSpec = tuple[str, Decimal, Decimal, Decimal, int]  # symbol, mid, tick, lot, max lots
+R = TypeVar("R")
 
 
 def seed_crowds(
@@ -37,6 +39,27 @@ def seed_crowds(
         crowd.seed_book()
         crowds[symbol] = crowd
     return crowds
+
+
+def trim_history(
+    records: dict[str, R],
+    limit: int,
+    *,
+    working: Callable[[R], bool],
+    forget: Callable[[R], None] = lambda record: None,
+) -> None:
+    """Keep a simulator's own order records (oldest first) bounded like the engine's history.
+
+    The oldest finished records beyond `limit` go, and `forget` drops each from the simulator's
+    other indexes. An oldest record still working stops the trim: a venue keeps every order it
+    may still report on, and records stay in creation order (listings depend on it).
+    """
+    while len(records) > limit:
+        key, oldest = next(iter(records.items()))
+        if working(oldest):
+            return
+        del records[key]
+        forget(oldest)
 
 
 class LoopbackSimulator:

@@ -58,7 +58,7 @@ from framework.sim.server import (
     dumps,
     json_response,
 )
-from framework.sim.venue import LoopbackSimulator, seed_crowds
+from framework.sim.venue import LoopbackSimulator, seed_crowds, trim_history
 
 log = structlog.get_logger("botrun.sim.paxos")
 
@@ -843,16 +843,18 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
         return order
 
     def _forget_old_orders(self) -> None:
-        """Keep the order history bounded like the engine's: the oldest finished orders go."""
-        while len(self._orders) > self.engine._done_limit:
-            oldest = next(iter(self._orders.values()))
-            if oldest.engine is not None and oldest.engine.status == OPEN:
-                break  # still working: history before it stays too
-            del self._orders[oldest.id]
-            if oldest.ref_id and self._by_ref.get(oldest.ref_id) is oldest:
-                del self._by_ref[oldest.ref_id]
-            if oldest.engine is not None:
-                self._by_engine.pop(oldest.engine.order_id, None)
+        trim_history(
+            self._orders,
+            self.engine.history_limit,
+            working=lambda o: o.engine is not None and o.engine.status == OPEN,
+            forget=self._forget,
+        )
+
+    def _forget(self, order: _PaxosOrder) -> None:
+        if order.ref_id and self._by_ref.get(order.ref_id) is order:
+            del self._by_ref[order.ref_id]
+        if order.engine is not None:
+            self._by_engine.pop(order.engine.order_id, None)
 
     def _check_precision(
         self,
