@@ -45,7 +45,7 @@ from framework.testing import ChaosCase, ChaosRun, chaos, chaos_cases
 
 # the simulator's order/fill history and the order manager's retention of terminal orders:
 # bounded either way, lower here so that both plateau within the warm-up (first 10%)
-SIM_HISTORY = 500
+SIM_HISTORY = 200
 CHECK_EVERY = 10  # market rounds between book comparisons
 MAX_OPEN = 6
 

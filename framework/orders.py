@@ -427,9 +427,12 @@ class OrderManager:
         self._nursery.start_soon(fn, *args)
 
     def _lock(self, order: Order) -> trio.Lock:
-        lock = self._locks.get(order.client_order_id)
+        coid = order.client_order_id
+        lock = self._locks.get(coid)
         if lock is None:
-            lock = self._locks[order.client_order_id] = trio.Lock()
+            lock = trio.Lock()
+            if coid in self._open:  # a finished order's lock is dropped by `_finished`: keep none
+                self._locks[coid] = lock
         return lock
 
     async def _send_submit(self, order: Order) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from framework.events import OrderStatus, OrderType, Side, TimeInForce
-from framework.journal import Journal
+from framework.journal import JOURNAL_CACHE_KIB, Journal
 from framework.model import Order
 
 
@@ -211,3 +211,9 @@ def test_stop_price_round_trip_is_exact(tmp_path: Path) -> None:
     assert [o.stop_price for o in reopened.load_open()] == [
         D("65100.00"), D("0.00432100"), None
     ]  # fmt: skip
+
+
+def test_page_cache_is_small_and_bounded(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    (pages,) = journal._db.execute("PRAGMA cache_size").fetchone()
+    assert pages == -JOURNAL_CACHE_KIB  # negative: a size in KiB, whatever the page size

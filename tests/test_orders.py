@@ -1106,3 +1106,19 @@ async def test_terminal_orders_beyond_the_retention_leave_memory_but_still_count
         assert set(h.om.orders) == {handles[3].client_order_id, refused.client_order_id}
         assert h.om.state_counts() == {"CANCELLED": 4, "REJECTED": 1}
         assert h.journal.load(handles[0].client_order_id).status is S.CANCELLED
+
+
+async def test_a_cancel_that_finds_its_order_already_filled_leaves_no_lock(
+    autojump_clock: MockClock,
+) -> None:
+    async with running() as h:
+        order = await h.accepted("1", "100")
+        coid = order.client_order_id
+        assert h.om.cancel(coid)  # its task has not run yet
+        h.om.on_execution(
+            report(order, status=S.FILLED, fill_id="f1", fill_qty=D("1"), fill_price=D("100"))
+        )
+        await h.events.until(lambda: order.status is S.FILLED)
+        await trio.testing.wait_all_tasks_blocked()
+        assert h.client.calls_for(coid) == ["submit"]  # nothing left to cancel: not sent
+        assert h.om._locks == {}  # one per working order only: a long session does not grow
