@@ -1,14 +1,17 @@
 """Request/response correlation by id over one connection (WS venues with request ids).
 
-A venue stream registers an id before sending, then resolves it from its decoder when the reply
-arrives (replies may come out of order). The caller awaits the reply with a timeout; a reply for
-an id nobody waits for is counted and returned to the decoder to handle as unsolicited.
+A venue stream registers an id for the length of a request (`with correlator.expect(id):`) and
+resolves it from its decoder when the reply arrives (replies may come out of order). The caller
+awaits the reply with a timeout; a reply for an id nobody waits for is counted and returned to the
+decoder to handle as unsolicited.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import trio
@@ -42,6 +45,16 @@ class Correlator:
         if request_id in self._pending:
             raise ValueError(f"request id {request_id!r} already in flight")
         self._pending[request_id] = _Pending()
+
+    @contextmanager
+    def expect(self, request_id: str) -> Iterator[None]:
+        """Register `request_id` for the block, and forget it however the block ends: a request
+        cancelled or failed while being sent must not stay pending for the connection's life."""
+        self.register(request_id)
+        try:
+            yield
+        finally:
+            self._pending.pop(request_id, None)
 
     def resolve(self, request_id: str, reply: Any) -> bool:
         """Deliver a reply; False if nobody is waiting for this id (unsolicited or late)."""

@@ -64,3 +64,23 @@ def test_duplicate_registration_and_id_length() -> None:
     c.register(rid)
     with pytest.raises(ValueError):
         c.register(rid)
+
+
+async def test_a_request_cancelled_while_sending_is_forgotten(autojump_clock: MockClock) -> None:
+    c = Correlator()
+    rid = c.new_id()
+    with trio.move_on_after(1):
+        with c.expect(rid):
+            assert c.in_flight() == 1
+            await trio.sleep_forever()  # a send stuck on a full socket, then a timeout
+    assert c.in_flight() == 0  # not pending for the rest of the connection's life
+    assert not c.resolve(rid, "late") and c.counts["unmatched"] == 1
+
+
+async def test_expect_then_wait_returns_the_reply(autojump_clock: MockClock) -> None:
+    c = Correlator()
+    rid = c.new_id()
+    with c.expect(rid):
+        assert c.resolve(rid, "reply")
+        assert await c.wait(rid, 5) == "reply"
+    assert c.in_flight() == 0

@@ -249,21 +249,18 @@ class PrivateStream(Stream):
             raise ConnectionError("opentrade private stream is not connected")
         rid = self.correlator.new_id()
         message["requestId"] = rid
-        self.correlator.register(rid)
         channel = str(message.get("channel"))
         if message.get("command") == "GET":
             self._get_waiters.setdefault(channel, deque()).append(rid)
         try:
-            try:
-                await conn.send(message)
-            except ConnectionClosed:
-                # the connection went away under us: as lost as a reply that never came (the
-                # wait below returns LOST at once, and forgets the id)
-                self.correlator.resolve(rid, LOST)
-            except BaseException:
-                self.correlator.resolve(rid, LOST)
-                raise
-            reply = await self.correlator.wait(rid, timeout_s)
+            with self.correlator.expect(rid):
+                try:
+                    await conn.send(message)
+                except ConnectionClosed:
+                    # the connection went away under us: as lost as a reply that never came
+                    # (the wait below returns LOST at once)
+                    self.correlator.resolve(rid, LOST)
+                reply = await self.correlator.wait(rid, timeout_s)
         finally:
             waiters = self._get_waiters.get(channel)
             if waiters and rid in waiters:
@@ -490,14 +487,14 @@ class OpenTradeExecution(ExecutionClient):
             if conn is None:
                 return
             rid = self.stream.correlator.new_id()
-            self.stream.correlator.register(rid)
-            try:
-                await self.stream.subscribe_private(conn, token, (f"{rid}b", rid))
-            except ConnectionClosed:
-                # closed while we fetched the token: the reconnect subscribes with a fresh one
-                # and the core reconciles after it (reconcile_on_reconnect)
-                self.stream.correlator.resolve(rid, LOST)
-            reply = await self.stream.correlator.wait(rid, self.timeout_s)
+            with self.stream.correlator.expect(rid):
+                try:
+                    await self.stream.subscribe_private(conn, token, (f"{rid}b", rid))
+                except ConnectionClosed:
+                    # closed while we fetched the token: the reconnect subscribes with a fresh
+                    # one and the core reconciles after it (reconcile_on_reconnect)
+                    self.stream.correlator.resolve(rid, LOST)
+                reply = await self.stream.correlator.wait(rid, self.timeout_s)
             if reply is LOST:
                 return  # connection gone or replaced: on_connected subscribes with a fresh token
             if reply.get("event") == "ERROR":

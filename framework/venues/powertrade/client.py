@@ -350,15 +350,13 @@ class PowerTradeStream(Stream):
         if conn is None:
             raise NotConnected("powertrade: not connected")
         tag = self.correlator.new_id()
-        self.correlator.register(tag)
-        try:
-            await conn.send(frame(kind, {**body, "user_tag": tag}))
-        except Exception as exc:
-            # a closed socket raises before writing: the request did not leave
-            self.correlator.resolve(tag, _LOST)
-            await self.correlator.wait(tag, 0)  # unregisters it
-            raise NotConnected(f"powertrade: send failed: {exc}") from None
-        reply = await self.correlator.wait(tag, timeout_s)
+        with self.correlator.expect(tag):
+            try:
+                await conn.send(frame(kind, {**body, "user_tag": tag}))
+            except Exception as exc:
+                # a closed socket raises before writing: the request did not leave
+                raise NotConnected(f"powertrade: send failed: {exc}") from None
+            reply = await self.correlator.wait(tag, timeout_s)
         if reply is _LOST:
             raise ConnectionLost(f"powertrade: connection lost waiting for {kind} reply")
         return reply
