@@ -50,7 +50,7 @@ from framework.sim.engine import (
 )
 from framework.sim.market import SyntheticMarket
 from framework.sim.server import SimApp, WsConnection
-from framework.sim.venue import LoopbackSimulator, seed_crowds
+from framework.sim.venue import LoopbackSimulator, seed_crowds, trim_history
 from framework.venues.powertrade.auth import verify_token
 from framework.venues.powertrade.decode import FULLY_EXECUTED, NOT_FOUND
 
@@ -713,6 +713,7 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
         coid = body.get("client_order_id", "")
         if not 1 <= len(coid.encode()) <= 32:
             raise _Refuse(PARSE_ERROR, "error parsing new order request: client_order_id")
+        # a forgotten (trimmed) id is accepted again: the venue's memory is bounded too
         if coid in self._orders:
             raise _Refuse(DUPLICATE_ID, f"duplicate client_order_id {coid}")
         if "legs" in body:
@@ -744,6 +745,7 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
             expire_ns = (now_ns // day + 1) * day  # [INF] DAY ends at the next 00:00 UTC
         order = _Order(coid, symbol, side, kind, tif, qty, price, market_id, now_ns, expire_ns)
         self._orders[coid] = order
+        self._forget_old_orders()
         # [INF] the acknowledgement: {"new_order": {..., "order_state": "pending_new"}}
         ack = {"user_tag": tag, "client_order_id": coid, "order_state": "pending_new",
                "utc_timestamp": _us(now_ns)}  # fmt: skip
@@ -758,6 +760,18 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
             self._held.append(order)
         else:
             self._enter(order)
+
+    def _forget_old_orders(self) -> None:
+        trim_history(
+            self._orders,
+            self.engine.history_limit,
+            working=lambda o: o.open,
+            forget=self._forget,
+        )
+
+    def _forget(self, order: _Order) -> None:
+        if order.order_id and self._by_engine.get(order.order_id) is order:
+            del self._by_engine[order.order_id]
 
     def _invalid(self, order: _Order) -> str | None:
         m = self.markets[order.symbol]

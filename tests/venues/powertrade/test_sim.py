@@ -282,3 +282,23 @@ async def test_l3_feed_matches_the_engine_book() -> None:
     bids, asks = sim.engine.book("BTC-USD")
     assert sorted(levels[Side.BUY].items(), reverse=True) == bids
     assert sorted(levels[Side.SELL].items()) == asks
+
+
+async def test_order_history_is_bounded_like_the_engines() -> None:
+    sim, client = await logged_in()
+    sim.engine._done_limit = 5
+    bid = sim.engine.best_bid("BTC-USD")
+    # an old order still working is kept, and holds back the trim behind it
+    send(sim, client, "new_order", **order("keep", price=wire(bid - 200)), user_tag="k")
+    for i in range(12):
+        send(sim, client, "new_order", **order(f"c{i}", price=wire(bid - 100 - i)), user_tag="t")
+        send(sim, client, "cancel_order", client_order_id=f"c{i}", user_tag="x")
+    assert len(sim._orders) == 13 and sim.order("keep").open
+    assert len(sim._by_engine) == 13
+    send(sim, client, "cancel_order", client_order_id="keep", user_tag="x")
+    send(sim, client, "new_order", **order("last", price=wire(bid - 100)), user_tag="t")
+    assert list(sim._orders) == [f"c{i}" for i in range(8, 12)] + ["last"]
+    assert set(sim._by_engine.values()) == set(sim._orders.values())
+    # a forgotten client order id is accepted again (the venue's memory is bounded too)
+    replies = send(sim, client, "new_order", **order("c0", price=wire(bid - 100)), user_tag="t")
+    assert [k for k, _ in replies] == ["new_order", "order_accepted"]
