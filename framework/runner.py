@@ -59,7 +59,7 @@ from framework.venues import load_venue
 log = structlog.get_logger("botrun.runner")
 # Enum members as module constants for the per-delta path (class attribute reads of an Enum
 # member cost ~90 ns on Python 3.11)
-_STALE, _UNSYNCED = BookState.STALE, BookState.UNSYNCED
+_SYNCED, _STALE, _UNSYNCED = BookState.SYNCED, BookState.STALE, BookState.UNSYNCED
 
 
 def http_client(base_url: str, *, timeout_s: float = 10.0) -> httpx.AsyncClient:
@@ -330,9 +330,12 @@ class Engine:
         book = self.books.get((snap.venue, snap.symbol))
         if book is None:
             return
+        prior = book.state
         if book.apply_snapshot(snap):
-            self._book_status(book, snap.epoch)
             self.bus.publish(snap)
+            if prior is _SYNCED:
+                return  # a venue that refreshes whole books (Open Trade): news only on a change
+            self._book_status(book, snap.epoch)
             session = self._book_owner.get((snap.venue, snap.symbol))
             if session is not None and all(
                 self.books[(snap.venue, s)].is_synced for s in session.stream.books()

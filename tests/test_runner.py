@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from framework.events import OrderEvent, OrderStatus, OrderType, Side, TimeInForce
+from framework.events import (
+    BookSnapshot,
+    BookStatus,
+    OrderEvent,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    VenueStatus,
+)
 from framework.strategy import Strategy
 from tests.helpers import config, running, until
 
@@ -136,3 +145,27 @@ def test_summary_prints_money_to_the_cent_without_negative_zero() -> None:
     }
     line = format_summary(summary).splitlines()[4]
     assert "realized -1.00" in line and "unrealized 0.00" in line and "-0.00" not in line
+
+
+async def test_a_snapshot_on_a_synced_book_updates_it_without_status_news() -> None:
+    async with running(paper()) as engine:
+        book = engine.book("paxos", "BTCUSD")
+        await until(engine, lambda: book.is_synced, "synced")
+        (session,) = [s for s in engine.sessions if "BTCUSD" in s.stream.books()]
+        news: list[object] = []
+        snapshots: list[BookSnapshot] = []
+        engine.bus.subscribe(BookStatus, news.append, owner="t")
+        engine.bus.subscribe(VenueStatus, news.append, owner="t")
+        engine.bus.subscribe(BookSnapshot, snapshots.append, owner="t")
+        bids = ((Decimal("100"), Decimal("1")),)
+        asks = ((Decimal("101"), Decimal("2")),)
+        for size in ("1", "3"):  # a venue refreshing the whole book, as Open Trade does
+            bids = ((Decimal("100"), Decimal(size)),)
+            engine.on_event(
+                BookSnapshot("paxos", "BTCUSD", bids, asks, None, 0, session.stream.epoch)
+            )
+        assert len(snapshots) == 2 and book.bids() == [(Decimal("100"), Decimal("3"))]
+        assert news == []  # still SYNCED: strategies hear of a change only
+        book.mark_unsynced("test")
+        engine.on_event(BookSnapshot("paxos", "BTCUSD", bids, asks, None, 0, session.stream.epoch))
+        assert [type(e) for e in news] == [BookStatus, VenueStatus]
