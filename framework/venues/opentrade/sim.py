@@ -46,7 +46,7 @@ from framework.sim.engine import (
 )
 from framework.sim.market import SyntheticMarket
 from framework.sim.server import HttpRequest, HttpResponse, SimApp, WsConnection
-from framework.sim.venue import LoopbackSimulator, seed_crowds
+from framework.sim.venue import LoopbackSimulator, seed_crowds, trim_history
 from framework.venue import FrameError
 from framework.venues.opentrade.messages import parse_list_value
 from framework.wire import loads_decimal
@@ -66,6 +66,9 @@ SESSION_COOKIE = "JSESSIONID"
 MAX_LEVELS = 20
 DEFAULT_LEVELS = 20  # [INF] a book subscription without a levels argument gets 20
 NEW_YORK = ZoneInfo("America/New_York")
+# [INF] the venue keeps this many login sessions, the newest; an older cookie is refused (401)
+# and the client logs in again
+MAX_LOGIN_SESSIONS = 64
 
 PUBLIC_CHANNELS = ("ORDER_BOOK_PUBLIC", "TRADE_PUBLIC")
 PRIVATE_CHANNELS = ("BALANCE", "TRADE_PRIVATE")
@@ -225,13 +228,19 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         self.port: int | None = None
         self._clock_ns: Callable[[], int] = clock_ns or getattr(engine, "_clock_ns", time.time_ns)
         self._key = secrets.token_bytes(32)  # HS256 signing key of issued JWTs
-        self._sessions_http: set[str] = set()  # live login sessions (cookie values)
-        self._tokens: dict[str, float] = {}  # jti -> expiry (wall seconds); expire_tokens() ends
-        self._orders: dict[str, SimOrderState] = {}  # by client order id, creation order
+        # live login sessions (cookie values, as an ordered set), the newest MAX_LOGIN_SESSIONS
+        self._sessions_http: dict[str, None] = {}
+        # jti -> expiry (wall seconds); expire_tokens() ends them all, and issuing a token forgets
+        # the expired ones (a token of ours whose jti is gone is an expired one)
+        self._tokens: dict[str, float] = {}
+        # by client order id, creation order; the oldest finished ones beyond the engine's
+        # history limit are forgotten (`_forget_old_orders`)
+        self._orders: dict[str, SimOrderState] = {}
         self._exch_ids = iter(range(1_668_662_119_644, 10**16))
         self.ws_sessions: list[WsSession] = []
         # the last book each (symbol, levels) was sent as: what a client can know (the feed
-        # refreshes every 20 ms, the engine runs ahead of it in between)
+        # refreshes every 20 ms, the engine runs ahead of it in between); bounded by the symbols
+        # times the 20 possible depths, each refresh replaces its entry
         self.published: dict[tuple[str, int], tuple[list, list]] = {}
         self.counts: dict[str, int] = {}
         self.app = self._build_app()
@@ -321,7 +330,9 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
             # [INF] a refused login is HTTP 401 with no cookie
             return HttpResponse(401, b'{"error":"Unauthorized"}')
         session = secrets.token_hex(16)
-        self._sessions_http.add(session)
+        self._sessions_http[session] = None
+        while len(self._sessions_http) > MAX_LOGIN_SESSIONS:
+            del self._sessions_http[next(iter(self._sessions_http))]
         cookie = f"{SESSION_COOKIE}={session}; Path=/; HttpOnly"
         return HttpResponse(200, b"", content_type="text/plain", headers={"set-cookie": cookie})
 
@@ -335,6 +346,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         ):
             return HttpResponse(403, b'{"error":"Forbidden"}')  # [INF] wrong api user/secret
         now = time.time()
+        self._tokens = {jti: expiry for jti, expiry in self._tokens.items() if expiry > now}
         jti = secrets.token_hex(8)
         exp = now + self.token_ttl_s
         self._tokens[jti] = exp
@@ -354,9 +366,8 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         except jwt.InvalidTokenError:
             return "invalid signature"
         expiry = self._tokens.get(str(claims.get("jti")))
-        if expiry is None:
-            return "invalid signature: unknown token"
-        if time.time() >= expiry:
+        # only `_token` signs with our key: a jti we no longer hold was forgotten once expired
+        if expiry is None or time.time() >= expiry:
             return "invalid signature: token expired"
         return None
 
@@ -610,6 +621,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
             coid = exch_id  # [INF] without a clientOrderId the order is named by its venue id
         coid = str(coid)
         existing = self._orders.get(coid)
+        # an id forgotten with its old order (see `_forget_old_orders`) is accepted again
         if existing is not None:
             raise Refused(f"duplicate clientOrderId {coid}")
         order = SimOrderState(
@@ -633,6 +645,16 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         new["price"] = None if price is None else format(price, "f")  # [DOC] string here
         self._push_orders(symbol, [new])
         self._engine_submit(order, order.amount)
+        self._forget_old_orders()
+
+    def _forget_old_orders(self) -> None:
+        """Bound the order records like the engine's history (no other index holds them)."""
+        trim_history(
+            self._orders,
+            self.engine.history_limit,
+            # an order whose engine outcome has not come back yet (state None) is working too
+            working=lambda o: o.state is None or o.is_open,
+        )
 
     def _engine_submit(self, order: SimOrderState, quantity: Decimal) -> None:
         engine_type = MARKET if order.order_type == "MARKET" else LIMIT
@@ -762,8 +784,13 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         if snapshot.owner != self.account or snapshot.client_order_id is None:
             return
         order = self._orders.get(snapshot.client_order_id)
-        if order is None or snapshot.order_id in order.retired:
-            return  # an engine order replaced by a MODIFY: its cancel is not news
+        if order is None:
+            return
+        if snapshot.order_id in order.retired:
+            # an engine order replaced by a MODIFY: its cancel is not news, and its last event
+            if snapshot.status != OPEN:
+                order.retired.discard(snapshot.order_id)
+            return
         order.state = snapshot
         if snapshot.reject_reason:
             order.message = snapshot.reject_reason

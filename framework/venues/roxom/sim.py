@@ -54,7 +54,7 @@ from framework.sim.server import (
     dumps,
     json_response,
 )
-from framework.sim.venue import LoopbackSimulator, seed_crowds
+from framework.sim.venue import LoopbackSimulator, seed_crowds, trim_history
 from framework.venues.roxom.auth import (
     WS_MESSAGE,
     canonical_body,
@@ -359,6 +359,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         order.fees += fee
         order.fill_px, order.fill_fee = fill.price, fee
         self.fill_ids[fill.trade_id] = f"{order.order_id}:{order.executed.normalize():f}"
+        self._forget_old_fills()
         # [INF] one order event per fill, so `fillPx`/`filledFees` always price exactly the
         # change in `executedQty`
         order.status = "filled" if order.executed == order.size else "partiallyfilled"
@@ -804,6 +805,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         self.orders[order.order_id] = order
         if coid:
             self._by_coid[coid] = order
+        self._forget_old_orders()
         # [INF] every accepted order reports pendingsubmit first
         self._order_event(order)
         if kind in ("stop", "stoplimit"):
@@ -813,6 +815,28 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         else:
             self._to_engine(order)
         return {"orderId": order.order_id}
+
+    def _forget_old_orders(self) -> None:
+        trim_history(
+            self.orders,
+            self.engine.history_limit,
+            working=lambda o: o.status not in FINAL,
+            forget=self._forget,
+        )
+
+    def _forget(self, order: RoxOrder) -> None:
+        if order.client_order_id and self._by_coid.get(order.client_order_id) is order:
+            del self._by_coid[order.client_order_id]
+        if order.engine_id is not None and self._by_engine.get(order.engine_id) is order:
+            del self._by_engine[order.engine_id]
+        self._stops.pop(order.order_id, None)  # holds only working stops: never there
+
+    def _forget_old_fills(self) -> None:
+        # only fills still in the engine's recent-fill history are looked up (chaos.py); ours
+        # are a subset of those, so the oldest beyond its length are gone from it already
+        limit = self.engine._fills.maxlen
+        while limit is not None and len(self.fill_ids) > limit:
+            del self.fill_ids[next(iter(self.fill_ids))]
 
     def _validate(
         self,

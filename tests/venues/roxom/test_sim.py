@@ -242,3 +242,56 @@ def test_account_position_flip_margin_and_pnl() -> None:
     assert (pos.size, pos.avg_entry, pos.realized) == (D(-1), D("0.005"), D("0.002"))
     assert account.unrealized(pos, D("0.004")) == D("0.001")  # short gains as price falls
     assert account.balance == D(1) - D("0.000001") + D("0.002")
+
+
+def test_order_history_is_bounded_like_the_engines() -> None:
+    sim = RoxomSimulator.build(9, ["US500-BTC"])
+    sim.engine._done_limit = 5
+    bid = sim.engine.best_bid("US500-BTC")
+    assert bid is not None
+    tick = D("0.00000001")
+
+    def create(i: int, coid: str, *, stop: bool = False) -> str:
+        body = {"symbol": "US500-BTC", "side": "buy", "qty": "1", "clientOrderId": coid}
+        if stop:  # waits for a trade at its trigger, which never comes here
+            body |= {"orderType": "stop", "triggerPx": str(bid + 1000 * tick)}
+        else:
+            body |= {"orderType": "limit", "px": str(bid - (100 + i) * tick)}
+        return sim._new_order(body)["orderId"]
+
+    # a still-working old order stops the trim: nothing finished after it goes either
+    working = create(99, "old")
+    ids = [create(i, f"x{i}") for i in range(6)]
+    for order_id in ids:
+        sim._cancel_order(order_id)
+    assert list(sim.orders) == [working, *ids]
+    sim._cancel_order(working)
+
+    # finished: only the newest `history_limit` records stay, and the indexes follow them
+    ids = []
+    for i in range(12):
+        # order 10 reuses order 6's client order id: forgetting order 6 must keep it
+        ids.append(create(i, "c6" if i == 10 else f"c{i}", stop=i % 3 == 0))
+        sim._cancel_order(ids[-1])
+    assert list(sim.orders) == ids[7:]
+    assert set(sim._by_coid) == {"c7", "c8", "c9", "c6", "c11"}
+    assert all(sim._by_coid[o.client_order_id] is o for o in sim.orders.values())
+    kept = {o.engine_id for o in sim.orders.values() if o.engine_id is not None}
+    assert set(sim._by_engine) == kept and len(kept) == 4  # 9 is a stop, never sent
+    assert sim._stops == {}
+
+
+def test_fill_ids_are_bounded_by_the_engines_fill_history() -> None:
+    from collections import deque
+
+    from framework.venues.roxom.chaos import _fill_id
+
+    sim = RoxomSimulator.build(9, ["US500-BTC"])
+    sim.engine._fills = deque(maxlen=3)
+    for _ in range(6):
+        body = {"symbol": "US500-BTC", "side": "buy", "orderType": "market", "qty": "0.002"}
+        sim._new_order(body)
+    fills = list(sim.engine._fills)
+    assert len(fills) == 3 and all(f.taker_owner == sim.engine_owner for f in fills)
+    assert list(sim.fill_ids) == [f.trade_id for f in fills]
+    assert all(_fill_id(sim, f) for f in fills)  # what chaos.py looks up is still there
