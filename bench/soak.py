@@ -24,7 +24,6 @@ any mismatch.
 from __future__ import annotations
 
 import argparse
-import collections
 import random
 import resource
 import sys
@@ -97,8 +96,7 @@ async def soak_venue(case: ChaosCase, seconds: float, seed: int, out: dict[str, 
         # the venue's memory plateaus in the first minute and RSS shows the client's (the checks
         # use events recorded as they happen, not that history)
         engine = run.sim.engine
-        engine._done_limit = SIM_HISTORY
-        engine._fills = collections.deque(engine._fills, maxlen=SIM_HISTORY)
+        engine.limit_history(orders=SIM_HISTORY, fills=SIM_HISTORY)
         run.engine.orders.retain_terminal = SIM_HISTORY
         await run.settle(synced=True)
         # oversized frames must exceed what the client accepts: lower its limit, reconnect

@@ -41,8 +41,8 @@ REJECTED = "REJECTED"
 
 POST_ONLY_REASON = "post-only order would take liquidity"
 
-# History bounds: fills kept for `fills()`, and finished (non-OPEN) orders kept for `order()`,
-# `orders()` and `order_by_client_id()`. A simulator runs for hours; both would grow forever.
+# History bounds: fills kept for `fills()` (in all, and again per owner), and finished (non-OPEN)
+# orders kept for `order()`, `orders()` and `order_by_client_id()`. A simulator runs for hours.
 FILL_HISTORY = 100_000
 DONE_ORDER_HISTORY = 100_000
 
@@ -142,6 +142,9 @@ class MatchingEngine:
         self._done: collections.deque[str] = collections.deque()
         self._done_limit = DONE_ORDER_HISTORY
         self._fills: collections.deque[SimFill] = collections.deque(maxlen=FILL_HISTORY)
+        # each owner's own fills, kept apart so that a busy crowd does not push an account's
+        # executions out of the history it reconciles from (a venue keeps your fills)
+        self._owner_fills: dict[str, collections.deque[SimFill]] = {}
         self._pending: collections.deque[_Event] = collections.deque()
         self._dispatching = False
 
@@ -149,6 +152,18 @@ class MatchingEngine:
     def history_limit(self) -> int:
         """How many finished orders the engine remembers; simulators bound their records alike."""
         return self._done_limit
+
+    @property
+    def fill_history_limit(self) -> int:
+        """How many fills the engine remembers in all, and per owner."""
+        return self._fills.maxlen or 0
+
+    def limit_history(self, orders: int, fills: int) -> None:
+        """Lower (or raise) both history bounds, e.g. so a soak's memory plateaus early."""
+        self._done_limit = orders
+        self._fills = collections.deque(self._fills, maxlen=fills)
+        for owner, own in self._owner_fills.items():
+            self._owner_fills[owner] = collections.deque(own, maxlen=fills)
 
     # --- symbols and listeners --------------------------------------------------------------
 
@@ -270,12 +285,8 @@ class MatchingEngine:
         ]
 
     def fills(self, owner: str | None = None, symbol: str | None = None) -> list[SimFill]:
-        return [
-            f
-            for f in self._fills
-            if (owner is None or owner in (f.maker_owner, f.taker_owner))
-            and (symbol is None or f.symbol == symbol)
-        ]
+        source = self._fills if owner is None else self._owner_fills.get(owner, ())
+        return [f for f in source if symbol is None or f.symbol == symbol]
 
     # --- book --------------------------------------------------------------------------------
 
@@ -382,9 +393,18 @@ class MatchingEngine:
                 ts_ns=now,
             )
             self._fills.append(fill)
+            self._own_fill(maker.owner, fill)
+            if taker.owner != maker.owner:
+                self._own_fill(taker.owner, fill)
             events.append(("on_trade", (fill,)))
             events.append(("on_level", (taker.symbol, maker.side, price, size)))
             events.append(("on_order", (attrs.evolve(maker),)))
+
+    def _own_fill(self, owner: str, fill: SimFill) -> None:
+        own = self._owner_fills.get(owner)
+        if own is None:
+            own = self._owner_fills[owner] = collections.deque(maxlen=self._fills.maxlen)
+        own.append(fill)
 
     def _finish_taker(self, book: _Book, order: SimOrder, events: list[_Event]) -> None:
         """After matching: a GTC limit rests its remainder, anything else cancels it."""

@@ -412,6 +412,20 @@ def test_histories_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert engine.order_by_client_id("a", "rest") is resting
 
 
+def test_an_accounts_fills_outlive_a_busy_crowds() -> None:
+    engine, _ = make_engine()
+    engine.limit_history(orders=10, fills=3)
+    limit(engine, "me", BUY, "1", "90")
+    mine = limit(engine, "crowd", SELL, "1", "90")  # my one fill
+    for _ in range(5):  # the crowd trades with itself after it
+        limit(engine, "crowd", BUY, "1", "95")
+        limit(engine, "crowd", SELL, "1", "95")
+
+    assert mine.order_id not in [f.taker_order_id for f in engine.fills()]  # gone from "all"
+    assert [f.taker_order_id for f in engine.fills(owner="me")] == [mine.order_id]
+    assert len(engine.fills(owner="crowd")) == 3  # every owner's history is bounded
+
+
 def test_listener_may_call_back_into_the_engine() -> None:
     """A listener that cancels on every trade must not corrupt the book or the level stream."""
     engine, rec = make_engine()

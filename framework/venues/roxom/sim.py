@@ -832,10 +832,10 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         self._stops.pop(order.order_id, None)  # holds only working stops: never there
 
     def _forget_old_fills(self) -> None:
-        # only fills still in the engine's recent-fill history are looked up (chaos.py); ours
-        # are a subset of those, so the oldest beyond its length are gone from it already
-        limit = self.engine._fills.maxlen
-        while limit is not None and len(self.fill_ids) > limit:
+        # only fills still in the engine's history of our fills are looked up (chaos.py), and
+        # that history has the same length: the oldest beyond it are gone from it already
+        limit = self.engine.fill_history_limit
+        while len(self.fill_ids) > limit:
             del self.fill_ids[next(iter(self.fill_ids))]
 
     def _validate(

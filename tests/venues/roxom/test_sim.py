@@ -282,16 +282,14 @@ def test_order_history_is_bounded_like_the_engines() -> None:
 
 
 def test_fill_ids_are_bounded_by_the_engines_fill_history() -> None:
-    from collections import deque
-
     from framework.venues.roxom.chaos import _fill_id
 
     sim = RoxomSimulator.build(9, ["US500-BTC"])
-    sim.engine._fills = deque(maxlen=3)
+    sim.engine.limit_history(orders=100, fills=3)
     for _ in range(6):
         body = {"symbol": "US500-BTC", "side": "buy", "orderType": "market", "qty": "0.002"}
         sim._new_order(body)
-    fills = list(sim.engine._fills)
+    fills = sim.engine.fills(owner=sim.engine_owner)
     assert len(fills) == 3 and all(f.taker_owner == sim.engine_owner for f in fills)
     assert list(sim.fill_ids) == [f.trade_id for f in fills]
     assert all(_fill_id(sim, f) for f in fills)  # what chaos.py looks up is still there
