@@ -24,6 +24,7 @@ any mismatch.
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import resource
 import sys
@@ -113,13 +114,16 @@ async def soak_venue(case: ChaosCase, seconds: float, seed: int, out: dict[str, 
         run.engine.bus.subscribe(BookStatus, on_status, venue=case.venue, owner="soak")
         await run.settle(synced=True)
         out["rss_start"] = rss_mib()
+        out["seconds"] = seconds
         out["rss_samples"] = samples = []
+        out["object_samples"] = objects = []
         start = trio.current_time()
         deadline = start + seconds
         next_sample = start + seconds / 10
         while trio.current_time() < deadline:
             if trio.current_time() >= next_sample:
                 samples.append(round(rss_mib(), 1))
+                objects.append(len(gc.get_objects()))  # live Python objects: leak or allocator?
                 next_sample += seconds / 10
             stats.rounds += 1
             run.step(rng.randint(5, 40))
@@ -259,6 +263,13 @@ def main() -> int:
             f"({r['rss_end'] - warm:+.1f} MiB)"
         )
         print(f"RSS every 10%:      {r['rss_samples']} MiB")
+        half = r["rss_samples"][len(r["rss_samples"]) // 2 :] or [r["rss_start"]]
+        minutes = len(half) * r["seconds"] / 10 / 60
+        print(
+            f"RSS last half:      {half[0]:.1f} -> {r['rss_end']:.1f} MiB "
+            f"({(r['rss_end'] - half[0]) / max(minutes, 1e-9):+.2f} MiB/min)"
+        )
+        print(f"Python objects:     every 10%: {r['object_samples']}")
         print(f"held in memory:     {r['held']} (orders checked and forgotten: {r['settled']})")
         failed |= bool(r["mismatches"] or r["lost"] or r["duplicated"] or r["other_problems"])
     return 1 if failed else 0
