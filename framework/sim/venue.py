@@ -45,14 +45,15 @@ def trim_history(
     records: dict[str, R],
     limit: int,
     *,
-    working: Callable[[R], bool],
+    working: Callable[[R], bool] = lambda record: False,
     forget: Callable[[R], None] = lambda record: None,
 ) -> None:
-    """Keep a simulator's own order records (oldest first) bounded like the engine's history.
+    """Keep a simulator's own records (oldest first) bounded, like the engine's history.
 
     The oldest finished records beyond `limit` go, and `forget` drops each from the simulator's
     other indexes. An oldest record still working stops the trim: a venue keeps every order it
-    may still report on, and records stay in creation order (listings depend on it).
+    may still report on, and records stay in creation order (listings depend on it). Without
+    `working`, the oldest simply go.
     """
     while len(records) > limit:
         key, oldest = next(iter(records.items()))

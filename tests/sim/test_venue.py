@@ -18,3 +18,9 @@ def test_trim_history_stops_at_the_oldest_working_record() -> None:
     records["o1"]["open"] = False
     trim_history(records, 2, working=lambda r: r["open"])
     assert list(records) == ["o4", "o5"]
+
+
+def test_trim_history_without_working_keeps_the_newest() -> None:
+    records = {f"k{i}": None for i in range(5)}
+    trim_history(records, 2)
+    assert list(records) == ["k3", "k4"]

@@ -331,8 +331,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
             return HttpResponse(401, b'{"error":"Unauthorized"}')
         session = secrets.token_hex(16)
         self._sessions_http[session] = None
-        while len(self._sessions_http) > MAX_LOGIN_SESSIONS:
-            del self._sessions_http[next(iter(self._sessions_http))]
+        trim_history(self._sessions_http, MAX_LOGIN_SESSIONS)
         cookie = f"{SESSION_COOKIE}={session}; Path=/; HttpOnly"
         return HttpResponse(200, b"", content_type="text/plain", headers={"set-cookie": cookie})
 

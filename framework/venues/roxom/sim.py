@@ -829,14 +829,11 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
             del self._by_coid[order.client_order_id]
         if order.engine_id is not None and self._by_engine.get(order.engine_id) is order:
             del self._by_engine[order.engine_id]
-        self._stops.pop(order.order_id, None)  # holds only working stops: never there
 
     def _forget_old_fills(self) -> None:
         # only fills still in the engine's history of our fills are looked up (chaos.py), and
         # that history has the same length: the oldest beyond it are gone from it already
-        limit = self.engine.fill_history_limit
-        while len(self.fill_ids) > limit:
-            del self.fill_ids[next(iter(self.fill_ids))]
+        trim_history(self.fill_ids, self.engine.fill_history_limit)
 
     def _validate(
         self,
