@@ -208,6 +208,7 @@ async def test_no_fill_lost_or_doubled_and_every_order_ends_known(venue: str) ->
             side = Side.SELL if round_ % 2 else Side.BUY
             far = _passive_price(run, market, side.opposite, 4)
             run.take(market, side, case.lot * 12, far)
+            run.step(1)  # the crowd refills a side the take emptied: next round prices off it
             cancelled = handles[-6::2]
             for handle in cancelled:
                 run.engine.orders.cancel(handle.client_order_id)
