@@ -69,18 +69,22 @@ class Bus:
         if route is None:
             route = self._route(type(event))
         for handler, venue, symbol, owner in route:
-            if venue is not None and venue != getattr(event, "venue", None):
-                continue
-            if symbol is not None and symbol != getattr(event, "symbol", None):
-                continue
+            if venue is not None or symbol is not None:
+                if venue is not None and venue != getattr(event, "venue", None):
+                    continue
+                if symbol is not None and symbol != getattr(event, "symbol", None):
+                    continue
             try:
                 handler(event)
             except Exception:
-                self.handler_errors[owner] += 1
-                log.exception(
-                    "handler raised; isolated",
-                    strategy=owner,
-                    event_type=type(event).__name__,
-                    venue=getattr(event, "venue", None),
-                    symbol=getattr(event, "symbol", None),
-                )
+                self._isolate(owner, event)
+
+    def _isolate(self, owner: str, event: Any) -> None:
+        self.handler_errors[owner] += 1
+        log.exception(
+            "handler raised; isolated",
+            strategy=owner,
+            event_type=type(event).__name__,
+            venue=getattr(event, "venue", None),
+            symbol=getattr(event, "symbol", None),
+        )
