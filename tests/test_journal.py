@@ -217,3 +217,34 @@ def test_page_cache_is_small_and_bounded(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite")
     (pages,) = journal._db.execute("PRAGMA cache_size").fetchone()
     assert pages == -JOURNAL_CACHE_KIB  # negative: a size in KiB, whatever the page size
+
+
+def test_only_the_intent_waits_for_the_disk(tmp_path: Path) -> None:
+    # the intent commits at synchronous=FULL (fsync: survives power loss, and with it every
+    # earlier commit); status changes and fills commit at NORMAL (survive a process kill) so
+    # that an acknowledgement or a fill does not stall the event loop on the disk
+    journal = Journal(tmp_path / "j.sqlite")
+    statements: list[str] = []
+    journal._db.set_trace_callback(statements.append)
+    sync = "NORMAL"
+    commits: list[tuple[str, str]] = []
+
+    def replay() -> None:
+        nonlocal sync
+        for sql in statements:
+            if sql.startswith("PRAGMA synchronous="):
+                sync = sql.split("=", 1)[1]
+            elif sql.split()[0] in ("INSERT", "UPDATE"):
+                commits.append((sql.split()[0] + " " + sql.split()[2], sync))
+        statements.clear()
+
+    order = make_order("a")
+    journal.record_intent(order)
+    replay()
+    order.status = OrderStatus.ACCEPTED
+    journal.update(order)
+    assert journal.record_fill("paxos", "f1", "a", D("65432.1"), D("0.0001"), D(0), 5)
+    replay()
+    assert commits[0] == ("INSERT orders", "FULL")
+    assert commits[1:] and all(level == "NORMAL" for _, level in commits[1:]), commits
+    journal.close()
