@@ -270,12 +270,12 @@ class OrderManager:
             self.publish(self._event(order, OrderRejected, reason=reason))
             self._retire(order)
             return handle
-        self.journal.record_intent(order)
+        intent = self.journal.record_intent(order)
         self._open[order.client_order_id] = order
         self.counts["submitted"] += 1
         self._submit_ns[order.client_order_id] = self.mono_ns()
         self._submitting.add(order.client_order_id)
-        self._nursery_spawn(self._send_submit, order)
+        self._nursery_spawn(self._send_submit, order, intent)
         return handle
 
     def cancel(self, client_order_id: str) -> bool:
@@ -435,8 +435,9 @@ class OrderManager:
                 self._locks[coid] = lock
         return lock
 
-    async def _send_submit(self, order: Order) -> None:
+    async def _send_submit(self, order: Order, intent: int) -> None:
         try:
+            await self.journal.durable(intent)  # nothing leaves before its intent is on disk
             await self._submit_once(order)
         finally:
             self._submitting.discard(order.client_order_id)

@@ -8,6 +8,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+import trio
 
 from framework.events import OrderStatus, OrderType, Side, TimeInForce
 from framework.journal import JOURNAL_CACHE_KIB, Journal
@@ -219,32 +220,35 @@ def test_page_cache_is_small_and_bounded(tmp_path: Path) -> None:
     assert pages == -JOURNAL_CACHE_KIB  # negative: a size in KiB, whatever the page size
 
 
-def test_only_the_intent_waits_for_the_disk(tmp_path: Path) -> None:
-    # the intent commits at synchronous=FULL (fsync: survives power loss, and with it every
-    # earlier commit); status changes and fills commit at NORMAL (survive a process kill) so
-    # that an acknowledgement or a fill does not stall the event loop on the disk
+async def test_durable_fsyncs_the_wal_once_per_burst_of_intents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     journal = Journal(tmp_path / "j.sqlite")
-    statements: list[str] = []
-    journal._db.set_trace_callback(statements.append)
-    sync = "NORMAL"
-    commits: list[tuple[str, str]] = []
+    wal = os.stat(f"{journal.path}-wal").st_ino
+    synced: list[int] = []
+    real_fsync = os.fsync
 
-    def replay() -> None:
-        nonlocal sync
-        for sql in statements:
-            if sql.startswith("PRAGMA synchronous="):
-                sync = sql.split("=", 1)[1]
-            elif sql.split()[0] in ("INSERT", "UPDATE"):
-                commits.append((sql.split()[0] + " " + sql.split()[2], sync))
-        statements.clear()
+    def fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
 
-    order = make_order("a")
-    journal.record_intent(order)
-    replay()
-    order.status = OrderStatus.ACCEPTED
-    journal.update(order)
-    assert journal.record_fill("paxos", "f1", "a", D("65432.1"), D("0.0001"), D(0), 5)
-    replay()
-    assert commits[0] == ("INSERT orders", "FULL")
-    assert commits[1:] and all(level == "NORMAL" for _, level in commits[1:]), commits
+    monkeypatch.setattr(os, "fsync", fsync)
+    first = journal.record_intent(make_order("a"))
+    second = journal.record_intent(make_order("b", created_ns=2))
+    assert synced == []  # committed (a process kill keeps them) but not yet waited for
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(journal.durable, first)
+        nursery.start_soon(journal.durable, second)
+    assert synced == [wal]  # one fsync of the WAL covered both
+    await journal.durable(first)
+    assert synced == [wal]  # already on disk: no wait
+    third = journal.record_intent(make_order("c", created_ns=3))
+    await journal.durable(third)
+    assert synced == [wal, wal]
     journal.close()
+
+
+async def test_durable_is_free_for_an_in_memory_journal(monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = Journal(":memory:")
+    monkeypatch.setattr(os, "fsync", lambda fd: pytest.fail("fsync of an in-memory journal"))
+    await journal.durable(journal.record_intent(make_order("a")))

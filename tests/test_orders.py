@@ -229,6 +229,28 @@ async def test_submitted_ids_unique_and_within_client_limit(autojump_clock: Mock
 # --- write-ahead intent ---------------------------------------------------------------------------
 
 
+async def test_request_leaves_only_once_its_intent_is_on_disk(autojump_clock: MockClock) -> None:
+    disk = trio.Event()
+    waited: list[int] = []
+
+    async def durable(intent: int) -> None:
+        await disk.wait()
+        waited.append(intent)
+
+    async with running() as h:
+        h.journal.durable = durable  # type: ignore[method-assign]
+        first, second = h.buy("0.5", "100.25"), h.buy("0.5", "100.00")
+        await trio.testing.wait_all_tasks_blocked()
+        assert h.client.calls == []  # journaled, not yet durable: nothing has left
+        assert first.status is S.PENDING and second.status is S.PENDING
+        disk.set()
+        await h.events.until(lambda: first.status is S.ACCEPTED and second.status is S.ACCEPTED)
+        assert sorted(waited) == [1, 2]
+        assert sorted(c for what, c in h.client.calls if what == "submit") == sorted(
+            [first.client_order_id, second.client_order_id]
+        )
+
+
 async def test_intent_journaled_before_the_client_sees_the_order(autojump_clock: MockClock) -> None:
     seen: dict[str, Order | None] = {}
 
