@@ -113,7 +113,23 @@ def loads_object(frame: str | bytes) -> dict[str, Any]:
     return msg
 
 
-_DECIMAL_JSON = json.JSONDecoder(parse_float=Decimal)
+class _NumberCache(dict[str, Decimal]):
+    """JSON number text -> Decimal. A venue that resends whole books sends the same few hundred
+    numbers frame after frame: a hit is one C dict lookup instead of a Decimal construction.
+    Bounded: cleared when full. (Text from the JSON grammar is always a finite number.)"""
+
+    def __init__(self, limit: int = 16384) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __missing__(self, text: str) -> Decimal:
+        if len(self) >= self.limit:
+            self.clear()
+        value = self[text] = Decimal(text)
+        return value
+
+
+_DECIMAL_JSON = json.JSONDecoder(parse_float=_NumberCache().__getitem__)
 
 
 def loads_decimal(frame: str | bytes) -> Any:

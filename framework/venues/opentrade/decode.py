@@ -21,6 +21,7 @@ import attrs
 
 from framework.events import (
     Balance,
+    BookDelta,
     BookSnapshot,
     ExecutionReport,
     Level,
@@ -159,13 +160,30 @@ def _levels(raw: Any, field: str, descending: bool) -> tuple[Level, ...]:
     for entry in raw:
         if type(entry) is not list or len(entry) < 2:
             raise FrameError(f"{field}: level is not [price, size]")
-        price, size = dec(entry[0], f"{field}.price"), dec(entry[1], f"{field}.size")
-        if price <= 0 or size < 0:
+        price, size = entry[0], entry[1]
+        # a Decimal here came from `loads_decimal`, i.e. from JSON number text: always finite
+        if type(price) is not Decimal:
+            price = dec(price, f"{field}.price")
+        if type(size) is not Decimal:
+            size = dec(size, f"{field}.size")
+        if price <= _ZERO or size < _ZERO:
             raise FrameError(f"{field}: zero or negative price, or negative size")
-        if size > 0:
-            sizes[price] = sizes.get(price, _ZERO) + size
+        if size:
+            if price in sizes:
+                sizes[price] += size
+            else:
+                sizes[price] = size
     # the documented example is not sorted: never trust the order
     return tuple(sorted(sizes.items(), reverse=descending))
+
+
+def _changes(old: tuple[Level, ...], new: tuple[Level, ...]) -> tuple[Level, ...]:
+    """The levels that turn `old` into `new`: changed or added sizes, and size 0 for a level
+    that left (also one that only fell out of the venue's top N: the book we hold is its view)."""
+    before = dict(old)
+    moved = [level for level in new if before.pop(level[0], None) != level[1]]
+    moved.extend((price, _ZERO) for price in before)
+    return tuple(moved)
 
 
 # --- items -> events -----------------------------------------------------------------------------
@@ -304,8 +322,10 @@ class Decoder:
         self.skipped_symbols = 0
         self.unchanged_books = 0
         self.catalogue: dict[str, CatalogueEntry] = {}
-        # last emitted book per symbol, and when a book for it last arrived
+        # last emitted book per symbol, the parsed lists it came from, and when a book for it
+        # last arrived
         self._books: dict[str, tuple[tuple[Level, ...], tuple[Level, ...]]] = {}
+        self._raw: dict[str, tuple[list, list]] = {}
         self._book_seen_ns: dict[str, int] = {}
         self._books_epoch = 0
         # An unchanged book is emitted again after this much silence: the core marks a quiet
@@ -324,6 +344,7 @@ class Decoder:
     def forget_book(self, symbol: str) -> None:
         """The next book for `symbol` is emitted even if unchanged (resync)."""
         self._books.pop(symbol, None)
+        self._raw.pop(symbol, None)
 
     def decode(self, frame: str | bytes, recv_ns: int) -> None:
         msg = loads(frame)
@@ -363,6 +384,7 @@ class Decoder:
         if self.epoch != self._books_epoch:
             # a new connection: the core unsynced the books, the first book must be emitted
             self._books.clear()
+            self._raw.clear()
             self._books_epoch = self.epoch
         merged: dict[str, tuple[list, list, int | None]] = {}
         for item in self._items(data, "OrderBook"):
@@ -384,15 +406,40 @@ class Decoder:
                 if ts is not None:
                     merged[symbol] = (prior[0], prior[1], max(ts, prior[2] or 0))
         for symbol, (raw_bids, raw_asks, ts) in merged.items():
-            book = (_levels(raw_bids, "bids", True), _levels(raw_asks, "asks", False))
+            prior = self._books.get(symbol)
+            raw = self._raw.get(symbol)
+            # a side whose parsed list equals the last one's is that side again (the venue
+            # resends whole books; most of the time one side, or neither, has moved)
+            if prior is not None and raw is not None:
+                bids = prior[0] if raw_bids == raw[0] else _levels(raw_bids, "bids", True)
+                asks = prior[1] if raw_asks == raw[1] else _levels(raw_asks, "asks", False)
+            else:
+                bids, asks = _levels(raw_bids, "bids", True), _levels(raw_asks, "asks", False)
+            book = (bids, asks)
+            self._raw[symbol] = (raw_bids, raw_asks)
             seen = self._book_seen_ns.get(symbol)
             self._book_seen_ns[symbol] = recv_ns
             quiet = seen is not None and recv_ns - seen >= self.resend_unchanged_after_ns
-            if self._books.get(symbol) == book and not quiet:
+            if prior == book and not quiet:
                 self.unchanged_books += 1
                 continue
             self._books[symbol] = book
-            self.emit(BookSnapshot(VENUE, symbol, book[0], book[1], ts, recv_ns, self.epoch))
+            if prior is None or quiet:
+                self.emit(BookSnapshot(VENUE, symbol, book[0], book[1], ts, recv_ns, self.epoch))
+            else:
+                # the book the core holds is `prior` exactly: send only what moved, rather than
+                # have it clear and rebuild 2 x 20 levels every 20 ms
+                self.emit(
+                    BookDelta(
+                        VENUE,
+                        symbol,
+                        _changes(prior[0], book[0]),
+                        _changes(prior[1], book[1]),
+                        ts,
+                        recv_ns,
+                        self.epoch,
+                    )
+                )
 
     def _public_trades(self, data: list, recv_ns: int) -> None:
         for item in self._items(data, "PublicTrade"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from framework.events import BookSnapshot, BookState
+from framework.events import BookDelta, BookSnapshot, BookState
 from tests.helpers import config, running, session, until
 
 MARKETS = ["BTC/USD", "ETH/USD"]
@@ -62,8 +62,9 @@ async def test_unchanged_books_reach_strategies_once() -> None:
     async with running(config(opentrade(3, sim_rate_hz=0))) as engine:
         sim = engine.simulators["opentrade"].simulator
         public = session(engine, "public")
-        snaps: list[BookSnapshot] = []
+        snaps: list[BookSnapshot | BookDelta] = []
         engine.bus.subscribe(BookSnapshot, snaps.append, owner="t")
+        engine.bus.subscribe(BookDelta, snaps.append, owner="t")
         await until(engine, lambda: books_equal(engine, sim), "synced")
         # paper mode: only the public stream connects (the account stream waits for a client)
         assert len([c for c in sim.app.ws_connections if not c.closed]) == 1
@@ -76,7 +77,8 @@ async def test_unchanged_books_reach_strategies_once() -> None:
         assert public.stream.decoder.unchanged_books >= 20
         sim.markets["BTC/USD"].steps(50)
         await until(engine, lambda: books_equal(engine, sim), "changed book applied")
-        assert [s.symbol for s in snaps[seen:]] == ["BTC/USD"]
+        # news once, as the levels that moved (the book was already whole)
+        assert [(type(s), s.symbol) for s in snaps[seen:]] == [(BookDelta, "BTC/USD")]
 
 
 async def test_levels_are_configurable() -> None:

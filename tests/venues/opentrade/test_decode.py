@@ -13,7 +13,16 @@ from typing import Any
 
 import pytest
 
-from framework.events import Balance, BookSnapshot, OrderStatus, OrderType, PublicTrade, Side
+from framework.book import OrderBook
+from framework.events import (
+    Balance,
+    BookDelta,
+    BookSnapshot,
+    OrderStatus,
+    OrderType,
+    PublicTrade,
+    Side,
+)
 from framework.events import TimeInForce as TIF
 from framework.model import Order
 from framework.venue import FrameError, OrderRefused
@@ -138,8 +147,11 @@ def test_line11_an_unchanged_full_book_is_not_emitted_again() -> None:
         assert sink.feed(line(11), recv_ns=2 + i) == []
     assert sink.decoder.unchanged_books == 5
     changed = line(11).replace("[19292.21,0.0124]", "[19292.21,0.0125]")
-    (snap,) = sink.feed(changed, recv_ns=10)
-    assert snap.bids[0] == (D("19292.21"), D("0.0125"))
+    (delta,) = sink.feed(changed, recv_ns=10)
+    # a changed book is sent as the levels that moved: the core holds the last one exactly
+    assert isinstance(delta, BookDelta)
+    assert (delta.bids, delta.asks) == (((D("19292.21"), D("0.0125")),), ())
+    assert delta.venue_ts == 1664651366635 * 1_000_000
     # a new connection (epoch) or a resync request: the next book is emitted even if unchanged
     sink.decoder.epoch = 2
     assert len(sink.feed(changed, recv_ns=11)) == 1
@@ -147,6 +159,31 @@ def test_line11_an_unchanged_full_book_is_not_emitted_again() -> None:
     assert len(sink.feed(changed, recv_ns=12)) == 1
     # after a silence (the core may have marked the book STALE) an unchanged one is re-emitted
     assert len(sink.feed(changed, recv_ns=12 + sink.decoder.resend_unchanged_after_ns)) == 1
+
+
+def test_a_changed_book_becomes_the_delta_that_rebuilds_it() -> None:
+    sink = Sink()
+    first = line(11)
+    (snap,) = sink.feed(first, recv_ns=1)
+    book = OrderBook("opentrade", "BTC/USD")
+    assert book.apply_snapshot(snap)
+    # one level resized, one gone, one new, on both sides
+    changed = (
+        first.replace("[19292.21,0.0124]", "[19292.21,0.5]")
+        .replace("[10000.0,0.0002]", "[19000.5,0.25]")
+        .replace("[85100.0,0.01009]", "[19400,2]")
+    )
+    (delta,) = sink.feed(changed, recv_ns=2)
+    assert isinstance(delta, BookDelta)
+    assert sorted(delta.bids) == [
+        (D("10000.0"), D(0)),
+        (D("19000.5"), D("0.25")),
+        (D("19292.21"), D("0.5")),
+    ]
+    assert sorted(delta.asks) == [(D("19400"), D(2)), (D("85100.0"), D(0))]
+    assert book.apply_delta(delta)
+    (fresh,) = Sink().feed(changed, recv_ns=2)  # what a snapshot of the new frame holds
+    assert book.bids() == list(fresh.bids) and book.asks() == list(fresh.asks)
 
 
 def test_book_for_an_unconfigured_symbol_is_skipped() -> None:
