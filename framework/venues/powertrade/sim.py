@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -107,6 +107,38 @@ DEFAULT_MARKETS: dict[str, Market] = {
     ),
 }  # fmt: skip
 _ZERO = D(0)
+SYNTHETIC_ENTITY_IDS = 1000  # [INF] synthetic markets are numbered from here, above the real ids
+
+
+def synthetic_markets(
+    markets: Mapping[str, Market | tuple[Decimal, Decimal]],
+) -> dict[str, Market]:
+    """Each `(mid, tick)` as a synthetic spot `Market`, the rest kept as given.
+
+    The symbol is `BASE-QUOTE` ("X001-USD"); quantity rules are BTC-USD's, and the tradeable
+    entity id is numeric ([DOC] ids are numeric) and unused by the other markets.
+    """
+    used = {m.entity_id for m in markets.values() if isinstance(m, Market)}
+    next_id = SYNTHETIC_ENTITY_IDS
+    out: dict[str, Market] = {}
+    for symbol, m in markets.items():
+        if isinstance(m, Market):
+            out[symbol] = m
+            continue
+        base, dash, quote = symbol.partition("-")
+        if not (base and dash and quote):
+            raise ValueError(f"synthetic Power.Trade market {symbol!r} is not BASE-QUOTE")
+        while str(next_id) in used:
+            next_id += 1
+        used.add(str(next_id))
+        mid, tick = m
+        out[symbol] = Market(
+            str(next_id), base, quote, D(mid), D(tick), D("0.0001"), D("0.0001"), D(100),
+            D("0.00001"), D(100_000_000),
+        )  # fmt: skip
+    return out
+
+
 DEFAULT_BALANCES = {"USD": D(10_000_000), "BTC": D(100), "ETH": D(1000)}
 
 
@@ -289,9 +321,17 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
 
     @classmethod
     def build(
-        cls, seed: int, markets: dict[str, Market] | None = None, **kwargs: Any
+        cls,
+        seed: int,
+        markets: Mapping[str, Market | tuple[Decimal, Decimal]] | None = None,
+        **kwargs: Any,
     ) -> PowerTradeSimulator:
-        markets = dict(markets or DEFAULT_MARKETS)
+        """A simulator on a fresh engine with a seeded crowd on each market.
+
+        `markets` maps a symbol to its `Market`, or to `(mid, tick)` for a synthetic spot market
+        (`synthetic_markets`); the default is BTC-USD and ETH-USD.
+        """
+        markets = synthetic_markets(markets or DEFAULT_MARKETS)
         clock_ns = kwargs.pop("clock_ns", time.time_ns)
         # [INF] numeric ids ([DOC] order_id must be numeric), unique across simulator runs so a
         # persistent journal never mistakes a new run's ids (or fills) for old ones

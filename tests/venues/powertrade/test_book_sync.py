@@ -4,16 +4,19 @@ bad input from the venue (over a real socket)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from functools import partial
+
 import orjson
 import pytest
 import trio
 
 from framework.runner import Engine
 from framework.sim.faults import FaultPlan, Rule
-from framework.testing import chaos
+from framework.testing import chaos, server_connection
 from framework.venues.powertrade.client import PowerTradeStream
 from framework.venues.powertrade.sim import PowerTradeSimulator
-from tests.helpers import config, drain, running, session, until
+from tests.helpers import HANG_GUARD_S, config, drain, running, session, until
 
 MARKETS = ["BTC-USD", "ETH-USD"]
 
@@ -123,3 +126,31 @@ async def test_repeated_partial_executions_never_leave_a_wrong_synced_book() -> 
             assert run.book_problems() == []
             await run.settle(synced=True)
         assert repeat.fired > 100
+
+
+async def test_a_caller_given_synthetic_market_is_listed_and_its_book_synced() -> None:
+    """`build(markets={symbol: (mid, tick)})` serves that market: the real adapter, given only
+    `markets` and `sim_url`, finds it in the venue's rules and keeps its book equal to the
+    simulator's (how bench/scale.py spreads many markets over the venues)."""
+    symbol = "X007-USD"
+    sim = PowerTradeSimulator.build(6, markets={symbol: (Decimal(107), Decimal("0.01"))})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(sim.run, market_rate_hz=None))
+        venue = {"sim_url": sim.http_url, "markets": [symbol], "sim_rfq_rate_hz": 0,
+                 "account_interval_s": 3600}  # fmt: skip
+        async with running(config({"powertrade": venue}), journal_path=":memory:") as engine:
+            inst = engine.orders.instruments[("powertrade", symbol)]
+            assert (inst.base, inst.quote, inst.tick) == ("X007", "USD", Decimal("0.01"))
+            book = engine.book("powertrade", symbol)
+            await until(engine, lambda: book.is_synced, "synced")
+            sess = session(engine, "powertrade")
+            sim.crowds[symbol].steps(300)
+            conn = server_connection(sess, sim.app)
+            assert conn is not None
+            with trio.fail_after(HANG_GUARD_S):
+                await sess.wait_frames(conn.enqueued)
+            bids, asks = sim.engine.book(symbol)
+            assert bids and asks and Decimal(100) < bids[0][0] < Decimal(114)
+            assert book.is_synced and book.levels_unchecked() == (bids, asks)
+            assert sess.counts["bad_frames"] == 0
+        nursery.cancel_scope.cancel()
