@@ -8,6 +8,8 @@ that lets the queue fill up is disconnected as a slow consumer, as real venues d
 Fault injection shared by every simulator: forced HTTP errors (`SimApp.inject_http_error`), and
 closing (`close_all_ws`) or abruptly dropping (`abort_all_ws`) every live WebSocket; and a seeded,
 scriptable `FaultPlan` (framework/sim/faults.py) set as `SimApp.faults`.
+
+`SimApp.observe` lets a benchmark stamp frames and requests at the transport edge.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import inspect
 import logging
 import math
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from functools import partial
@@ -46,6 +49,8 @@ WsHandler = Callable[..., Awaitable[None]]
 # authorize(headers) -> HTTP status refusing the upgrade, or None to accept
 Authorize = Callable[[dict[str, str]], int | None]
 ErrorResponse = Callable[[int, str], Any]
+# observe(path, direction, text, monotonic_ns): see `SimApp.observe`
+Observer = Callable[[str, str, str, int], None]
 
 SLOW_CONSUMER = 1008
 DEFAULT_WS_QUEUE = 10_000
@@ -206,6 +211,7 @@ class WsConnection:
             queue_size
         )
         self.faults: FaultPlan | None = None  # set by SimApp
+        self.observe: Observer | None = None  # set by SimApp
         # Inbound is unbounded so that a handler that never reads cannot stall the reader (which
         # must keep reading to notice the peer going away).
         self._in_send, self._in_recv = trio.open_memory_channel[str](math.inf)
@@ -324,6 +330,8 @@ class WsConnection:
                 text = message.get("text")
                 if text is None:
                     text = (message.get("bytes") or b"").decode("utf-8", "replace")
+                if self.observe is not None:
+                    self.observe(self.path, "in", text, time.monotonic_ns())
                 self._in_send.send_nowait(text)
             elif kind == "websocket.disconnect":
                 self._peer_gone = True
@@ -350,9 +358,9 @@ class WsConnection:
                 with contextlib.suppress(trio.WouldBlock):
                     carry = self._out_recv.receive_nowait()
                 if isinstance(carry, str):
-                    await self._asgi_send({"type": "websocket.send", "text": carry})
+                    await self._send_frame(carry)
                     carry = None
-                await self._asgi_send({"type": "websocket.send", "text": item.text})
+                await self._send_frame(item.text)
                 continue
             if isinstance(item, _CloseCmd):
                 await self._asgi_send(
@@ -361,7 +369,14 @@ class WsConnection:
                 self._close_sent = True
                 self._scope.cancel()
                 return
+            if self.observe is not None:  # inline, not `_send_frame`: the hot path
+                self.observe(self.path, "out", item, time.monotonic_ns())
             await self._asgi_send({"type": "websocket.send", "text": item})
+
+    async def _send_frame(self, text: str) -> None:
+        if self.observe is not None:
+            self.observe(self.path, "out", text, time.monotonic_ns())
+        await self._asgi_send({"type": "websocket.send", "text": text})
 
     async def _drop_transport(self) -> None:
         # ASGI has no "abort": reach hypercorn's stream behind the `send` callable and report the
@@ -405,6 +420,13 @@ class SimApp:
         # venue-specific faults the simulator can perform on an HTTP request, by kind
         # (e.g. "token_expiry": revoke every token); fired by the fault plan's rules
         self.fault_actions: dict[str, Callable[[], None]] = {}
+        # Transport-edge observer, for benchmarks that time a round trip from a frame leaving the
+        # simulator to the reply arriving, without the simulator's own handler work inside the
+        # figure. Called synchronously with (path, direction, text, time.monotonic_ns()):
+        # "out" as a WebSocket frame is handed to the ASGI send, "in" as one is taken from the
+        # ASGI receive, "http" (text = the method) once an HTTP request's body is in, before
+        # routing. Set it before clients connect; None (the default) costs one attribute test.
+        self.observe: Observer | None = None
 
     @property
     def faults(self) -> FaultPlan | None:
@@ -475,6 +497,8 @@ class SimApp:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
+        if self.observe is not None:
+            self.observe(scope["path"], "http", scope["method"].upper(), time.monotonic_ns())
         request = HttpRequest(
             method=scope["method"].upper(),
             path=scope["path"],
@@ -558,6 +582,7 @@ class SimApp:
         client = scope.get("client")
         conn.peer_port = client[1] if client else None
         conn.faults = self._fault_plan
+        conn.observe = self.observe
         self.ws_accepted[path] = self.ws_accepted.get(path, 0) + 1
         self.ws_connections.append(conn)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -211,3 +212,29 @@ async def test_close_all_ws_and_abort_all_ws(server) -> None:
             # no close frame came: the client reports an abnormal closure
             assert closed.value.reason.code == 1006
             assert live["push"].enqueue("late") is False
+
+
+async def test_observe_sees_frames_and_requests_at_the_transport_edge(server) -> None:
+    app, _, port = server
+    seen: list[tuple[str, str, str, int]] = []
+    app.observe = lambda path, direction, text, ns: seen.append((path, direction, text, ns))
+    start = time.monotonic_ns()
+    with trio.fail_after(10):
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/push/ann") as ws:
+            assert await ws.get_message() == "hello ann"  # an enqueued (sync) frame
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/echo") as ws:
+            await ws.send_message("ping")
+            # the handler takes "ping" after it is observed, and the reply is observed before it
+            # is written: both are recorded by the time the client has the reply
+            assert await ws.get_message() == "echo:ping"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.post("/things/x1", json={"k": 1})).status_code == 201
+    end = time.monotonic_ns()
+    assert [entry[:3] for entry in seen] == [
+        ("/push/ann", "out", "hello ann"),
+        ("/echo", "in", "ping"),
+        ("/echo", "out", "echo:ping"),
+        ("/things/x1", "http", "POST"),
+    ]
+    stamps = [entry[3] for entry in seen]
+    assert start <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= end  # one clock
