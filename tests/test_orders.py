@@ -7,6 +7,7 @@ only when every task is blocked, so timeouts fire at once and nothing waits for 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal as D
@@ -249,6 +250,31 @@ async def test_request_leaves_only_once_its_intent_is_on_disk(autojump_clock: Mo
         assert sorted(c for what, c in h.client.calls if what == "submit") == sorted(
             [first.client_order_id, second.client_order_id]
         )
+
+
+async def test_submit_reaches_the_client_in_one_step_of_its_task(
+    autojump_clock: MockClock,
+) -> None:
+    # from the strategy's buy() to the venue client, the spawned send task runs once: no
+    # scheduler pass in between lets other runnable tasks (a session's backlog) go first
+    steps: Counter[trio.lowlevel.Task] = Counter()
+
+    class Steps(trio.abc.Instrument):
+        def before_task_step(self, task: trio.lowlevel.Task) -> None:
+            steps[task] += 1
+
+    seen: list[int] = []
+
+    async def submit(order: Order) -> ExecutionReport | None:
+        seen.append(steps[trio.lowlevel.current_task()])
+        return await FakeClient.accept(order)
+
+    async with running() as h:
+        h.client.on_submit = submit
+        trio.lowlevel.add_instrument(Steps())
+        handle = h.buy("0.5", "100.25")
+        await h.events.until_status(handle, S.ACCEPTED)
+    assert seen == [1]
 
 
 async def test_intent_journaled_before_the_client_sees_the_order(autojump_clock: MockClock) -> None:
