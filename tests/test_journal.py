@@ -233,6 +233,7 @@ async def test_durable_fsyncs_the_wal_once_per_burst_of_intents(
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(Journal, "fsync_in_thread", True)  # the production path (real clock)
     first = journal.record_intent(make_order("a"))
     second = journal.record_intent(make_order("b", created_ns=2))
     assert synced == []  # committed (a process kill keeps them) but not yet waited for
