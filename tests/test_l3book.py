@@ -49,6 +49,14 @@ def test_update_moves_an_order_under_a_new_id_and_reports_both_levels() -> None:
     assert book.orders == {"2": (S, D(13), D(1)), "9": (S, D(13), D(2))}
 
 
+def test_an_update_reports_each_level_it_touched_once_in_ascending_price_order() -> None:
+    book, _ = synced([("1", B, "10", "1"), ("2", B, "9", "1")])
+    delta = book.update("1", "1", price=D(9), size=None, **KW)
+    assert delta.bids == ((D(9), D(2)), (D(10), D(0))) and delta.asks == ()
+    delta = book.update("1", "3", price=D("9.0"), size=D(3), **KW)  # the same level: once
+    assert delta.bids == ((D(9), D(4)),) and book.levels(B) == [(D(9), D(4))]
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from framework.events import (
     Balance,
@@ -479,3 +481,161 @@ def test_reference_account_replies_become_balance_and_position_events() -> None:
 def test_bad_frames_are_frame_errors(frame: str, match: str) -> None:
     with pytest.raises(FrameError, match=match):
         Harness().feed(frame)
+
+
+# --- the hot path of the L3 feed -----------------------------------------------------------------
+# `_order_added`, `_order_deleted`, `_order_updated` and `_order_executed` take a well-formed firm
+# message straight to the book; anything else goes the careful way. These pin that the hot path
+# decides nothing the careful path would not: same events, same refusals, same book.
+
+FIRM = {"market_id": "0", "symbol": "BTC-USD", "server_utc_timestamp": "5", "utc_timestamp": "5"}
+
+
+def firm_book(h: Harness) -> Harness:
+    h.feed(
+        {
+            "snapshot": {
+                "market_id": "0",
+                "symbol": "BTC-USD",
+                "buy": [{"price": "99.0", "quantity": "1.0", "order_id": "7"}],
+                "sell": [{"price": "101.0", "quantity": "2.0", "order_id": "8"}],
+            }
+        }
+    )
+    return h
+
+
+def careful_only(h: Harness) -> Harness:
+    h.decoder._hot_book = lambda body: None  # type: ignore[method-assign]  # never the hot path
+    return h
+
+
+@pytest.mark.parametrize(
+    "kind, body, match",
+    [
+        ("order_added", {"side": "buy", "order_id": "9", "price": "0", "quantity": "1"}, "positive"),
+        ("order_added", {"side": "buy", "order_id": "9", "price": "-1", "quantity": "1"}, "positive"),
+        ("order_added", {"side": "buy", "order_id": "9", "price": "98", "quantity": "0"}, "positive"),
+        ("order_added", {"side": "buy", "order_id": "9", "price": "NaN", "quantity": "1"}, "price: not finite"),
+        ("order_added", {"side": "buy", "order_id": "9", "price": "98", "quantity": "Infinity"}, "quantity: not finite"),
+        ("order_added", {"side": "buy", "order_id": "9", "price": "9x", "quantity": "1"}, "price: not a number"),
+        ("order_added", {"side": "buy", "order_id": "9", "price": 98.5, "quantity": "1"}, "price: expected a decimal string"),
+        ("order_added", {"side": "BUY", "order_id": "9", "price": "98", "quantity": "1"}, "side: expected buy or sell"),
+        ("order_added", {"side": "buy", "order_id": "", "price": "98", "quantity": "1"}, "order_id: expected a non-empty string"),
+        ("order_added", {"side": "buy", "order_id": 9, "price": "98", "quantity": "1"}, "order_id: expected a non-empty string"),
+        ("order_added", {"market_id": "7", "side": "buy", "order_id": "9", "price": "98", "quantity": "1"}, "market_id: unknown market"),
+        ("order_added", {"market_id": 0, "side": "buy", "order_id": "9", "price": "98", "quantity": "1"}, "market_id: unknown market"),
+        ("order_added", {"symbol": "", "side": "buy", "order_id": "9", "price": "98", "quantity": "1"}, "symbol: expected a non-empty string"),
+        ("order_deleted", {"side": "buy", "order_id": ["7"]}, "order_id: expected a non-empty string"),
+        ("order_executed", {"order_id": "7", "quantity": "0"}, "order_executed: quantity must be positive"),
+        ("order_executed", {"order_id": "7", "quantity": "-0.5"}, "order_executed: quantity must be positive"),
+        ("order_executed", {"order_id": "7", "quantity": "sNaN"}, "quantity: not finite"),
+        ("order_executed", {"order_id": "7"}, "quantity: expected a decimal string, got NoneType"),
+        ("order_updated", {"old_order_id": "7", "new_order_id": "9", "price": "0", "quantity": "1"}, "price must be positive, quantity not negative"),
+        ("order_updated", {"old_order_id": "7", "new_order_id": "9", "price": "98", "quantity": "-1"}, "price must be positive, quantity not negative"),
+        ("order_updated", {"old_order_id": "7", "new_order_id": "", "price": "98", "quantity": "1"}, "new_order_id: expected a non-empty string"),
+        ("order_updated", {"old_order_id": "7", "new_order_id": "9", "price": "-Infinity", "quantity": "1"}, "price: not finite"),
+    ],
+)  # fmt: skip
+def test_a_malformed_order_message_is_refused_with_its_reason_on_the_hot_path_too(
+    kind: str, body: dict, match: str
+) -> None:
+    # each differs from a message the hot path takes in one field
+    h = firm_book(Harness({"BTC-USD"}))
+    before = dict(h.decoder.books["BTC-USD"].orders)
+    with pytest.raises(FrameError, match=match):
+        h.feed({kind: {**FIRM, **body}})
+    assert h.events[1:] == [] and h.decoder.books["BTC-USD"].orders == before
+
+
+def test_messages_the_hot_path_leaves_to_the_careful_one_still_apply() -> None:
+    h = firm_book(Harness({"BTC-USD"}))
+    # another spelling of the id, JSON integers, a size of zero (removes the order)
+    (d,) = h.feed(
+        {"order_added": {**FIRM, "side": "buy", "orderid": "9", "price": 98, "quantity": 2}}
+    )
+    assert d.bids == ((D(98), D(2)),)
+    (d,) = h.feed(
+        {
+            "order_updated": {
+                **FIRM,
+                "old_order_id": "9",
+                "new_order_id": "10",
+                "price": "98",
+                "quantity": "0",
+            }
+        }
+    )
+    assert d.bids == ((D(98), D(0)),) and "10" not in h.decoder.books["BTC-USD"].orders
+    (d,) = h.feed({"order_executed": {**FIRM, "ordered": "8", "quantity": "0.5"}})
+    assert d.asks == ((D(101), D("1.5")),)
+    assert h.feed({"order_deleted": {**FIRM, "symbol": "ETH-USD", "order_id": "8"}}) == []
+    assert h.decoder.counts["skipped_symbol"] == 1
+
+
+_IDS = st.sampled_from(["7", "8", "9", "10"])
+_PRICES = st.sampled_from(["98.5", "99.0", "99.00", "101.0", "102"])
+_SIZES = st.sampled_from(["0.5", "1.0", "2", "0.25"])
+_WELL_FORMED = {
+    "order_added": {"side": st.sampled_from(["buy", "sell"]), "order_id": _IDS},
+    "order_deleted": {"order_id": _IDS},
+    "order_updated": {"old_order_id": _IDS, "new_order_id": _IDS},
+    "order_executed": {"order_id": _IDS, "quantity": _SIZES},
+}
+_WELL_FORMED["order_added"] |= {"price": _PRICES, "quantity": _SIZES}
+_WELL_FORMED["order_updated"] |= {"price": _PRICES, "quantity": _SIZES}
+# what a field may be changed to (None: left out)
+_ODD_IDS = st.sampled_from(["7", "9", "", 9, ["7"], None])
+_ODD_NUMS = st.sampled_from(
+    ["0", "0.0", "-1", "NaN", "sNaN", "Infinity", "1e40", "1E+1", "x", " 2 ", 98, 1.5, None]
+)
+_ODD = {
+    "market_id": st.sampled_from(["none", "255", "7", 0, None]),
+    "symbol": st.sampled_from(["ETH-USD", "", 1, None]),
+    "side": st.sampled_from(["BUY", "", None]),
+    "order_id": _ODD_IDS,
+    "orderid": _ODD_IDS,
+    "ordered": _ODD_IDS,
+    "old_order_id": _ODD_IDS,
+    "new_order_id": _ODD_IDS,
+    "price": _ODD_NUMS,
+    "quantity": _ODD_NUMS,
+}
+
+
+@st.composite
+def order_messages(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """A well-formed firm order message, often with one or two fields changed; "snapshot" puts
+    the starting book back (after a gap the book ignores changes until one)."""
+    kind = draw(st.sampled_from([*_WELL_FORMED, "snapshot"]))
+    if kind == "snapshot":
+        return kind, {}
+    body = {**FIRM, **draw(st.fixed_dictionaries(_WELL_FORMED[kind]))}
+    for field in draw(st.lists(st.sampled_from(sorted(_ODD)), max_size=2, unique=True)):
+        body[field] = draw(_ODD[field])
+    return kind, {k: v for k, v in body.items() if v is not None}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(order_messages(), max_size=12))
+def test_the_hot_path_decides_every_order_message_as_the_careful_path_does(messages) -> None:
+    hot, careful = firm_book(Harness({"BTC-USD"})), careful_only(firm_book(Harness({"BTC-USD"})))
+    for kind, body in messages:
+        if kind == "snapshot":
+            firm_book(hot)
+            firm_book(careful)
+            continue
+        frame = orjson.dumps({kind: body}).decode()
+        outcomes = []
+        for h in (hot, careful):
+            try:
+                outcomes.append(repr(h.feed(frame)))  # repr: Decimal exponents count too
+            except FrameError as exc:
+                outcomes.append(f"FrameError: {exc}")
+        assert outcomes[0] == outcomes[1], frame
+    for symbol, book in careful.decoder.books.items():
+        other = hot.decoder.books[symbol]
+        assert (other.synced, repr(other.orders)) == (book.synced, repr(book.orders))
+        assert repr(other.levels(Side.BUY) + other.levels(Side.SELL)) == repr(
+            book.levels(Side.BUY) + book.levels(Side.SELL)
+        )

@@ -6,11 +6,14 @@ Line numbers cite the samples file; its README section names the doc page of eac
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from framework.events import (
     Balance,
@@ -277,3 +280,142 @@ def test_delta_after_the_ack_where_the_snapshot_was_due_asks_for_a_resync() -> N
 def test_bad_frames_raise_frame_error(frame: bytes, why: str) -> None:
     with pytest.raises(FrameError, match=why):
         Collect().decoder.decode(frame, 1)
+
+
+# --- the hot path of depth deltas ----------------------------------------------------------------
+# `RoxomDecoder.decode` takes a plain depth delta straight to a BookDelta; anything else goes
+# through `_market`. These pin that the hot path decides nothing `_market` would not.
+
+
+def delta(bid: Any = (), ask: Any = (), **data: Any) -> bytes:
+    body = {"symbol": "X", "timestamp": TS, **data}
+    if bid != ():
+        body["bid"] = bid
+    if ask != ():
+        body["ask"] = ask
+    return orjson.dumps({"topic": "depth.X", "type": "delta", "createdTime": TS, "data": body})
+
+
+@pytest.mark.parametrize(
+    ("frame", "why"),
+    [
+        (delta([["0", "1"]]), "bid: price must be positive"),
+        (delta([["-0.1", "1"]]), "bid: price must be positive"),
+        (delta(ask=[["-0.1", "0"]]), "ask: price must be positive"),  # a removal too
+        (delta([["NaN", "1"]]), "bid.price: not finite"),
+        (delta([["Infinity", "1"]]), "bid.price: not finite"),
+        (delta([["1", "sNaN"]]), "bid.qty: not finite"),
+        (delta([["1", "-Infinity"]]), "bid.qty: not finite"),
+        (delta([["1", "1x"]]), "bid.qty: not a number"),
+        (delta([[1.5, "1"]]), "bid.price: expected a decimal string, got float"),
+        (delta([[["1"], "1"]]), "bid.price: expected a decimal string, got list"),
+        (delta([["1", 2.5]]), "bid.qty: expected a decimal string, got float"),
+        (delta([["1", "2", "3"]]), r"bid: expected \[price, quantity\]"),
+        (delta(["12"]), r"bid: expected \[price, quantity\]"),
+        (delta([[]]), "bid: empty level"),
+        (delta("12"), "bid: expected a list"),
+        (delta({"1": "2"}), "bid: expected a list"),
+        (delta([["1", "1"]], timestamp=True), "timestamp: expected integer nanoseconds"),
+        (delta([["1", "1"]], timestamp=None), "timestamp: expected integer nanoseconds"),
+    ],
+)
+def test_a_malformed_depth_delta_is_refused_with_its_reason_on_the_hot_path_too(
+    frame: bytes, why: str
+) -> None:
+    # each differs from a delta the hot path takes in one field
+    c = Collect()
+    with pytest.raises(FrameError, match=why):
+        c.decoder.decode(frame, 1)
+    assert c.events == []
+
+
+def test_deltas_the_hot_path_leaves_to_market_still_apply() -> None:
+    # JSON integers, a digit-string or missing timestamp (then createdTime), huge amounts
+    c = Collect()
+    assert c.one(delta([[1, 2]])).bids == ((D(1), D(2)),)
+    assert c.one(delta([["1", "1"]], timestamp="7")).venue_ts == 7
+    frame = orjson.dumps(
+        {"topic": "depth.X", "type": "delta", "createdTime": 9, "data": {"bid": [["1", "1"]]}}
+    )
+    assert c.one(frame).venue_ts == 9
+    assert c.one(delta([["1e40", "-1e40"]])).bids == ((D("1e40"), D(0)),)
+
+
+_PRICES = ["0.00432450", "0.00432500", "50000.0", "1E-8"]
+_SIZES = ["0.5", "1247.85", "0", "0.00", "-5.00"]
+_ODD_ENTRIES = [
+    *(["1", "2", "3"], ["1"], [], "12", None, [1, "1"], ["1", 2], [1.5, "1"], [None, "1"]),
+    *([["1"], "1"], ["1", {}]),
+    *(["0", "1"], ["-1", "1"], ["NaN", "1"], ["1", "NaN"], ["Infinity", "1"], ["1", "-Infinity"]),
+    *(["1e40", "1"], ["1", "1e40"], ["1", "-1e40"], [" 1 ", "1"], ["1_000", "1"], ["1", "x"]),
+]
+_ODD = {
+    "topic": st.sampled_from(["depth", "depth.", "depth.GOLD-BTC", "nope.X", 7]),
+    "type": st.sampled_from(["snapshot", "odd", None]),
+    "createdTime": st.sampled_from([TS + 1, "12", 1.5, None]),
+    "data": st.sampled_from([[], "x", None]),
+    "timestamp": st.sampled_from([BIG_TS, "123", "12a", 1.7e18, True, None]),
+    "bid": st.sampled_from(["x", {}, [], None]),
+    "ask": st.sampled_from(["x", {}, [], None]),
+    "bid_entry": st.sampled_from(_ODD_ENTRIES),
+    "ask_entry": st.sampled_from(_ODD_ENTRIES),
+}
+
+
+@st.composite
+def depth_frames(draw: st.DrawFn) -> bytes:
+    """A well-formed depth delta (most name one level on one side), often with one or two
+    fields changed (None: left out)."""
+    levels = st.lists(
+        st.tuples(st.sampled_from(_PRICES), st.sampled_from(_SIZES)).map(list), max_size=2
+    )
+    data: dict[str, Any] = {
+        "symbol": "X",
+        "bid": draw(levels),
+        "ask": draw(levels),
+        "timestamp": TS,
+    }
+    msg: dict[str, Any] = {"topic": "depth.US500-BTC", "type": "delta", "createdTime": TS}
+    msg["data"] = data
+    for field in draw(st.lists(st.sampled_from(sorted(_ODD)), max_size=2, unique=True)):
+        value = draw(_ODD[field])
+        if field in ("bid_entry", "ask_entry"):
+            side = field[:3]
+            data[side] = [*data[side], value] if type(data.get(side)) is list else [value]
+        elif field in msg:
+            msg[field] = value
+        else:
+            data[field] = value
+    return orjson.dumps({k: v for k, v in msg.items() if v is not None})
+
+
+def market_only(decoder: RoxomDecoder, frame: bytes, recv_ns: int) -> None:
+    """What `_market`, the careful path, makes of a market frame."""
+    msg = orjson.loads(frame)
+    decoder._market(msg, msg["topic"], recv_ns)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(depth_frames(), max_size=6))
+def test_the_hot_path_decides_every_depth_frame_as_market_does(frames: list[bytes]) -> None:
+    hot, careful = Collect(), Collect()
+    for c in (hot, careful):
+        c.decoder.depth = {"US500-BTC": "acked", "GOLD-BTC": "live"}
+    for frame in frames:
+        outcomes = []
+        for c, decode in (
+            (hot, hot.decoder.decode),
+            (careful, partial(market_only, careful.decoder)),
+        ):
+            try:
+                decode(frame, 7)
+                outcomes.append(repr(c.events))  # repr: Decimal exponents count too
+            except FrameError as exc:
+                outcomes.append(f"FrameError: {exc}")
+            c.events.clear()
+        assert outcomes[0] == outcomes[1], frame
+    assert (hot.decoder.depth, hot.decoder.gaps, hot.resyncs) == (
+        careful.decoder.depth,
+        careful.decoder.gaps,
+        careful.resyncs,
+    )
