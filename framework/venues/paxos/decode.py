@@ -88,6 +88,7 @@ class PublicDecoder:
         if msg.get("type") == "UPDATE":
             # the hot path: no validation helpers unless something looks wrong, in which case
             # `_update` redoes the frame carefully to name the problem
+            delta = None
             try:
                 market, amount = msg["market"], msg["amount"]
                 if type(amount) is str and (
@@ -97,22 +98,21 @@ class PublicDecoder:
                     if _ZERO <= level[1] < _HUGE:
                         side = msg["side"]
                         if side == "BUY":
-                            self.emit(
-                                BookDelta(
-                                    VENUE, market, (level,), _EMPTY, None, recv_ns, self.epoch
-                                )
+                            delta = BookDelta(
+                                VENUE, market, (level,), _EMPTY, None, recv_ns, self.epoch
                             )
-                            return
-                        if side == "SELL":
-                            self.emit(
-                                BookDelta(
-                                    VENUE, market, _EMPTY, (level,), None, recv_ns, self.epoch
-                                )
+                        elif side == "SELL":
+                            delta = BookDelta(
+                                VENUE, market, _EMPTY, (level,), None, recv_ns, self.epoch
                             )
-                            return
             except (KeyError, TypeError, ArithmeticError):
                 pass  # `_update` names the problem
-            self._update(msg, recv_ns)
+            # emitted outside the `try`: an error raised downstream is not this frame's fault
+            # and must not send it through `_update` (and to the book) a second time
+            if delta is not None:
+                self.emit(delta)
+            else:
+                self._update(msg, recv_ns)
             return
         market = msg.get("market")
         if type(market) is not str:

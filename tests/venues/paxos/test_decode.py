@@ -75,6 +75,21 @@ def test_public_lines3_4_updates_buy_to_bids_sell_zero_removes() -> None:
     assert sell.asks == ((D("20115.25"), D(0)),) and sell.bids == ()
 
 
+def test_an_error_downstream_of_an_update_does_not_decode_it_twice() -> None:
+    # the fast path catches KeyError/TypeError to hand a frame to the careful path; an error
+    # raised by what the event is emitted to is not the frame's and must not re-emit it
+    emitted: list[Any] = []
+
+    def emit(event: Any) -> None:
+        emitted.append(event)
+        raise KeyError("downstream")
+
+    dec = PublicDecoder(emit, None)
+    with pytest.raises(KeyError, match="downstream"):
+        dec.marketdata(line(PUBLIC, 3), 1)
+    assert len(emitted) == 1
+
+
 @pytest.mark.parametrize("n", [5, 6, 7, 9])
 def test_public_stablecoin_lines_are_tickers_with_nanosecond_time(n: int) -> None:
     dec, out = public()
