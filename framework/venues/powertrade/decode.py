@@ -18,8 +18,6 @@ from typing import Any
 
 import orjson
 import structlog
-from orjson import JSONDecodeError
-from orjson import loads as _loads
 
 from framework.events import (
     Balance,
@@ -251,15 +249,7 @@ class Decoder:
             self.counts["repeated_frames"] += 1
             return
         self._last_frame = None
-        try:
-            msg = _loads(frame)  # `loads`, inlined: this runs for every frame
-        except JSONDecodeError as exc:
-            raise FrameError(f"malformed JSON: {exc}") from None
-        if type(msg) is not dict or len(msg) != 1:
-            raise FrameError("a message is an object with exactly one key")
-        ((kind, body),) = msg.items()
-        if type(body) is not dict:
-            raise FrameError(f"{kind}: body is not an object")
+        kind, body = loads(frame)
         handler = self._handlers.get(kind)
         if handler is None:
             raise FrameError(f"unknown message type {kind!r}")

@@ -14,8 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
-from orjson import JSONDecodeError
-from orjson import loads as _loads
 
 from framework.events import (
     Balance,
@@ -32,7 +30,7 @@ from framework.events import (
 )
 from framework.venue import FrameError
 from framework.venues.roxom.instruments import QUOTE, VENUE
-from framework.wire import PriceCache, dec
+from framework.wire import PriceCache, dec, loads_object
 
 _D = Decimal
 _ZERO = Decimal(0)
@@ -138,12 +136,7 @@ class RoxomDecoder:
         self.prices = PriceCache()
 
     def decode(self, frame: str | bytes, recv_ns: int) -> None:
-        try:
-            msg = _loads(frame)  # `loads_object`, inlined: this runs for every frame
-        except JSONDecodeError as exc:
-            raise FrameError(f"malformed JSON: {exc}") from None
-        if type(msg) is not dict:
-            raise FrameError("frame is not a JSON object")
+        msg = loads_object(frame)
         topic = msg.get("topic")
         if topic is not None:
             # The hot path: a depth delta with an integer `data.timestamp` and plain levels (see
