@@ -438,7 +438,13 @@ class OrderManager:
 
     async def _send_submit(self, order: Order, intent: int) -> None:
         try:
-            await self.journal.durable(intent)  # nothing leaves before its intent is on disk
+            try:
+                await self.journal.durable(intent)  # nothing leaves before its intent is on disk
+            except OSError as exc:
+                # the disk refused: the intent may not survive a power loss, so it never leaves
+                if order.status is S.PENDING:
+                    self._transition(order, S.REJECTED, reason=f"journal fsync failed: {exc}")
+                return
             await self._submit_once(order)
         finally:
             self._submitting.discard(order.client_order_id)

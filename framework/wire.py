@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -41,29 +42,61 @@ _ZERO = Decimal(0)
 _HUGE = Decimal("1e30")  # no real price comes near this; it also keeps Infinity out
 
 
-class PriceCache(dict[str, Decimal]):
-    """Price text -> Decimal for a decoder's hot path: `cache[text]`.
+class DecimalCache(dict[str, Any]):
+    """Number text -> `parse(text)`, for a decoder's hot path: `cache[text]`.
 
-    Prices sit on a tick grid and repeat frame after frame, so a hit (one C dict lookup) saves
-    most of what constructing a Decimal costs. Only positive values below 1e30 are ever cached;
-    anything else raises `InvalidOperation` (an ArithmeticError), which the decoder treats as a
-    frame to look at carefully. Bounded: cleared when full.
+    Prices sit on a tick grid and sizes repeat frame after frame, so a hit (one C dict lookup)
+    saves most of what constructing a Decimal costs, and a reused Decimal keeps its hash (the
+    books key their levels by price; hashing a fresh Decimal costs about three times what
+    building it does). Bounded: cleared when full. `parse` may raise (nothing is cached) or
+    return a value, None included, which is cached like any other.
     """
 
-    def __init__(self, limit: int = 8192) -> None:
+    def __init__(self, parse: Callable[[str], Any] = Decimal, limit: int = 8192) -> None:
         super().__init__()
+        self.parse = parse
         self.limit = limit
 
-    def __missing__(self, text: str) -> Decimal:
-        if type(text) is not str:
-            raise InvalidOperation(f"price is not a string: {type(text).__name__}")
-        price = Decimal(text)
-        if not _ZERO < price < _HUGE:
-            raise InvalidOperation(f"price out of range: {text[:20]!r}")
+    def __missing__(self, text: str) -> Any:
+        value = self.parse(text)
         if len(self) >= self.limit:
             self.clear()
-        self[text] = price
-        return price
+        self[text] = value
+        return value
+
+
+def _price(text: str) -> Decimal:
+    if type(text) is not str:
+        raise InvalidOperation(f"price is not a string: {type(text).__name__}")
+    price = Decimal(text)
+    if not _ZERO < price < _HUGE:
+        raise InvalidOperation(f"price out of range: {text[:20]!r}")
+    return price
+
+
+def _positive_or_none(text: str) -> Decimal | None:
+    try:
+        value = Decimal(text)
+        return value if _ZERO < value < _HUGE else None
+    except ArithmeticError:  # InvalidOperation: not a number, or a NaN compared
+        return None
+
+
+class PriceCache(DecimalCache):
+    """Price text -> Decimal. Only positive values below 1e30 are ever cached; anything else
+    raises `InvalidOperation` (an ArithmeticError), which the decoder treats as a frame to look
+    at carefully."""
+
+    def __init__(self, limit: int = 8192) -> None:
+        super().__init__(_price, limit)
+
+
+class PositiveCache(DecimalCache):
+    """Decimal text -> its value if positive and below 1e30, else None (cached too): for a hot
+    path that tests with `is not None` and sends anything else down its careful path."""
+
+    def __init__(self, limit: int = 8192) -> None:
+        super().__init__(_positive_or_none, limit)
 
 
 @lru_cache(maxsize=4096)
@@ -113,23 +146,9 @@ def loads_object(frame: str | bytes) -> dict[str, Any]:
     return msg
 
 
-class _NumberCache(dict[str, Decimal]):
-    """JSON number text -> Decimal. A venue that resends whole books sends the same few hundred
-    numbers frame after frame: a hit is one C dict lookup instead of a Decimal construction.
-    Bounded: cleared when full. (Text from the JSON grammar is always a finite number.)"""
-
-    def __init__(self, limit: int = 16384) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def __missing__(self, text: str) -> Decimal:
-        if len(self) >= self.limit:
-            self.clear()
-        value = self[text] = Decimal(text)
-        return value
-
-
-_DECIMAL_JSON = json.JSONDecoder(parse_float=_NumberCache().__getitem__)
+# JSON number text is always a finite number; a venue that resends whole books sends the same
+# few hundred of them frame after frame
+_DECIMAL_JSON = json.JSONDecoder(parse_float=DecimalCache(Decimal, 16384).__getitem__)
 
 
 def loads_decimal(frame: str | bytes) -> Any:

@@ -252,6 +252,22 @@ async def test_request_leaves_only_once_its_intent_is_on_disk(autojump_clock: Mo
         )
 
 
+async def test_an_intent_the_disk_refuses_never_leaves(autojump_clock: MockClock) -> None:
+    async def durable(intent: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    async with running() as h:
+        h.journal.durable = durable  # type: ignore[method-assign]
+        handle = h.buy("0.5", "100.25")
+        await h.events.until_status(handle, S.REJECTED)
+        assert "journal fsync failed" in handle.order.reason
+        assert h.client.calls == []
+        # the manager carries on: the next order is sent once the disk is back
+        del h.journal.durable
+        ok = h.buy("0.5", "100.00")
+        await h.events.until_status(ok, S.ACCEPTED)
+
+
 async def test_submit_reaches_the_client_in_one_step_of_its_task(
     autojump_clock: MockClock,
 ) -> None:

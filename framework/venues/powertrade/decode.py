@@ -39,7 +39,7 @@ from framework.venues.powertrade.events import (
     RfqRemoved,
     RfqSnapshot,
 )
-from framework.wire import dec
+from framework.wire import PositiveCache, dec
 
 log = structlog.get_logger("botrun.powertrade")
 
@@ -48,7 +48,6 @@ FIRM = "0"
 # [DOC] RFQ books are "none"; real 2022 frames say "255": both mean the RFQ market
 RFQ_MARKETS = frozenset({"none", "255"})
 _ZERO = Decimal(0)
-_HUGE = Decimal("1e30")  # no real price or size comes near this; it also keeps Infinity out
 # module constants: reading an Enum member off its class costs ~90 ns on Python 3.11
 _BUY, _SELL = Side.BUY, Side.SELL
 _ID_FIELDS = ("order_id", "orderid", "ordered")  # the spellings seen across sources
@@ -117,35 +116,6 @@ def row_id(row: dict[str, Any]) -> str:
     raise FrameError("order row without order_id")
 
 
-class Positives(dict[str, Decimal | None]):
-    """Decimal text -> its value if positive and below 1e30, else None: the hot path's number
-    check, `cache[text]` (str keys only).
-
-    Prices sit on a tick grid and sizes repeat, so a hit (one C dict lookup) saves most of what
-    constructing a Decimal costs. A cached price also keeps its hash: the L3 and L2 books key
-    their levels by price, and hashing a fresh Decimal costs about three times what building it
-    does (~0.8 µs here). None sends the frame down the careful path, which names the problem.
-    Bounded: cleared when full.
-    """
-
-    def __init__(self, limit: int = 8192) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def __missing__(self, text: str) -> Decimal | None:
-        value: Decimal | None
-        try:
-            value = Decimal(text)
-            if not _ZERO < value < _HUGE:  # (NaN raises InvalidOperation here)
-                value = None
-        except ArithmeticError:  # InvalidOperation: not a number
-            value = None
-        if len(self) >= self.limit:
-            self.clear()
-        self[text] = value
-        return value
-
-
 def legs_of(symbol: str, entity: str) -> tuple[RfqLeg, ...]:
     """`"A@1/B@-1"` (and `"117@1/336@-1"`) -> legs; a plain symbol is one leg of ratio 1."""
     if "@" not in symbol:
@@ -200,8 +170,8 @@ class Decoder:
         self._last_frame: str | bytes | None = None  # the last frame decoded without error
         self._kind = ""  # type of the message being decoded (replies name it to their waiter)
         # hot path: validated order prices and sizes by their text
-        self.prices = Positives()
-        self.sizes = Positives()
+        self.prices = PositiveCache()
+        self.sizes = PositiveCache()
         self._handlers: dict[str, Callable[[dict[str, Any], int], None]] = {
             "heartbeat": self._heartbeat,
             "command_response": self._command_response,
@@ -343,7 +313,7 @@ class Decoder:
 
     # The four order messages below are the L3 feed, nearly every frame of a firm book. Each
     # first tries its hot path: `_hot_book` found the book and every field is a plain non-empty
-    # string, prices and sizes positive and below 1e30 (`Positives`), so no helper has anything
+    # string, prices and sizes positive and below 1e30 (`PositiveCache`), so no helper has anything
     # to refuse. Anything else goes the careful way, which checks each field in turn and names
     # the one it refuses. Both end in the same book change, inline rather than in a closure
     # (two fewer calls a frame). A well-formed message that contradicts the book
