@@ -322,10 +322,9 @@ class Decoder:
         self.skipped_symbols = 0
         self.unchanged_books = 0
         self.catalogue: dict[str, CatalogueEntry] = {}
-        # last emitted book per symbol, the parsed lists it came from, and when a book for it
-        # last arrived
-        self._books: dict[str, tuple[tuple[Level, ...], tuple[Level, ...]]] = {}
-        self._raw: dict[str, tuple[list, list]] = {}
+        # per symbol: the last emitted book (bids, asks) and the parsed lists of the frame it
+        # was last seen in; and when a book for it last arrived
+        self._books: dict[str, tuple[tuple[tuple[Level, ...], tuple[Level, ...]], list, list]] = {}
         self._book_seen_ns: dict[str, int] = {}
         self._books_epoch = 0
         # An unchanged book is emitted again after this much silence: the core marks a quiet
@@ -344,7 +343,6 @@ class Decoder:
     def forget_book(self, symbol: str) -> None:
         """The next book for `symbol` is emitted even if unchanged (resync)."""
         self._books.pop(symbol, None)
-        self._raw.pop(symbol, None)
 
     def decode(self, frame: str | bytes, recv_ns: int) -> None:
         msg = loads(frame)
@@ -384,7 +382,6 @@ class Decoder:
         if self.epoch != self._books_epoch:
             # a new connection: the core unsynced the books, the first book must be emitted
             self._books.clear()
-            self._raw.clear()
             self._books_epoch = self.epoch
         merged: dict[str, tuple[list, list, int | None]] = {}
         for item in self._items(data, "OrderBook"):
@@ -406,24 +403,24 @@ class Decoder:
                 if ts is not None:
                     merged[symbol] = (prior[0], prior[1], max(ts, prior[2] or 0))
         for symbol, (raw_bids, raw_asks, ts) in merged.items():
-            prior = self._books.get(symbol)
-            raw = self._raw.get(symbol)
-            # a side whose parsed list equals the last one's is that side again (the venue
-            # resends whole books; most of the time one side, or neither, has moved)
-            if prior is not None and raw is not None:
-                bids = prior[0] if raw_bids == raw[0] else _levels(raw_bids, "bids", True)
-                asks = prior[1] if raw_asks == raw[1] else _levels(raw_asks, "asks", False)
-            else:
+            last = self._books.get(symbol)
+            prior = None
+            if last is None:
                 bids, asks = _levels(raw_bids, "bids", True), _levels(raw_asks, "asks", False)
+            else:
+                # a side whose parsed list equals the last one's is that side again (the venue
+                # resends whole books; most of the time one side, or neither, has moved)
+                prior, last_bids, last_asks = last
+                bids = prior[0] if raw_bids == last_bids else _levels(raw_bids, "bids", True)
+                asks = prior[1] if raw_asks == last_asks else _levels(raw_asks, "asks", False)
             book = (bids, asks)
-            self._raw[symbol] = (raw_bids, raw_asks)
+            self._books[symbol] = (book, raw_bids, raw_asks)
             seen = self._book_seen_ns.get(symbol)
             self._book_seen_ns[symbol] = recv_ns
             quiet = seen is not None and recv_ns - seen >= self.resend_unchanged_after_ns
             if prior == book and not quiet:
                 self.unchanged_books += 1
                 continue
-            self._books[symbol] = book
             if prior is None or quiet:
                 self.emit(BookSnapshot(VENUE, symbol, book[0], book[1], ts, recv_ns, self.epoch))
             else:
