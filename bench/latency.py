@@ -56,8 +56,8 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url, serve_websocket
 
 from framework.config import parse
+from framework.engine import Engine
 from framework.events import BookDelta, Side, TimeInForce
-from framework.runner import Engine
 from framework.sim.engine import EngineListener, SimOrder
 from framework.strategy import Strategy
 

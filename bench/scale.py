@@ -46,8 +46,8 @@ from typing import Any
 import trio
 
 from framework.config import parse
+from framework.engine import Engine
 from framework.latency import Histogram
-from framework.runner import Engine
 from framework.strategy import Strategy
 from framework.venues.roxom.instruments import SPECS as ROXOM_SPECS
 

@@ -51,12 +51,12 @@ from typing import Any
 import orjson
 import trio
 
-from framework.book import OrderBook
 from framework.config import parse
+from framework.data.book import OrderBook
+from framework.engine import Engine
 from framework.events import BookDelta, BookSnapshot, Level
-from framework.runner import Engine
-from framework.session import Connection
 from framework.strategy import Strategy
+from framework.transport.session import Connection
 from framework.venue import Stream
 from framework.venues import load_venue
 from framework.venues.opentrade.client import PublicStream as OpenTradePublicStream

@@ -3,7 +3,8 @@
 Write a `Strategy` subclass and run it with `botrun strategy.py`.
 """
 
-from framework.book import BookNotSynced, OrderBook
+from framework.data.book import OrderBook
+from framework.errors import BookNotSynced
 from framework.events import (
     Balance,
     BookDelta,
@@ -36,8 +37,8 @@ from framework.events import (
     VenueState,
     VenueStatus,
 )
+from framework.execution.orders import OrderHandle
 from framework.model import Instrument, Order
-from framework.orders import OrderHandle
 from framework.strategy import Strategy
 
 __all__ = [

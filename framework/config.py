@@ -13,16 +13,13 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
-from framework.paper import PaperConfig
+from framework.errors import ConfigError
+from framework.execution.paper import PaperConfig
 from framework.risk import RiskConfig
 from framework.venue import VenueConfig
 from framework.venues import load_venue, venue_names
 
 Mode = Literal["paper", "sandbox", "live"]
-
-
-class ConfigError(Exception):
-    """A bad config: the message names the key."""
 
 
 @attrs.define(kw_only=True)

@@ -9,7 +9,8 @@ from decimal import Decimal
 import attrs
 import structlog
 
-from framework.book import BookNotSynced, OrderBook
+from framework.data.book import OrderBook
+from framework.errors import BookNotSynced
 from framework.events import OrderType, Side
 from framework.model import Order
 

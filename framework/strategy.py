@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from framework.book import OrderBook
+from framework.data.book import OrderBook
 from framework.events import (
     Balance,
     BookDelta,
@@ -39,11 +39,11 @@ from framework.events import (
     TopOfBook,
     VenueStatus,
 )
+from framework.execution.orders import OrderHandle
 from framework.model import Instrument, Order
-from framework.orders import OrderHandle
 
 if TYPE_CHECKING:
-    from framework.runner import Engine
+    from framework.engine import Engine
 
 
 class Strategy:

@@ -22,34 +22,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 import attrs
 import trio
 
+from framework.errors import OrderRefused
 from framework.events import ExecutionReport, OrderType
 from framework.model import Instrument, Order
 
 if TYPE_CHECKING:
-    from framework.book import OrderBook
-    from framework.session import Connection
+    from framework.data.book import OrderBook
+    from framework.transport.session import Connection
 
 Endpoint = Literal["sim", "sandbox", "production"]
-
-
-class FrameError(ValueError):
-    """A frame the decoder cannot use: malformed, missing or mistyped fields, unknown type."""
-
-
-class AuthError(RuntimeError):
-    """The venue refused our credentials. Retrying at once will not help: back off."""
-
-
-class OrderRefused(RuntimeError):
-    """The venue definitely refused an order request (it will not be working)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class OrderNotFound(RuntimeError):
-    """The venue says it has no such order."""
 
 
 @attrs.define(kw_only=True)

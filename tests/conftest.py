@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from framework.journal import Journal
+from framework.execution.journal import Journal
 
 
 @pytest.fixture(autouse=True)

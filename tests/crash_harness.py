@@ -1,7 +1,8 @@
 """SIGKILL the real `botrun` process at random points of its order flow; check journal vs venue.
 
 A standalone simulator (`botrun sim paxos`) is the venue and the truth. Each kill point starts
-`python -m framework.cli tests/crash_driver.py` (sandbox mode, journal in a temporary directory,
+`python -m framework.tools.cli tests/crash_driver.py`
+(sandbox mode, journal in a temporary directory,
 `sim_url` to the simulator), waits for a seeded random number of its JSON log lines, and
 SIGKILLs it. The next start restores the journal's open orders and reconciles them with the
 venue before trading again. After every kill: no venue order unknown to the journal (lost) and
@@ -57,7 +58,7 @@ def start_simulator(seed: int) -> tuple[subprocess.Popen, str]:
         [
             sys.executable,
             "-m",
-            "framework.cli",
+            "framework.tools.cli",
             "sim",
             "paxos",
             "--seed",
@@ -118,7 +119,7 @@ def run_botrun(config: Path, *, stop_after_lines: int | None, sig: int) -> int:
     """Start botrun; after `stop_after_lines` order-flow log lines (None: after start-up) send
     `sig`. Returns how many order-flow lines were seen."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "framework.cli", str(DRIVER), "--config", str(config)],
+        [sys.executable, "-m", "framework.tools.cli", str(DRIVER), "--config", str(config)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -9,9 +9,9 @@ from typing import Any
 import trio
 
 from framework.config import parse
-from framework.runner import Engine
-from framework.session import WsSession
+from framework.engine import Engine
 from framework.strategy import Strategy
+from framework.transport.session import WsSession
 
 # A guard against hangs only: every wait below is released by an event, not by time passing.
 HANG_GUARD_S = 20

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from framework import cli
-from framework.config import ConfigError, load, parse
+from framework.tools import cli
+from framework.config import load, parse
+from framework.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 STRATEGY = str(REPO / "strategies" / "market_maker.py")

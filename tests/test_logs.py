@@ -9,7 +9,7 @@ import pytest
 import structlog
 
 from framework import logs
-from framework.runner import http_client
+from framework.engine import http_client
 
 SECRET = "sk-live-5f2a9c1e7b"
 

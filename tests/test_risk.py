@@ -7,7 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from framework.book import OrderBook
+from framework.data.book import OrderBook
 from framework.events import BookSnapshot, OrderType, Side
 from framework.model import Order
 from framework.risk import RiskConfig, RiskManager

@@ -17,7 +17,8 @@ import attrs
 import httpx
 import trio
 
-from framework.config import ConfigError, secret_from_env
+from framework.config import secret_from_env
+from framework.errors import ConfigError
 from framework.model import Instrument
 from framework.venue import SimHandle, VenueConfig, VenueRuntime
 from framework.venue import Venue as _Venue

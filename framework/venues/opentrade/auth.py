@@ -19,7 +19,7 @@ import jwt
 import structlog
 import trio
 
-from framework.venue import AuthError
+from framework.errors import AuthError
 
 log = structlog.get_logger("botrun.opentrade.auth")
 

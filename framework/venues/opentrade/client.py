@@ -24,18 +24,12 @@ import structlog
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from framework.correlate import Correlator, RequestTimeout
+from framework.errors import AuthError, FrameError, OrderNotFound, OrderRefused, RequestTimeout
 from framework.events import ExecutionReport, OrderStatus
 from framework.model import Order
-from framework.session import Connection
-from framework.venue import (
-    AuthError,
-    ExecutionClient,
-    FrameError,
-    OrderNotFound,
-    OrderRefused,
-    Stream,
-)
+from framework.transport.requests import Correlator
+from framework.transport.session import Connection
+from framework.venue import ExecutionClient, Stream
 from framework.venues.opentrade import messages as m
 from framework.venues.opentrade.auth import TokenSource
 from framework.venues.opentrade.decode import VENUE, CatalogueEntry, Decoder, loads, order_report

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from framework.errors import FrameError
 from framework.events import (
     Balance,
     BookDelta,
@@ -29,8 +30,7 @@ from framework.events import (
     PublicTrade,
     Side,
 )
-from framework.venue import FrameError
-from framework.wire import dec, iso_to_ns, loads_decimal
+from framework.transport.wire import dec, iso_to_ns, loads_decimal
 
 VENUE = "opentrade"
 _ZERO = Decimal(0)

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from framework.errors import OrderRefused
 from framework.events import OrderType, TimeInForce
 from framework.model import Order
-from framework.venue import OrderRefused
-from framework.wire import dec_str
+from framework.transport.wire import dec_str
 
 TRADE_PRIVATE = "TRADE_PRIVATE"
 # core time in force → the venue's. The venue's GTD means "until 4:59 PM New York" (a day

@@ -30,6 +30,7 @@ import orjson
 import structlog
 import trio
 
+from framework.errors import FrameError
 from framework.events import Side
 from framework.sim.accounts import Accounts
 from framework.sim.engine import (
@@ -44,12 +45,11 @@ from framework.sim.engine import (
     SimFill,
     SimOrder,
 )
+from framework.sim.loopback import LoopbackSimulator, seed_crowds, trim_history
 from framework.sim.market import SyntheticMarket
 from framework.sim.server import HttpRequest, HttpResponse, SimApp, WsConnection
-from framework.sim.venue import LoopbackSimulator, seed_crowds, trim_history
-from framework.venue import FrameError
+from framework.transport.wire import loads_decimal
 from framework.venues.opentrade.messages import parse_list_value
-from framework.wire import loads_decimal
 
 log = structlog.get_logger("botrun.sim.opentrade")
 

@@ -13,7 +13,7 @@ import trio
 
 from framework.config import secret_from_env
 from framework.model import Instrument
-from framework.rest import request_json
+from framework.transport.rest import request_json
 from framework.venue import SimHandle, Stream, VenueConfig, VenueRuntime
 from framework.venue import Venue as _Venue
 from framework.venues.paxos.client import (
@@ -164,7 +164,7 @@ class PaxosVenue(_Venue):
         for market in markets:
             info = known.get(market)
             if info is None:
-                from framework.config import ConfigError
+                from framework.errors import ConfigError
 
                 raise ConfigError(f"venues.paxos.markets: {market} is not listed by the venue")
             out[market] = Instrument(

@@ -16,20 +16,14 @@ import httpx
 import structlog
 import trio
 
+from framework.errors import AuthError, FrameError, HttpProblem, OrderNotFound, OrderRefused
 from framework.events import Balance, ExecutionReport, OrderStatus, OrderType, TimeInForce
 from framework.model import Order
-from framework.rest import HttpProblem, request_json
-from framework.session import Connection
-from framework.venue import (
-    AuthError,
-    ExecutionClient,
-    FrameError,
-    OrderNotFound,
-    OrderRefused,
-    Stream,
-)
+from framework.transport.rest import request_json
+from framework.transport.session import Connection
+from framework.transport.wire import dec, dec_str
+from framework.venue import ExecutionClient, Stream
 from framework.venues.paxos.decode import VENUE, PublicDecoder, SorDecoder
-from framework.wire import dec, dec_str
 
 log = structlog.get_logger("botrun.paxos")
 

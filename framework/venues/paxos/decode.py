@@ -13,9 +13,9 @@ from typing import Any
 from orjson import JSONDecodeError
 from orjson import loads as _loads
 
+from framework.errors import FrameError
 from framework.events import BookDelta, BookSnapshot, Level, PublicTrade, Ticker, TopOfBook
-from framework.venue import FrameError
-from framework.wire import PriceCache, dec, iso_to_ns, loads_object
+from framework.transport.wire import PriceCache, dec, iso_to_ns, loads_object
 
 VENUE = "paxos"
 _EMPTY: tuple[Level, ...] = ()

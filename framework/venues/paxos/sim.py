@@ -49,6 +49,7 @@ from framework.sim.engine import (
     SimFill,
     SimOrder,
 )
+from framework.sim.loopback import LoopbackSimulator, seed_crowds, trim_history
 from framework.sim.market import SyntheticMarket
 from framework.sim.server import (
     HttpRequest,
@@ -58,7 +59,6 @@ from framework.sim.server import (
     dumps,
     json_response,
 )
-from framework.sim.venue import LoopbackSimulator, seed_crowds, trim_history
 
 log = structlog.get_logger("botrun.sim.paxos")
 

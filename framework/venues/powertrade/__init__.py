@@ -17,7 +17,8 @@ import attrs
 import structlog
 import trio
 
-from framework.config import ConfigError, secret_from_env
+from framework.config import secret_from_env
+from framework.errors import ConfigError
 from framework.venue import SimHandle, VenueConfig, VenueRuntime
 from framework.venue import Venue as _Venue
 from framework.venues.powertrade.auth import make_token

@@ -13,7 +13,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from framework.venue import AuthError
+from framework.errors import AuthError
 
 # [DOC] "short expiry, ~30-60 s": a token only has to survive the authenticate round trip
 TOKEN_TTL_S = 30

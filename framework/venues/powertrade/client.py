@@ -21,18 +21,13 @@ import orjson
 import structlog
 import trio
 
-from framework.correlate import Correlator
+from framework.errors import AuthError, FrameError, OrderNotFound, OrderRefused
 from framework.events import ExecutionReport, Liquidity, OrderStatus, OrderType, Side, TimeInForce
 from framework.model import Instrument, Order
-from framework.session import Connection
-from framework.venue import (
-    AuthError,
-    ExecutionClient,
-    FrameError,
-    OrderNotFound,
-    OrderRefused,
-    Stream,
-)
+from framework.transport.requests import Correlator
+from framework.transport.session import Connection
+from framework.transport.wire import dec, dec_str
+from framework.venue import ExecutionClient, Stream
 from framework.venues.powertrade.decode import (
     FULLY_EXECUTED,
     VENUE,
@@ -42,10 +37,9 @@ from framework.venues.powertrade.decode import (
     text,
 )
 from framework.venues.powertrade.events import Rfq
-from framework.wire import dec, dec_str
 
 if TYPE_CHECKING:
-    from framework.orders import OrderHandle
+    from framework.execution.orders import OrderHandle
     from framework.strategy import Strategy
 
 log = structlog.get_logger("botrun.powertrade")

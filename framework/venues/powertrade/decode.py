@@ -1,7 +1,8 @@
 """Power.Trade wire → normalized events (reference: shared/venues/powertrade.md).
 
 Every frame is an object with exactly one key, the message type; every scalar is a string.
-Firm books (`market_id "0"`) are order-by-order and go through `framework.l3book.L3Book` into L2
+Firm books (`market_id "0"`) are order-by-order and go through
+`framework.data.l3book.L3Book` into L2
 events; RFQ books (`market_id "none"`, `"255"` in real 2022 frames) become `RfqEvent`s; our own
 order lifecycle becomes `ExecutionReport`s; replies carrying a `user_tag` go to `on_reply`.
 
@@ -19,6 +20,8 @@ from typing import Any
 import orjson
 import structlog
 
+from framework.data.l3book import L3Book, L3Inconsistent
+from framework.errors import FrameError
 from framework.events import (
     Balance,
     BookInvalidated,
@@ -29,8 +32,7 @@ from framework.events import (
     PublicTrade,
     Side,
 )
-from framework.l3book import L3Book, L3Inconsistent
-from framework.venue import FrameError
+from framework.transport.wire import PositiveCache, dec
 from framework.venues.powertrade.events import (
     OwnRfqUpdate,
     Rfq,
@@ -39,7 +41,6 @@ from framework.venues.powertrade.events import (
     RfqRemoved,
     RfqSnapshot,
 )
-from framework.wire import PositiveCache, dec
 
 log = structlog.get_logger("botrun.powertrade")
 

@@ -48,9 +48,9 @@ from framework.sim.engine import (
     SimFill,
     SimOrder,
 )
+from framework.sim.loopback import LoopbackSimulator, seed_crowds, trim_history
 from framework.sim.market import SyntheticMarket
 from framework.sim.server import SimApp, WsConnection
-from framework.sim.venue import LoopbackSimulator, seed_crowds, trim_history
 from framework.venues.powertrade.auth import verify_token
 from framework.venues.powertrade.decode import FULLY_EXECUTED, NOT_FOUND
 

@@ -15,8 +15,9 @@ import attrs
 import httpx
 import trio
 
-from framework.config import ConfigError, secret_from_env
-from framework.rest import request_json
+from framework.config import secret_from_env
+from framework.errors import ConfigError
+from framework.transport.rest import request_json
 from framework.venue import SimHandle, VenueConfig, VenueRuntime
 from framework.venue import Venue as _Venue
 from framework.venues.roxom.auth import HmacSigner, RsaSigner, Signer

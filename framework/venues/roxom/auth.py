@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from framework.venue import AuthError
+from framework.errors import AuthError
 
 WS_PATH = "/ws"
 WS_MESSAGE = f"GET:{WS_PATH}"

@@ -13,19 +13,20 @@ from typing import Any
 import httpx
 import structlog
 
-from framework.book import BookNotSynced
-from framework.events import ExecutionReport, OrderType, Side, TimeInForce
-from framework.model import Order
-from framework.rest import HttpProblem, request_json
-from framework.session import Connection
-from framework.venue import (
+from framework.errors import (
     AuthError,
-    ExecutionClient,
+    BookNotSynced,
     FrameError,
+    HttpProblem,
     OrderNotFound,
     OrderRefused,
-    Stream,
 )
+from framework.events import ExecutionReport, OrderType, Side, TimeInForce
+from framework.model import Order
+from framework.transport.rest import request_json
+from framework.transport.session import Connection
+from framework.transport.wire import dec_str
+from framework.venue import ExecutionClient, Stream
 from framework.venues.roxom.auth import (
     WS_PATH,
     Signer,
@@ -35,7 +36,6 @@ from framework.venues.roxom.auth import (
 )
 from framework.venues.roxom.decode import RoxomDecoder, order_report
 from framework.venues.roxom.instruments import INST_TYPE, VENUE, band_refusal
-from framework.wire import dec_str
 
 log = structlog.get_logger("botrun.roxom")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from framework.errors import FrameError
 from framework.events import (
     Balance,
     BookDelta,
@@ -28,9 +29,8 @@ from framework.events import (
     Ticker,
     TopOfBook,
 )
-from framework.venue import FrameError
+from framework.transport.wire import PriceCache, dec, loads_object
 from framework.venues.roxom.instruments import QUOTE, VENUE
-from framework.wire import PriceCache, dec, loads_object
 
 _D = Decimal
 _ZERO = Decimal(0)

@@ -45,6 +45,7 @@ from framework.sim.engine import (
     SimFill,
     SimOrder,
 )
+from framework.sim.loopback import LoopbackSimulator, seed_crowds, trim_history
 from framework.sim.market import SyntheticMarket
 from framework.sim.server import (
     HttpRequest,
@@ -54,7 +55,6 @@ from framework.sim.server import (
     dumps,
     json_response,
 )
-from framework.sim.venue import LoopbackSimulator, seed_crowds, trim_history
 from framework.venues.roxom.auth import (
     WS_MESSAGE,
     canonical_body,

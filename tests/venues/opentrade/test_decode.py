@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from framework.book import OrderBook
+from framework.data.book import OrderBook
+from framework.errors import FrameError, OrderRefused
 from framework.events import (
     Balance,
     BookDelta,
@@ -25,7 +26,6 @@ from framework.events import (
 )
 from framework.events import TimeInForce as TIF
 from framework.model import Order
-from framework.venue import FrameError, OrderRefused
 from framework.venues.opentrade import messages as m
 from framework.venues.opentrade.client import is_auth_error
 from framework.venues.opentrade.decode import (

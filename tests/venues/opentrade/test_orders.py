@@ -13,6 +13,7 @@ from pathlib import Path
 
 import trio
 
+from framework.engine import Engine
 from framework.events import (
     OrderAccepted,
     OrderCancelled,
@@ -29,7 +30,6 @@ from framework.events import (
     Side,
     TimeInForce,
 )
-from framework.runner import Engine
 from framework.venues.opentrade.client import OpenTradeExecution
 from framework.venues.opentrade.decode import OrderRequestUpdate
 from framework.venues.opentrade.sim import OpenTradeSimulator

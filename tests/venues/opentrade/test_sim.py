@@ -21,13 +21,13 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 
 from framework.events import Side
 from framework.sim.server import HttpRequest
+from framework.transport.wire import loads_decimal
 from framework.venues.opentrade.sim import (
     MAX_LOGIN_SESSIONS,
     OpenTradeSimulator,
     WsSession,
     num,
 )
-from framework.wire import loads_decimal
 from tests.helpers import HANG_GUARD_S
 
 D = Decimal

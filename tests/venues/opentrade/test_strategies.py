@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from framework.cli import load_strategy_class
-from framework.config import ConfigError
+from framework.errors import ConfigError
 from framework.events import OrderAccepted, OrderFill, OrderStatus
+from framework.tools.cli import load_strategy_class
 from tests.helpers import config, running, session, until
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from framework.errors import FrameError
 from framework.events import BookDelta, BookSnapshot, PublicTrade, Ticker, TopOfBook
-from framework.venue import FrameError
 from framework.venues.paxos.decode import PublicDecoder, SorDecoder
 
 SAMPLES = Path(__file__).parent / "samples"

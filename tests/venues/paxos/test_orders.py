@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import trio
 
+from framework.engine import Engine
 from framework.events import (
     OrderAccepted,
     OrderEvent,
@@ -24,7 +25,6 @@ from framework.events import (
     OrderSubmitted,
     Side,
 )
-from framework.runner import Engine
 from framework.venues.paxos.client import PaxosExecution
 from framework.venues.paxos.sim import PaxosSimulator
 from tests.helpers import HANG_GUARD_S, config, running, until

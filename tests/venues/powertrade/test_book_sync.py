@@ -11,7 +11,7 @@ import orjson
 import pytest
 import trio
 
-from framework.runner import Engine
+from framework.engine import Engine
 from framework.sim.faults import FaultPlan, Rule
 from framework.testing import chaos, server_connection
 from framework.venues.powertrade.client import PowerTradeStream

@@ -9,9 +9,9 @@ import jwt
 import orjson
 import pytest
 
+from framework.errors import AuthError, OrderRefused
 from framework.events import OrderType, Side, TimeInForce
 from framework.model import Order
-from framework.venue import AuthError, OrderRefused
 from framework.venues.powertrade.auth import make_token, new_key_pair
 from framework.venues.powertrade.client import EntityRules, frame, order_body
 

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from framework.errors import FrameError
 from framework.events import (
     Balance,
     BookDelta,
@@ -29,7 +30,6 @@ from framework.events import (
     PublicTrade,
     Side,
 )
-from framework.venue import FrameError
 from framework.venues.powertrade.decode import Decoder
 from framework.venues.powertrade.events import RfqAdded, RfqLeg, RfqRemoved, RfqSnapshot
 

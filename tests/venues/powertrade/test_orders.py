@@ -15,8 +15,8 @@ import attrs
 import pytest
 import trio
 
+from framework.engine import Engine
 from framework.events import OrderEvent, OrderStatus, Side, TimeInForce, VenueState, VenueStatus
-from framework.runner import Engine
 from framework.sim.faults import FaultPlan
 from framework.venues.powertrade import PowerTradeConfig
 from framework.venues.powertrade.client import PowerTradeExecution, PowerTradeStream

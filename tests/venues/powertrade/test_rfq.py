@@ -10,9 +10,9 @@ from typing import Any
 
 import trio
 
-from framework.cli import load_strategy_class
 from framework.events import OrderStatus, Side
 from framework.strategy import Strategy
+from framework.tools.cli import load_strategy_class
 from framework.venues.powertrade.client import PowerTradeExecution
 from framework.venues.powertrade.events import (
     OwnRfqUpdate,

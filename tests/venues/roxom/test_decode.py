@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from framework.errors import AuthError, FrameError
 from framework.events import (
     Balance,
     BookDelta,
@@ -27,7 +28,6 @@ from framework.events import (
     Ticker,
     TopOfBook,
 )
-from framework.venue import AuthError, FrameError
 from framework.venues.roxom.auth import RsaSigner, new_private_key_pem
 from framework.venues.roxom.client import RoxomStream
 from framework.venues.roxom.decode import RoxomBalanceUpdate, RoxomDecoder, order_report

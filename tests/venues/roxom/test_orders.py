@@ -16,6 +16,8 @@ import httpx
 import pytest
 import trio
 
+from framework.engine import Engine
+from framework.errors import OrderRefused
 from framework.events import (
     Balance,
     OrderEvent,
@@ -25,8 +27,6 @@ from framework.events import (
     Side,
     TimeInForce,
 )
-from framework.runner import Engine
-from framework.venue import OrderRefused
 from framework.venues.roxom.client import RoxomExecution
 from framework.venues.roxom.sim import RoxomSimulator
 from tests.helpers import HANG_GUARD_S, config, running, until

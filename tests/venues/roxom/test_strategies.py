@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from framework.cli import load_strategy_class
 from framework.config import load
+from framework.tools.cli import load_strategy_class
 from tests.helpers import config, running, until
 
 REPO = Path(__file__).resolve().parents[3]
@@ -53,8 +53,8 @@ async def test_example_strategy_trades_on_the_roxom_simulator(
 def test_botrun_cli_runs_the_market_maker_on_the_roxom_simulator() -> None:
     # exactly the README's command, with the repository's own config.toml
     proc = subprocess.run(
-        [sys.executable, "-m", "framework.cli", "strategies/market_maker.py", "--venue", "roxom",
-         "--duration", "3"],
+        [sys.executable, "-m", "framework.tools.cli", "strategies/market_maker.py",
+         "--venue", "roxom", "--duration", "3"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

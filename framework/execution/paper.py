@@ -1,0 +1,329 @@
+"""Paper broker: orders never reach the venue; they fill against its live book and trades.
+
+Market orders walk the book. Limit orders that cross take liquidity up to their price; the rest
+rests with a queue position estimated from the displayed size at that price when it joined. A
+resting order fills as public trades print at its price (after the queue ahead is consumed) or
+through it, and when the book crosses it. Stop orders wait, accepted, until a public trade prints
+at or through their stop price, then work as a market (STOP_MARKET) or limit (STOP_LIMIT) order
+against the book of that moment. Paper fills produce the same execution reports, hence the same
+order events, as real ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+import attrs
+import structlog
+import trio
+
+from framework.data.book import OrderBook
+from framework.errors import BookNotSynced, OrderNotFound, OrderRefused
+from framework.events import (
+    Balance,
+    BookDelta,
+    BookSnapshot,
+    ExecutionReport,
+    Liquidity,
+    OrderStatus,
+    OrderType,
+    PublicTrade,
+    Side,
+    TimeInForce,
+)
+from framework.model import Instrument, Order
+from framework.venue import ExecutionClient
+
+log = structlog.get_logger("botrun.paper")
+_ZERO = Decimal(0)
+_STOPS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})
+_MARKETS = frozenset({OrderType.MARKET, OrderType.STOP_MARKET})
+
+
+@attrs.define(kw_only=True)
+class PaperConfig:
+    maker_fee_rate: Decimal = Decimal("0.0002")
+    taker_fee_rate: Decimal = Decimal("0.0005")
+    latency_ms: float = 5.0
+    balances: dict[str, Decimal] = attrs.Factory(
+        lambda: {"USD": Decimal("100000"), "BTC": Decimal("1"), "ETH": Decimal("10")}
+    )
+
+
+@attrs.define(slots=True, eq=False)
+class _Resting:
+    order: Order
+    queue_ahead: Decimal
+    # displayed liquidity this order already filled against, by price: paper fills never
+    # remove it from the real feed, so it must not fill the same order twice
+    consumed: dict[Decimal, Decimal] = attrs.Factory(dict)
+
+
+class PaperBroker(ExecutionClient):
+    client_order_id_max_len = 36
+    order_types = frozenset(OrderType)
+
+    def __init__(
+        self,
+        venue: str,
+        cfg: PaperConfig,
+        *,
+        book: Callable[[str], OrderBook | None],
+        instruments: dict[str, Instrument],
+    ) -> None:
+        self.venue = venue
+        self.cfg = cfg
+        self._book = book
+        self._instruments = instruments
+        self._resting: dict[str, dict[str, _Resting]] = {}  # symbol -> coid -> resting
+        self._stops: dict[str, dict[str, Order]] = {}  # symbol -> coid -> untriggered stop
+        self._fill_ids = itertools.count(1)
+        self.balances: dict[str, Decimal] = dict(cfg.balances)
+
+    async def run(self) -> None:
+        for asset in sorted(self.balances):
+            self._publish_balance(asset)
+        await trio.sleep_forever()
+
+    # --- ExecutionClient ---------------------------------------------------------------------
+
+    async def submit(self, order: Order) -> ExecutionReport | None:
+        await trio.sleep(self.cfg.latency_ms / 1000)
+        book = self._book(order.symbol)
+        if book is None or not book.is_synced:
+            raise OrderRefused("paper: no synced book to fill against")
+        if order.post_only and order.type is OrderType.LIMIT and self._crosses(order, book):
+            raise OrderRefused("post-only order would take liquidity")
+        self._report(
+            ExecutionReport(
+                self.venue,
+                order.client_order_id,
+                status=OrderStatus.ACCEPTED,
+                venue_order_id=f"paper-{order.client_order_id}",
+            )
+        )
+        if order.type in _STOPS:
+            self._stops.setdefault(order.symbol, {})[order.client_order_id] = order
+        else:
+            self._work(order, book)
+        return None
+
+    async def cancel(self, order: Order) -> ExecutionReport | None:
+        await trio.sleep(self.cfg.latency_ms / 1000)
+        resting = self._resting.get(order.symbol, {}).pop(order.client_order_id, None)
+        stop = self._stops.get(order.symbol, {}).pop(order.client_order_id, None)
+        if resting is None and stop is None:
+            raise OrderNotFound(f"paper: {order.client_order_id} is not resting")
+        return ExecutionReport(self.venue, order.client_order_id, status=OrderStatus.CANCELLED)
+
+    async def cancel_all(self, symbol: str | None = None) -> None:
+        for working in (self._resting, self._stops):
+            for sym, orders in working.items():
+                if symbol in (None, sym):
+                    for coid in list(orders):
+                        orders.pop(coid)
+                        self._report(
+                            ExecutionReport(self.venue, coid, status=OrderStatus.CANCELLED)
+                        )
+
+    async def query_order(self, order: Order) -> ExecutionReport | None:
+        coid = order.client_order_id
+        if coid in self._resting.get(order.symbol, {}) or coid in self._stops.get(order.symbol, {}):
+            return ExecutionReport(self.venue, order.client_order_id, status=OrderStatus.ACCEPTED)
+        # paper state does not survive a restart: an order we do not hold is gone
+        return None
+
+    # --- market data (subscribed on the bus by the runner) -----------------------------------
+
+    def on_trade(self, trade: PublicTrade) -> None:
+        self._fill_resting(trade)
+        # after the resting orders: the trade that sets a stop off happened before it worked
+        self._trigger_stops(trade)
+
+    def _fill_resting(self, trade: PublicTrade) -> None:
+        resting = self._resting.get(trade.symbol)
+        if not resting:
+            return
+        left = trade.size
+        for rest in list(resting.values()):
+            if left <= 0:
+                break
+            order = rest.order
+            assert order.price is not None
+            through = (
+                trade.price < order.price if order.side is Side.BUY else (trade.price > order.price)
+            )
+            at = trade.price == order.price
+            if not (through or at):
+                continue
+            if at:
+                eaten = min(rest.queue_ahead, left)
+                rest.queue_ahead -= eaten
+                left -= eaten
+                if left <= 0:
+                    break
+            qty = min(order.remaining, left)
+            left -= qty
+            self._fill(order, order.price, qty, Liquidity.MAKER)
+            if order.remaining <= 0:
+                resting.pop(order.client_order_id, None)
+
+    def _trigger_stops(self, trade: PublicTrade) -> None:
+        stops = self._stops.get(trade.symbol)
+        if not stops:
+            return
+        book = self._book(trade.symbol)
+        if book is None or not book.is_synced:
+            return  # nothing to fill against: the stops stay armed for the next trade
+        for order in list(stops.values()):
+            assert order.stop_price is not None
+            hit = (
+                trade.price >= order.stop_price
+                if order.side is Side.BUY
+                else trade.price <= order.stop_price
+            )
+            if hit:
+                del stops[order.client_order_id]
+                self._work(order, book)
+
+    def on_book(self, event: BookDelta | BookSnapshot) -> None:
+        resting = self._resting.get(event.symbol)
+        if not resting:
+            return
+        book = self._book(event.symbol)
+        if book is None or not book.is_synced:
+            return
+        for rest in list(resting.values()):
+            order = rest.order
+            assert order.price is not None
+            # cancellations ahead of us shrink the level; we cannot be further back than it is
+            rest.queue_ahead = min(
+                rest.queue_ahead, book.size_at(order.side is Side.BUY, order.price)
+            )
+            if self._crosses(order, book):
+                # the market traded through our price: we would have been hit at our price,
+                # by liquidity we have not already filled against
+                qty = _ZERO
+                for price, size in self._levels(order, book):
+                    fresh = size - rest.consumed.get(price, _ZERO)
+                    take = min(order.remaining - qty, fresh)
+                    if take > 0:
+                        rest.consumed[price] = rest.consumed.get(price, _ZERO) + take
+                        qty += take
+                self._fill(order, order.price, qty, Liquidity.MAKER)
+                if order.remaining <= 0:
+                    resting.pop(order.client_order_id, None)
+
+    # --- mechanics ---------------------------------------------------------------------------
+
+    def _work(self, order: Order, book: OrderBook) -> None:
+        """An accepted (or just triggered) order meets the book: a market order walks it, a limit
+        order takes what crosses and rests the remainder with its place in the queue."""
+        if order.type in _MARKETS:
+            self._take(order, book, limit=None)
+            self._end_unfilled(order)
+            return
+        assert order.price is not None
+        if order.tif is TimeInForce.FOK and self._available(order, book) < order.quantity:
+            self._report(
+                ExecutionReport(
+                    self.venue,
+                    order.client_order_id,
+                    status=OrderStatus.CANCELLED,
+                    reason="FOK not fully fillable",
+                )
+            )
+            return
+        consumed = self._take(order, book, limit=order.price) if self._crosses(order, book) else {}
+        if order.remaining <= 0:
+            return
+        if order.tif in (TimeInForce.IOC, TimeInForce.FOK):
+            self._end_unfilled(order)
+            return
+        ahead = book.size_at(order.side is Side.BUY, order.price)
+        self._resting.setdefault(order.symbol, {})[order.client_order_id] = _Resting(
+            order, ahead, consumed
+        )
+
+    @staticmethod
+    def _crosses(order: Order, book: OrderBook) -> bool:
+        try:
+            level = book.best_ask() if order.side is Side.BUY else book.best_bid()
+        except BookNotSynced:
+            return False
+        if level is None or order.price is None:
+            return False
+        return level[0] <= order.price if order.side is Side.BUY else level[0] >= order.price
+
+    @staticmethod
+    def _levels(order: Order, book: OrderBook) -> list[tuple[Decimal, Decimal]]:
+        levels = book.asks() if order.side is Side.BUY else book.bids()
+        if order.price is None or order.type in _MARKETS:
+            return levels
+        if order.side is Side.BUY:
+            return [lv for lv in levels if lv[0] <= order.price]
+        return [lv for lv in levels if lv[0] >= order.price]
+
+    def _available(self, order: Order, book: OrderBook) -> Decimal:
+        return sum((size for _, size in self._levels(order, book)), _ZERO)
+
+    def _take(self, order: Order, book: OrderBook, limit: Decimal | None) -> dict[Decimal, Decimal]:
+        """Fill against the displayed levels; returns what was taken at each price."""
+        taken: dict[Decimal, Decimal] = {}
+        for price, size in self._levels(order, book):
+            if order.remaining <= 0:
+                break
+            qty = min(size, order.remaining)
+            taken[price] = qty
+            self._fill(order, price, qty, Liquidity.TAKER)
+        return taken
+
+    def _end_unfilled(self, order: Order) -> None:
+        if order.remaining > 0:
+            self._report(
+                ExecutionReport(
+                    self.venue,
+                    order.client_order_id,
+                    status=OrderStatus.CANCELLED,
+                    reason="unfilled remainder of an immediate order",
+                )
+            )
+
+    def _fill(self, order: Order, price: Decimal, qty: Decimal, liquidity: Liquidity) -> None:
+        if qty <= 0:
+            return
+        rate = self.cfg.maker_fee_rate if liquidity is Liquidity.MAKER else self.cfg.taker_fee_rate
+        fee = price * qty * rate
+        inst = self._instruments.get(order.symbol)
+        if inst is not None:
+            signed = qty if order.side is Side.BUY else -qty
+            self.balances[inst.base] = self.balances.get(inst.base, _ZERO) + signed
+            self.balances[inst.quote] = self.balances.get(inst.quote, _ZERO) - signed * price - fee
+        self._report(
+            ExecutionReport(
+                self.venue,
+                order.client_order_id,
+                fill_id=f"paper-{next(self._fill_ids)}",
+                fill_price=price,
+                fill_qty=qty,
+                fee=fee,
+                fee_asset=inst.quote if inst else None,
+                liquidity=liquidity,
+            )
+        )
+        if inst is not None:
+            self._publish_balance(inst.base)
+            self._publish_balance(inst.quote)
+
+    def _report(self, report: ExecutionReport) -> None:
+        if self.ctx is not None:
+            self.ctx.on_report(report)
+
+    def _publish_balance(self, asset: str) -> None:
+        if self.ctx is not None:
+            self.ctx.publish(
+                Balance(self.venue, asset, self.balances[asset], _ZERO, time.time_ns())
+            )

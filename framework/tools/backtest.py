@@ -1,0 +1,621 @@
+"""Replay and backtest: recorded frames through the real decoders, books, bus and strategies.
+
+Nothing is mocked between the file and the strategy: each recorded frame goes to the `decode` of
+the venue's own `Stream` (built offline by `Venue.replay_stream`, or else by `build()` against the
+venue's embedded simulator), then the engine's routing, L2 books, bus and strategy handlers, and
+orders go through the real order manager, risk checks and paper broker.
+
+Simulated time. trio runs with `ReplayClock`, a clock that only moves when the replay moves it:
+before each frame it is set to that frame's recorded monotonic receive time, so the paper
+broker's latency (`trio.sleep`), strategy timers (`every`), risk's orders-per-second window and
+timeouts all follow the recorded clock, not the wall. Frames are decoded synchronously, with no
+`await` per frame (the same hot path as live); the replay yields to trio only when some task is
+runnable (an order was sent, an awaited event fired) or a deadline (timer, paper latency) falls
+before the next frame's time — then it runs those tasks, jumping the clock from deadline to
+deadline, in order. This is why a trio MockClock is not used: its `jump`/`wait_all_tasks_blocked`
+per frame would cost more than decoding the frame.
+
+Determinism: same data and seed → same fills. Client order ids come from a counter (not wall time
+and randomness), the order manager's wall clock is the recorded one, `random` is seeded, and
+trio's scheduler runs in its deterministic mode (tasks that wake together run in an order drawn
+from the seed; what trio itself does under Hypothesis).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import structlog
+import trio
+import trio.testing
+
+from framework.config import Config, parse
+from framework.engine import Engine, _ExecutionContext, http_client
+from framework.errors import FrameError
+from framework.events import OrderFill
+from framework.execution.orders import ClientOrderIds
+from framework.model import Instrument
+from framework.strategy import Strategy
+from framework.tools.record import BINARY, CONN, RECORD_HEADER, TEXT, RecordReader
+from framework.venue import Stream
+from framework.venues import load_venue
+
+log = structlog.get_logger("botrun.backtest")
+
+# the sample that ships with the repository: `botrun backtest STRATEGY` works on a fresh clone
+SAMPLE = Path(__file__).parent / "samples" / "paxos-sample"
+
+
+class ReplayClock(trio.abc.Clock):
+    """Real time while setting up, then frozen: `now` moves only when the replay moves it."""
+
+    def __init__(self) -> None:
+        self.frozen = False
+        self.now = 0.0
+        self._anchor = time.perf_counter()
+
+    def start_clock(self) -> None:
+        self._anchor = time.perf_counter()
+
+    def current_time(self) -> float:
+        if self.frozen:
+            return self.now
+        return time.perf_counter() - self._anchor
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        return max(0.0, deadline - self.current_time())
+
+    def freeze(self) -> None:
+        self.now = self.current_time()
+        self.frozen = True
+
+
+class _ReplayIds(ClientOrderIds):
+    """Client order ids from a counter: the same run gives the same ids."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__("bt")
+        self._seed = seed
+        self._n = 0
+
+    def next(self, max_len: int) -> str:
+        self._n += 1
+        return f"bt{self._seed:x}-{self._n:x}"[-max_len:]
+
+
+@attrs.define(eq=False)
+class ReplaySession:
+    """What the engine needs of a session, for a stream fed from a file."""
+
+    stream: Stream
+    venue: str
+    counts: Counter[str] = attrs.Factory(Counter)
+    frames_received: int = 0
+    epoch: int = 0
+
+    def request_resync(self, symbol: str) -> None:
+        # a replay cannot ask for a snapshot; what the live session did next is in the file
+        self.counts["resync_requests"] += 1
+
+
+@attrs.define
+class FillRecord:
+    ts_ns: int
+    venue: str
+    symbol: str
+    client_order_id: str
+    fill_id: str
+    side: str
+    price: float
+    quantity: float
+    exact: tuple[str, str, str, str, str, str]  # ids, side, Decimal price/qty as text
+
+
+@attrs.define
+class BacktestResult:
+    summary: dict[str, Any]
+    fills: list[FillRecord]
+    # (wall ns, total PnL, {"venue symbol": (mid or nan, position)})
+    samples: list[tuple[int, float, dict[str, tuple[float, float]]]]
+    frames: int
+    events: int
+    elapsed_s: float
+    torn_blocks: int
+    bad_frames: int
+    first_wall_ns: int
+    last_wall_ns: int
+    # final books: (bids, asks) best first, or ("unsynced",)
+    books: dict[tuple[str, str], tuple[Any, ...]] = attrs.Factory(dict)
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def _trio_runner() -> Any:
+    # trio keeps its run queue and deadlines on the runner; reading them (never writing) is what
+    # lets the replay skip trio entirely for the ~all frames that wake nothing
+    from trio._core._run import GLOBAL_RUN_CONTEXT
+
+    return GLOBAL_RUN_CONTEXT.runner
+
+
+class BacktestEngine(Engine):
+    """The engine with a file in place of sockets."""
+
+    def __init__(
+        self,
+        reader: RecordReader,
+        config: Config,
+        strategies: list[Strategy],
+        *,
+        seed: int = 0,
+        clock: ReplayClock,
+        sample_interval_s: float = 1.0,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+        use_simulator_streams: bool = False,
+    ) -> None:
+        self._wall_offset_ns = 0
+        self.clock = clock
+        super().__init__(config, strategies, journal_path=":memory:", clock_ns=self._wall_ns)
+        self.reader = reader
+        self.seed = seed
+        self.orders.ids = _ReplayIds(seed)
+        self.orders.mono_ns = self._mono_ns
+        self.sample_interval_ns = max(1, int(sample_interval_s * 1e9))
+        self.progress = progress
+        self.use_simulator_streams = use_simulator_streams
+        self.fills: list[FillRecord] = []
+        self.samples: list[tuple[int, float, dict[str, tuple[float, float]]]] = []
+        self.frames = 0
+        self.bad_frames = 0
+        self.unknown_conn_frames = 0
+        self._offset = 0.0  # trio time = recorded monotonic seconds + offset
+        self._streams: dict[tuple[str, str], tuple[Stream, ReplaySession]] = {}
+        self.first_wall_ns = 0
+        self.last_wall_ns = 0
+
+    # --- clocks ------------------------------------------------------------------------------
+
+    def _mono_ns(self) -> int:
+        return int(self.clock.current_time() * 1e9)
+
+    def _wall_ns(self) -> int:
+        # the recorded wall clock: recorded monotonic time plus the first frame's wall offset
+        return int((self.clock.current_time() - self._offset) * 1e9) + self._wall_offset_ns
+
+    # --- set-up ------------------------------------------------------------------------------
+
+    async def _setup(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        await nursery.start(self.orders.run)
+        meta = self.reader.meta
+        for name, vmeta in meta["venues"].items():
+            vcfg = self.config.venues[name]
+            instruments = {
+                i["symbol"]: Instrument(**_decimals(i)) for i in vmeta.get("instruments", [])
+            }
+            self.orders.add_instruments(instruments)
+            client = self.paper_broker(name, instruments)
+            self.orders.add_client(name, client)
+            client.bind(_ExecutionContext(self))
+            nursery.start_soon(client.run)
+            for stream in await self._replay_streams(name, vcfg, vmeta.get("streams", [])):
+                self._add_replay_stream(stream)
+        self.bus.subscribe(OrderFill, self._on_fill, owner="backtest")
+
+    async def _replay_streams(self, name: str, vcfg: Any, names: list[str]) -> list[Stream]:
+        venue = load_venue(name)
+        if not self.use_simulator_streams:
+            built = [venue.replay_stream(vcfg, n) for n in names]
+            if all(s is not None for s in built):
+                return built  # type: ignore[return-value]
+        # the venue has no offline factory: build its streams against its own simulator
+        # (real clock still running here), keep them, stop the simulator
+        sim_cfg = attrs.evolve(vcfg, endpoint="sim", sim_url="", sim_port=0)
+        async with trio.open_nursery() as sim_nursery:
+            sim = await venue.start_simulator(sim_cfg, sim_nursery)
+            runtime = await venue.build(sim_cfg, sim, http_client)
+            sim_nursery.cancel_scope.cancel()
+        by_name = {s.name: s for s in runtime.streams}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            log.warning("recorded streams this venue did not build", venue=name, streams=missing)
+        return [by_name[n] for n in names if n in by_name] or list(runtime.streams)
+
+    def _add_replay_stream(self, stream: Stream) -> tuple[Stream, ReplaySession]:
+        session = ReplaySession(stream, stream.venue)
+        stream.request_resync = session.request_resync
+        self.add_stream(stream, session)
+        self._streams[(stream.venue, stream.name)] = (stream, session)
+        return stream, session
+
+    def _on_fill(self, event: OrderFill) -> None:
+        self.fills.append(
+            FillRecord(
+                event.ts_ns,
+                event.venue,
+                event.symbol,
+                event.client_order_id,
+                event.fill_id,
+                event.side.value,
+                float(event.price),
+                float(event.quantity),
+                (
+                    event.client_order_id,
+                    event.fill_id,
+                    event.side.value,
+                    str(event.price),
+                    str(event.quantity),
+                    str(event.ts_ns),
+                ),
+            )
+        )
+
+    # --- the replay ----------------------------------------------------------------------------
+
+    async def run_replay(self) -> None:
+        async with trio.open_nursery() as nursery:
+            await self._setup(nursery)
+            first = self._first_frame()
+            self.clock.freeze()
+            if first is not None:
+                recv_ns, wall_ns = first
+                self._offset = self.clock.now - recv_ns * 1e-9
+                self._wall_offset_ns = wall_ns - recv_ns
+                self.first_wall_ns = wall_ns
+            for strategy in self.strategies:
+                self._attach(strategy)
+            self.started.set()
+            await self._feed()
+            await self._finish(nursery)
+        self.journal.close()
+
+    def _first_frame(self) -> tuple[int, int] | None:
+        found = None
+        for rec in self.reader.records():
+            if rec.kind in (TEXT, BINARY):
+                found = rec.recv_ns, rec.wall_ns
+                break
+        self.reader.bytes_read = self.reader.torn_blocks = 0  # counted again by the replay
+        return found
+
+    async def _advance(self, until: float) -> float:
+        """Run every task that is runnable and every deadline up to `until`, in time order;
+        returns the next deadline after that."""
+        clock = self.clock
+        deadlines = self._deadlines
+        wait = trio.testing.wait_all_tasks_blocked
+        while True:
+            await wait()
+            nxt = deadlines.next_deadline()
+            if nxt > until:
+                return nxt
+            if nxt > clock.now:
+                clock.now = nxt
+
+    async def _feed(self) -> None:
+        runner = _trio_runner()
+        runq = runner.runq
+        self._deadlines = runner.deadlines
+        clock = self.clock
+        offset = self._offset
+        unpack = RECORD_HEADER.unpack_from
+        hsize = RECORD_HEADER.size
+        conns: dict[int, tuple[Callable[[Any, int], None], ReplaySession]] = {}
+        next_deadline = await self._advance(clock.now)
+        interval = self.sample_interval_ns
+        next_sample = 0
+        frames = 0
+        bad = 0
+        recv_ns = wall_ns = 0
+        progress = self.progress
+        report_every = 16384
+        started = time.perf_counter()
+        self._sample_wall = 0
+        for block in self.reader.blocks():
+            pos, end = 0, len(block)
+            while pos < end:
+                kind, conn, recv_ns, wall_ns, length = unpack(block, pos)
+                pos += hsize
+                payload = block[pos : pos + length]
+                pos += length
+                if kind >= TEXT:
+                    entry = conns.get(conn)
+                    if entry is None:
+                        self.unknown_conn_frames += 1
+                        continue
+                    t = recv_ns * 1e-9 + offset
+                    if runq or t >= next_deadline:
+                        next_deadline = await self._advance(t)
+                    if t > clock.now:
+                        clock.now = t
+                    decode, session = entry
+                    session.frames_received += 1
+                    frames += 1
+                    try:
+                        decode(payload.decode() if kind == TEXT else payload, recv_ns)
+                    except Exception as exc:  # FrameError, or a decoder bug: as live, skip it
+                        bad += 1
+                        session.counts["bad_frames"] += 1
+                        if not isinstance(exc, FrameError):
+                            log.debug("decoder raised", error=f"{type(exc).__name__}: {exc}")
+                    if recv_ns >= next_sample:
+                        if next_sample == 0:
+                            next_sample = recv_ns
+                        self._sample(wall_ns)
+                        next_sample += interval * (1 + (recv_ns - next_sample) // interval)
+                    if progress is not None and frames % report_every == 0:
+                        progress(self._progress(frames, started))
+                elif kind == CONN:
+                    entry = self._conn(payload)
+                    if entry is not None:
+                        conns[conn] = entry
+        if frames:
+            self.last_wall_ns = wall_ns
+            await self._advance(clock.now)
+            self._sample(wall_ns)
+        self.frames = frames
+        self.bad_frames = bad
+        if progress is not None:
+            progress(self._progress(frames, started) | {"done": True})
+
+    def _progress(self, frames: int, started: float) -> dict[str, Any]:
+        elapsed = time.perf_counter() - started
+        total = self.reader.total_bytes or 1
+        return {
+            "fraction": min(1.0, self.reader.bytes_read / total),
+            "frames": frames,
+            "events": sum(self.event_counts.values()),
+            "elapsed_s": elapsed,
+        }
+
+    def _conn(self, payload: bytes) -> tuple[Callable[[Any, int], None], ReplaySession] | None:
+        import orjson
+
+        info = orjson.loads(payload)
+        key = (info["venue"], info["stream"])
+        found = self._streams.get(key)
+        if found is None:
+            venue_cfg = self.config.venues.get(info["venue"])
+            stream = (
+                load_venue(info["venue"]).replay_stream(venue_cfg, info["stream"])
+                if venue_cfg is not None
+                else None
+            )
+            if stream is None:
+                log.warning("no stream to replay into", venue=key[0], stream=key[1])
+                return None
+            found = self._add_replay_stream(stream)
+        stream, session = found
+        epoch = int(info.get("epoch", 0))
+        if epoch != stream.epoch:
+            if stream.epoch:
+                # a reconnect in the recording: books were lost then, exactly as live
+                session.counts["reconnects"] += 1
+                self._books_lost(stream, "disconnected")
+            stream.epoch = session.epoch = epoch
+        return stream.decode, session
+
+    def _sample(self, wall_ns: int) -> None:
+        marks: dict[str, tuple[float, float]] = {}
+        for venue, symbol in self.books:
+            mid = self.mark(venue, symbol)
+            marks[f"{venue} {symbol}"] = (
+                float(mid) if mid is not None else math.nan,
+                float(self.portfolio.position(venue, symbol)),
+            )
+        self.samples.append((wall_ns, float(self.total_pnl()), marks))
+
+    async def _finish(self, nursery: trio.Nursery) -> None:
+        done = trio.Event()
+
+        async def shutdown() -> None:
+            await self._shutdown()
+            done.set()
+
+        nursery.start_soon(shutdown)
+        clock = self.clock
+        while not done.is_set():
+            await trio.testing.wait_all_tasks_blocked()
+            if done.is_set():
+                break
+            nxt = self._deadlines.next_deadline()
+            if nxt == math.inf:
+                break
+            clock.now = max(clock.now, nxt)
+        self.final_summary = self.summary()
+        nursery.cancel_scope.cancel()
+
+
+def _decimals(fields: dict[str, Any]) -> dict[str, Any]:
+    from decimal import Decimal
+
+    out = dict(fields)
+    for key in ("tick", "lot", "min_qty", "max_qty", "min_notional"):
+        if out.get(key) is not None:
+            out[key] = Decimal(str(out[key]))
+    return out
+
+
+def backtest_config(meta: dict[str, Any], base: dict[str, Any] | None = None) -> Config:
+    """The run's config: `base` (a parsed config.toml as a dict, for strategy params, risk and
+    paper settings) with the recorded venues, in paper mode."""
+    raw = dict(base or {})
+    raw["venues"] = {name: v.get("config", {}) for name, v in meta["venues"].items()}
+    botrun = dict(raw.get("botrun") or {})
+    botrun["mode"] = "paper"
+    raw["botrun"] = botrun
+    return parse(raw)
+
+
+def run_backtest(
+    data: str | Path,
+    strategies: list[Strategy],
+    *,
+    config: dict[str, Any] | None = None,
+    seed: int = 0,
+    sample_interval_s: float = 1.0,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    use_simulator_streams: bool = False,
+) -> BacktestResult:
+    """Replay the recording at `data` (a file or a directory) through `strategies`.
+
+    `config` is a raw config dict (as from config.toml) for strategy params, risk and paper
+    settings; its venues are replaced by the recorded ones. Call from outside trio.
+    """
+    import trio._core._run as trio_run
+
+    reader = RecordReader(data)
+    cfg = backtest_config(reader.meta, config)
+    clock = ReplayClock()
+    engine = BacktestEngine(
+        reader,
+        cfg,
+        strategies,
+        seed=seed,
+        clock=clock,
+        sample_interval_s=sample_interval_s,
+        progress=progress,
+        use_simulator_streams=use_simulator_streams,
+    )
+    saved = (trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate(), random.getstate())
+    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
+    trio_run._r.seed(seed)
+    random.seed(seed)
+    started = time.perf_counter()
+    try:
+        trio.run(engine.run_replay, clock=clock)
+    finally:
+        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved[0]  # type: ignore[misc]
+        trio_run._r.setstate(saved[1])
+        random.setstate(saved[2])
+    elapsed = time.perf_counter() - started
+    summary = engine.final_summary or engine.summary()
+    summary["backtest"] = {
+        "frames": engine.frames,
+        "bad_frames": engine.bad_frames,
+        "torn_blocks": reader.torn_blocks,
+        "files": len(reader.files),
+        "seed": seed,
+    }
+    return BacktestResult(
+        summary=summary,
+        fills=engine.fills,
+        samples=engine.samples,
+        frames=engine.frames,
+        events=sum(engine.event_counts.values()),
+        elapsed_s=elapsed,
+        torn_blocks=reader.torn_blocks,
+        bad_frames=engine.bad_frames,
+        first_wall_ns=engine.first_wall_ns,
+        last_wall_ns=engine.last_wall_ns,
+        books={
+            key: (tuple(book.bids()), tuple(book.asks())) if book.is_synced else ("unsynced",)
+            for key, book in engine.books.items()
+        },
+    )
+
+
+# --- `botrun backtest` / `botrun replay` ---------------------------------------------------------
+
+
+def main_backtest(argv: list[str], command: str = "backtest") -> int:
+    """`botrun backtest STRATEGY.py [--data PATH] [--seed N] [--report DIR] [--config FILE]`;
+    `botrun replay [STRATEGY.py] --data PATH` (the same, no report unless `--report`)."""
+    import argparse
+    import sys
+    import tomllib
+
+    from framework import logs
+    from framework.engine import format_summary
+    from framework.errors import ConfigError
+    from framework.tools.cli import load_strategy_class
+    from framework.tools.record import RecordError
+
+    p = argparse.ArgumentParser(
+        prog=f"botrun {command}",
+        description="Replay recorded frames through a strategy with the paper broker.",
+    )
+    p.add_argument("strategy", nargs="?", help="strategy file (default: [botrun].strategy)")
+    p.add_argument("--data", default=str(SAMPLE), help="a .brec file or a directory of them")
+    p.add_argument("--config", default="config.toml", help="strategy params, risk, paper")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--report",
+        default="backtest-report" if command == "backtest" else None,
+        help="directory for report.html and report.png",
+    )
+    p.add_argument("--sample-s", type=float, default=0.25, help="report sampling period")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    args = p.parse_args(argv)
+    logs.configure("auto", args.log_level)  # before strategies bind their loggers
+    try:
+        base: dict[str, Any] = {}
+        if Path(args.config).is_file():
+            base = tomllib.loads(Path(args.config).read_text())
+        strategy_path = args.strategy or (base.get("botrun") or {}).get("strategy")
+        strategies: list[Strategy] = []
+        if strategy_path:
+            cls = load_strategy_class(strategy_path)
+            strategies = [cls((base.get("strategy") or {}).get("params") or {})]
+        elif command == "backtest":
+            raise ConfigError("strategy: give a strategy file or set [botrun].strategy")
+    except (ConfigError, tomllib.TOMLDecodeError) as exc:
+        print(f"botrun: config error: {exc}", file=sys.stderr)
+        return 2
+    show = not args.no_progress
+
+    def progress(state: dict[str, Any]) -> None:
+        width = 30
+        filled = int(state["fraction"] * width)
+        rate = state["events"] / state["elapsed_s"] if state["elapsed_s"] > 0 else 0.0
+        bar = "#" * filled + "-" * (width - filled)
+        end = "\n" if state.get("done") else ""
+        print(
+            f"\r[{bar}] {state['fraction']:6.1%} {state['events']:>11,} events"
+            f" {rate:>11,.0f} events/s",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        result = run_backtest(
+            args.data,
+            strategies,
+            config=base,
+            seed=args.seed,
+            sample_interval_s=args.sample_s,
+            progress=progress if show else None,
+        )
+    except RecordError as exc:
+        print(f"botrun: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"botrun: config error: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(result.summary))
+    print(
+        f"  replay: {result.frames:,} frames, {result.events:,} events in {result.elapsed_s:.2f} s"
+        f" = {result.events_per_s:,.0f} events/s; fills: {len(result.fills)};"
+        f" torn blocks skipped: {result.torn_blocks}; bad frames: {result.bad_frames}"
+    )
+    if args.report:
+        from framework.tools.report import write_report
+
+        html_path, png_path = write_report(result, args.report)
+        print(f"  report: {html_path} {png_path}")
+    return 0
