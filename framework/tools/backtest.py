@@ -44,6 +44,7 @@ from framework.execution.orders import ClientOrderIds
 from framework.model import Instrument
 from framework.strategy import Strategy
 from framework.tools.record import BINARY, CONN, RECORD_HEADER, TEXT, RecordReader
+from framework.tools.results import BacktestResult, FillRecord
 from framework.venue import Stream
 from framework.venues import load_venue
 
@@ -103,44 +104,6 @@ class ReplaySession:
     def request_resync(self, symbol: str) -> None:
         # a replay cannot ask for a snapshot; what the live session did next is in the file
         self.counts["resync_requests"] += 1
-
-
-@attrs.define
-class FillRecord:
-    ts_ns: int
-    venue: str
-    symbol: str
-    client_order_id: str
-    fill_id: str
-    side: str
-    price: float
-    quantity: float
-    exact: tuple[str, str, str, str, str, str]  # ids, side, Decimal price/qty as text
-
-
-@attrs.define
-class BacktestResult:
-    summary: dict[str, Any]
-    fills: list[FillRecord]
-    # (wall ns, total PnL, {"venue symbol": (mid or nan, position)})
-    samples: list[tuple[int, float, dict[str, tuple[float, float]]]]
-    frames: int
-    events: int
-    elapsed_s: float
-    torn_blocks: int
-    bad_frames: int
-    first_wall_ns: int
-    last_wall_ns: int
-    # final books: (bids, asks) best first, or ("unsynced",)
-    books: dict[tuple[str, str], tuple[Any, ...]] = attrs.Factory(dict)
-
-    @property
-    def frames_per_s(self) -> float:
-        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def events_per_s(self) -> float:
-        return self.events / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
 def _trio_runner() -> Any:
@@ -526,96 +489,3 @@ def run_backtest(
             for key, book in engine.books.items()
         },
     )
-
-
-# --- `botrun backtest` / `botrun replay` ---------------------------------------------------------
-
-
-def main_backtest(argv: list[str], command: str = "backtest") -> int:
-    """`botrun backtest STRATEGY.py [--data PATH] [--seed N] [--report DIR] [--config FILE]`;
-    `botrun replay [STRATEGY.py] --data PATH` (the same, no report unless `--report`)."""
-    import argparse
-    import sys
-    import tomllib
-
-    from framework import logs
-    from framework.engine import format_summary
-    from framework.errors import ConfigError
-    from framework.tools.cli import load_strategy_class
-    from framework.tools.record import RecordError
-
-    p = argparse.ArgumentParser(
-        prog=f"botrun {command}",
-        description="Replay recorded frames through a strategy with the paper broker.",
-    )
-    p.add_argument("strategy", nargs="?", help="strategy file (default: [botrun].strategy)")
-    p.add_argument("--data", default=str(SAMPLE), help="a .brec file or a directory of them")
-    p.add_argument("--config", default="config.toml", help="strategy params, risk, paper")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--report",
-        default="backtest-report" if command == "backtest" else None,
-        help="directory for report.html and report.png",
-    )
-    p.add_argument("--sample-s", type=float, default=0.25, help="report sampling period")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
-    args = p.parse_args(argv)
-    logs.configure("auto", args.log_level)  # before strategies bind their loggers
-    try:
-        base: dict[str, Any] = {}
-        if Path(args.config).is_file():
-            base = tomllib.loads(Path(args.config).read_text())
-        strategy_path = args.strategy or (base.get("botrun") or {}).get("strategy")
-        strategies: list[Strategy] = []
-        if strategy_path:
-            cls = load_strategy_class(strategy_path)
-            strategies = [cls((base.get("strategy") or {}).get("params") or {})]
-        elif command == "backtest":
-            raise ConfigError("strategy: give a strategy file or set [botrun].strategy")
-    except (ConfigError, tomllib.TOMLDecodeError) as exc:
-        print(f"botrun: config error: {exc}", file=sys.stderr)
-        return 2
-    show = not args.no_progress
-
-    def progress(state: dict[str, Any]) -> None:
-        width = 30
-        filled = int(state["fraction"] * width)
-        rate = state["events"] / state["elapsed_s"] if state["elapsed_s"] > 0 else 0.0
-        bar = "#" * filled + "-" * (width - filled)
-        end = "\n" if state.get("done") else ""
-        print(
-            f"\r[{bar}] {state['fraction']:6.1%} {state['events']:>11,} events"
-            f" {rate:>11,.0f} events/s",
-            end=end,
-            file=sys.stderr,
-            flush=True,
-        )
-
-    try:
-        result = run_backtest(
-            args.data,
-            strategies,
-            config=base,
-            seed=args.seed,
-            sample_interval_s=args.sample_s,
-            progress=progress if show else None,
-        )
-    except RecordError as exc:
-        print(f"botrun: {exc}", file=sys.stderr)
-        return 2
-    except ConfigError as exc:
-        print(f"botrun: config error: {exc}", file=sys.stderr)
-        return 2
-    print(format_summary(result.summary))
-    print(
-        f"  replay: {result.frames:,} frames, {result.events:,} events in {result.elapsed_s:.2f} s"
-        f" = {result.events_per_s:,.0f} events/s; fills: {len(result.fills)};"
-        f" torn blocks skipped: {result.torn_blocks}; bad frames: {result.bad_frames}"
-    )
-    if args.report:
-        from framework.tools.report import write_report
-
-        html_path, png_path = write_report(result, args.report)
-        print(f"  report: {html_path} {png_path}")
-    return 0

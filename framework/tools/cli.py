@@ -1,20 +1,29 @@
-"""`botrun` command line.
+"""`botrun` command line: every subcommand's arguments are parsed here, and only here.
 
-botrun STRATEGY.py [--config FILE] [--venue NAME] [--mode paper|sandbox|live] [--duration S]
-botrun sim VENUE [--port N] [--seed N]
+botrun [run] STRATEGY.py [--config FILE] [--venue NAME] [--mode paper|sandbox|live] [--duration S]
+botrun sim VENUE [--port N] [--seed N] [--rate HZ] [--faults SPEC]
 botrun record --venue NAME [--markets M ...] --out DIR [--duration S]
 botrun backtest STRATEGY.py [--data PATH] [--seed N] [--report DIR]
 botrun replay [STRATEGY.py] --data PATH
+
+The tools under it are libraries (`record.record`, `backtest.run_backtest`,
+`report.write_report`): they take typed arguments and return results; this module turns argv
+into those arguments, prints what they return, and maps failures to exit codes:
+0 done, 1 an unexpected error (one line; its traceback with `--debug`), 2 a usage or config
+error (one line `botrun: ...`), 130 interrupted before the run could stop cleanly.
+It sits on top of the tools: it imports them, none of them imports it.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import inspect
 import signal
 import sys
+import tomllib
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any, NoReturn
 
 import structlog
 import trio
@@ -24,54 +33,114 @@ from framework.config import Config, load
 from framework.engine import Engine, format_summary
 from framework.errors import ConfigError
 from framework.strategy import Strategy
+from framework.tools.backtest import SAMPLE, run_backtest
+from framework.tools.loader import load_strategy_class
+from framework.tools.record import (
+    DEFAULT_MAX_FILE_BYTES,
+    RecordError,
+    RecordResult,
+    record,
+    record_config,
+)
+from framework.tools.report import write_report
 from framework.transport.session import first_leaf
 from framework.venues import load_venue, venue_names
 
+__all__ = ["EXIT_CONFIG", "SUBCOMMANDS", "build_parser", "load_strategy_class", "main"]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130  # the shell's code for "stopped by SIGINT"
+
+# name -> the one line `botrun --help` shows for it
+SUBCOMMANDS: dict[str, str] = {
+    "run": "run a strategy (also: botrun STRATEGY.py ...)",
+    "sim": "serve a venue simulator on 127.0.0.1 for other clients",
+    "record": "record a venue's raw market-data frames to .brec files",
+    "backtest": "replay a recording through a strategy and write a report",
+    "replay": "replay a recording, through a strategy if given (no report by default)",
+}
+_LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
-def load_strategy_class(path: str) -> type[Strategy]:
-    """The Strategy subclass defined in a file (its `STRATEGY` name if it defines several)."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"strategy: file {path} not found")
-    spec = importlib.util.spec_from_file_location(f"botrun_user_{file.stem}", file)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"strategy: cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    named = getattr(module, "STRATEGY", None)
-    if isinstance(named, type) and issubclass(named, Strategy):
-        return named
-    found = [
-        obj
-        for _, obj in inspect.getmembers(module, inspect.isclass)
-        if issubclass(obj, Strategy) and obj is not Strategy and obj.__module__ == module.__name__
-    ]
-    if len(found) != 1:
-        raise ConfigError(
-            f"strategy: {path} defines {len(found)} Strategy subclasses; set STRATEGY = <class>"
+class UsageError(Exception):
+    """Bad command-line arguments (argparse's complaint, as one line)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the usage block and exits from deep inside parse_args; botrun's contract is
+    # one line and exit code 2, decided in main()
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def package_version() -> str:
+    """The installed botrun version, from package metadata."""
+    try:
+        return version("botrun")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+# --- parsing -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    top = _Parser(
+        prog="botrun",
+        description="Event-driven crypto trading: run strategies, simulators, recordings.",
+        epilog="`botrun STRATEGY.py ...` is short for `botrun run STRATEGY.py ...`."
+        " Exit codes: 0 done, 1 unexpected error, 2 usage or config error, 130 interrupted.",
+    )
+    top.add_argument("--version", action="version", version=f"botrun {package_version()}")
+    top.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    # each subcommand takes --debug too (`botrun sim paxos --debug`); SUPPRESS keeps a top-level
+    # `botrun --debug sim ...` from being reset to False by the subparser's default
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks of unexpected errors",
+    )
+    subs = top.add_subparsers(dest="command", metavar="COMMAND", title="commands", required=True)
+
+    def sub(name: str, description: str) -> argparse.ArgumentParser:
+        return subs.add_parser(
+            name, parents=[common], help=SUBCOMMANDS[name], description=description
         )
-    return found[0]
+
+    _add_run_arguments(sub("run", "Run a strategy against the configured venues."))
+    _add_sim_arguments(sub("sim", "Serve a venue simulator on 127.0.0.1 until Ctrl-C."))
+    _add_record_arguments(sub("record", "Record raw market frames."))
+    _add_replay_arguments(
+        sub("backtest", "Replay recorded frames through a strategy with the paper broker."),
+        "backtest",
+    )
+    _add_replay_arguments(
+        sub(
+            "replay", "Replay recorded frames (through a strategy if given) with the paper broker."
+        ),
+        "replay",
+    )
+    return top
 
 
-def _run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="botrun", description="Run a strategy.")
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("strategy", nargs="?", help="strategy file (default: [botrun].strategy)")
     p.add_argument("--config", default="config.toml")
     p.add_argument("--venue", help="run only this configured venue")
     p.add_argument("--mode", choices=["paper", "sandbox", "live"])
     p.add_argument("--duration", type=float, help="seconds to run, then stop (0 = until Ctrl-C)")
     p.add_argument("--log-format", choices=["auto", "console", "json"])
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", choices=_LOG_LEVELS)
     p.add_argument(
         "--confirm-live", action="store_true", help="required with --mode live: real money"
     )
-    return p
 
 
-def _sim_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="botrun sim", description="Serve a venue simulator.")
+def _add_sim_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("venue", choices=venue_names())
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--seed", type=int, default=1)
@@ -82,22 +151,80 @@ def _sim_parser() -> argparse.ArgumentParser:
         help='seeded fault injection, e.g. "seed=3,chaos" or "drop=0.01@/marketdata,close=0.001"'
         " (framework/sim/faults.py)",
     )
-    return p
+
+
+def _add_record_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--venue", required=True, choices=venue_names())
+    p.add_argument("--markets", nargs="+", help="markets to record (default: the config's)")
+    p.add_argument("--out", required=True, help="directory for the .brec files")
+    p.add_argument("--config", default="config.toml", help="venue settings (if the file exists)")
+    p.add_argument("--duration", type=float, default=0.0, help="seconds (0 = until Ctrl-C)")
+    p.add_argument(
+        "--max-file-mb",
+        type=float,
+        default=DEFAULT_MAX_FILE_BYTES / (1024 * 1024),
+        help="rotate files at this size",
+    )
+    p.add_argument("--log-level", default="warning", choices=_LOG_LEVELS)
+
+
+def _add_replay_arguments(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument("strategy", nargs="?", help="strategy file (default: [botrun].strategy)")
+    p.add_argument("--data", default=str(SAMPLE), help="a .brec file or a directory of them")
+    p.add_argument("--config", default="config.toml", help="strategy params, risk, paper")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--report",
+        default="backtest-report" if command == "backtest" else None,
+        help="directory for report.html and report.png",
+    )
+    p.add_argument("--sample-s", type=float, default=0.25, help="report sampling period")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--log-level", default="warning", choices=_LOG_LEVELS)
+
+
+def with_subcommand(argv: list[str]) -> list[str]:
+    """`argv` with `run` inserted when it names no subcommand: `botrun STRATEGY.py ...` and
+    `botrun --config X STRATEGY.py` stay what they always were."""
+    i = 0
+    while i < len(argv) and argv[i] == "--debug":
+        i += 1
+    if i < len(argv) and (argv[i] in SUBCOMMANDS or argv[i] in ("-h", "--help", "--version")):
+        return argv
+    return [*argv[:i], "run", *argv[i:]]
+
+
+# --- main --------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "sim":
-        return _main_sim(_sim_parser().parse_args(argv[1:]))
-    if argv and argv[0] == "record":
-        from framework.tools.record import main_record
-
-        return main_record(argv[1:])
-    if argv and argv[0] in ("backtest", "replay"):
-        from framework.tools.backtest import main_backtest
-
-        return main_backtest(argv[1:], argv[0])
-    return _main_run(_run_parser().parse_args(argv))
+    argv = with_subcommand(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"botrun: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SystemExit as exc:  # --help / --version printed their text
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    handler: Callable[[argparse.Namespace], int] = _HANDLERS[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("botrun: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as raw:
+        exc = first_leaf(raw)  # trio wraps task failures in exception groups
+        if isinstance(exc, ConfigError):
+            return _fail(str(exc))
+        if args.debug:
+            raise
+        print(
+            f"botrun: error: {type(exc).__name__}: {exc} (--debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
 
 
 def _fail(message: str) -> int:
@@ -105,27 +232,29 @@ def _fail(message: str) -> int:
     return EXIT_CONFIG
 
 
+async def _on_signals(callback: Callable[[], None]) -> None:
+    """Call `callback` on every SIGINT/SIGTERM (the tools stop cleanly; trio would raise)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            structlog.get_logger("botrun").info("signal; stopping", signal=signum)
+            callback()
+
+
+# --- botrun run --------------------------------------------------------------------------------
+
+
 def _main_run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load(args.config)
-        _apply_overrides(cfg, args)
-        strategy_path = args.strategy or cfg.botrun.strategy
-        if not strategy_path:
-            raise ConfigError("strategy: give a strategy file or set [botrun].strategy")
-        strategy_cls = load_strategy_class(strategy_path)
-    except ConfigError as exc:
-        return _fail(str(exc))
+    cfg = load(args.config)
+    _apply_overrides(cfg, args)
+    strategy_path = args.strategy or cfg.botrun.strategy
+    if not strategy_path:
+        raise ConfigError("strategy: give a strategy file or set [botrun].strategy")
+    strategy_cls = load_strategy_class(strategy_path)
     logs.configure(cfg.botrun.log_format, cfg.botrun.log_level)
     engine = Engine(cfg, [strategy_cls(cfg.strategy.params)])
-    try:
-        trio.run(_run_engine, engine)
-    except Exception as raw:
-        exc = first_leaf(raw)
-        if isinstance(exc, ConfigError):
-            return _fail(str(exc))
-        raise
+    trio.run(_run_engine, engine)
     print(format_summary(engine.final_summary or engine.summary()))
-    return 0
+    return EXIT_OK
 
 
 def _apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
@@ -155,16 +284,12 @@ def _apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
 
 async def _run_engine(engine: Engine) -> None:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_stop_on_signal, engine)
+        nursery.start_soon(_on_signals, engine.stop)
         await engine.run()
         nursery.cancel_scope.cancel()
 
 
-async def _stop_on_signal(engine: Engine) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            structlog.get_logger("botrun").info("signal; stopping", signal=signum)
-            engine.stop()
+# --- botrun sim --------------------------------------------------------------------------------
 
 
 def _main_sim(args: argparse.Namespace) -> int:
@@ -192,7 +317,108 @@ def _main_sim(args: argparse.Namespace) -> int:
     trio.run(serve)
     if plan is not None:
         print(f"faults injected: {plan.summary()}", flush=True)
-    return 0
+    return EXIT_OK
+
+
+# --- botrun record -----------------------------------------------------------------------------
+
+
+def _main_record(args: argparse.Namespace) -> int:
+    cfg = record_config(args.venue, markets=args.markets, config_path=args.config)
+    logs.configure("auto", args.log_level)
+    markets = cfg.venues[args.venue].markets
+
+    def announce(engine: Engine) -> None:
+        print(f"recording {args.venue} {markets} to {args.out}", file=sys.stderr)
+
+    async def go() -> RecordResult:
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_on_signals, stop.set)
+            result = await record(
+                cfg,
+                args.out,
+                duration_s=args.duration,
+                max_file_bytes=int(args.max_file_mb * 1024 * 1024),
+                stop=stop,
+                on_started=announce,
+            )
+            nursery.cancel_scope.cancel()
+        return result
+
+    result = trio.run(go)
+    if result.files:
+        print(
+            f"recorded {result.frames:,} frames into {len(result.files)} file(s),"
+            f" {result.bytes_written:,} bytes compressed: {', '.join(map(str, result.files))}"
+        )
+    print(format_summary(result.summary))
+    return EXIT_OK
+
+
+# --- botrun backtest / botrun replay -----------------------------------------------------------
+
+
+def _main_replay(args: argparse.Namespace) -> int:
+    logs.configure("auto", args.log_level)  # before strategies bind their loggers
+    base: dict[str, Any] = {}
+    if Path(args.config).is_file():
+        try:
+            base = tomllib.loads(Path(args.config).read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(exc)) from exc
+    strategy_path = args.strategy or (base.get("botrun") or {}).get("strategy")
+    strategies: list[Strategy] = []
+    if strategy_path:
+        cls = load_strategy_class(strategy_path)
+        strategies = [cls((base.get("strategy") or {}).get("params") or {})]
+    elif args.command == "backtest":
+        raise ConfigError("strategy: give a strategy file or set [botrun].strategy")
+    try:
+        result = run_backtest(
+            args.data,
+            strategies,
+            config=base,
+            seed=args.seed,
+            sample_interval_s=args.sample_s,
+            progress=None if args.no_progress else _progress_bar,
+        )
+    except RecordError as exc:
+        print(f"botrun: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(format_summary(result.summary))
+    print(
+        f"  replay: {result.frames:,} frames, {result.events:,} events in {result.elapsed_s:.2f} s"
+        f" = {result.events_per_s:,.0f} events/s; fills: {len(result.fills)};"
+        f" torn blocks skipped: {result.torn_blocks}; bad frames: {result.bad_frames}"
+    )
+    if args.report:
+        html_path, png_path = write_report(result, args.report)
+        print(f"  report: {html_path} {png_path}")
+    return EXIT_OK
+
+
+def _progress_bar(state: dict[str, Any]) -> None:
+    width = 30
+    filled = int(state["fraction"] * width)
+    rate = state["events"] / state["elapsed_s"] if state["elapsed_s"] > 0 else 0.0
+    bar = "#" * filled + "-" * (width - filled)
+    end = "\n" if state.get("done") else ""
+    print(
+        f"\r[{bar}] {state['fraction']:6.1%} {state['events']:>11,} events {rate:>11,.0f} events/s",
+        end=end,
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _main_run,
+    "sim": _main_sim,
+    "record": _main_record,
+    "backtest": _main_replay,
+    "replay": _main_replay,
+}
 
 
 if __name__ == "__main__":

@@ -35,12 +35,17 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import attrs
 import orjson
+import trio
+
+from framework.config import Config, load, parse
+from framework.engine import Engine
 
 MAGIC = b"BRREC\x00\x01\n"
 BLOCK_MAGIC = b"BRB1"
@@ -342,96 +347,108 @@ class FrameRecorder:
 
 def venue_meta(name: str, cfg: Any, instruments: dict[str, Any]) -> dict[str, Any]:
     """META entry of one venue: its config section and its instruments (plain JSON types)."""
-    import attrs
-
     return {
         "config": orjson.loads(dumps(attrs.asdict(cfg))),
         "instruments": [orjson.loads(dumps(attrs.asdict(i))) for i in instruments.values()],
     }
 
 
-# --- `botrun record` -----------------------------------------------------------------------------
+# --- recording a venue (the library under `botrun record`) ----------------------------------------
+
+DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
-def main_record(argv: list[str]) -> int:
-    """`botrun record --venue NAME [--markets M ...] --out DIR [--duration S] [--config FILE]`."""
-    import argparse
-    import signal
-    import sys
+def record_config(
+    venue: str,
+    *,
+    markets: Sequence[str] | None = None,
+    config_path: str | Path | None = None,
+) -> Config:
+    """The config of a recording run: `venue` alone, its section taken from `config_path` when that
+    file exists and configures it (else the venue's defaults), `markets` if given, paper mode (a
+    recording never sends an order). Raises ConfigError."""
+    cfg: Config | None = None
+    if config_path is not None and Path(config_path).is_file():
+        cfg = load(config_path)
+        if venue not in cfg.venues:
+            cfg = None
+    if cfg is None:
+        cfg = parse({"venues": {venue: {}}})
+    vcfg = cfg.venues[venue]
+    if markets:
+        vcfg.markets = list(markets)
+    cfg.venues = {venue: vcfg}
+    cfg.botrun.mode = "paper"
+    return cfg
 
-    import trio
 
-    from framework import logs
-    from framework.config import load, parse
-    from framework.engine import Engine, format_summary
-    from framework.errors import ConfigError
-    from framework.venues import venue_names
+def recording_meta(engine: Engine) -> dict[str, Any]:
+    """META of a recording from a started engine: each venue's config, instruments and streams."""
+    return {
+        "created_wall_ns": time.time_ns(),
+        "venues": {
+            name: venue_meta(name, engine.config.venues[name], rt.instruments)
+            | {"streams": [s.name for s in rt.streams]}
+            for name, rt in engine.runtimes.items()
+        },
+    }
 
-    p = argparse.ArgumentParser(prog="botrun record", description="Record raw market frames.")
-    p.add_argument("--venue", required=True, choices=venue_names())
-    p.add_argument("--markets", nargs="+", help="markets to record (default: the config's)")
-    p.add_argument("--out", required=True, help="directory for the .brec files")
-    p.add_argument("--config", default="config.toml", help="venue settings (if the file exists)")
-    p.add_argument("--duration", type=float, default=0.0, help="seconds (0 = until Ctrl-C)")
-    p.add_argument("--max-file-mb", type=float, default=64.0, help="rotate files at this size")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
-    args = p.parse_args(argv)
-    try:
-        if Path(args.config).is_file():
-            cfg = load(args.config)
-            section = cfg.venues.get(args.venue)
-            if section is None:
-                cfg = parse({"venues": {args.venue: {}}})
-        else:
-            cfg = parse({"venues": {args.venue: {}}})
-        vcfg = cfg.venues[args.venue]
-        if args.markets:
-            vcfg.markets = list(args.markets)
-        cfg.venues = {args.venue: vcfg}
-        cfg.botrun.mode = "paper"  # recording never sends an order
-    except ConfigError as exc:
-        print(f"botrun: config error: {exc}", file=sys.stderr)
-        return 2
-    logs.configure("auto", args.log_level)
-    recorder = FrameRecorder(args.out, max_file_bytes=int(args.max_file_mb * 1024 * 1024))
-    engine = Engine(cfg, [])
+
+@attrs.define
+class RecordResult:
+    """What a recording run wrote, and the engine's summary of the run."""
+
+    files: list[Path]
+    frames: int
+    bytes_written: int
+    summary: dict[str, Any]
+
+
+async def record(
+    config: Config,
+    out_dir: str | Path,
+    *,
+    duration_s: float = 0.0,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    flush_interval_s: float = 1.0,
+    stop: trio.Event | None = None,
+    on_started: Callable[[Engine], None] | None = None,
+) -> RecordResult:
+    """Record the raw frames of `config`'s venues into `out_dir` until `duration_s` has passed
+    (0 = no limit) or `stop` is set; the engine then shuts down as on Ctrl-C.
+
+    `on_started` is called with the running engine once every venue has started and the first
+    file is open (the CLI announces the recording there; tests wait on sessions through it).
+    """
+    recorder = FrameRecorder(
+        out_dir, max_file_bytes=max_file_bytes, flush_interval_s=flush_interval_s
+    )
+    engine = Engine(config, [])
     engine.frame_tap = recorder.tap
-
-    async def main() -> None:
+    try:
         async with trio.open_nursery() as nursery:
 
             async def run() -> None:
-                await engine.run(args.duration)
+                await engine.run(duration_s)
                 nursery.cancel_scope.cancel()
 
-            async def stop_on_signal() -> None:
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        engine.stop()
+            async def stop_when_asked(event: trio.Event) -> None:
+                await event.wait()
+                engine.stop()
 
             nursery.start_soon(run)
-            nursery.start_soon(stop_on_signal)
+            if stop is not None:
+                nursery.start_soon(stop_when_asked, stop)
             await engine.started.wait()
-            meta = {
-                "created_wall_ns": time.time_ns(),
-                "venues": {
-                    name: venue_meta(name, engine.config.venues[name], rt.instruments)
-                    | {"streams": [s.name for s in rt.streams]}
-                    for name, rt in engine.runtimes.items()
-                },
-            }
-            recorder.start(meta)
-            print(f"recording {args.venue} {vcfg.markets} to {args.out}", file=sys.stderr)
-
-    try:
-        trio.run(main)
+            recorder.start(recording_meta(engine))
+            if on_started is not None:
+                on_started(engine)
     finally:
         recorder.close()
     writer = recorder.writer
-    if writer is not None:
-        print(
-            f"recorded {writer.frames:,} frames into {len(writer.files)} file(s),"
-            f" {writer.bytes_written:,} bytes compressed: {', '.join(map(str, writer.files))}"
-        )
-    print(format_summary(engine.final_summary or engine.summary()))
-    return 0
+    return RecordResult(
+        files=list(writer.files) if writer is not None else [],
+        frames=writer.frames if writer is not None else 0,
+        bytes_written=writer.bytes_written if writer is not None else 0,
+        summary=engine.final_summary or engine.summary(),
+    )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.latency import format_latency
-from framework.tools.backtest import BacktestResult
+from framework.tools.results import BacktestResult
 
 Series = list[tuple[float, float]]  # (seconds since start, value)
 
