@@ -27,6 +27,9 @@ being gathered (≤ `flush_interval_s` of data).
 Rotation: a new file (`<prefix>-000001.brec`, ...) once one exceeds `max_file_bytes`; each file
 starts with META and the CONN records of the connections still open, so every file can be read
 (and replayed) on its own. Reading a directory reads its files in name order.
+
+Recording a venue (`record`, with `record_config` for its settings) is a library call: it returns
+what it wrote and the run's summary; `botrun record` in tools/cli.py parses argv and prints them.
 """
 
 from __future__ import annotations

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,3 +132,164 @@ async def test_standalone_simulator_serves_other_clients_until_sigterm() -> None
         assert {m["market"] for m in markets} >= {"BTCUSD", "ETHUSD"}
         proc.send_signal(signal.SIGTERM)
         assert await proc.wait() == 0
+
+
+# --- the command surface (in process: argparse only, nothing runs) ------------------------------
+
+EVERY_SUBCOMMAND = ["run", "sim", "record", "backtest", "replay"]
+
+
+def test_help_lists_every_subcommand_with_a_description(capsys) -> None:
+    from framework.tools.cli import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in EVERY_SUBCOMMAND:
+        line = next((x for x in out.splitlines() if x.split()[:1] == [name]), None)
+        assert line is not None, f"{name} missing from botrun --help"
+        assert len(line.split()) > 2, f"{name} has no one-line description"
+    assert "--version" in out and "--debug" in out
+
+
+def test_version_prints_the_package_metadata_version(capsys) -> None:
+    from importlib.metadata import version
+
+    from framework.tools.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"botrun {version('botrun')}"
+
+
+@pytest.mark.parametrize("name", EVERY_SUBCOMMAND)
+def test_each_subcommand_help_exits_0(name: str, capsys) -> None:
+    from framework.tools.cli import main
+
+    assert main([name, "--help"]) == 0
+    assert f"usage: botrun {name}" in capsys.readouterr().out
+
+
+def test_bare_strategy_path_is_the_run_subcommand() -> None:
+    from framework.tools.cli import with_subcommand
+
+    assert with_subcommand(["s.py", "--duration", "1"]) == ["run", "s.py", "--duration", "1"]
+    assert with_subcommand(["--config", "c.toml", "s.py"]) == ["run", "--config", "c.toml", "s.py"]
+    assert with_subcommand(["--debug", "s.py"]) == ["--debug", "run", "s.py"]
+    assert with_subcommand([]) == ["run"]
+    for name in EVERY_SUBCOMMAND:
+        assert with_subcommand([name, "x"]) == [name, "x"]
+        assert with_subcommand(["--debug", name]) == ["--debug", name]
+    for flag in ("--help", "-h", "--version"):
+        assert with_subcommand([flag]) == [flag]
+
+
+def test_usage_error_exits_2_with_one_line(capsys) -> None:
+    from framework.tools.cli import main
+
+    assert main(["sim", "no-such-venue"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("botrun: ") and "no-such-venue" in err[0]
+    assert main(["record", "--venue", "paxos"]) == 2  # --out is required
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0]
+
+
+def test_unexpected_error_is_one_line_and_a_traceback_only_with_debug(
+    tmp_path: Path, capsys
+) -> None:
+    from framework.tools.cli import main
+
+    bad = tmp_path / "broken.py"
+    bad.write_text("raise ZeroDivisionError('broken strategy file')\n")
+    args = [str(bad), "--config", str(ROOT / "config.toml")]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "botrun: error: ZeroDivisionError: broken strategy file (--debug shows the traceback)"
+    ]
+    with pytest.raises(ZeroDivisionError):
+        main([*args, "--debug"])
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", *args])
+
+
+# --- the tools import downward only -----------------------------------------------------------
+
+TOOLS = ROOT / "framework" / "tools"
+
+
+def tool_imports() -> dict[str, set[str]]:
+    """framework.tools module -> the framework.tools modules it imports, at any depth of the file
+    (imports inside functions count: they run too)."""
+    names = {p.stem for p in TOOLS.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in TOOLS.glob("*.py"):
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from within framework/tools
+                    base = "framework.tools" + (f".{base}" if base else "")
+                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            for target in targets:
+                parts = target.split(".")
+                if parts[:2] == ["framework", "tools"] and len(parts) > 2 and parts[2] in names:
+                    found.add(parts[2])
+        found.discard(path.stem)
+        graph[path.stem] = found
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import cycle reachable in `graph`, each as the path that closes it."""
+    out: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            out.append([*path[path.index(node) :], node])
+            return
+        if node in done:
+            return
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, [*path, node])
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node, [])
+    return out
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    # the check below is only worth something if it can fail
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_tools_form_no_import_cycle_and_only_cli_sits_on_top() -> None:
+    graph = tool_imports()
+    assert {"cli", "record", "backtest", "report"} <= set(graph)
+    assert cycles(graph) == []
+    # the CLI composes the tools; no tool reaches back up into it
+    assert {"record", "backtest", "report"} <= graph["cli"]
+    assert [name for name, deps in graph.items() if "cli" in deps] == []
+    assert "report" not in graph["backtest"] and "backtest" not in graph["report"]
+
+
+def test_record_subcommand_records_and_prints_what_it_wrote(tmp_path: Path, capsys) -> None:
+    from framework.tools.cli import main
+    from framework.tools.record import TEXT, RecordReader, recording_files
+
+    out = tmp_path / "rec"
+    argv = ["record", "--venue", "paxos", "--markets", "BTCUSD", "--out", str(out)]
+    code = main([*argv, "--duration", "1", "--config", str(tmp_path / "none.toml")])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert f"recording paxos ['BTCUSD'] to {out}" in captured.err
+    files = recording_files(out)
+    frames = sum(1 for r in RecordReader(out).records() if r.kind == TEXT)
+    assert frames > 0  # the simulator's snapshot arrives on connect
+    assert f"recorded {frames:,} frames into {len(files)} file(s)" in captured.out
+    assert "botrun summary (paper mode)" in captured.out

@@ -8,7 +8,9 @@ import orjson
 import pytest
 import trio
 
+from framework.config import parse
 from framework.engine import Engine
+from framework.errors import ConfigError
 from framework.tools.record import (
     BINARY,
     CONN,
@@ -18,7 +20,10 @@ from framework.tools.record import (
     FrameRecorder,
     RecordError,
     RecordReader,
+    RecordResult,
     RecordWriter,
+    record,
+    record_config,
     recording_files,
 )
 from tests.helpers import HANG_GUARD_S, config, session
@@ -198,3 +203,67 @@ def test_recordings_are_user_only_whatever_the_umask(tmp_path: Path) -> None:
     assert os.stat(out).st_mode & 0o077 == 0
     for path in writer.files:
         assert os.stat(path).st_mode & 0o077 == 0, f"{path.name} readable by others"
+
+
+# --- `botrun record` as a library -------------------------------------------------------------
+
+
+def test_record_config_takes_the_venue_alone_in_paper_mode(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text(
+        '[botrun]\nmode = "live"\n'
+        '[venues.paxos]\nmarkets = ["ETHUSD"]\nsim_seed = 9\n'
+        "[venues.roxom]\nenabled = false\n"
+    )
+    cfg = record_config("paxos", config_path=toml)
+    assert list(cfg.venues) == ["paxos"]
+    assert cfg.venues["paxos"].markets == ["ETHUSD"] and cfg.venues["paxos"].sim_seed == 9
+    assert cfg.botrun.mode == "paper"  # a recording never sends an order, whatever the file says
+    assert record_config("paxos", markets=["BTCUSD"], config_path=toml).venues["paxos"].markets == [
+        "BTCUSD"
+    ]
+    # a file that does not configure the venue, or no file: the venue's defaults
+    defaults = parse({"venues": {"powertrade": {}}}).venues["powertrade"]
+    for path in (toml, tmp_path / "missing.toml", None):
+        got = record_config("powertrade", config_path=path)
+        assert list(got.venues) == ["powertrade"] and got.venues["powertrade"] == defaults
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[venues.paxos]\nsim_seed = "many"\n')
+    with pytest.raises(ConfigError, match=r"venues\.paxos"):
+        record_config("paxos", config_path=bad)
+
+
+async def test_record_writes_meta_and_frames_until_stopped(tmp_path: Path) -> None:
+    cfg = record_config("paxos", markets=["BTCUSD"])
+    stop = trio.Event()
+    started: list[Engine] = []
+    ready = trio.Event()
+    results: list[RecordResult] = []
+
+    def on_started(engine: Engine) -> None:
+        started.append(engine)
+        ready.set()
+
+    async def go() -> None:
+        results.append(await record(cfg, tmp_path, stop=stop, on_started=on_started))
+
+    # the guard covers the shutdown too: a `stop` that is not honoured fails instead of hanging
+    with trio.fail_after(HANG_GUARD_S):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(go)
+            await ready.wait()
+            (engine,) = started
+            await session(engine, "marketdata").wait_frames(30)
+            stop.set()
+    (result,) = results
+    assert result.files == recording_files(tmp_path) and result.bytes_written > 0
+    reader = RecordReader(tmp_path)
+    paxos = reader.meta["venues"]["paxos"]
+    assert paxos["config"]["markets"] == ["BTCUSD"]
+    assert [i["symbol"] for i in paxos["instruments"]] == ["BTCUSD"]
+    assert paxos["streams"] == [s.stream.name for s in engine.sessions]
+    recorded = sum(1 for r in reader.records() if r.kind in (TEXT, BINARY))
+    assert recorded == result.frames == sum(s.frames_received for s in engine.sessions)
+    assert result.frames >= 30
+    # the engine shut down as on Ctrl-C and summarised the run
+    assert result.summary["mode"] == "paper" and engine.final_summary == result.summary
