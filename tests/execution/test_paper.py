@@ -30,7 +30,7 @@ from framework.events import (
     TimeInForce,
 )
 from framework.execution.journal import Journal
-from framework.execution.orders import OrderManager
+from framework.execution.manager import OrderManager
 from framework.execution.paper import PaperBroker, PaperConfig
 from framework.model import Instrument, Order
 
