@@ -381,3 +381,80 @@ async def test_a_cancel_that_finds_its_order_already_filled_leaves_no_lock(
         await trio.testing.wait_all_tasks_blocked()
         assert h.client.calls_for(coid) == ["submit"]  # nothing left to cancel: not sent
         assert h.om._locks == {}  # one per working order only: a long session does not grow
+
+
+# --- cancel everything: the venue's bulk cancel where it has one --------------------------------
+
+
+async def test_cancel_all_sends_one_bulk_cancel_and_every_order_ends_cancelled(
+    autojump_clock: MockClock,
+) -> None:
+    client = FakeClient()
+    client.supports_cancel_all = True
+    async with running(client=client) as h:
+        orders = [await h.accepted() for _ in range(3)]
+        release = trio.Event()
+
+        async def slow_submit(order: Order) -> ExecutionReport | None:
+            await release.wait()
+            return await FakeClient.accept(order)
+
+        client.on_submit = slow_submit
+        in_flight = h.buy()
+        await h.events.until_status(in_flight, S.SUBMITTED)
+
+        async def bulk(symbol: str | None) -> None:
+            # the venue reports the first order's end at once; the others' reports are late
+            h.om.on_execution(report(orders[0], status=S.CANCELLED))
+
+        async def venue_view(order: Order) -> ExecutionReport | None:
+            return report(order, status=S.CANCELLED)
+
+        client.on_cancel_all = bulk
+        client.on_query = venue_view
+        assert h.om.cancel_all() == 4
+        for order in orders:
+            await h.events.until_status(order, S.CANCELLED)
+            assert OrderCancelRequested in h.events.types(order.client_order_id)
+        assert [c for c in client.calls if c[0] == "cancel_all"] == [("cancel_all", "")]
+        assert client.calls_for(orders[0].client_order_id) == ["submit"]
+        for order in orders[1:]:
+            assert client.calls_for(order.client_order_id) == ["submit", "query"]
+        # the submit still in flight is cancelled on its own, once it lands
+        release.set()
+        assert (await done(in_flight)).status is S.CANCELLED
+        assert client.calls_for(in_flight.client_order_id) == ["submit", "cancel"]
+        assert h.om.counts["impossible_transitions"] == 0
+
+
+async def test_cancel_all_without_a_bulk_cancel_goes_order_by_order(
+    autojump_clock: MockClock,
+) -> None:
+    async with running() as h:
+        orders = [await h.accepted() for _ in range(2)]
+        assert h.om.cancel_all() == 2
+        for order in orders:
+            await h.events.until_status(order, S.CANCELLED)
+            assert h.client.calls_for(order.client_order_id) == ["submit", "cancel"]
+        assert all(what != "cancel_all" for what, _ in h.client.calls)
+
+
+async def test_a_failed_bulk_cancel_falls_back_to_one_cancel_per_order(
+    autojump_clock: MockClock,
+) -> None:
+    client = FakeClient()
+    client.supports_cancel_all = True
+
+    async def broken(symbol: str | None) -> None:
+        raise ConnectionError("reset by peer")
+
+    client.on_cancel_all = broken
+    async with running(client=client) as h:
+        orders = [await h.accepted() for _ in range(2)]
+        assert h.om.cancel_all(VENUE, SYM) == 2
+        for order in orders:
+            await h.events.until_status(order, S.CANCELLED)
+            assert client.calls_for(order.client_order_id) == ["submit", "cancel"]
+        assert [c for c in client.calls if c[0] == "cancel_all"] == [("cancel_all", SYM)]
+        assert h.om.counts["bulk_cancel_errors"] == 1
+        assert h.om.counts["impossible_transitions"] == 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from decimal import Decimal as D
+from types import SimpleNamespace
+from typing import Any
 
 import trio
 import trio.testing
@@ -16,11 +18,17 @@ from framework.events import (
     OrderRejected,
     OrderSubmitted,
     OrderUnknown,
+    Side,
+    VenueState,
+    VenueStatus,
 )
 from framework.model import Order
+from framework.risk import RiskConfig
 from tests.execution.harness import (
+    SYM,
     VENUE,
     FakeClient,
+    Harness,
     S,
     done,
     report,
@@ -161,3 +169,111 @@ async def test_order_refused_is_rejected_with_reason(autojump_clock: MockClock) 
         journaled = h.journal.load(order.client_order_id)
         assert journaled is not None
         assert (journaled.status, journaled.reason) == (S.REJECTED, "insufficient funds")
+
+
+# --- orphans: working at the venue, unknown to this session and its journal ---------------------
+
+
+def listed(coid: str, venue_id: str, **kw: Any) -> ExecutionReport:
+    fields: dict[str, Any] = {
+        "status": S.ACCEPTED,
+        "venue_order_id": venue_id,
+        "symbol": SYM,
+        "side": Side.SELL,
+        "price": D("101"),
+        "quantity": D("2"),
+        "cum_qty": D("0"),
+    }
+    fields.update(kw)
+    return ExecutionReport(VENUE, coid, **fields)
+
+
+def orphan_statuses(h: Harness) -> list[VenueStatus]:
+    return [
+        e
+        for e in h.events.events
+        if isinstance(e, VenueStatus) and e.state is VenueState.ORPHAN_ORDERS
+    ]
+
+
+async def test_orphans_at_the_venue_are_reported_and_cancelled(autojump_clock: MockClock) -> None:
+    async with running() as h:
+        # ours, working: listed by its venue id only (the venue gave no client order id)
+        working = await h.accepted()
+        # ours, from the journal only: finished and retired from memory, still listed
+        h.om.retain_terminal = 0
+        retired = await h.accepted()
+        h.om.cancel(retired.client_order_id)
+        await h.events.until_status(retired, S.CANCELLED)
+        assert retired.client_order_id not in h.om.orders
+        stranger = listed("stranger-1", "v-x")
+
+        async def venue_lists() -> list[ExecutionReport]:
+            return [
+                listed("", working.venue_order_id or ""),
+                listed(retired.client_order_id, "v-old"),
+                stranger,
+            ]
+
+        h.client.on_list = venue_lists
+        h.client.on_query = FakeClient.accept
+        await h.om.reconcile_venue(VENUE)
+        assert h.client.listings == 1
+        assert h.client.calls_for("stranger-1") == ["cancel"]
+        assert h.client.calls_for(working.client_order_id) == ["submit", "query"]
+        assert working.status is S.ACCEPTED
+        [status] = orphan_statuses(h)
+        assert status.venue == VENUE
+        assert "stranger-1" in status.reason and "v-x" in status.reason
+        assert "cancelling" in status.reason
+        assert (h.om.counts["orphans"], h.om.counts["orphans_cancelled"]) == (1, 1)
+
+
+async def test_orphans_are_only_reported_when_cancel_orphans_is_off(
+    autojump_clock: MockClock,
+) -> None:
+    async with running() as h:
+        h.om.risk = SimpleNamespace(cfg=RiskConfig(cancel_orphans=False), check=lambda o: None)
+
+        async def venue_lists() -> list[ExecutionReport]:
+            return [listed("stranger-2", "v-y")]
+
+        h.client.on_list = venue_lists
+        found = await h.om.reconcile_orphans(VENUE)
+        assert [r.client_order_id for r in found] == ["stranger-2"]
+        assert h.client.calls_for("stranger-2") == []
+        [status] = orphan_statuses(h)
+        assert "stranger-2" in status.reason and "left working" in status.reason
+        assert h.om.counts["orphans_cancelled"] == 0
+
+
+async def test_an_order_listed_without_id_during_our_unanswered_submit_is_not_an_orphan(
+    autojump_clock: MockClock,
+) -> None:
+    async with running() as h:
+        h.client.on_submit = hang
+        handle = h.buy()
+        await h.events.until_status(handle, S.SUBMITTED)
+
+        async def venue_lists() -> list[ExecutionReport]:
+            return [listed("", "v-maybe-ours")]
+
+        h.client.on_list = venue_lists
+        assert await h.om.reconcile_orphans(VENUE) == []
+        assert h.client.calls == [("submit", handle.client_order_id)]
+        assert orphan_statuses(h) == []
+
+
+async def test_a_failed_listing_is_counted_and_reconciliation_goes_on(
+    autojump_clock: MockClock,
+) -> None:
+    async def broken() -> list[ExecutionReport]:
+        raise ConnectionError("reset by peer")
+
+    async with running() as h:
+        order = await h.accepted()
+        h.client.on_list = broken
+        await h.om.reconcile_venue(VENUE)
+        assert h.client.calls_for(order.client_order_id) == ["submit", "query"]
+        assert h.om.counts["orphan_scan_errors"] == 1
+        assert orphan_statuses(h) == []
