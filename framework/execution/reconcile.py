@@ -12,6 +12,7 @@ Orders that stay UNKNOWN are asked for again by a loop until the venue answers.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import structlog
 import trio
@@ -34,6 +35,11 @@ S = OrderStatus
 
 
 class Reconciling(OrderLifecycle):
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.orphans: dict[str, list[ExecutionReport]] = {}
+        self._orphan_scan_due: set[str] = set()  # venues whose listing failed: asked again
+
     def restore(self, venue: str) -> list[Order]:
         """Load this venue's open orders from the journal (on start)."""
         restored = self.journal.load_open(venue)
@@ -97,6 +103,8 @@ class Reconciling(OrderLifecycle):
                 async with self._lock(order):
                     if order.status is S.UNKNOWN:
                         await self._reconcile(order)
+            for venue in sorted(self._orphan_scan_due):
+                await self.reconcile_orphans(venue)
 
     # --- orphans ---------------------------------------------------------------------------------
 
@@ -123,14 +131,20 @@ class Reconciling(OrderLifecycle):
             )
             return []
         except Exception as exc:
+            # e.g. a venue whose orders travel on a stream that is not up yet (at start): the
+            # reconciliation loop asks again until the venue answers
             self.counts["orphan_scan_errors"] += 1
-            log.warning(
-                "open-order listing failed; orphans not looked for",
+            self._orphan_scan_due.add(venue)
+            log.info(
+                "open-order listing failed; will retry",
                 venue=venue,
                 error=f"{type(exc).__name__}: {exc}",
             )
             return []
+        self._orphan_scan_due.discard(venue)
         orphans = [r for r in listed if self._is_orphan(venue, r)]
+        # the last scan's findings, for a strategy that attaches after start-up reconciliation
+        self.orphans[venue] = orphans
         cancel = self.cancel_orphans
         for report in orphans:
             self.counts["orphans"] += 1
@@ -144,17 +158,13 @@ class Reconciling(OrderLifecycle):
                 order=what,
                 action="cancel" if cancel else "report only",
             )
+            outcome = await self._cancel_orphan(venue, report) if cancel else "left working"
+            # published once the action is done, so whoever sees it sees the outcome
             self.publish(
                 VenueStatus(
-                    venue,
-                    VenueState.ORPHAN_ORDERS,
-                    0,
-                    reason=f"{what}: {'cancelling' if cancel else 'left working'}",
-                    stream="orders",
+                    venue, VenueState.ORPHAN_ORDERS, 0, reason=f"{what}: {outcome}", stream="orders"
                 )
             )
-            if cancel:
-                await self._cancel_orphan(venue, report)
         return orphans
 
     def _is_orphan(self, venue: str, report: ExecutionReport) -> bool:
@@ -170,7 +180,7 @@ class Reconciling(OrderLifecycle):
             if c in self.orders
         )
 
-    async def _cancel_orphan(self, venue: str, report: ExecutionReport) -> None:
+    async def _cancel_orphan(self, venue: str, report: ExecutionReport) -> str:
         client = self.clients[venue]
         # not one of ours: a stand-in carrying what the venue listed, never tracked or journaled
         order = Order(
@@ -190,15 +200,17 @@ class Reconciling(OrderLifecycle):
                 await client.cancel(order)
         except Exception as exc:
             self.counts["orphan_cancel_errors"] += 1
+            error = f"{type(exc).__name__}: {exc}"
             log.warning(
                 "orphan order not cancelled",
                 venue=venue,
                 client_order_id=order.client_order_id or None,
                 venue_order_id=order.venue_order_id,
-                error=f"{type(exc).__name__}: {exc}",
+                error=error,
             )
-            return
+            return f"cancel failed: {error}"
         self.counts["orphans_cancelled"] += 1
+        return "cancelled"
 
 
 def _describe(report: ExecutionReport) -> str:

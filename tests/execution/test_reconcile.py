@@ -225,7 +225,7 @@ async def test_orphans_at_the_venue_are_reported_and_cancelled(autojump_clock: M
         [status] = orphan_statuses(h)
         assert status.venue == VENUE
         assert "stranger-1" in status.reason and "v-x" in status.reason
-        assert "cancelling" in status.reason
+        assert status.reason.endswith(": cancelled")
         assert (h.om.counts["orphans"], h.om.counts["orphans_cancelled"]) == (1, 1)
 
 
@@ -277,3 +277,12 @@ async def test_a_failed_listing_is_counted_and_reconciliation_goes_on(
         assert h.client.calls_for(order.client_order_id) == ["submit", "query"]
         assert h.om.counts["orphan_scan_errors"] == 1
         assert orphan_statuses(h) == []
+        # asked again by the reconciliation loop until the venue answers
+
+        async def venue_lists() -> list[ExecutionReport]:
+            return [listed("stranger-3", "v-z")]
+
+        h.client.on_list = venue_lists
+        await h.events.until(lambda: bool(orphan_statuses(h)))
+        assert h.client.listings == 2
+        assert h.client.calls_for("stranger-3") == ["cancel"]
