@@ -139,7 +139,6 @@ class ExecutionClient(abc.ABC):
     @abc.abstractmethod
     async def cancel(self, order: Order) -> ExecutionReport | None: ...
 
-
     async def modify(
         self, order: Order, price: Decimal | None, quantity: Decimal | None
     ) -> ExecutionReport | None:
