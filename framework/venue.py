@@ -151,8 +151,8 @@ class ExecutionClient(abc.ABC):
 
     @abc.abstractmethod
     async def list_open_orders(self) -> list[ExecutionReport]:
-        """Every order working at the venue for this account, ours or not (one listing request,
-        paged as the venue needs). Each report names the order (`client_order_id` where the venue
+        """Every order working at the venue for this account, ours or not (the venue's listing
+        request, paged as it needs). Each report names the order (`client_order_id` where the venue
         gives one, else ""; `venue_order_id`) and says what it is: `symbol`, `side`, `price`
         (None for a market order), `quantity` (total), `cum_qty`, `status`. Reconciliation
         compares them with the journal to find orphans; they are never applied as fills.
