@@ -37,7 +37,7 @@ from framework.events import (
     VenueState,
     VenueStatus,
 )
-from framework.execution.orders import OrderHandle
+from framework.execution.handle import OrderHandle
 from framework.model import Instrument, Order
 from framework.strategy import Strategy
 

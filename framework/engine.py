@@ -45,7 +45,7 @@ from framework.events import (
     VenueStatus,
 )
 from framework.execution.journal import Journal
-from framework.execution.orders import OrderManager
+from framework.execution.manager import OrderManager
 from framework.execution.paper import PaperBroker
 from framework.latency import format_latency
 from framework.logs import register_secret
@@ -184,8 +184,6 @@ class Engine:
             nursery.start_soon(client.run)
             self.orders.restore(name)
             await self.orders.reconcile_venue(name)
-        for task in runtime.tasks:
-            nursery.start_soon(task)
         for stream in runtime.streams:
             self._start_stream(stream, nursery)
 

@@ -80,6 +80,8 @@ class VenueState(enum.StrEnum):
     SYNCED = "SYNCED"
     STALE = "STALE"
     DISCONNECTED = "DISCONNECTED"
+    # orders work at the venue that this process (its journal) does not know; `reason` names them
+    ORPHAN_ORDERS = "ORPHAN_ORDERS"
 
 
 # --- market data -------------------------------------------------------------------------------
@@ -183,6 +185,10 @@ class ExecutionReport:
     # the order's working price / total quantity as the venue now has them (after a modify)
     price: Decimal | None = None
     quantity: Decimal | None = None
+    # set by `ExecutionClient.list_open_orders` (the order may not be ours, so these say what it
+    # is); such listing reports are never applied with `on_execution`
+    symbol: str | None = None
+    side: Side | None = None
 
 
 # --- order events (order manager → strategies) ------------------------------------------------

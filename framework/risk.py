@@ -26,6 +26,9 @@ class RiskConfig:
     # realized+unrealized loss (quote units, positive number) that trips the kill switch; 0 = off
     max_loss: Decimal = Decimal("0")
     cancel_all_on_shutdown: bool = True
+    # orders working at the venue that the journal does not know (found at start and after a
+    # reconnect): cancel them (true) or only report them (false)
+    cancel_orphans: bool = True
 
 
 class RiskManager:

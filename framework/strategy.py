@@ -39,7 +39,7 @@ from framework.events import (
     TopOfBook,
     VenueStatus,
 )
-from framework.execution.orders import OrderHandle
+from framework.execution.handle import OrderHandle
 from framework.model import Instrument, Order
 
 if TYPE_CHECKING:

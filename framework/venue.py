@@ -125,6 +125,9 @@ class ExecutionClient(abc.ABC):
     # order types this venue accepts; others are refused before they leave
     order_types: frozenset[OrderType] = frozenset({OrderType.LIMIT, OrderType.MARKET})
     ctx: ExecutionContext | None = None
+    # the venue documents one request that cancels every open order (`cancel_all`); the kill
+    # switch and shutdown then send it instead of one cancel per order
+    supports_cancel_all: bool = False
 
     def bind(self, ctx: ExecutionContext) -> None:
         """Called by the core before anything else (reconciliation included)."""
@@ -136,9 +139,6 @@ class ExecutionClient(abc.ABC):
     @abc.abstractmethod
     async def cancel(self, order: Order) -> ExecutionReport | None: ...
 
-    @abc.abstractmethod
-    async def cancel_all(self, symbol: str | None = None) -> None: ...
-
     async def modify(
         self, order: Order, price: Decimal | None, quantity: Decimal | None
     ) -> ExecutionReport | None:
@@ -148,6 +148,22 @@ class ExecutionClient(abc.ABC):
     @abc.abstractmethod
     async def query_order(self, order: Order) -> ExecutionReport | None:
         """The venue's current view of the order, with cumulative fills; None if unknown there."""
+
+    @abc.abstractmethod
+    async def list_open_orders(self) -> list[ExecutionReport]:
+        """Every order working at the venue for this account, ours or not (the venue's listing
+        request, paged as it needs). Each report names the order (`client_order_id` where the venue
+        gives one, else ""; `venue_order_id`) and says what it is: `symbol`, `side`, `price`
+        (None for a market order), `quantity` (total), `cum_qty`, `status`. Reconciliation
+        compares them with the journal to find orphans; they are never applied as fills.
+        Raise `NotImplementedError` where the venue (or its simulator) offers no listing.
+        """
+
+    async def cancel_all(self, symbol: str | None = None) -> None:
+        """Optional (`supports_cancel_all`): the venue's own request cancelling every open order
+        of the account (of `symbol`). Returns once the venue took the request; each order's end
+        arrives as its own report (or the core queries it). Raise as `cancel` does."""
+        raise NotImplementedError(f"{self.venue} has no bulk cancel")
 
     async def run(self) -> None:
         """Background work: private streams, polling, balances. Default: nothing."""
@@ -159,8 +175,6 @@ class VenueRuntime:
     streams: list[Stream]
     execution: ExecutionClient | None
     instruments: dict[str, Instrument]
-    # background tasks the venue needs besides its streams (token refresh, account polling)
-    tasks: list[Callable[[], Any]] = attrs.Factory(list)
 
 
 @attrs.frozen
@@ -176,8 +190,6 @@ class SimHandle:
 class Venue(abc.ABC):
     name: ClassVar[str]
     config_type: ClassVar[type[VenueConfig]] = VenueConfig
-    # env var names that hold this venue's secrets (for redaction); filled from config
-    supports_orders: ClassVar[bool] = True
 
     @abc.abstractmethod
     async def start_simulator(self, cfg: Any, nursery: trio.Nursery) -> SimHandle: ...

@@ -65,6 +65,8 @@ class _Resting:
 class PaperBroker(ExecutionClient):
     client_order_id_max_len = 36
     order_types = frozenset(OrderType)
+    # in-process: cancelling every resting order at once is as exact as one by one
+    supports_cancel_all = True
 
     def __init__(
         self,
@@ -135,6 +137,24 @@ class PaperBroker(ExecutionClient):
             return ExecutionReport(self.venue, order.client_order_id, status=OrderStatus.ACCEPTED)
         # paper state does not survive a restart: an order we do not hold is gone
         return None
+
+    async def list_open_orders(self) -> list[ExecutionReport]:
+        working = [r.order for orders in self._resting.values() for r in orders.values()]
+        working += [o for orders in self._stops.values() for o in orders.values()]
+        return [
+            ExecutionReport(
+                self.venue,
+                o.client_order_id,
+                status=OrderStatus.PARTIALLY_FILLED if o.filled_qty else OrderStatus.ACCEPTED,
+                venue_order_id=f"paper-{o.client_order_id}",
+                cum_qty=o.filled_qty,
+                price=o.price,
+                quantity=o.quantity,
+                symbol=o.symbol,
+                side=o.side,
+            )
+            for o in working
+        ]
 
     # --- market data (subscribed on the bus by the runner) -----------------------------------
 

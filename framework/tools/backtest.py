@@ -40,7 +40,7 @@ from framework.config import Config, parse
 from framework.engine import Engine, _ExecutionContext, http_client
 from framework.errors import FrameError
 from framework.events import OrderFill
-from framework.execution.orders import ClientOrderIds
+from framework.execution.handle import ClientOrderIds
 from framework.model import Instrument
 from framework.strategy import Strategy
 from framework.tools.record import BINARY, CONN, RECORD_HEADER, TEXT, RecordReader

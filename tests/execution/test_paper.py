@@ -30,7 +30,7 @@ from framework.events import (
     TimeInForce,
 )
 from framework.execution.journal import Journal
-from framework.execution.orders import OrderManager
+from framework.execution.manager import OrderManager
 from framework.execution.paper import PaperBroker, PaperConfig
 from framework.model import Instrument, Order
 
@@ -553,3 +553,27 @@ async def test_paper_stop_limit_through_the_order_manager(autojump_clock: MockCl
         nursery.cancel_scope.cancel()
     assert order.status is S.CANCELLED and order.filled_qty == D("1")
     assert order.stop_price == D("100") and order.avg_price == D("100")
+
+
+async def test_open_orders_listed_are_the_resting_orders_and_the_armed_stops(
+    autojump_clock: MockClock,
+) -> None:
+    s = Setup()
+    assert s.broker.supports_cancel_all
+    a = await resting_buy(s)
+    stop = s.order(Side.SELL, "1", stop="90")
+    await s.broker.submit(stop)
+    taken = s.order(Side.BUY, "1")  # a market order: filled at once, never listed
+    await s.broker.submit(taken)
+    listed = {r.client_order_id: r for r in await s.broker.list_open_orders()}
+    assert set(listed) == {a.client_order_id, stop.client_order_id}
+    mine = listed[a.client_order_id]
+    assert (mine.symbol, mine.side, mine.price, mine.quantity) == (SYM, a.side, a.price, a.quantity)
+    assert (mine.status, mine.cum_qty, mine.venue_order_id) == (
+        S.ACCEPTED,
+        D(0),
+        f"paper-{a.client_order_id}",
+    )
+    assert listed[stop.client_order_id].side is Side.SELL
+    await s.broker.cancel_all()
+    assert await s.broker.list_open_orders() == []

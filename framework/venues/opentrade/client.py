@@ -25,7 +25,7 @@ import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from framework.errors import AuthError, FrameError, OrderNotFound, OrderRefused, RequestTimeout
-from framework.events import ExecutionReport, OrderStatus
+from framework.events import ExecutionReport, OrderStatus, Side
 from framework.model import Order
 from framework.transport.requests import Correlator
 from framework.transport.session import Connection
@@ -312,6 +312,8 @@ class OpenTradeExecution(ExecutionClient):
 
     # [INF] clientOrderId length limit undocumented; the SDK examples use ~20 characters
     client_order_id_max_len = 32
+    # [CODE] a CANCEL without an order id cancels every order of the pair: one per market
+    supports_cancel_all = True
 
     def __init__(
         self,
@@ -428,6 +430,33 @@ class OpenTradeExecution(ExecutionClient):
         if report.status is None:  # NEW: the venue has it, it is not working yet
             report = attrs.evolve(report, status=OrderStatus.SUBMITTED)
         return report
+
+    async def list_open_orders(self) -> list[ExecutionReport]:
+        """[CODE] `GET TRADE_PRIVATE` `category=ACTIVE_ORDERS` for every subscribed market."""
+        if not self.stream.markets:
+            return []
+        args = [m.arg("category", "ACTIVE_ORDERS"), m.arg("instrument", list(self.stream.markets))]
+        reply = await self._signed(m.get, m.TRADE_PRIVATE, args)
+        if reply.get("event") == "ERROR":
+            raise RuntimeError(f"GET TRADE_PRIVATE ACTIVE_ORDERS: {_error_text(reply)}")
+        data = reply.get("data")
+        if not isinstance(data, list):
+            raise FrameError("GET TRADE_PRIVATE reply without data")
+        listed = []
+        for item in data:
+            if not isinstance(item, dict) or item.get("class") != "Order":
+                continue
+            direction = str(item.get("direction", "")).upper()
+            symbol = item.get("globalInstrumentCd")
+            listed.append(
+                attrs.evolve(
+                    order_report(item),
+                    fill_id=None,  # a listing, not a fill
+                    symbol=symbol if isinstance(symbol, str) else None,
+                    side=Side(direction) if direction in ("BUY", "SELL") else None,
+                )
+            )
+        return listed
 
     async def _find(self, order: Order, category: str) -> dict[str, Any] | None:
         args = [m.arg("category", category), m.arg("instrument", [order.symbol])]

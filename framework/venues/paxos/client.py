@@ -17,7 +17,14 @@ import structlog
 import trio
 
 from framework.errors import AuthError, FrameError, HttpProblem, OrderNotFound, OrderRefused
-from framework.events import Balance, ExecutionReport, OrderStatus, OrderType, TimeInForce
+from framework.events import (
+    Balance,
+    ExecutionReport,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
 from framework.model import Order
 from framework.transport.rest import request_json
 from framework.transport.session import Connection
@@ -348,25 +355,49 @@ class PaxosExecution(ExecutionClient):
             return None  # still open: the poller will see the cancel land
         return report
 
-    async def cancel_all(self, symbol: str | None = None) -> None:
-        if self.ctx is None:
-            return
-        for order in self.ctx.open_orders(VENUE):
-            if symbol in (None, order.symbol):
-                try:
-                    await self.cancel(order)
-                except (OrderRefused, OrderNotFound) as exc:
-                    log.info(
-                        "cancel_all: not cancelled",
-                        client_order_id=order.client_order_id,
-                        reason=str(exc),
-                    )
-
     async def query_order(self, order: Order) -> ExecutionReport | None:
         items = await self._orders_by_ref([order.client_order_id])
         if not items:
             return None
         return await self._sync(items[0])
+
+    # no bulk cancel: Paxos documents none (the kill switch cancels order by order)
+
+    async def list_open_orders(self) -> list[ExecutionReport]:
+        """`GET /orders?profile_id=&status=` for each working status, paged by cursor."""
+        reports = []
+        for status in ("PENDING_SUBMISSION", "SUBMITTED", "OPEN"):
+            cursor = ""
+            while True:
+                params = {"profile_id": self.profile_id, "status": status, "limit": "1000"}
+                if cursor:
+                    params["page_cursor"] = cursor
+                data = await self._call("GET", "orders", params=params)
+                reports += [self._listed(item) for item in data.get("items", [])]
+                cursor = data.get("next_page_cursor") or ""
+                if not cursor:
+                    break
+        return reports
+
+    @staticmethod
+    def _listed(item: dict[str, Any]) -> ExecutionReport:
+        def amount(key: str) -> Decimal | None:
+            # "" or "0" when unused (a MARKET BUY has a quote amount, no base amount or price)
+            value = dec(item.get(key) or "0", key)
+            return value if value > 0 else None
+
+        side = item.get("side")
+        return ExecutionReport(
+            VENUE,
+            str(item.get("ref_id") or ""),
+            status=_STATUS.get(str(item.get("status")), OrderStatus.ACCEPTED),
+            venue_order_id=item.get("id"),
+            cum_qty=dec(item.get("amount_filled") or "0", "amount_filled"),
+            price=amount("price"),
+            quantity=amount("base_amount"),
+            symbol=item.get("market"),
+            side=Side(side) if side in ("BUY", "SELL") else None,
+        )
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:

@@ -110,6 +110,9 @@ class PowerTradeVenue(_Venue):
                 rules,
                 request_timeout_s=cfg.request_timeout_s,
                 account_interval_s=cfg.account_interval_s,
+                # [DOC] the REST API (open orders) on the same host; the simulator serves none
+                rest=None if sim is not None else http(url.replace("wss://", "https://", 1)),
+                login=login,
             )
         return VenueRuntime(streams=[stream], execution=execution, instruments=instruments)
 

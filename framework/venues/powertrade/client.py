@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import httpx
 import orjson
 import structlog
 import trio
@@ -25,6 +26,7 @@ from framework.errors import AuthError, FrameError, OrderNotFound, OrderRefused
 from framework.events import ExecutionReport, Liquidity, OrderStatus, OrderType, Side, TimeInForce
 from framework.model import Instrument, Order
 from framework.transport.requests import Correlator
+from framework.transport.rest import request_json
 from framework.transport.session import Connection
 from framework.transport.wire import dec, dec_str
 from framework.venue import ExecutionClient, Stream
@@ -39,7 +41,7 @@ from framework.venues.powertrade.decode import (
 from framework.venues.powertrade.events import Rfq
 
 if TYPE_CHECKING:
-    from framework.execution.orders import OrderHandle
+    from framework.execution.handle import OrderHandle
     from framework.strategy import Strategy
 
 log = structlog.get_logger("botrun.powertrade")
@@ -434,6 +436,7 @@ class PowerTradeExecution(ExecutionClient):
     """Orders, cancels, order status, account refresh and RFQ actions over the stream's socket."""
 
     client_order_id_max_len = 32  # [DOC] 1-32 bytes
+    supports_cancel_all = True  # [DOC] cancel_all_orders
 
     def __init__(
         self,
@@ -442,9 +445,14 @@ class PowerTradeExecution(ExecutionClient):
         *,
         request_timeout_s: float = 10.0,
         account_interval_s: float = 10.0,
+        rest: httpx.AsyncClient | None = None,
+        login: Callable[[], str] | None = None,
     ) -> None:
         self.venue = VENUE
         self.stream = stream
+        # the REST API on the same host (open orders); None where it is not served
+        self.rest = rest
+        self._rest_login = login
         self.rules = rules
         self.request_timeout_s = request_timeout_s
         self.account_interval_s = account_interval_s
@@ -473,7 +481,12 @@ class PowerTradeExecution(ExecutionClient):
         return None  # pending_new: order_accepted / order_rejected follow
 
     async def cancel(self, order: Order) -> ExecutionReport | None:
-        body = {"client_order_id": order.client_order_id}
+        # [DOC] by client_order_id, or by order_id (an orphan listed without our id)
+        body = (
+            {"client_order_id": order.client_order_id}
+            if order.client_order_id or not order.venue_order_id
+            else {"order_id": order.venue_order_id}
+        )
         kind, reply = await self._request("cancel_order", body)
         if kind == "command_response":
             if reply.get("error_code") == "0":
@@ -495,6 +508,46 @@ class PowerTradeExecution(ExecutionClient):
 
     async def query_order(self, order: Order) -> ExecutionReport | None:
         return await self._query(order.client_order_id)
+
+    async def list_open_orders(self) -> list[ExecutionReport]:
+        """[DOC] REST `GET /v1/api/openOrders` → `query_open_orders_response.open_orders`."""
+        if self.rest is None or self._rest_login is None:
+            raise NotImplementedError("powertrade: no REST API configured (the simulator has none)")
+        answer = await request_json(
+            self.rest,
+            "GET",
+            "/v1/api/openOrders",
+            venue=VENUE,
+            headers={"credentials_secret": self._rest_login()},
+        )
+        body = answer.get("query_open_orders_response") if isinstance(answer, dict) else None
+        rows = body.get("open_orders") if isinstance(body, dict) else None
+        if not isinstance(rows, list):
+            raise FrameError(f"openOrders: unexpected answer {str(answer)[:200]}")
+        return [self._listed(row) for row in rows if isinstance(row, dict)]
+
+    @staticmethod
+    def _listed(row: dict[str, Any]) -> ExecutionReport:
+        """One `open_orders` row (the order-details fields: `executions` are its fills)."""
+        if "filled_quantity" in row:
+            filled = dec(row["filled_quantity"], "filled_quantity")
+        else:
+            executions = row.get("executions") or []
+            filled = sum((dec(ex.get("executed_quantity"), "qty") for ex in executions), _ZERO)
+        price = dec(row["price"], "price") if row.get("price") not in (None, "", "0") else None
+        side = str(row.get("side", "")).upper()
+        state = row.get("order_state")
+        return ExecutionReport(
+            VENUE,
+            str(row.get("client_order_id") or ""),
+            status=_STATUS.get(state, OrderStatus.ACCEPTED) if isinstance(state, str) else None,
+            venue_order_id=str(row.get("order_id") or "") or None,
+            cum_qty=filled,
+            price=price,
+            quantity=dec(row["quantity"], "quantity") if row.get("quantity") else None,
+            symbol=row.get("symbol"),
+            side=Side(side) if side in ("BUY", "SELL") else None,
+        )
 
     async def _query(self, client_order_id: str) -> ExecutionReport | None:
         # [INF] `order_details_request` is the WS twin of the REST order-details page

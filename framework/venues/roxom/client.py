@@ -8,6 +8,7 @@ reconnect (whatever happened while it was away is asked for over REST).
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -21,11 +22,11 @@ from framework.errors import (
     OrderNotFound,
     OrderRefused,
 )
-from framework.events import ExecutionReport, OrderType, Side, TimeInForce
+from framework.events import ExecutionReport, OrderStatus, OrderType, Side, TimeInForce
 from framework.model import Order
 from framework.transport.rest import request_json
 from framework.transport.session import Connection
-from framework.transport.wire import dec_str
+from framework.transport.wire import dec, dec_str
 from framework.venue import ExecutionClient, Stream
 from framework.venues.roxom.auth import (
     WS_PATH,
@@ -34,7 +35,7 @@ from framework.venues.roxom.auth import (
     canonical_query,
     rest_message,
 )
-from framework.venues.roxom.decode import RoxomDecoder, order_report
+from framework.venues.roxom.decode import SATS_PER_BTC, STATUS, RoxomDecoder, order_report
 from framework.venues.roxom.instruments import INST_TYPE, VENUE, band_refusal
 
 log = structlog.get_logger("botrun.roxom")
@@ -193,6 +194,7 @@ def venue_message(body: Any) -> str:
 class RoxomExecution(ExecutionClient):
     client_order_id_max_len = 36  # [INF] undocumented; uuid length
     order_types = frozenset(_ORDER_TYPE)
+    supports_cancel_all = True  # [DOC] POST /api/v1/orders/cancel-all
 
     def __init__(self, http: httpx.AsyncClient, signer: Signer) -> None:
         self.venue = VENUE
@@ -296,6 +298,46 @@ class RoxomExecution(ExecutionClient):
             if data is None:
                 return None
         return order_report(data, from_rest=True)
+
+    async def list_open_orders(self) -> list[ExecutionReport]:
+        """[DOC] `GET /api/v1/orders?instType=perpetual` (open orders unless `includeClosed`)."""
+        return [self._listed(item) for item in await self.list_orders()]
+
+    @staticmethod
+    def _listed(item: dict[str, Any]) -> ExecutionReport:
+        """A list item: the documented list form (`id`, `quantity`, `price`, `size` = remaining)
+        or the event form (`orderId`, `orderSize`, `limitPrice`, `executedQty`) alike."""
+
+        def first(*keys: str) -> Decimal | None:
+            for key in keys:
+                if item.get(key) not in (None, ""):
+                    return dec(item[key], key)
+            return None
+
+        venue_id = item.get("id") or item.get("orderId")
+        if not isinstance(venue_id, str) or not venue_id:
+            raise FrameError("listed order without id")
+        quantity = first("quantity", "qty", "orderSize")
+        price = first("price", "px", "limitPrice")
+        if price is not None and str(item.get("unit", "")).lower() == "sats":
+            price /= SATS_PER_BTC  # [DOC] prices are in the view's unit
+        filled = first("amountFilled", "executedQty")
+        remaining = first("size", "remainingQty")
+        if filled is None and quantity is not None and remaining is not None:
+            filled = quantity - remaining  # [INF] `size` is what remains
+        side = str(item.get("side", "")).upper()
+        coid = item.get("clientOrderId")
+        return ExecutionReport(
+            VENUE,
+            coid if isinstance(coid, str) else "",
+            status=STATUS.get(str(item.get("status")), OrderStatus.ACCEPTED),
+            venue_order_id=venue_id,
+            cum_qty=filled,
+            price=price,
+            quantity=quantity,
+            symbol=item.get("symbol"),
+            side=Side(side) if side in ("BUY", "SELL") else None,
+        )
 
     async def get_order(self, order_id: str) -> dict[str, Any]:
         return await self.call("GET", f"{ORDERS_PATH}/{order_id}")

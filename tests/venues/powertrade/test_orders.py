@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 import attrs
+import httpx
 import pytest
 import trio
 
@@ -248,3 +249,68 @@ async def test_refused_login_backs_off_instead_of_spinning() -> None:
 def test_config_defaults() -> None:
     c = PowerTradeConfig()
     assert c.markets == ["BTC-USD"] and c.endpoint == "sim"
+
+
+async def test_shutdown_cancels_with_one_cancel_all_orders(tmp_path: Path) -> None:
+    async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
+        await ready(engine)
+        handles = [bid(engine, "0.01"), bid(engine, "0.02", ticks_inside=0)]
+        await until(engine, lambda: all(h.status is S.ACCEPTED for h in handles), "accepted")
+        client: PowerTradeExecution = engine.orders.clients["powertrade"]  # type: ignore[assignment]
+        assert client.supports_cancel_all
+        sent: list[str] = []
+        real_cancel = client.cancel
+
+        async def counted(order):
+            sent.append(order.client_order_id)
+            return await real_cancel(order)
+
+        client.cancel = counted  # type: ignore[method-assign]
+        engine.stop()  # shutdown: cancel_all_on_shutdown
+        with trio.fail_after(HANG_GUARD_S):
+            for handle in handles:
+                assert (await handle.done()).status is S.CANCELLED
+        assert engine.orders.counts["bulk_cancels"] == 1
+        assert sent == []  # no order-by-order cancel
+        assert sim_of(engine).engine.orders(owner="sim-api-key", open_only=True) == []
+        # the simulator serves no REST API: no open-order listing, so no orphan scan (not an error)
+        assert engine.orders.counts["orphan_scan_errors"] == 0
+
+
+# the reference's order-details row shape, as `GET /v1/api/openOrders` lists it
+OPEN_ORDERS = {"query_open_orders_response": {"utc_timestamp": "1637596685110771", "open_orders": [
+    {"utc_timestamp": "1637596685110771", "market_id": "0", "tradeable_entity_id": "7", "symbol": "BTC-USD", "type": "LIMIT",
+     "order_id": "9553031", "client_order_id": "mine-1", "quantity": "0.002", "price": "64760.00", "side": "buy",
+     "order_state": "partial_fill", "cancel_state": "none", "executions": [
+         {"utc_timestamp": "1637596673102302000", "executed_price": "64760.00", "executed_quantity": "0.00050000", "trade_id": "2164967", "liquidity_flag": "added"}]},
+    {"utc_timestamp": "1637596685110771", "market_id": "0", "tradeable_entity_id": "7", "symbol": "BTC-USD", "type": "LIMIT",
+     "order_id": "9553032", "client_order_id": "", "quantity": "1.0", "price": "70000.0", "side": "sell",
+     "order_state": "accepted", "cancel_state": "none", "executions": []},
+]}}  # fmt: skip
+
+
+async def test_open_orders_are_listed_over_the_rest_api() -> None:
+    seen: list[httpx.Request] = []
+
+    def venue(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=OPEN_ORDERS)
+
+    stream = PowerTradeStream("ws://127.0.0.1:9/", [SYMBOL], login=None)
+    rest = httpx.AsyncClient(base_url="https://proxy.test", transport=httpx.MockTransport(venue))
+    client = PowerTradeExecution(stream, {}, rest=rest, login=lambda: "the-jwt")
+    first, second = await client.list_open_orders()
+    await rest.aclose()
+    assert [(r.method, r.url.path, r.headers["credentials_secret"]) for r in seen] == [
+        ("GET", "/v1/api/openOrders", "the-jwt")
+    ]
+    assert (first.client_order_id, first.venue_order_id, first.symbol, first.side) == (
+        "mine-1", "9553031", SYMBOL, Side.BUY)  # fmt: skip
+    assert (first.price, first.quantity, first.cum_qty, first.status) == (
+        D("64760.00"), D("0.002"), D("0.0005"), S.PARTIALLY_FILLED)  # fmt: skip
+    assert first.fill_qty is None and first.fill_id is None  # a listing, never a fill
+    assert (second.client_order_id, second.venue_order_id, second.side, second.status) == (
+        "", "9553032", Side.SELL, S.ACCEPTED)  # fmt: skip
+    without_rest = PowerTradeExecution(stream, {})
+    with pytest.raises(NotImplementedError):
+        await without_rest.list_open_orders()

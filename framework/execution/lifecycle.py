@@ -1,0 +1,371 @@
+"""The order lifecycle: every order of the session, its checked transitions, and its fills.
+
+Every order goes PENDING (intent journaled) → SUBMITTED (request leaving) → whatever the venue
+says. Transitions are checked against a table: an impossible one is logged, counted and not
+applied; real-world ones (a fill after a cancel request, a cancel overtaking the accept) are in
+the table. Fills are de-duplicated by venue fill id, in memory and by the journal's primary key;
+a venue that reports only cumulative quantities has its fills derived here, once for all venues.
+
+`OrderLifecycle` holds the session's orders and applies what venues say about them
+(`on_execution`); the requests that change them live in `manager.OrderManager`, the road back
+from UNKNOWN in `reconcile`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import structlog
+import trio
+
+from framework.events import (
+    ExecutionReport,
+    OrderAccepted,
+    OrderCancelled,
+    OrderCancelRequested,
+    OrderEvent,
+    OrderExpired,
+    OrderFilled,
+    OrderModified,
+    OrderPartiallyFilled,
+    OrderRejected,
+    OrderStatus,
+    OrderSubmitted,
+    OrderUnknown,
+)
+from framework.execution.handle import OrderHandle
+from framework.execution.journal import Journal
+from framework.latency import LatencyStats
+from framework.model import Instrument, Order
+from framework.venue import ExecutionClient
+
+log = structlog.get_logger("botrun.orders")
+
+S = OrderStatus
+_ZERO = Decimal(0)
+
+
+# from -> allowed targets. UNKNOWN may resolve to anything; terminal states go nowhere.
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.PENDING: frozenset({S.SUBMITTED, S.REJECTED, S.UNKNOWN, S.CANCELLED}),
+    S.SUBMITTED: frozenset(
+        {
+            S.ACCEPTED,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.REJECTED,
+            S.CANCEL_REQUESTED,
+            S.CANCELLED,
+            S.EXPIRED,
+            S.UNKNOWN,
+        }
+    ),
+    S.ACCEPTED: frozenset(
+        {S.PARTIALLY_FILLED, S.FILLED, S.CANCEL_REQUESTED, S.CANCELLED, S.EXPIRED, S.UNKNOWN}
+    ),
+    S.PARTIALLY_FILLED: frozenset(
+        {S.PARTIALLY_FILLED, S.FILLED, S.CANCEL_REQUESTED, S.CANCELLED, S.EXPIRED, S.UNKNOWN}
+    ),
+    # a fill may still arrive after we asked to cancel; a refused cancel returns to working
+    S.CANCEL_REQUESTED: frozenset(
+        {S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.EXPIRED, S.ACCEPTED, S.UNKNOWN}
+    ),
+    S.UNKNOWN: frozenset(
+        {
+            S.SUBMITTED,
+            S.ACCEPTED,
+            S.PARTIALLY_FILLED,
+            S.FILLED,
+            S.CANCEL_REQUESTED,
+            S.CANCELLED,
+            S.REJECTED,
+            S.EXPIRED,
+        }
+    ),
+    S.FILLED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+
+_EVENT_FOR: dict[OrderStatus, type[OrderEvent]] = {
+    S.SUBMITTED: OrderSubmitted,
+    S.ACCEPTED: OrderAccepted,
+    S.REJECTED: OrderRejected,
+    S.CANCEL_REQUESTED: OrderCancelRequested,
+    S.CANCELLED: OrderCancelled,
+    S.EXPIRED: OrderExpired,
+    S.UNKNOWN: OrderUnknown,
+}
+
+
+class OrderLifecycle:
+    """The session's orders and what venues say about them (no requests are sent from here)."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        publish: Callable[[Any], None],
+        *,
+        request_timeout_s: float = 10.0,
+        reconcile_interval_s: float = 2.0,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.journal = journal
+        self.publish = publish
+        self.request_timeout_s = request_timeout_s
+        self.reconcile_interval_s = reconcile_interval_s
+        self.clock_ns = clock_ns
+        self.clients: dict[str, ExecutionClient] = {}
+        self.instruments: dict[tuple[str, str], Instrument] = {}
+        self.orders: dict[str, Order] = {}
+        self.handles: dict[str, OrderHandle] = {}
+        self.counts: Counter[str] = Counter()
+        self.risk: Any = None  # framework.risk.RiskManager, set by the engine
+        self._by_venue_id: dict[tuple[str, str], str] = {}
+        self._open: dict[str, Order] = {}  # working orders (not terminal), in submit order
+        # terminal orders kept in memory for late reports; older ones live only in the journal
+        self.retain_terminal = 2_000
+        self._retired: deque[str] = deque()
+        self.final_states: Counter[str] = Counter()
+        self._locks: dict[str, trio.Lock] = {}
+        self._reconcile_wakeup = trio.Event()
+        # submit -> send -> ack histograms per venue (monotonic; a backtest sets its own clock)
+        self.latency = LatencyStats()
+        self.mono_ns: Callable[[], int] = time.monotonic_ns
+        self._submit_ns: dict[str, int] = {}
+        self._sent_ns: dict[str, int] = {}
+        self._submitting: set[str] = set()  # submits not yet answered (or failed) in this run
+
+    def open_orders(self, venue: str | None = None, symbol: str | None = None) -> list[Order]:
+        # from the open index, not every order of the session: risk checks call this per order
+        return [
+            o
+            for o in self._open.values()
+            if venue in (None, o.venue) and symbol in (None, o.symbol)
+        ]
+
+    def find(self, venue: str, client_order_id: str, venue_order_id: str | None) -> Order | None:
+        """The order a venue names, by our client order id or else by its venue order id."""
+        order = self.orders.get(client_order_id) if client_order_id else None
+        if order is None and venue_order_id is not None:
+            coid = self._by_venue_id.get((venue, venue_order_id))
+            order = self.orders.get(coid) if coid else None
+        return order
+
+    def _lock(self, order: Order) -> trio.Lock:
+        coid = order.client_order_id
+        lock = self._locks.get(coid)
+        if lock is None:
+            lock = trio.Lock()
+            if coid in self._open:  # a finished order's lock is dropped by `_finished`: keep none
+                self._locks[coid] = lock
+        return lock
+
+    def _stamp_ack(self, order: Order) -> None:
+        sent = self._sent_ns.pop(order.client_order_id, None)
+        if sent is not None:
+            self.latency.hist(order.venue, "send_to_ack").record(self.mono_ns() - sent)
+
+    def _to_unknown(self, order: Order, reason: str) -> None:
+        self.counts["unknown"] += 1
+        self._transition(order, S.UNKNOWN, reason=reason)
+        self._reconcile_wakeup.set()
+
+    # --- venue side ------------------------------------------------------------------------------
+
+    def on_execution(self, report: ExecutionReport) -> None:
+        """Apply what a venue said about one of our orders."""
+        order = self.find(report.venue, report.client_order_id, report.venue_order_id)
+        if order is None:
+            self.counts["reports_for_unknown_orders"] += 1
+            log.warning(
+                "report for an order this session does not know",
+                venue=report.venue,
+                client_order_id=report.client_order_id,
+            )
+            return
+        if self._sent_ns:
+            self._stamp_ack(order)
+        if report.venue_order_id and order.venue_order_id != report.venue_order_id:
+            order.venue_order_id = report.venue_order_id
+            self._by_venue_id[(order.venue, report.venue_order_id)] = order.client_order_id
+        self._apply_amendment(order, report)
+        self._apply_fill(order, report)
+        status = report.status
+        if status is None:
+            return
+        if status in (S.ACCEPTED, S.PARTIALLY_FILLED):
+            if order.filled_qty >= order.quantity:
+                return  # the fill already completed it
+            if order.status is S.CANCEL_REQUESTED and not report.cancel_rejected:
+                return  # "working" news older than our cancel; only a refusal undoes it
+            if order.filled_qty > 0:
+                status = S.PARTIALLY_FILLED
+        if status is order.status:
+            return
+        self._transition(order, status, reason=report.reason)
+
+    def _apply_amendment(self, order: Order, report: ExecutionReport) -> None:
+        price = report.price if report.price is not None else order.price
+        quantity = report.quantity if report.quantity is not None else order.quantity
+        if (price, quantity) == (order.price, order.quantity):
+            return
+        order.price, order.quantity = price, quantity
+        self._touch(order)
+        self.publish(self._event(order, OrderModified, price=price, quantity=quantity))
+
+    def _apply_fill(self, order: Order, report: ExecutionReport) -> None:
+        qty, price, fill_id = report.fill_qty, report.fill_price, report.fill_id
+        if qty is None and report.cum_qty is not None:
+            # the venue reports cumulative quantity only: the fill is the increase
+            qty = report.cum_qty - order.filled_qty
+            if qty <= 0:
+                return
+            if report.avg_price is not None and report.avg_price > 0:
+                price = (
+                    report.cum_qty * report.avg_price - order.filled_qty * order.avg_price
+                ) / qty
+            # ids are unique per venue in the journal, so the derived one names its order
+            fill_id = fill_id or f"cum:{order.client_order_id}:{report.cum_qty.normalize()}"
+        if qty is None or qty <= 0:
+            return
+        if price is None:
+            price = order.price or _ZERO
+        fill_id = fill_id or f"{order.client_order_id}:{order.filled_qty + qty}"
+        if fill_id in order.fill_ids:
+            self.counts["duplicate_fills"] += 1
+            return
+        ts = self.clock_ns()
+        if not self.journal.record_fill(
+            order.venue, fill_id, order.client_order_id, price, qty, report.fee, ts
+        ):
+            self.counts["duplicate_fills"] += 1
+            order.fill_ids.add(fill_id)
+            return
+        order.fill_ids.add(fill_id)
+        if order.status.is_terminal:
+            log.warning(
+                "fill after terminal state",
+                venue=order.venue,
+                client_order_id=order.client_order_id,
+                status=order.status.value,
+            )
+            self.counts["late_fills"] += 1
+        new_filled = order.filled_qty + qty
+        order.avg_price = (order.avg_price * order.filled_qty + price * qty) / new_filled
+        order.filled_qty = new_filled
+        order.fees += report.fee
+        order.updated_ns = ts
+        full = new_filled >= order.quantity
+        if full and not order.status.is_terminal:
+            order.status = S.FILLED
+        elif order.status in (S.SUBMITTED, S.ACCEPTED, S.UNKNOWN):
+            order.status = S.PARTIALLY_FILLED
+        self.journal.update(order)
+        self.counts["fills"] += 1
+        cls = OrderFilled if full else OrderPartiallyFilled
+        self.publish(
+            cls(
+                venue=order.venue,
+                symbol=order.symbol,
+                client_order_id=order.client_order_id,
+                venue_order_id=order.venue_order_id,
+                status=order.status,
+                ts_ns=ts,
+                fill_id=fill_id,
+                side=order.side,
+                price=price,
+                quantity=qty,
+                fee=report.fee,
+                fee_asset=report.fee_asset,
+                liquidity=report.liquidity,
+                cum_qty=order.filled_qty,
+                avg_price=order.avg_price,
+            )
+        )
+        if order.status.is_terminal:
+            self._finished(order)
+
+    def _transition(self, order: Order, status: OrderStatus, *, reason: str | None = None) -> bool:
+        if status not in TRANSITIONS[order.status]:
+            self.counts["impossible_transitions"] += 1
+            log.warning(
+                "impossible transition not applied",
+                venue=order.venue,
+                symbol=order.symbol,
+                client_order_id=order.client_order_id,
+                frm=order.status.value,
+                to=status.value,
+            )
+            return False
+        order.status = status
+        if reason:
+            order.reason = reason
+        self._touch(order)
+        cls = _EVENT_FOR.get(status)
+        if cls is not None:
+            extra = (
+                {"reason": reason or ""}
+                if cls in (OrderRejected, OrderCancelled, OrderUnknown)
+                else {}
+            )
+            self.publish(self._event(order, cls, **extra))
+        elif status is S.FILLED:
+            log.info(
+                "venue says filled",
+                venue=order.venue,
+                client_order_id=order.client_order_id,
+                filled=str(order.filled_qty),
+            )
+        if status.is_terminal:
+            self._finished(order)
+        return True
+
+    def _touch(self, order: Order) -> None:
+        order.updated_ns = self.clock_ns()
+        self.journal.update(order)
+
+    def _event(self, order: Order, cls: type[OrderEvent], **extra: Any) -> OrderEvent:
+        return cls(
+            venue=order.venue,
+            symbol=order.symbol,
+            client_order_id=order.client_order_id,
+            venue_order_id=order.venue_order_id,
+            status=order.status,
+            ts_ns=order.updated_ns,
+            **extra,
+        )
+
+    def _finished(self, order: Order) -> None:
+        if self._open.pop(order.client_order_id, None) is None:
+            return  # already finished (a late fill on a terminal order)
+        self._locks.pop(order.client_order_id, None)
+        self._submit_ns.pop(order.client_order_id, None)
+        self._sent_ns.pop(order.client_order_id, None)
+        self._retire(order)
+
+    def _retire(self, order: Order) -> None:
+        """A terminal order: wake its waiters, count it, and keep only the recent ones in memory
+        (the journal has them all) so a long session does not grow without bound."""
+        handle = self.handles.get(order.client_order_id)
+        if handle is not None:
+            handle._finish()
+        self.final_states[order.status.value] += 1
+        self._retired.append(order.client_order_id)
+        if len(self._retired) > self.retain_terminal:
+            old = self.orders.pop(self._retired.popleft(), None)
+            if old is not None:
+                self.handles.pop(old.client_order_id, None)
+                if old.venue_order_id:
+                    self._by_venue_id.pop((old.venue, old.venue_order_id), None)
+
+    def state_counts(self) -> dict[str, int]:
+        """Orders of this session by state: final states (also of retired orders) and working."""
+        counts = Counter(self.final_states)
+        counts.update(o.status.value for o in self._open.values())
+        return dict(counts)
