@@ -19,7 +19,7 @@ import trio
 from framework.errors import AuthError, FrameError, HttpProblem, OrderNotFound, OrderRefused
 from framework.events import Balance, ExecutionReport, OrderStatus, OrderType, TimeInForce
 from framework.model import Order
-from framework.transport.rest import request_json
+from framework.transport.rest import order_outcome, request_json
 from framework.transport.session import Connection
 from framework.transport.tokens import Token, TokenCache
 from framework.transport.wire import dec, dec_str
@@ -69,6 +69,7 @@ class TokenSource(TokenCache):
                 "POST",
                 self._path,
                 venue=VENUE,
+                idempotent=True,  # asking for a token again is harmless
                 data={
                     "grant_type": "client_credentials",
                     "client_id": self._client_id,
@@ -309,9 +310,8 @@ class PaxosExecution(ExecutionClient):
                 if isinstance(existing, dict):
                     return await self._sync(existing)
                 return None
-            if exc.status in (400, 403, 404):
-                raise OrderRefused(f"{exc.slug or exc.status}: {exc.detail}") from None
-            raise
+            # anything else (429, 5xx: never resent) leaves the outcome unknown: query it
+            raise order_outcome(exc, refused={400, 403, 404}) from None
         return await self._sync(data)
 
     async def cancel(self, order: Order) -> ExecutionReport | None:
@@ -321,11 +321,7 @@ class PaxosExecution(ExecutionClient):
         try:
             await self._call("DELETE", f"profiles/{self.profile_id}/orders/{venue_id}")
         except HttpProblem as exc:
-            if exc.status == 404:
-                raise OrderNotFound(exc.detail) from None
-            if exc.status in (400, 403):
-                raise OrderRefused(f"{exc.slug or exc.status}: {exc.detail}") from None
-            raise
+            raise order_outcome(exc, refused={400, 403}, not_found={404}) from None
         # DELETE only acknowledges the request; GET says what happened
         data = await self._call("GET", f"profiles/{self.profile_id}/orders/{venue_id}")
         report = await self._sync(data)
