@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from decimal import Decimal, InvalidOperation
@@ -16,6 +15,7 @@ from cattrs.gen import make_dict_structure_fn
 from framework.errors import ConfigError
 from framework.execution.paper import PaperConfig
 from framework.risk import RiskConfig
+from framework.transport.endpoints import secret_from_env  # noqa: F401  (one copy, named here too)
 from framework.venue import VenueConfig
 from framework.venues import load_venue, venue_names
 
@@ -138,13 +138,3 @@ def load(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
     return parse(raw)
-
-
-def secret_from_env(var: str, key: str) -> str:
-    """Read a secret from the environment variable named in config (key names it in errors)."""
-    if not var:
-        raise ConfigError(f"{key}: no environment variable named for this secret")
-    value = os.environ.get(var)
-    if not value:
-        raise ConfigError(f"{key}: environment variable {var} is not set")
-    return value

@@ -43,6 +43,18 @@ class RequestTimeout(TimeoutError):
     """No reply to a correlated request in time: its outcome is unknown, not refused."""
 
 
+class NotConnected(ConnectionError):
+    """No open connection to send a request on, or the send failed: the request did not leave."""
+
+
+class ConnectionLost(ConnectionError):
+    """The connection closed while a request waited for its reply: its outcome is unknown."""
+
+
+class FetchError(ConnectionError):
+    """A start-up fetch (catalogue, rules) failed: unreachable, too slow, too big, not JSON."""
+
+
 # --- the order path -------------------------------------------------------------------------
 
 

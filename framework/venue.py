@@ -50,6 +50,51 @@ class VenueConfig:
     request_timeout_s: float = 10.0
 
 
+@attrs.frozen(kw_only=True)
+class Urls:
+    """One endpoint's URLs; a venue leaves empty what it does not use."""
+
+    ws: str = ""  # WebSocket (base or full URL, as the venue's streams take it)
+    http: str = ""  # REST base
+    auth: str = ""  # login / token base, where it differs from `http`
+
+
+@attrs.frozen(kw_only=True)
+class Endpoints:
+    """A venue's endpoints as data. `framework.transport.endpoints.select_urls` picks the set for
+    `cfg.endpoint` (and applies the TLS rule once).
+
+    `sim` derives the URL set from a simulator's handle (embedded, or a standalone one picked with
+    `sim_url`); `sandbox` / `production` are the venue's published URLs, or None where the venue
+    publishes none (the user then configures them: see `overrides` of `select_urls`).
+    """
+
+    sim: Callable[[SimHandle], Urls]
+    sandbox: Urls | None = None
+    production: Urls | None = None
+
+
+def secret(**kw: Any) -> Any:
+    """An attrs field of a `Credentials` class that holds a secret (redacted from logs)."""
+    return attrs.field(repr=False, metadata={"secret": True}, **kw)
+
+
+@attrs.frozen
+class Credentials:
+    """A venue's credentials: subclass with one attrs field per value, `secret()` for secrets.
+
+    `framework.transport.endpoints.credentials_from_env` builds one from the environment
+    variables a venue's config names (field `x` from the variable in `cfg.x_env`).
+    """
+
+    def secrets(self) -> list[str]:
+        return [
+            str(getattr(self, f.name))
+            for f in attrs.fields(type(self))
+            if f.metadata.get("secret") and getattr(self, f.name)
+        ]
+
+
 class Stream(abc.ABC):
     """One WebSocket connection's protocol. The core sets `emit`, `epoch` and `venue`."""
 

@@ -341,10 +341,21 @@ class WsSession:
 
 
 def _refuse_plain_remote(url: str) -> None:
-    """TLS for every real venue: unencrypted WebSockets only to this machine (simulators)."""
+    require_tls(url)
+
+
+def require_tls(url: str) -> None:
+    """TLS for every real venue: unencrypted ws:// and http:// only to this machine (simulators).
+
+    The one rule for sessions, start-up fetches (`framework.transport.fetch`) and endpoint
+    selection (`framework.transport.endpoints`); raises ValueError before any connection.
+    """
     parts = urlsplit(url)
-    if parts.scheme == "ws" and not is_loopback(parts.hostname or ""):
-        raise ValueError(f"refusing unencrypted ws:// to non-loopback host {parts.hostname}")
+    if parts.scheme in ("ws", "http") and not is_loopback(parts.hostname or ""):
+        kind = "ws://" if parts.scheme == "ws" else "HTTP"
+        raise ValueError(f"refusing unencrypted {kind} to non-loopback host {parts.hostname}")
+    if parts.scheme not in ("ws", "wss", "http", "https"):
+        raise ValueError(f"not a ws/wss/http/https URL: {url[:80]!r}")
 
 
 _CONNECTION_ERRORS = (

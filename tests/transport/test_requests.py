@@ -6,8 +6,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from framework.errors import RequestTimeout
-from framework.transport.requests import Correlator
+from framework.errors import ConnectionLost, NotConnected, RequestTimeout
+from framework.transport.requests import Correlator, RequestChannel
 
 
 async def test_out_of_order_replies_reach_their_own_waiters(autojump_clock: MockClock) -> None:
@@ -85,3 +85,132 @@ async def test_expect_then_wait_returns_the_reply(autojump_clock: MockClock) -> 
         assert c.resolve(rid, "reply")
         assert await c.wait(rid, 5) == "reply"
     assert c.in_flight() == 0
+
+
+# --- matching by whatever the venue echoes (RequestChannel over one connection) ----------------
+
+
+class FakeConn:
+    """What a request is sent on; `fail` makes the send raise as a closed socket does."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[object] = []
+        self.fail = fail
+
+    async def send(self, message: object) -> None:
+        if self.fail:
+            raise trio.ClosedResourceError("closed")
+        self.sent.append(message)
+
+
+async def _ask(channel: RequestChannel, rid: str, keys: list, out: dict, timeout_s: float = 5):
+    try:
+        out[rid] = await channel.request(
+            {"id": rid}, request_id=rid, keys=keys, timeout_s=timeout_s
+        )
+    except Exception as exc:
+        out[rid] = exc
+
+
+async def test_a_reply_may_name_its_request_by_id_tag_or_client_order_id(
+    autojump_clock: MockClock,
+) -> None:
+    channel = RequestChannel("v")
+    channel.connected(FakeConn())
+    out: dict[str, object] = {}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_ask, channel, "r1", [("user_tag", "t1")], out)
+        nursery.start_soon(_ask, channel, "r2", [("client_order_id", "c2")], out)
+        nursery.start_soon(_ask, channel, "r3", [], out)
+        await trio.testing.wait_all_tasks_blocked()
+        assert channel.correlator.in_flight() == 3
+        # out of order, each by a different key
+        assert channel.resolve(("client_order_id", "c2"), "accepted c2")
+        assert channel.resolve("r3", "echoed r3")
+        assert channel.resolve(("user_tag", "t1"), "tagged t1")
+    assert out == {"r1": "tagged t1", "r2": "accepted c2", "r3": "echoed r3"}
+    assert channel.correlator.in_flight() == 0
+
+
+async def test_the_first_matching_message_resolves_and_later_ones_match_nothing(
+    autojump_clock: MockClock,
+) -> None:
+    """An order's lifecycle message answers its request; the tagged reply after it (or a
+    second lifecycle message) answers nothing: a request is answered once, then forgotten
+    under every key it had."""
+    channel = RequestChannel("v")
+    channel.connected(FakeConn())
+    out: dict[str, object] = {}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_ask, channel, "t1", [("client_order_id", "c1")], out)
+        await trio.testing.wait_all_tasks_blocked()
+        assert channel.waiting(("client_order_id", "c1"))
+        assert channel.resolve_first([("cancelled", "c1"), ("client_order_id", "c1")], "acc")
+        assert not channel.waiting(("client_order_id", "c1"))
+        assert not channel.resolve("t1", "tagged reply, too late")
+        assert not channel.resolve_first([("client_order_id", "c1")], "execution")
+    assert out == {"t1": "acc"}
+
+
+async def test_replies_that_name_only_command_and_channel_answer_in_order(
+    autojump_clock: MockClock,
+) -> None:
+    channel = RequestChannel("v")
+    conn = FakeConn()
+    channel.connected(conn)
+    out: dict[str, object] = {}
+    key = ("command", "GET", "TRADE_PRIVATE")
+    async with trio.open_nursery() as nursery:
+        for rid in ("g1", "g2", "g3"):
+            nursery.start_soon(_ask, channel, rid, [key], out)
+            await trio.testing.wait_all_tasks_blocked()  # sent in this order
+        assert conn.sent == [{"id": "g1"}, {"id": "g2"}, {"id": "g3"}]
+        assert channel.resolve("g2", "echoed g2")  # an echoed id still picks its own request
+        assert channel.resolve(key, "first anonymous")
+        assert channel.resolve(key, "second anonymous")
+        assert not channel.resolve(key, "nobody left")
+    assert out == {"g1": "first anonymous", "g2": "echoed g2", "g3": "second anonymous"}
+
+
+async def test_no_reply_is_a_request_timeout_and_the_request_is_forgotten(
+    autojump_clock: MockClock,
+) -> None:
+    channel = RequestChannel("v")
+    channel.connected(FakeConn())
+    with pytest.raises(RequestTimeout):
+        await channel.request({}, request_id="r1", keys=[("client_order_id", "c1")], timeout_s=2)
+    assert channel.correlator.in_flight() == 0 and not channel.waiting(("client_order_id", "c1"))
+
+
+async def test_a_failed_send_did_not_leave_and_is_forgotten() -> None:
+    channel = RequestChannel("v")
+    with pytest.raises(NotConnected):  # no connection yet
+        await channel.request({}, request_id="r0", timeout_s=1)
+    channel.connected(FakeConn(fail=True))
+    with pytest.raises(NotConnected):
+        await channel.request({}, request_id="r1", keys=[("user_tag", "t")], timeout_s=1)
+    assert channel.correlator.in_flight() == 0 and not channel.waiting(("user_tag", "t"))
+
+
+async def test_a_request_cancelled_while_waiting_is_forgotten_under_every_key(
+    autojump_clock: MockClock,
+) -> None:
+    channel = RequestChannel("v")
+    channel.connected(FakeConn())
+    with trio.move_on_after(1):
+        await channel.request({}, request_id="r1", keys=[("client_order_id", "c")], timeout_s=9)
+    assert channel.correlator.in_flight() == 0 and not channel.waiting(("client_order_id", "c"))
+
+
+async def test_a_new_connection_fails_the_requests_of_the_old_one(
+    autojump_clock: MockClock,
+) -> None:
+    channel = RequestChannel("v")
+    channel.connected(FakeConn())
+    out: dict[str, object] = {}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_ask, channel, "r1", [("user_tag", "t1")], out)
+        await trio.testing.wait_all_tasks_blocked()
+        channel.connected(FakeConn())
+    assert isinstance(out["r1"], ConnectionLost)
+    assert channel.correlator.in_flight() == 0 and not channel.waiting(("user_tag", "t1"))

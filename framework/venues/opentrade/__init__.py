@@ -7,7 +7,6 @@ book that changed reaches the strategies (as a `BookSnapshot`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
@@ -17,11 +16,12 @@ import attrs
 import httpx
 import trio
 
-from framework.config import secret_from_env
 from framework.errors import ConfigError
 from framework.model import Instrument
-from framework.venue import SimHandle, VenueConfig, VenueRuntime
+from framework.transport.endpoints import credentials_from_env, env_secrets, select_urls
+from framework.venue import Credentials, Endpoints, SimHandle, Urls, VenueConfig, VenueRuntime
 from framework.venue import Venue as _Venue
+from framework.venue import secret as _secret
 from framework.venues.opentrade.auth import TokenSource
 from framework.venues.opentrade.client import (
     OpenTradeExecution,
@@ -31,13 +31,14 @@ from framework.venues.opentrade.client import (
 )
 from framework.venues.opentrade.decode import VENUE as NAME
 
-# endpoint: (HTTP base for login/token, WS URL). [DOC] the sources conflict (a newer page gives
-# wss://wss.opentrade.exchange/ws): `http_url` / `ws_url` override these.
-_URLS = {
-    "sandbox": ("https://test.opentrade.io", "wss://test.opentrade.io/exchange/ws"),
-    "production": ("https://opentrade.io", "wss://opentrade.io/exchange/ws"),
-}
 WS_PATH = "/exchange/ws"  # [INF] the simulator serves the WS on the test/prod path
+# `http` is the login/token base. [DOC] the sources conflict (a newer page gives
+# wss://wss.opentrade.exchange/ws): `http_url` / `ws_url` override these.
+ENDPOINTS = Endpoints(
+    sim=lambda sim: Urls(http=sim.http_url, ws=sim.ws_url.rstrip("/") + WS_PATH),
+    sandbox=Urls(http="https://test.opentrade.io", ws="wss://test.opentrade.io/exchange/ws"),
+    production=Urls(http="https://opentrade.io", ws="wss://opentrade.io/exchange/ws"),
+)
 # [DOC] prices and amounts have at most 8 decimals (used when the catalogue gives no steps)
 STEP_8 = Decimal("0.00000001")
 SIM_USERNAME, SIM_PASSWORD, SIM_API_USER, SIM_API_SECRET = (
@@ -46,6 +47,14 @@ SIM_USERNAME, SIM_PASSWORD, SIM_API_USER, SIM_API_SECRET = (
     "sim-api",
     "sim-secret",
 )
+
+
+@attrs.frozen
+class OpenTradeCredentials(Credentials):
+    username: str
+    password: str = _secret()
+    api_user: str
+    api_secret: str = _secret()
 
 
 @attrs.define(kw_only=True)
@@ -81,26 +90,19 @@ class OpenTradeVenue(_Venue):
 
     def _credentials(
         self, cfg: OpenTradeConfig, sim: SimHandle | None
-    ) -> tuple[str, str, str, str] | None:
+    ) -> OpenTradeCredentials | None:
         if sim is not None:
             s = sim.simulator
             if s is None:  # a standalone simulator: its default built-in account
-                return SIM_USERNAME, SIM_PASSWORD, SIM_API_USER, SIM_API_SECRET
-            return s.username, s.password, s.api_user, s.api_secret
-        names = (cfg.username_env, cfg.password_env, cfg.api_user_env, cfg.api_secret_env)
-        present = [bool(n and os.environ.get(n)) for n in names]
-        if not any(present):
-            return None  # market data only; orders are refused by the core (no client)
-        keys = ("username_env", "password_env", "api_user_env", "api_secret_env")
-        values = [
-            secret_from_env(n, f"venues.opentrade.{k}") for n, k in zip(names, keys, strict=True)
-        ]
-        return values[0], values[1], values[2], values[3]
+                return OpenTradeCredentials(
+                    SIM_USERNAME, SIM_PASSWORD, SIM_API_USER, SIM_API_SECRET
+                )
+            return OpenTradeCredentials(s.username, s.password, s.api_user, s.api_secret)
+        # none set: market data only; orders are refused by the core (no client)
+        return credentials_from_env(OpenTradeCredentials, NAME, cfg, optional=True)
 
     def secrets(self, cfg: OpenTradeConfig) -> list[str]:
-        return [
-            v for v in (os.environ.get(cfg.password_env), os.environ.get(cfg.api_secret_env)) if v
-        ]
+        return env_secrets(OpenTradeCredentials, cfg)
 
     async def build(
         self,
@@ -114,18 +116,24 @@ class OpenTradeVenue(_Venue):
             raise ConfigError("venues.opentrade.exchange_name: needed with request_type DIRECT")
         if not cfg.markets:
             raise ConfigError("venues.opentrade.markets: configure at least one market")
-        if sim is not None:
-            http_base, ws_url = sim.http_url, sim.ws_url.rstrip("/") + WS_PATH
-        else:
-            http_base, ws_url = _URLS[cfg.endpoint]
-        http_base, ws_url = cfg.http_url or http_base, cfg.ws_url or ws_url
+        # the TLS rule holds for the overrides too: checked here, before anything connects
+        urls = select_urls(
+            NAME, ENDPOINTS, cfg, sim, overrides={"http": "http_url", "ws": "ws_url"}
+        )
+        http_base, ws_url = urls.http, urls.ws
         catalogue = await fetch_catalogue(ws_url, cfg.request_timeout_s)
         instruments = _instruments(catalogue, cfg.markets)
         streams: list = [PublicStream(ws_url, cfg.markets, levels=cfg.levels, trades=cfg.trades)]
         execution = None
         creds = self._credentials(cfg, sim)
         if creds is not None:
-            tokens = TokenSource(http(http_base, timeout_s=cfg.request_timeout_s), *creds)
+            tokens = TokenSource(
+                http(http_base, timeout_s=cfg.request_timeout_s),
+                creds.username,
+                creds.password,
+                creds.api_user,
+                creds.api_secret,
+            )
             currencies = cfg.currencies or sorted(
                 {a for i in instruments.values() for a in (i.base, i.quote)}
             )

@@ -5,8 +5,8 @@
 2. `POST /auth/auth/jwt/clients/{api_user}/token`, headers `Cookie` and `clientSecret`, empty
    body → HTTP 200 whose raw body is the JWT.
 
-The token is cached until shortly before its `exp` claim (read without verifying the signature:
-only the venue can verify it; we only need to know when to ask again).
+The token lives in the core's token cache until shortly before its `exp` claim (read without
+verifying the signature: only the venue can verify it; we only need to know when to ask again).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from collections.abc import Callable
 import httpx
 import jwt
 import structlog
-import trio
 
 from framework.errors import AuthError
+from framework.transport.tokens import Token, TokenCache
 
 log = structlog.get_logger("botrun.opentrade.auth")
 
@@ -28,7 +28,7 @@ LOGIN_PATH = "/auth/login"
 TOKEN_PATH = "/auth/auth/jwt/clients/{api_user}/token"
 
 
-class TokenSource:
+class TokenSource(TokenCache):
     """The JWT for `signature` and the WS handshake, fetched when missing or about to expire."""
 
     def __init__(
@@ -43,46 +43,17 @@ class TokenSource:
         min_margin_s: float = 5.0,
         wall: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(self._fetch, margin=margin, min_margin_s=min_margin_s)
         self._http = http
         self._username = username
         self._password = password
         self._api_user = api_user
         self._secret = api_secret
-        self._margin = margin
-        self._min_margin_s = min_margin_s
         self._wall = wall
         self._cookie: str | None = None
-        self._token: str | None = None
-        self._expires_at: float | None = None  # wall-clock seconds (the JWT's exp)
-        self._refresh_at: float | None = None
-        self._lock = trio.Lock()
-        self.fetches = 0
         self.logins = 0
 
-    @property
-    def cached(self) -> str | None:
-        return self._token
-
-    async def token(self) -> str:
-        async with self._lock:
-            if self._token is None or (
-                self._refresh_at is not None and self._wall() >= self._refresh_at
-            ):
-                await self._fetch()
-            assert self._token is not None
-            return self._token
-
-    def invalidate(self) -> None:
-        """The venue refused the token (expired, revoked): the next `token()` fetches anew."""
-        self._token = None
-
-    def seconds_to_refresh(self) -> float | None:
-        """Seconds until the cached token should be replaced; None if unknown (no exp claim)."""
-        if self._token is None or self._refresh_at is None:
-            return None
-        return max(0.0, self._refresh_at - self._wall())
-
-    async def _fetch(self) -> None:
+    async def _fetch(self) -> Token:
         try:
             if self._cookie is None:
                 await self._login()
@@ -107,15 +78,10 @@ class TokenSource:
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"opentrade token is not a valid JWT: {exc}") from None
         exp = claims.get("exp")
-        now = self._wall()
-        self._token = token
-        if isinstance(exp, int | float):
-            lifetime = float(exp) - now
-            self._expires_at = float(exp)
-            self._refresh_at = float(exp) - max(self._min_margin_s, lifetime * self._margin)
-        else:
-            self._expires_at = self._refresh_at = None  # refreshed on an auth error only
-        self.fetches += 1
+        if not isinstance(exp, int | float):
+            return Token(token)  # refreshed on an auth error only
+        # the claim is wall-clock time; the cache counts on trio's clock from now
+        return Token(token, float(exp) - self._wall())
 
     async def _login(self) -> None:
         self.logins += 1

@@ -2,8 +2,11 @@
 
 Two connections to the same WS endpoint: a public one (books, public trades; no credentials) and
 a private one (JWT on the handshake and as `signature`; BALANCE, TRADE_PRIVATE, and the order
-commands CREATE / CANCEL / MODIFY / GET). Replies are matched to requests by `requestId` with the
-core's `Correlator`. The private stream subscribes TRADE_PRIVATE for every configured market
+commands CREATE / CANCEL / MODIFY / GET). Requests go over the core's `RequestChannel`; a reply
+is the first message that names the request: its echoed `requestId` where the venue echoes one,
+else ([DOC] no published reply carries one) an `ACK`/`ERROR`/`GET` for the same command and
+channel, oldest request first, or the order's own `Order` / `OrderUpdate` item. The private
+stream subscribes TRADE_PRIVATE for every configured market
 before any order is sent (the venue rejects orders for unsubscribed instruments).
 
 On an auth error or shortly before the JWT expires, a new token is fetched and the private
@@ -13,21 +16,27 @@ anything missed meanwhile. Order state lives in the core and is never reset by t
 
 from __future__ import annotations
 
-from collections import deque
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import attrs
-import orjson
 import structlog
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
 
-from framework.errors import AuthError, FrameError, OrderNotFound, OrderRefused, RequestTimeout
+from framework.errors import (
+    AuthError,
+    ConnectionLost,
+    FrameError,
+    NotConnected,
+    OrderNotFound,
+    OrderRefused,
+    RequestTimeout,
+)
 from framework.events import ExecutionReport, OrderStatus, Side
 from framework.model import Order
-from framework.transport.requests import Correlator
+from framework.transport.fetch import fetch_ws
+from framework.transport.requests import Key, RequestChannel
 from framework.transport.session import Connection
 from framework.venue import ExecutionClient, Stream
 from framework.venues.opentrade import messages as m
@@ -43,13 +52,6 @@ _AUTH_WORDS = ("signature", "token", "jwt", "expired", "unauthori", "authenticat
 def is_auth_error(message: Any) -> bool:
     text = str(message or "").lower()
     return any(word in text for word in _AUTH_WORDS)
-
-
-class _Lost:
-    """Reply given to waiters whose connection went away."""
-
-
-LOST = _Lost()
 
 
 class Readiness:
@@ -185,13 +187,13 @@ class PrivateStream(Stream):
         # set once an execution client is bound to this venue (not in paper mode, where the
         # venue account is not what the strategy trades): until then the stream never connects
         self.enabled = enabled or trio.Event()
-        self.correlator = Correlator(prefix="ot")
+        self.requests = RequestChannel(VENUE, prefix="ot")
+        self.correlator = self.requests.correlator
         self.conn: Connection | None = None
         self.ready = Readiness()  # TRADE_PRIVATE acknowledged on the current connection
         self.reauth = trio.Event()  # an auth error was seen: new token + resubscribe
         self.errors: list[str] = []
         self.auth_errors = 0
-        self._get_waiters: dict[str, deque[str]] = {}
         self.decoder = Decoder(self._emit, markets=None, on_control=self._control)
 
     def _emit(self, event: Any) -> None:
@@ -210,7 +212,7 @@ class PrivateStream(Stream):
 
     async def on_connected(self, conn: Connection) -> None:
         # requests still waiting were sent on the old connection: their replies will not come
-        self.correlator.fail_all(LOST)
+        self.requests.connected(conn)
         self.ready.clear()
         self.conn = conn
         await self.subscribe_private(conn, await self.tokens.token())
@@ -238,44 +240,39 @@ class PrivateStream(Stream):
 
     async def request(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """Send one request on the current connection and return its reply (ACK/ERROR/GET)."""
-        conn = self.conn
-        if conn is None:
-            raise ConnectionError("opentrade private stream is not connected")
-        rid = self.correlator.new_id()
+        if self.conn is None:
+            raise NotConnected("opentrade private stream is not connected")
+        rid = self.requests.new_id()
         message["requestId"] = rid
-        channel = str(message.get("channel"))
-        if message.get("command") == "GET":
-            self._get_waiters.setdefault(channel, deque()).append(rid)
-        try:
-            with self.correlator.expect(rid):
-                try:
-                    await conn.send(message)
-                except ConnectionClosed:
-                    # the connection went away under us: as lost as a reply that never came
-                    # (the wait below returns LOST at once)
-                    self.correlator.resolve(rid, LOST)
-                reply = await self.correlator.wait(rid, timeout_s)
-        finally:
-            waiters = self._get_waiters.get(channel)
-            if waiters and rid in waiters:
-                waiters.remove(rid)
-        if reply is LOST:
-            raise ConnectionError("opentrade private connection lost before the reply")
-        return reply
+        # a closed connection (NotConnected, ConnectionLost) is a ConnectionError the callers
+        # handle as a lost reply
+        return await self.requests.request(
+            message,
+            request_id=rid,
+            keys=reply_keys(message),
+            timeout_s=timeout_s,
+            what=f"{message.get('command')} {message.get('channel')}",
+        )
 
     def _control(self, msg: dict[str, Any]) -> bool:
         """ACK / ERROR, and replies our requests wait for. True = consumed."""
         event = msg.get("event")
         rid = msg.get("requestId")
         rid = None if rid is None else str(rid)
+        requests = self.requests
+        command, channel = msg.get("command"), msg.get("channel")
         if event == "ACK":
-            if msg.get("channel") == m.TRADE_PRIVATE and msg.get("command") == "SUBSCRIBE":
+            if channel == m.TRADE_PRIVATE and command == "SUBSCRIBE":
                 self.ready.set()
             if rid is not None:
-                self.correlator.resolve(rid, msg)
+                requests.resolve(rid, msg)
+            else:
+                requests.resolve_first((("ack", command, channel),), msg)
             return True
         if event == "ERROR":
-            if rid is not None and self.correlator.resolve(rid, msg):
+            if rid is not None and requests.resolve(rid, msg):
+                return True
+            if rid is None and requests.resolve_first((("error", command, channel),), msg):
                 return True
             error = f"{msg.get('command')} {msg.get('channel')}: {_error_text(msg)}"
             self.errors.append(error)
@@ -291,13 +288,59 @@ class PrivateStream(Stream):
                 log.error("opentrade private request refused", venue=VENUE, error=error)
             return True
         if rid is not None and event not in ("SNAPSHOT", "UPDATE"):
-            return self.correlator.resolve(rid, msg)
-        if msg.get("command") == "GET" or event in ("GET", None):
-            # [INF] a GET reply without requestId answers the oldest GET of that channel
-            waiters = self._get_waiters.get(str(msg.get("channel")))
-            if waiters:
-                return self.correlator.resolve(waiters.popleft(), msg)
+            return requests.resolve(rid, msg)
+        # [INF] a GET reply without requestId answers the oldest GET of that channel
+        if (command == "GET" or event in ("GET", None)) and requests.resolve_first(
+            (("reply", "GET", channel),), msg
+        ):
+            return True
+        if channel == m.TRADE_PRIVATE and requests.correlator.in_flight():
+            # an order's own item may be the reply its CREATE / MODIFY / CANCEL waits for; the
+            # frame is still decoded (it reports the order)
+            self._lifecycle(msg)
         return False
+
+    def _lifecycle(self, msg: dict[str, Any]) -> None:
+        data = msg.get("data")
+        if type(data) is not list:
+            return
+        for item in data:
+            if type(item) is not dict:
+                continue
+            kind = item.get("class")
+            coid = item.get("clientOrderId") or item.get("orderId")
+            coid = str(coid) if coid is not None else None
+            if kind == "Order" and coid is not None:
+                keys: list[Key] = [("order", coid)]
+                if item.get("orderStatus") == "CANCELLED":
+                    keys.insert(0, ("cancelled", coid))
+                self.requests.resolve_first(keys, msg)
+            elif kind == "OrderUpdate" and item.get("orderRequestStatus") == "CANCELLED":
+                # [DOC] the cancel acknowledgement may name no order: it answers the oldest
+                # CANCEL of its instrument
+                if coid is not None:
+                    key: Key = ("cancelled", coid)
+                else:
+                    key = ("cancel", item.get("instrumentCd"))
+                self.requests.resolve_first((key,), msg)
+
+
+def reply_keys(message: dict[str, Any]) -> list[Key]:
+    """Besides its `requestId`, what a reply to `message` may name it by."""
+    command, channel = message.get("command"), message.get("channel")
+    keys: list[Key] = [("ack", command, channel), ("error", command, channel)]
+    if command == "GET":
+        keys.append(("reply", "GET", channel))
+    data = message.get("data")
+    item = data[0] if type(data) is list and data and type(data[0]) is dict else {}
+    coid = item.get("clientOrderId") or item.get("orderId")
+    if command in ("CREATE", "MODIFY") and coid:
+        keys.append(("order", str(coid)))
+    elif command == "CANCEL":
+        if coid:
+            keys.append(("cancelled", str(coid)))
+        keys.append(("cancel", item.get("globalInstrumentCd")))
+    return keys
 
 
 # --- execution ---------------------------------------------------------------------------------
@@ -509,17 +552,28 @@ class OpenTradeExecution(ExecutionClient):
             conn = self.stream.conn
             if conn is None:
                 return
-            rid = self.stream.correlator.new_id()
-            with self.stream.correlator.expect(rid):
-                try:
-                    await self.stream.subscribe_private(conn, token, (f"{rid}b", rid))
-                except ConnectionClosed:
-                    # closed while we fetched the token: the reconnect subscribes with a fresh
-                    # one and the core reconciles after it (reconcile_on_reconnect)
-                    self.stream.correlator.resolve(rid, LOST)
-                reply = await self.stream.correlator.wait(rid, self.timeout_s)
-            if reply is LOST:
-                return  # connection gone or replaced: on_connected subscribes with a fresh token
+            requests = self.stream.requests
+            rid = requests.new_id()
+
+            async def subscribe(conn: Connection) -> None:
+                await self.stream.subscribe_private(conn, token, (f"{rid}b", rid))
+
+            try:
+                reply = await requests.call(
+                    subscribe,
+                    request_id=rid,
+                    keys=[
+                        ("ack", "SUBSCRIBE", m.TRADE_PRIVATE),
+                        ("error", "SUBSCRIBE", m.TRADE_PRIVATE),
+                    ],
+                    timeout_s=self.timeout_s,
+                    what="TRADE_PRIVATE resubscribe",
+                    conn=conn,
+                )
+            except (NotConnected, ConnectionLost):
+                # closed while we fetched the token, or replaced: the reconnect subscribes with
+                # a fresh token and the core reconciles after it (reconcile_on_reconnect)
+                return
             if reply.get("event") == "ERROR":
                 raise AuthError(f"TRADE_PRIVATE resubscribe refused: {_error_text(reply)}")
         if reconcile:
@@ -544,21 +598,28 @@ class OpenTradeExecution(ExecutionClient):
 # --- catalogue at start --------------------------------------------------------------------------
 
 
-async def fetch_catalogue(ws_url: str, timeout_s: float = 10.0) -> dict[str, CatalogueEntry]:
+async def fetch_catalogue(
+    ws_url: str, timeout_s: float = 10.0, *, max_bytes: int = 64 * 1024 * 1024
+) -> dict[str, CatalogueEntry]:
     """GET ASSET_LIST and INSTRUMENT_LIST on a short-lived connection (public, no auth)."""
     decoder = Decoder(lambda event: None)
     wanted = {"ASSET_LIST", "INSTRUMENT_LIST"}
-    with trio.fail_after(timeout_s):
-        async with open_websocket_url(ws_url, max_message_size=64 * 1024 * 1024) as ws:
-            for channel in sorted(wanted):
-                await ws.send_message(orjson.dumps(m.get(channel)).decode())
-            while wanted:
-                frame = await ws.get_message()
-                msg = loads(frame)
-                channel = msg.get("channel")
-                if msg.get("event") == "ERROR":
-                    raise FrameError(f"GET {channel} refused: {_error_text(msg)}")
-                if channel in wanted and isinstance(msg.get("data"), list):
-                    decoder.decode(frame, 0)
-                    wanted.discard(channel)
-    return decoder.catalogue
+
+    def answer(frame: str | bytes) -> dict[str, CatalogueEntry] | None:
+        msg = loads(frame)
+        channel = msg.get("channel")
+        if msg.get("event") == "ERROR":
+            raise FrameError(f"GET {channel} refused: {_error_text(msg)}")
+        if channel in wanted and isinstance(msg.get("data"), list):
+            decoder.decode(frame, 0)
+            wanted.discard(channel)
+        return None if wanted else decoder.catalogue
+
+    return await fetch_ws(
+        ws_url,
+        [m.get(channel) for channel in sorted(wanted)],
+        answer,
+        what="opentrade catalogue (ASSET_LIST, INSTRUMENT_LIST)",
+        timeout_s=timeout_s,
+        max_bytes=max_bytes,
+    )

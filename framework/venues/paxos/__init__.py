@@ -11,11 +11,20 @@ import attrs
 import httpx
 import trio
 
-from framework.config import secret_from_env
 from framework.model import Instrument
+from framework.transport.endpoints import credentials_from_env, env_secrets, select_urls
 from framework.transport.rest import request_json
-from framework.venue import SimHandle, Stream, VenueConfig, VenueRuntime
+from framework.venue import (
+    Credentials,
+    Endpoints,
+    SimHandle,
+    Stream,
+    Urls,
+    VenueConfig,
+    VenueRuntime,
+)
 from framework.venue import Venue as _Venue
+from framework.venue import secret as _secret
 from framework.venues.paxos.client import (
     REST_SCOPES,
     SOR_SCOPE,
@@ -26,21 +35,30 @@ from framework.venues.paxos.client import (
 )
 from framework.venues.paxos.decode import VENUE as NAME
 
-_URLS = {
-    # endpoint: (websocket base, REST base, OAuth base)
-    "production": ("wss://ws.paxos.com", "https://api.paxos.com/v2/", "https://oauth.paxos.com"),
-    "sandbox": (
-        "wss://ws.sandbox.paxos.com",
-        "https://api.sandbox.paxos.com/v2/",
-        "https://oauth.sandbox.paxos.com",
+# websocket base, REST base, OAuth base
+ENDPOINTS = Endpoints(
+    sim=lambda sim: Urls(ws=sim.ws_url, http=f"{sim.http_url}/v2/", auth=sim.http_url),
+    production=Urls(
+        ws="wss://ws.paxos.com", http="https://api.paxos.com/v2/", auth="https://oauth.paxos.com"
     ),
-}
+    sandbox=Urls(
+        ws="wss://ws.sandbox.paxos.com",
+        http="https://api.sandbox.paxos.com/v2/",
+        auth="https://oauth.sandbox.paxos.com",
+    ),
+)
 _AMOUNT_STEP = Decimal("0.00000001")
 SIM_CLIENT_ID, SIM_CLIENT_SECRET, SIM_PROFILE_ID = (
     "sim-client",
     "sim-secret",
     "sim-profile",
 )  # Paxos amounts: 8 decimals
+
+
+@attrs.frozen
+class PaxosCredentials(Credentials):
+    client_id: str
+    client_secret: str = _secret()
 
 
 @attrs.define(kw_only=True)
@@ -79,14 +97,12 @@ class PaxosVenue(_Venue):
             if s is None:
                 return SIM_CLIENT_ID, SIM_CLIENT_SECRET, SIM_PROFILE_ID
             return s.client_id, s.client_secret, s.profile_id
-        client_id = secret_from_env(cfg.client_id_env, "venues.paxos.client_id_env")
-        secret = secret_from_env(cfg.client_secret_env, "venues.paxos.client_secret_env")
-        return client_id, secret, cfg.profile_id
+        creds = credentials_from_env(PaxosCredentials, NAME, cfg)
+        assert creds is not None  # not optional: a missing variable is a ConfigError
+        return creds.client_id, creds.client_secret, cfg.profile_id
 
     def secrets(self, cfg: PaxosConfig) -> list[str]:
-        import os
-
-        return [v for v in (os.environ.get(cfg.client_secret_env),) if v]
+        return env_secrets(PaxosCredentials, cfg)
 
     async def build(
         self,
@@ -94,10 +110,8 @@ class PaxosVenue(_Venue):
         sim: SimHandle | None,
         http: Callable[..., httpx.AsyncClient],
     ) -> VenueRuntime:
-        if sim is not None:
-            ws_base, rest_base, oauth_base = sim.ws_url, f"{sim.http_url}/v2/", sim.http_url
-        else:
-            ws_base, rest_base, oauth_base = _URLS[cfg.endpoint]
+        urls = select_urls(NAME, ENDPOINTS, cfg, sim)
+        ws_base, rest_base, oauth_base = urls.ws, urls.http, urls.auth
         rest = http(rest_base, timeout_s=cfg.request_timeout_s)
         instruments = await self._instruments(rest, cfg.markets)
         streams = []

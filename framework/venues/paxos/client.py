@@ -26,8 +26,9 @@ from framework.events import (
     TimeInForce,
 )
 from framework.model import Order
-from framework.transport.rest import request_json
+from framework.transport.rest import order_outcome, request_json
 from framework.transport.session import Connection
+from framework.transport.tokens import Token, TokenCache
 from framework.transport.wire import dec, dec_str
 from framework.venue import ExecutionClient, Stream
 from framework.venues.paxos.decode import VENUE, PublicDecoder, SorDecoder
@@ -47,8 +48,9 @@ _STATUS = {
 }
 
 
-class TokenSource:
-    """OAuth2 client-credentials token, cached and refreshed before it expires."""
+class TokenSource(TokenCache):
+    """OAuth2 client-credentials token in the core's token cache: refreshed once (1 - margin) of
+    its lifetime has passed (never sooner than 1 s), and after a 401."""
 
     def __init__(
         self,
@@ -60,34 +62,21 @@ class TokenSource:
         *,
         refresh_margin: float = 0.2,
     ) -> None:
+        super().__init__(self._fetch, margin=refresh_margin, min_margin_s=0.0, min_wait_s=1.0)
         self._http = http
         self._path = token_path
         self._client_id = client_id
         self._secret = client_secret
         self._scopes = scopes
-        self._margin = refresh_margin
-        self._token: str | None = None
-        self._refresh_at = 0.0
-        self._lock = trio.Lock()
-        self.fetches = 0
 
-    async def token(self) -> str:
-        async with self._lock:
-            if self._token is None or trio.current_time() >= self._refresh_at:
-                await self._fetch()
-            assert self._token is not None
-            return self._token
-
-    def invalidate(self) -> None:
-        self._token = None
-
-    async def _fetch(self) -> None:
+    async def _fetch(self) -> Token:
         try:
             body = await request_json(
                 self._http,
                 "POST",
                 self._path,
                 venue=VENUE,
+                idempotent=True,  # asking for a token again is harmless
                 data={
                     "grant_type": "client_credentials",
                     "client_id": self._client_id,
@@ -102,10 +91,7 @@ class TokenSource:
         token, ttl = body.get("access_token"), body.get("expires_in")
         if not isinstance(token, str) or not isinstance(ttl, int | float):
             raise AuthError("paxos token response without access_token/expires_in")
-        self._token = token
-        # refresh once (1 - margin) of the lifetime has passed, never waiting past expiry
-        self._refresh_at = trio.current_time() + max(1.0, ttl * (1 - self._margin))
-        self.fetches += 1
+        return Token(token, float(ttl))
 
 
 # --- WebSocket streams ---------------------------------------------------------------------------
@@ -331,9 +317,8 @@ class PaxosExecution(ExecutionClient):
                 if isinstance(existing, dict):
                     return await self._sync(existing)
                 return None
-            if exc.status in (400, 403, 404):
-                raise OrderRefused(f"{exc.slug or exc.status}: {exc.detail}") from None
-            raise
+            # anything else (429, 5xx: never resent) leaves the outcome unknown: query it
+            raise order_outcome(exc, refused={400, 403, 404}) from None
         return await self._sync(data)
 
     async def cancel(self, order: Order) -> ExecutionReport | None:
@@ -343,11 +328,7 @@ class PaxosExecution(ExecutionClient):
         try:
             await self._call("DELETE", f"profiles/{self.profile_id}/orders/{venue_id}")
         except HttpProblem as exc:
-            if exc.status == 404:
-                raise OrderNotFound(exc.detail) from None
-            if exc.status in (400, 403):
-                raise OrderRefused(f"{exc.slug or exc.status}: {exc.detail}") from None
-            raise
+            raise order_outcome(exc, refused={400, 403}, not_found={404}) from None
         # DELETE only acknowledges the request; GET says what happened
         data = await self._call("GET", f"profiles/{self.profile_id}/orders/{venue_id}")
         report = await self._sync(data)

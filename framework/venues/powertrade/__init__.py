@@ -7,7 +7,6 @@ Reference: shared/venues/powertrade.md. Strategy-facing extras: `RfqEvent` (and 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -17,10 +16,11 @@ import attrs
 import structlog
 import trio
 
-from framework.config import secret_from_env
 from framework.errors import ConfigError
-from framework.venue import SimHandle, VenueConfig, VenueRuntime
+from framework.transport.endpoints import credentials_from_env, env_secrets, select_urls
+from framework.venue import Credentials, Endpoints, SimHandle, Urls, VenueConfig, VenueRuntime
 from framework.venue import Venue as _Venue
+from framework.venue import secret as _secret
 from framework.venues.powertrade.auth import make_token
 from framework.venues.powertrade.client import (
     EntityRules,
@@ -32,11 +32,19 @@ from framework.venues.powertrade.decode import VENUE as NAME
 
 log = structlog.get_logger("botrun.powertrade")
 
-_URLS = {
+ENDPOINTS = Endpoints(
+    sim=lambda sim: Urls(ws=f"{sim.ws_url}/"),
     # [CODE] market-proxy-clients configs: prod and staging proxies
-    "production": "wss://proxy.ptlab.link",
-    "sandbox": "wss://proxy.staging.ptlab.link",
-}
+    production=Urls(ws="wss://proxy.ptlab.link"),
+    sandbox=Urls(ws="wss://proxy.staging.ptlab.link"),
+)
+
+
+@attrs.frozen
+class PowerTradeCredentials(Credentials):
+    api_key: str
+    # the PEM private key itself, or a path to the PEM file
+    private_key: str = _secret()
 
 
 @attrs.define(kw_only=True)
@@ -79,20 +87,18 @@ class PowerTradeVenue(_Venue):
 
             # the simulator's built-in account (not a real credential)
             return partial(make_token, SIM_API_KEY, sim_private_key_pem())
-        if not os.environ.get(cfg.api_key_env) and not os.environ.get(cfg.private_key_env):
+        creds = credentials_from_env(PowerTradeCredentials, NAME, cfg, optional=True)
+        if creds is None:
             # no credentials at all: market data and RFQs only (enough for paper mode)
             log.warning("no powertrade credentials: market data only", venue=NAME)
             return None
-        api_key = secret_from_env(cfg.api_key_env, "venues.powertrade.api_key_env")
-        pem = _read_pem(secret_from_env(cfg.private_key_env, "venues.powertrade.private_key_env"))
-        return partial(make_token, api_key, pem)
+        return partial(make_token, creds.api_key, _read_pem(creds.private_key))
 
     def secrets(self, cfg: PowerTradeConfig) -> list[str]:
-        value = os.environ.get(cfg.private_key_env)
-        return [value] if value else []
+        return env_secrets(PowerTradeCredentials, cfg)
 
     async def build(self, cfg: PowerTradeConfig, sim: SimHandle | None, http: Any) -> VenueRuntime:
-        url = f"{sim.ws_url}/" if sim is not None else _URLS[cfg.endpoint]
+        url = select_urls(NAME, ENDPOINTS, cfg, sim).ws
         # [DOC] entities_and_rules_request at start: steps and limits every order is checked on
         rules = await fetch_entities(url, cfg.request_timeout_s)
         instruments = {}

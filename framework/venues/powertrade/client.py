@@ -1,10 +1,12 @@
 """Power.Trade session and execution: everything over one WebSocket.
 
 `PowerTradeStream` is the connection: login (a fresh ES256 JWT on every connect), subscriptions,
-RFQ registration, heartbeats, and request/response correlation by `user_tag`. The execution client
-sends orders through the stream's current connection and waits for the reply to its `user_tag`;
-the rest of an order's life (`order_accepted`, `execution`, `cancel_order`, ...) arrives as
-`ExecutionReport`s from the decoder, which the core routes to the order manager.
+RFQ registration, heartbeats, and requests over the core's `RequestChannel`. The execution client
+sends orders through the stream's current connection; a request's reply is the first message
+carrying its `user_tag` or, for order requests, the first lifecycle message naming its
+`client_order_id` ([DOC] `order_accepted` / `order_rejected` carry no `user_tag`). The rest of an
+order's life (`execution`, `cancel_order`, ...) arrives as `ExecutionReport`s from the decoder,
+which the core routes to the order manager.
 """
 
 from __future__ import annotations
@@ -22,10 +24,18 @@ import orjson
 import structlog
 import trio
 
-from framework.errors import AuthError, FrameError, OrderNotFound, OrderRefused
+from framework.errors import (
+    AuthError,
+    ConnectionLost,
+    FrameError,
+    NotConnected,
+    OrderNotFound,
+    OrderRefused,
+)
 from framework.events import ExecutionReport, Liquidity, OrderStatus, OrderType, Side, TimeInForce
 from framework.model import Instrument, Order
-from framework.transport.requests import Correlator
+from framework.transport.fetch import fetch_ws
+from framework.transport.requests import RequestChannel
 from framework.transport.rest import request_json
 from framework.transport.session import Connection
 from framework.transport.wire import dec, dec_str
@@ -61,15 +71,11 @@ _STATUS = {
 }
 
 
-class NotConnected(ConnectionError):
-    """No open, logged-in connection: the request was not sent."""
+__all__ = ["ConnectionLost", "NotConnected"]  # the transport's, named here as before
 
-
-class ConnectionLost(ConnectionError):
-    """The connection closed while a request was waiting for its reply (outcome unknown)."""
-
-
-_LOST = object()
+# keys a reply may name an order request by, besides its `user_tag` (see `PowerTradeStream`)
+LIFECYCLE = "client_order_id"  # any lifecycle message of the order answers its new_order
+CANCELLED = "cancel_order"  # only a `cancel_order` naming the order answers its cancel
 
 
 def now_us() -> str:
@@ -155,20 +161,28 @@ def parse_entities(body: dict[str, Any]) -> dict[str, EntityRules]:
     return out
 
 
-async def fetch_entities(url: str, timeout_s: float) -> dict[str, EntityRules]:
+async def fetch_entities(
+    url: str, timeout_s: float, *, max_bytes: int = 8 * 1024 * 1024
+) -> dict[str, EntityRules]:
     """`entities_and_rules_request` on a short-lived connection ([DOC] works unauthenticated)."""
-    from trio_websocket import open_websocket_url
-
     tag = f"rules-{secrets.token_hex(4)}"
-    with trio.fail_after(timeout_s):
-        async with open_websocket_url(url) as ws:
-            await ws.send_message(frame("entities_and_rules_request", {"user_tag": tag}))
-            while True:
-                kind, body = _split(await ws.get_message())
-                if kind == "entities_and_rules_response" and body.get("user_tag") == tag:
-                    return parse_entities(body)
-                if kind == "command_response" and body.get("user_tag") == tag:
-                    raise FrameError(f"entities_and_rules_request refused: {body}")
+
+    def answer(message: str | bytes) -> dict[str, EntityRules] | None:
+        kind, body = _split(message)
+        if kind == "entities_and_rules_response" and body.get("user_tag") == tag:
+            return parse_entities(body)
+        if kind == "command_response" and body.get("user_tag") == tag:
+            raise FrameError(f"entities_and_rules_request refused: {body}")
+        return None
+
+    return await fetch_ws(
+        url,
+        [frame("entities_and_rules_request", {"user_tag": tag})],
+        answer,
+        what="powertrade entities_and_rules_request",
+        timeout_s=timeout_s,
+        max_bytes=max_bytes,
+    )
 
 
 def _split(message: str | bytes) -> tuple[str, dict[str, Any]]:
@@ -178,6 +192,33 @@ def _split(message: str | bytes) -> tuple[str, dict[str, Any]]:
 
 
 # --- the stream ----------------------------------------------------------------------------------
+
+
+class _Decoder(Decoder):
+    """The venue's decoder, also telling the stream of each order lifecycle message (after the
+    decoder has reported it): such a message may be the reply an order request waits for."""
+
+    def __init__(
+        self, *args: Any, on_lifecycle: Callable[[str, dict[str, Any]], None], **kw: Any
+    ) -> None:
+        super().__init__(*args, **kw)
+        self.on_lifecycle = on_lifecycle
+
+    def _order_accepted(self, body: dict[str, Any], recv_ns: int) -> None:
+        super()._order_accepted(body, recv_ns)
+        self.on_lifecycle("order_accepted", body)
+
+    def _order_rejected(self, body: dict[str, Any], recv_ns: int) -> None:
+        super()._order_rejected(body, recv_ns)
+        self.on_lifecycle("order_rejected", body)
+
+    def _execution(self, body: dict[str, Any], recv_ns: int) -> None:
+        super()._execution(body, recv_ns)
+        self.on_lifecycle("execution", body)
+
+    def _cancel_order(self, body: dict[str, Any], recv_ns: int) -> None:
+        super()._cancel_order(body, recv_ns)
+        self.on_lifecycle("cancel_order", body)
 
 
 class PowerTradeStream(Stream):
@@ -208,15 +249,17 @@ class PowerTradeStream(Stream):
         self._login = login
         self.rfqs = rfqs
         self.trades = trades
-        self.correlator = Correlator(prefix=f"bt{secrets.token_hex(3)}-", max_len=64)
+        self.requests = RequestChannel(VENUE, prefix=f"bt{secrets.token_hex(3)}-", max_len=64)
+        self.correlator = self.requests.correlator
         self.own_rfqs: set[str] = set()
-        self.decoder = Decoder(
+        self.decoder = _Decoder(
             self._emit,
             self._on_reply,
             set(markets),
             own_rfqs=self.own_rfqs,
             on_fill=self._fill,
             on_end=self._order_end,
+            on_lifecycle=self._on_lifecycle,
         )
         # set by the execution client: an order ended (see `Decoder.on_end`)
         self.end_hook: Callable[[str, Decimal | None], None] | None = None
@@ -247,7 +290,7 @@ class PowerTradeStream(Stream):
 
     async def on_connected(self, conn: Connection) -> None:
         # requests of the previous connection will never be answered: fail them now
-        self.correlator.fail_all(_LOST)
+        self.requests.connected(conn)
         self.conn = conn
         self.authenticated = False
         self.decoder.epoch = self.epoch
@@ -327,7 +370,18 @@ class PowerTradeStream(Stream):
                 self.errors.append(error)
                 log.error("request refused", venue=VENUE, error=error)
             return True
-        return self.correlator.resolve(tag, (kind, body))
+        return self.requests.resolve(tag, (kind, body))
+
+    def _on_lifecycle(self, kind: str, body: dict[str, Any]) -> None:
+        """An order's own message (already reported by the decoder) may answer its request."""
+        coid = body.get("client_order_id")
+        if type(coid) is not str or not coid:
+            return
+        if kind == "cancel_order":
+            keys: tuple[tuple[str, str], ...] = ((CANCELLED, coid), (LIFECYCLE, coid))
+        else:
+            keys = ((LIFECYCLE, coid),)
+        self.requests.resolve_first(keys, (kind, body))
 
     # --- requests (execution client) -----------------------------------------------------------
 
@@ -339,23 +393,19 @@ class PowerTradeStream(Stream):
         return self.authenticated and self.conn is not None
 
     async def request(
-        self, kind: str, body: dict[str, Any], timeout_s: float
+        self,
+        kind: str,
+        body: dict[str, Any],
+        timeout_s: float,
+        keys: tuple[tuple[str, str], ...] = (),
     ) -> tuple[str, dict[str, Any]]:
-        """Send a request with a fresh `user_tag` and wait for the reply carrying it."""
-        conn = self.conn
-        if conn is None:
-            raise NotConnected("powertrade: not connected")
-        tag = self.correlator.new_id()
-        with self.correlator.expect(tag):
-            try:
-                await conn.send(frame(kind, {**body, "user_tag": tag}))
-            except Exception as exc:
-                # a closed socket raises before writing: the request did not leave
-                raise NotConnected(f"powertrade: send failed: {exc}") from None
-            reply = await self.correlator.wait(tag, timeout_s)
-        if reply is _LOST:
-            raise ConnectionLost(f"powertrade: connection lost waiting for {kind} reply")
-        return reply
+        """Send a request with a fresh `user_tag`; its reply is the first message carrying that
+        tag or naming one of `keys` (`(LIFECYCLE, coid)`, `(CANCELLED, coid)`)."""
+        tag = self.requests.new_id()
+        message = frame(kind, {**body, "user_tag": tag})
+        return await self.requests.request(
+            message, request_id=tag, keys=keys, timeout_s=timeout_s, what=kind
+        )
 
 
 # --- orders --------------------------------------------------------------------------------------
@@ -424,6 +474,10 @@ def check_price(price: Decimal, quantity: Decimal, rules: EntityRules) -> None:
         raise OrderRefused(f"order value {value} above maximum {rules.max_value}")
 
 
+# the order's own messages: the decoder reports them, so as a reply they say nothing more
+_LIFECYCLE_KINDS = frozenset({"order_accepted", "order_rejected", "execution", "cancel_order"})
+
+
 def _refusal(kind: str, body: dict[str, Any]) -> str | None:
     if kind == "command_response" and body.get("error_code") != "0":
         return f"error {body.get('error_code')}: {body.get('error_text', '')}"
@@ -462,32 +516,41 @@ class PowerTradeExecution(ExecutionClient):
         self._ended_wakeup = trio.Event()
         stream.end_hook = self._order_ended
 
-    async def _request(self, kind: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    async def _request(
+        self, kind: str, body: dict[str, Any], keys: tuple[tuple[str, str], ...] = ()
+    ) -> tuple[str, dict[str, Any]]:
         if not await self.stream.wait_ready(self.request_timeout_s):
             raise NotConnected("powertrade: not logged in")
-        return await self.stream.request(kind, body, self.request_timeout_s)
+        return await self.stream.request(kind, body, self.request_timeout_s, keys)
 
     # --- ExecutionClient -----------------------------------------------------------------------
 
     async def submit(self, order: Order) -> ExecutionReport | None:
         body = order_body(order, self.rules.get(order.symbol))
         try:
-            kind, reply = await self._request("new_order", body)
+            kind, reply = await self._request(
+                "new_order", body, ((LIFECYCLE, order.client_order_id),)
+            )
         except NotConnected as exc:
             raise OrderRefused(str(exc)) from None  # it never left
+        if kind in _LIFECYCLE_KINDS:
+            return None  # the decoder reported it (accepted, rejected, filled, ended)
         reason = _refusal(kind, reply)
         if reason is not None:
             raise OrderRefused(reason)
         return None  # pending_new: order_accepted / order_rejected follow
 
     async def cancel(self, order: Order) -> ExecutionReport | None:
-        # [DOC] by client_order_id, or by order_id (an orphan listed without our id)
+        # [DOC] by client_order_id, or by order_id (an orphan listed without our id); a reply
+        # naming only the order id cannot answer a cancel sent without one, so such a cancel
+        # waits for its user_tag's command_response or times out into a query
         body = (
             {"client_order_id": order.client_order_id}
             if order.client_order_id or not order.venue_order_id
             else {"order_id": order.venue_order_id}
         )
-        kind, reply = await self._request("cancel_order", body)
+        keys = ((CANCELLED, order.client_order_id),) if order.client_order_id else ()
+        kind, reply = await self._request("cancel_order", body, keys)
         if kind == "command_response":
             if reply.get("error_code") == "0":
                 return None
@@ -687,11 +750,13 @@ class PowerTradeExecution(ExecutionClient):
         }
         self.stream.own_rfqs.add(coid)
         try:
-            kind, reply = await self._request("new_order", body)
+            kind, reply = await self._request("new_order", body, ((LIFECYCLE, coid),))
         except NotConnected as exc:
             self.stream.own_rfqs.discard(coid)
             raise OrderRefused(str(exc)) from None
         reason = _refusal(kind, reply)
+        if kind == "order_rejected":
+            reason = str(reply.get("reason", "rejected"))
         if reason is not None:
             self.stream.own_rfqs.discard(coid)
             raise OrderRefused(reason)
@@ -707,7 +772,9 @@ class PowerTradeExecution(ExecutionClient):
             raise OrderRefused(reason or str(reply.get("reason")))
 
     async def cancel_rfq(self, client_order_id: str) -> None:
-        kind, reply = await self._request("cancel_order", {"client_order_id": client_order_id})
+        kind, reply = await self._request(
+            "cancel_order", {"client_order_id": client_order_id}, ((CANCELLED, client_order_id),)
+        )
         reason = _refusal(kind, reply) or (
             str(reply.get("reason")) if is_cancel_refusal(str(reply.get("reason", ""))) else None
         )

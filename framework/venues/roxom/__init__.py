@@ -6,7 +6,6 @@ account's order, balance and position events; orders go over signed REST calls.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import partial
 from typing import Literal
@@ -15,11 +14,12 @@ import attrs
 import httpx
 import trio
 
-from framework.config import secret_from_env
 from framework.errors import ConfigError
+from framework.transport.endpoints import credentials_from_env, env_secrets, select_urls
 from framework.transport.rest import request_json
-from framework.venue import SimHandle, VenueConfig, VenueRuntime
+from framework.venue import Credentials, Endpoints, SimHandle, Urls, VenueConfig, VenueRuntime
 from framework.venue import Venue as _Venue
+from framework.venue import secret as _secret
 from framework.venues.roxom.auth import HmacSigner, RsaSigner, Signer
 from framework.venues.roxom.client import MARKET_CHANNELS, RoxomExecution, RoxomStream
 from framework.venues.roxom.instruments import SPECS, instrument
@@ -28,7 +28,22 @@ from framework.venues.roxom.instruments import VENUE as NAME
 __all__ = ["NAME", "VENUE", "RoxomConfig", "RoxomExecution", "RoxomStream", "RoxomVenue"]
 
 # [DOC] production hosts; the docs name a sandbox but give no URL, so it is configured
-_PRODUCTION = ("wss://ws.roxom.com", "https://api.roxom.com")
+ENDPOINTS = Endpoints(
+    sim=lambda sim: Urls(ws=sim.ws_url, http=sim.http_url),
+    production=Urls(ws="wss://ws.roxom.com", http="https://api.roxom.com"),
+)
+
+
+@attrs.frozen
+class RoxomRsaCredentials(Credentials):
+    api_key: str
+    private_key: str = _secret()  # PKCS#8 PEM text
+
+
+@attrs.frozen
+class RoxomHmacCredentials(Credentials):
+    api_key: str
+    api_secret: str = _secret()
 
 
 def _channels(_: object, attribute: attrs.Attribute, value: list[str]) -> None:
@@ -67,20 +82,18 @@ class RoxomVenue(_Venue):
         return SimHandle(port, sim.http_url, sim.ws_url, sim)
 
     def secrets(self, cfg: RoxomConfig) -> list[str]:
-        names = (cfg.private_key_env, cfg.api_secret_env)
-        return [v for v in (os.environ.get(n) for n in names if n) if v]
+        return env_secrets(RoxomRsaCredentials, cfg) + env_secrets(RoxomHmacCredentials, cfg)
 
     def _urls(self, cfg: RoxomConfig, sim: SimHandle | None) -> tuple[str, str]:
-        if sim is not None:
-            return sim.ws_url, sim.http_url
-        if cfg.endpoint == "sandbox":
-            if not cfg.sandbox_ws_url or not cfg.sandbox_rest_url:
-                raise ConfigError(
-                    "venues.roxom.sandbox_ws_url: the sandbox URLs must be configured "
-                    "(Roxom publishes none)"
-                )
-            return cfg.sandbox_ws_url, cfg.sandbox_rest_url
-        return _PRODUCTION
+        sandbox = sim is None and cfg.endpoint == "sandbox"
+        if sandbox and (not cfg.sandbox_ws_url or not cfg.sandbox_rest_url):
+            raise ConfigError(
+                "venues.roxom.sandbox_ws_url: the sandbox URLs must be configured "
+                "(Roxom publishes none)"
+            )
+        overrides = {"ws": "sandbox_ws_url", "http": "sandbox_rest_url"} if sandbox else None
+        urls = select_urls(NAME, ENDPOINTS, cfg, sim, overrides=overrides)
+        return urls.ws, urls.http
 
     async def _signer(
         self, cfg: RoxomConfig, sim: SimHandle | None, rest: httpx.AsyncClient
@@ -94,12 +107,13 @@ class RoxomVenue(_Venue):
                 creds = await request_json(rest, "GET", "/sim/credentials", venue=NAME)
                 key, pem, secret = creds["apiKey"], creds["privateKey"], creds["hmacSecret"]
             return HmacSigner(key, secret) if cfg.auth_scheme == "hmac" else RsaSigner(key, pem)
-        key = secret_from_env(cfg.api_key_env, "venues.roxom.api_key_env")
         if cfg.auth_scheme == "hmac":
-            secret = secret_from_env(cfg.api_secret_env, "venues.roxom.api_secret_env")
-            return HmacSigner(key, secret)
-        pem = secret_from_env(cfg.private_key_env, "venues.roxom.private_key_env")
-        return RsaSigner(key, pem)
+            hmac = credentials_from_env(RoxomHmacCredentials, NAME, cfg)
+            assert hmac is not None  # not optional: a missing variable is a ConfigError
+            return HmacSigner(hmac.api_key, hmac.api_secret)
+        rsa = credentials_from_env(RoxomRsaCredentials, NAME, cfg)
+        assert rsa is not None
+        return RsaSigner(rsa.api_key, rsa.private_key)
 
     async def build(
         self,

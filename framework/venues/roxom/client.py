@@ -24,7 +24,7 @@ from framework.errors import (
 )
 from framework.events import ExecutionReport, OrderStatus, OrderType, Side, TimeInForce
 from framework.model import Order
-from framework.transport.rest import request_json
+from framework.transport.rest import DEFINITE_4XX, order_outcome, request_json
 from framework.transport.session import Connection
 from framework.transport.wire import dec, dec_str
 from framework.venue import ExecutionClient, Stream
@@ -208,14 +208,22 @@ class RoxomExecution(ExecutionClient):
         *,
         body: dict[str, Any] | None = None,
         query: dict[str, str] | None = None,
+        idempotent: bool | None = None,
     ) -> Any:
-        """A signed REST call; returns `data` of the answer."""
+        """A signed REST call; returns `data` of the answer. Only idempotent calls are retried
+        (see `framework.transport.rest`): a create is never sent twice."""
         query_text = canonical_query(query)
         target = f"{path}?{query_text}" if query_text else path
         message = rest_message(method, path, query_text, canonical_body(body))
         headers = self._signer.headers(message)
         answer = await request_json(
-            self._http, method, target, venue=VENUE, json=body, headers=headers
+            self._http,
+            method,
+            target,
+            venue=VENUE,
+            json=body,
+            headers=headers,
+            idempotent=idempotent,
         )
         if isinstance(answer, dict) and answer.get("error") not in (None, False):
             raise HttpProblem(200, "error", venue_message(answer), answer)
@@ -266,11 +274,10 @@ class RoxomExecution(ExecutionClient):
         if order_id is None:
             raise OrderNotFound(f"{order.client_order_id} unknown at roxom")
         try:
-            data = await self.call("POST", f"{ORDERS_PATH}/{order_id}/cancel")
+            # cancelling one order by id twice is harmless: retried like a DELETE
+            data = await self.call("POST", f"{ORDERS_PATH}/{order_id}/cancel", idempotent=True)
         except HttpProblem as exc:
-            if exc.status == 404:
-                raise OrderNotFound(venue_message(exc.body)) from None
-            raise _refusal_or_raise(exc) from None
+            raise _refusal_or_raise(exc, not_found={404}) from None
         if isinstance(data, dict) and data.get("success") is False:
             raise OrderRefused("roxom did not accept the cancel")
         # [DOC] a cancel can be delayed (pendingcancel) and the order may still fill: the
@@ -281,7 +288,7 @@ class RoxomExecution(ExecutionClient):
         body: dict[str, Any] = {"instType": INST_TYPE}
         if symbol is not None:
             body["symbol"] = symbol
-        data = await self.call("POST", f"{ORDERS_PATH}/cancel-all", body=body)
+        data = await self.call("POST", f"{ORDERS_PATH}/cancel-all", body=body, idempotent=True)
         ids = data.get("cancelledOrderIds") if isinstance(data, dict) else None
         log.info("cancel-all sent", venue=VENUE, symbol=symbol, cancelled=len(ids or []))
 
@@ -363,10 +370,15 @@ class RoxomExecution(ExecutionClient):
         return found.get("orderId") if found else None
 
 
-def _refusal_or_raise(exc: HttpProblem) -> Exception:
-    """4xx (and an error answer with 200): a definite refusal with the venue's message."""
+def _refusal_or_raise(exc: HttpProblem, not_found: frozenset[int] = frozenset()) -> Exception:
+    """4xx (and an error answer with 200): a definite refusal with the venue's message; 429 and
+    5xx leave the outcome unknown (the core queries)."""
+    return order_outcome(
+        exc, refused=DEFINITE_4XX | {200}, not_found=not_found, message=_problem_message
+    )
+
+
+def _problem_message(exc: HttpProblem) -> str:
     if exc.status in (401, 403):
-        return OrderRefused(f"authentication refused: {venue_message(exc.body)}")
-    if 400 <= exc.status < 500 or exc.status == 200:
-        return OrderRefused(venue_message(exc.body))
-    return exc
+        return f"authentication refused: {venue_message(exc.body)}"
+    return venue_message(exc.body)

@@ -219,17 +219,38 @@ async def test_5xx_on_create_never_reached_venue_reconciles_to_rejected(tmp_path
         assert sim.engine.orders(owner="sim-profile") == []
 
 
-async def test_429_backs_off_and_the_order_still_lands_once(tmp_path: Path) -> None:
+async def test_a_create_that_meets_429_is_never_resent_and_is_reconciled(tmp_path: Path) -> None:
+    """A POST create is not idempotent: a 429 surfaces (no retry), the order goes UNKNOWN and
+    the query settles it. Had the create been resent, the second one would have landed."""
     async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
         await synced(engine)
         sim = sim_of(engine)
-        sim.app.inject_http_error("/v2/profiles/sim-profile/orders", 429, 2)
+        sim.app.inject_http_error("/v2/profiles/sim-profile/orders", 429, 1)
         price = sim.engine.best_bid("BTCUSD") - 40 * D("0.25")
         handle = engine.orders.submit(
             venue="paxos", symbol="BTCUSD", side=Side.BUY, quantity=D("0.01"), price=price
         )
-        await until(engine, lambda: handle.status is S.ACCEPTED, "accepted after 429s")
-        assert len(sim.engine.orders(owner="sim-profile")) == 1
+        await until(engine, lambda: handle.status is S.REJECTED, "reconciled after the 429")
+        assert engine.orders.counts["unknown"] == 1
+        assert "request never arrived" in (handle.order.reason or "")
+        assert sim.engine.orders(owner="sim-profile") == []
+
+
+async def test_a_cancel_by_id_that_meets_429_backs_off_and_succeeds(tmp_path: Path) -> None:
+    """DELETE and GET by id are idempotent: retried through 429s, the cancel lands."""
+    async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
+        await synced(engine)
+        sim = sim_of(engine)
+        price = sim.engine.best_bid("BTCUSD") - 40 * D("0.25")
+        handle = engine.orders.submit(
+            venue="paxos", symbol="BTCUSD", side=Side.BUY, quantity=D("0.01"), price=price
+        )
+        await until(engine, lambda: handle.status is S.ACCEPTED, "accepted")
+        venue_id = handle.order.venue_order_id
+        sim.app.inject_http_error(f"/v2/profiles/sim-profile/orders/{venue_id}", 429, 2)
+        assert engine.orders.cancel(handle.client_order_id)
+        await until(engine, lambda: handle.status is S.CANCELLED, "cancelled through 429s")
+        assert engine.orders.counts["unknown"] == 0
 
 
 async def _crash_after(

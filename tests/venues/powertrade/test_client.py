@@ -8,12 +8,20 @@ from decimal import Decimal
 import jwt
 import orjson
 import pytest
+import trio
+import trio.testing
 
-from framework.errors import AuthError, OrderRefused
-from framework.events import OrderType, Side, TimeInForce
+from framework.errors import AuthError, OrderRefused, RequestTimeout
+from framework.events import OrderStatus, OrderType, Side, TimeInForce
 from framework.model import Order
 from framework.venues.powertrade.auth import make_token, new_key_pair
-from framework.venues.powertrade.client import EntityRules, frame, order_body
+from framework.venues.powertrade.client import (
+    EntityRules,
+    PowerTradeExecution,
+    PowerTradeStream,
+    frame,
+    order_body,
+)
 
 D = Decimal
 RULES = EntityRules("BTC-USD", "4", "active", "BTC", "USD", D("0.0001"), D(100), D("0.00001"),
@@ -73,3 +81,101 @@ def test_login_token_is_es256_with_the_documented_claims() -> None:
     assert claims == {"sub": "key-1", "iat": 1_700_000_000, "exp": 1_700_000_030, "client": "api"}
     with pytest.raises(AuthError, match="cannot sign"):
         make_token("key-1", "not a pem")
+
+
+# --- replies: by user_tag, or by the order's own lifecycle message (no socket) ------------------
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    async def send(self, message: str) -> None:
+        self.sent.append(orjson.loads(message))
+
+
+def _logged_in() -> tuple[PowerTradeStream, PowerTradeExecution, _Conn, list]:
+    stream = PowerTradeStream("wss://proxy.invalid", ["BTC-USD"], login=None, rfqs=False)
+    events: list = []
+    stream.emit = events.append
+    conn = _Conn()
+    stream.requests.connected(conn)
+    stream.conn = conn  # type: ignore[assignment]
+    stream.authenticated = True
+    return stream, PowerTradeExecution(stream, {"BTC-USD": RULES}), conn, events
+
+
+async def _answer_when_sent(stream: PowerTradeStream, conn: _Conn, message: dict) -> None:
+    await trio.testing.wait_all_tasks_blocked()
+    assert conn.sent, "the request was not sent"
+    stream.decode(orjson.dumps(message), 1)
+
+
+async def test_order_accepted_without_user_tag_answers_the_new_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """[DOC] `order_accepted` carries no `user_tag`: the order's own message is the reply."""
+    stream, client, conn, events = _logged_in()
+    accepted = {"order_accepted": {"client_order_id": "c1", "order_id": "9", "symbol": "BTC-USD"}}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_answer_when_sent, stream, conn, accepted)
+        assert await client.submit(order()) is None
+    assert conn.sent[0]["new_order"]["client_order_id"] == "c1"
+    assert [(e.client_order_id, e.status) for e in events] == [("c1", OrderStatus.ACCEPTED)]
+    assert stream.correlator.in_flight() == 0
+
+
+async def test_order_rejected_answers_the_new_order_and_is_reported_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stream, client, conn, events = _logged_in()
+    rejected = {"order_rejected": {"client_order_id": "c1", "reason": "quantity_too_big"}}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_answer_when_sent, stream, conn, rejected)
+        # the decoder reports the rejection; the submit adds no second one
+        assert await client.submit(order()) is None
+    assert [(e.status, e.reason) for e in events] == [(OrderStatus.REJECTED, "quantity_too_big")]
+
+
+async def test_a_command_response_by_user_tag_still_refuses(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stream, client, conn, _ = _logged_in()
+
+    async def refuse() -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        tag = conn.sent[0]["new_order"]["user_tag"]
+        body = {"error_code": "12", "error_text": "error parsing", "user_tag": tag}
+        stream.decode(orjson.dumps({"command_response": body}), 1)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(refuse)
+        with pytest.raises(OrderRefused, match="error 12"):
+            await client.submit(order())
+
+
+async def test_cancel_order_naming_the_order_answers_its_cancel(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stream, client, conn, events = _logged_in()
+    ended = {"cancel_order": {"client_order_id": "c1", "order_id": "9", "symbol": "BTC-USD",
+                              "filled_quantity": "0.0", "reason": "user_cancelled"}}  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_answer_when_sent, stream, conn, ended)
+        assert await client.cancel(order()) is None
+    assert [(e.client_order_id, e.status) for e in events] == [("c1", OrderStatus.CANCELLED)]
+
+
+async def test_an_execution_does_not_answer_a_cancel(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Only a `cancel_order` answers a cancel: a fill of the order is no reply to it."""
+    stream, client, conn, events = _logged_in()
+    fill = {"execution": {"client_order_id": "c1", "order_id": "9", "trade_id": "5",
+                          "executed_price": "10000", "executed_quantity": "0.0050",
+                          "order_state": "partial_fill"}}  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_answer_when_sent, stream, conn, fill)
+        with pytest.raises(RequestTimeout):
+            await client.cancel(order())
+    assert events[0].fill_qty == D("0.005") and stream.correlator.in_flight() == 0
