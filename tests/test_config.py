@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from framework.tools import cli
 from framework.config import load, parse
 from framework.errors import ConfigError
+from framework.tools import cli
 
 REPO = Path(__file__).resolve().parents[1]
 STRATEGY = str(REPO / "strategies" / "market_maker.py")
