@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from framework.tools import cli
-from framework.config import load, parse
 from framework.errors import ConfigError
+from framework.tools import cli
+from framework.venues import load_config as load
+from framework.venues import parse_config as parse
 
 REPO = Path(__file__).resolve().parents[1]
 STRATEGY = str(REPO / "strategies" / "market_maker.py")

@@ -122,7 +122,7 @@ async def test_strategies_only_see_their_own_order_events() -> None:
 
 
 def test_summary_prints_money_to_the_cent_without_negative_zero() -> None:
-    from framework.engine import format_summary
+    from framework.tools.summary import format_summary
 
     summary = {
         "mode": "paper",

@@ -10,49 +10,23 @@ botrun replay [STRATEGY.py] --data PATH
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import inspect
 import signal
 import sys
-from pathlib import Path
 
 import structlog
 import trio
 
 from framework import logs
-from framework.config import Config, load
-from framework.engine import Engine, format_summary
+from framework.config import Config
+from framework.engine import Engine
 from framework.errors import ConfigError
-from framework.strategy import Strategy
+from framework.tools.run import load_strategy_class
+from framework.tools.summary import format_summary
 from framework.transport.session import first_leaf
+from framework.venues import load_config as load
 from framework.venues import load_venue, venue_names
 
 EXIT_CONFIG = 2
-
-
-def load_strategy_class(path: str) -> type[Strategy]:
-    """The Strategy subclass defined in a file (its `STRATEGY` name if it defines several)."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"strategy: file {path} not found")
-    spec = importlib.util.spec_from_file_location(f"botrun_user_{file.stem}", file)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"strategy: cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    named = getattr(module, "STRATEGY", None)
-    if isinstance(named, type) and issubclass(named, Strategy):
-        return named
-    found = [
-        obj
-        for _, obj in inspect.getmembers(module, inspect.isclass)
-        if issubclass(obj, Strategy) and obj is not Strategy and obj.__module__ == module.__name__
-    ]
-    if len(found) != 1:
-        raise ConfigError(
-            f"strategy: {path} defines {len(found)} Strategy subclasses; set STRATEGY = <class>"
-        )
-    return found[0]
 
 
 def _run_parser() -> argparse.ArgumentParser:

@@ -362,9 +362,11 @@ def main_record(argv: list[str]) -> int:
     import trio
 
     from framework import logs
-    from framework.config import load, parse
-    from framework.engine import Engine, format_summary
+    from framework.engine import Engine
     from framework.errors import ConfigError
+    from framework.tools.summary import format_summary
+    from framework.venues import load_config as load
+    from framework.venues import parse_config as parse
     from framework.venues import venue_names
 
     p = argparse.ArgumentParser(prog="botrun record", description="Record raw market frames.")
