@@ -55,11 +55,11 @@ import orjson
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url, serve_websocket
 
-from framework.config import parse
 from framework.engine import Engine
 from framework.events import BookDelta, Side, TimeInForce
 from framework.sim.engine import EngineListener, SimOrder
 from framework.strategy import Strategy
+from framework.venues import parse_config as parse
 
 _PAXOS_ORDERS = re.compile(r"/v2/profiles/[^/]+/orders")
 

@@ -45,10 +45,10 @@ from typing import Any
 
 import trio
 
-from framework.config import parse
 from framework.engine import Engine
 from framework.latency import Histogram
 from framework.strategy import Strategy
+from framework.venues import parse_config as parse
 from framework.venues.roxom.instruments import SPECS as ROXOM_SPECS
 
 VENUES = ("paxos", "powertrade", "roxom", "opentrade")

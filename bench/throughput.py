@@ -51,7 +51,6 @@ from typing import Any
 import orjson
 import trio
 
-from framework.config import parse
 from framework.data.book import OrderBook
 from framework.engine import Engine
 from framework.events import BookDelta, BookSnapshot, Level
@@ -59,6 +58,7 @@ from framework.strategy import Strategy
 from framework.transport.session import Connection
 from framework.venue import Stream
 from framework.venues import load_venue
+from framework.venues import parse_config as parse
 from framework.venues.opentrade.client import PublicStream as OpenTradePublicStream
 from framework.venues.opentrade.sim import num as opentrade_num
 from framework.venues.powertrade.client import PowerTradeStream

@@ -1,7 +1,10 @@
 """botrun: an event-driven trading bot framework.
 
-Write a `Strategy` subclass and run it with `botrun strategy.py`.
+Write a `Strategy` subclass and run it with `botrun strategy.py`, or from Python with
+`framework.run(MyStrategy(params), config="config.toml", duration_s=60)`.
 """
+
+from typing import Any
 
 from framework.data.book import OrderBook
 from framework.errors import BookNotSynced
@@ -39,7 +42,7 @@ from framework.events import (
 )
 from framework.execution.handle import OrderHandle
 from framework.model import Instrument, Order
-from framework.strategy import Strategy
+from framework.strategy import Strategy, StrategyContext
 
 __all__ = [
     "Balance",
@@ -73,9 +76,21 @@ __all__ = [
     "PublicTrade",
     "Side",
     "Strategy",
+    "StrategyContext",
     "Ticker",
     "TimeInForce",
     "TopOfBook",
     "VenueState",
     "VenueStatus",
+    "run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # `run` needs the venue catalogue and the engine: imported on first use (PEP 562), so that
+    # `import framework.events` (which runs this file) loads no venue and no tool
+    if name == "run":
+        from framework.tools.run import run
+
+        return run
+    raise AttributeError(f"module 'framework' has no attribute {name!r}")

@@ -1,4 +1,9 @@
-"""config.toml → attrs classes via cattrs, with one clear message naming a bad key."""
+"""config.toml → attrs classes via cattrs, with one clear message naming a bad key.
+
+The core names no venue: `parse`/`load` are handed a `VenueCatalog` (the venue layer's is
+`framework.venues.CATALOG`, with `framework.venues.parse_config`/`load_config` as shorthands) and
+resolve each `[venues.X]` section to its config type and its `Venue` object, once.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +21,7 @@ from framework.errors import ConfigError
 from framework.execution.paper import PaperConfig
 from framework.risk import RiskConfig
 from framework.transport.endpoints import secret_from_env  # noqa: F401  (one copy, named here too)
-from framework.venue import VenueConfig
-from framework.venues import load_venue, venue_names
+from framework.venue import Venue, VenueCatalog, VenueConfig
 
 Mode = Literal["paper", "sandbox", "live"]
 
@@ -44,6 +48,9 @@ class Config:
     paper: PaperConfig = attrs.Factory(PaperConfig)
     strategy: StrategyConfig = attrs.Factory(StrategyConfig)
     venues: dict[str, VenueConfig] = attrs.Factory(dict)
+    # the Venue object of each configured venue, resolved by `parse` from its catalogue (not a
+    # config key: init=False keeps it out of the TOML schema)
+    venue_impls: dict[str, Venue] = attrs.field(init=False, factory=dict, repr=False, eq=False)
 
 
 def _decimal(value: Any, _: type) -> Decimal:
@@ -77,7 +84,8 @@ def _first_error(exc: Exception, prefix: str) -> str:
     return messages[0] if messages else f"{prefix}: {exc}"
 
 
-def parse(raw: dict[str, Any]) -> Config:
+def parse(raw: dict[str, Any], catalog: VenueCatalog) -> Config:
+    """The config in `raw` (a parsed config.toml); venue sections are checked against `catalog`."""
     raw = dict(raw)
     venues_raw = raw.pop("venues", {})
     if not isinstance(venues_raw, dict):
@@ -86,16 +94,18 @@ def parse(raw: dict[str, Any]) -> Config:
         cfg = _CONV.structure(raw, Config)
     except Exception as exc:
         raise ConfigError(_pretty(_first_error(exc, "config"))) from None
+    known = catalog.names()
     for name, section in venues_raw.items():
-        if name not in venue_names():
-            raise ConfigError(f"venues.{name}: unknown venue (known: {', '.join(venue_names())})")
-        venue = load_venue(name)
+        if name not in known:
+            raise ConfigError(f"venues.{name}: unknown venue (known: {', '.join(known)})")
+        venue = catalog.load(name)
         try:
             cfg.venues[name] = _venue_converter(venue.config_type).structure(
                 section, venue.config_type
             )
         except Exception as exc:
             raise ConfigError(_pretty(_first_error(exc, f"venues.{name}"))) from None
+        cfg.venue_impls[name] = venue
     if not cfg.venues:
         raise ConfigError("venues: configure at least one venue")
     return cfg
@@ -125,7 +135,7 @@ def _pretty(message: str) -> str:
     return message
 
 
-def load(path: str | Path) -> Config:
+def load(path: str | Path, catalog: VenueCatalog) -> Config:
     p = Path(path)
     try:
         text = p.read_text()
@@ -137,4 +147,4 @@ def load(path: str | Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    return parse(raw)
+    return parse(raw, catalog)

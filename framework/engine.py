@@ -1,10 +1,17 @@
-"""The engine: one trio nursery supervising simulators, venue sessions, orders and strategies."""
+"""The composition root: the parts of a run wired together, and the live engine around them.
+
+`Core` builds the parts every run has — the bus, the market-data router and its books
+(framework.data.router), the portfolio, the journal and order manager, risk — wires them, and
+gives each strategy a `StrategyContext` over them. `Engine` composes a `Core` with the configured
+venues (simulators, sessions, execution clients) and supervises them in one trio nursery; the
+backtest (framework.tools.backtest) composes a `Core` with a recording instead. Neither names a
+venue: the Venue objects come with the config (`Config.venue_impls`).
+"""
 
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,50 +24,33 @@ import trio
 from framework.config import Config
 from framework.data.book import OrderBook
 from framework.data.bus import Bus
-from framework.errors import BookNotSynced
+from framework.data.router import MarketDataRouter
+from framework.errors import ConfigError
 from framework.events import (
     Balance,
     BookDelta,
-    BookInvalidated,
     BookSnapshot,
-    BookState,
-    BookStatus,
     ExecutionReport,
-    OrderAccepted,
-    OrderCancelled,
     OrderEvent,
-    OrderExpired,
     OrderFill,
-    OrderFilled,
-    OrderModified,
-    OrderModifyRejected,
-    OrderPartiallyFilled,
-    OrderRejected,
-    OrderUnknown,
-    Position,
+    OrderType,
     PublicTrade,
-    Ticker,
-    TopOfBook,
-    VenueState,
-    VenueStatus,
+    Side,
+    TimeInForce,
 )
+from framework.execution.handle import OrderHandle
 from framework.execution.journal import Journal
 from framework.execution.manager import OrderManager
 from framework.execution.paper import PaperBroker
-from framework.latency import format_latency
 from framework.logs import register_secret
-from framework.model import Order
+from framework.model import Instrument, Order
 from framework.portfolio import Portfolio
 from framework.risk import RiskManager
 from framework.strategy import Strategy
 from framework.transport.session import WsSession, is_loopback
-from framework.venue import SimHandle, Stream, VenueRuntime
-from framework.venues import load_venue
+from framework.venue import ExecutionClient, SimHandle, Stream, VenueRuntime
 
 log = structlog.get_logger("botrun.runner")
-# Enum members as module constants for the per-delta path (class attribute reads of an Enum
-# member cost ~90 ns on Python 3.11)
-_SYNCED, _STALE, _UNSYNCED = BookState.SYNCED, BookState.STALE, BookState.UNSYNCED
 
 
 def http_client(base_url: str, *, timeout_s: float = 10.0) -> httpx.AsyncClient:
@@ -71,128 +61,59 @@ def http_client(base_url: str, *, timeout_s: float = 10.0) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base_url, verify=True, timeout=timeout_s)
 
 
-class Engine:
+class Core:
+    """The parts of one run, wired: bus, router (books), portfolio, journal, orders, risk."""
+
     def __init__(
         self,
         config: Config,
-        strategies: list[Strategy],
         *,
-        journal_path: str | None = None,
+        journal_path: str,
         clock_ns: Callable[[], int] = time.time_ns,
+        on_stop: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.mode = config.botrun.mode
-        self.strategies = strategies
         self.bus = Bus()
-        self.portfolio = Portfolio()
-        self.books: dict[tuple[str, str], OrderBook] = {}
-        self.sessions: list[WsSession] = []
-        self.simulators: dict[str, SimHandle] = {}
-        self.runtimes: dict[str, VenueRuntime] = {}
-        self.event_counts: Counter[str] = Counter()
-        self.started = trio.Event()
-        if journal_path is None:
-            # paper orders never leave the process, so there is no venue truth to reconcile a
-            # journal with after a restart: paper mode journals in memory
-            journal_path = (
-                ":memory:"
-                if self.mode == "paper"
-                else str(Path(config.botrun.journal_dir) / f"journal-{self.mode}.sqlite")
-            )
+        self.router = MarketDataRouter(self.bus)
+        self.portfolio = Portfolio(mark=self.router.mid)
         self.journal = Journal(journal_path)
         self.orders = OrderManager(self.journal, self._publish_order_event, clock_ns=clock_ns)
-        # latency histograms (framework.latency): receive -> handled per stream's venue, and the
-        # order manager's submit -> send -> ack; printed in the summary
-        self.latency = self.orders.latency
-        # optional raw-frame tap given to every session (`botrun record`)
-        self.frame_tap: Callable[[Stream, str | bytes, int], None] | None = None
         self.risk = RiskManager(
             config.risk,
             position=self.portfolio.position,
             open_orders=self.orders.open_orders,
-            book=lambda v, s: self.books.get((v, s)),
+            book=lambda v, s: self.router.books.get((v, s)),
             clock=trio.current_time,
+            total_pnl=self.portfolio.total_pnl,
+            on_kill=self.orders.cancel_all,
         )
         self.orders.risk = self.risk
-        self._book_owner: dict[tuple[str, str], WsSession] = {}
-        self._stream_session: dict[int, WsSession] = {}
+        router = self.router
+        router.on_execution = self.orders.on_execution
+        router.on_balance = self.portfolio.on_balance
+        router.on_position = self.portfolio.on_venue_position
+        self.strategies: list[Strategy] = []
+        self._on_stop = on_stop  # what a strategy's `stop()` does (the runtime ends the run)
         self._nursery: trio.Nursery | None = None
-        self._stop = trio.Event()
         # one cancel scope per timer task (a trio scope can be entered only once)
         self._timers: list[trio.CancelScope] = []
         self._timers_stopped = False
-        self.final_summary: dict[str, Any] | None = None
 
-    # --- public ------------------------------------------------------------------------------
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Run the order manager in `nursery`; timers and strategy tasks run there too."""
+        self._nursery = nursery
+        await nursery.start(self.orders.run)
 
-    def book(self, venue: str, symbol: str) -> OrderBook:
-        book = self.books.get((venue, symbol))
-        if book is None:
-            raise KeyError(f"no book for {venue} {symbol}; is the market configured?")
-        return book
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    async def run(self, duration_s: float | None = None) -> None:
-        duration = self.config.botrun.duration_s if duration_s is None else duration_s
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            await nursery.start(self.orders.run)
-            for name, vcfg in self.config.venues.items():
-                await self._start_venue(name, vcfg, nursery)
-            for strategy in self.strategies:
-                self._attach(strategy)
-            self.started.set()
-            log.info("running", mode=self.mode, venues=list(self.config.venues))
-            with trio.move_on_after(duration if duration and duration > 0 else float("inf")):
-                await self._stop.wait()
-            await self._shutdown()
-            # taken while books and sessions are still up, so marks are live
-            self.final_summary = self.summary()
-            nursery.cancel_scope.cancel()
-        self.journal.close()
-
-    # --- start-up ------------------------------------------------------------------------------
-
-    async def _start_venue(self, name: str, vcfg: Any, nursery: trio.Nursery) -> None:
-        venue = load_venue(name)
-        for secret in venue.secrets(vcfg):
-            register_secret(secret)
-        sim = None
-        if vcfg.endpoint == "sim" and vcfg.sim_url:
-            parts = urlsplit(vcfg.sim_url)
-            if not is_loopback(parts.hostname or ""):
-                raise ValueError(f"venues.{name}.sim_url: simulators are loopback only")
-            ws_url = vcfg.sim_url.replace("http://", "ws://", 1).rstrip("/")
-            sim = SimHandle(parts.port or 80, vcfg.sim_url.rstrip("/"), ws_url, None)
-        elif vcfg.endpoint == "sim":
-            sim = await venue.start_simulator(vcfg, nursery)
-            self.simulators[name] = sim
-            log.info("embedded simulator serving", venue=name, port=sim.port)
-        runtime = await venue.build(vcfg, sim, http_client)
-        self.runtimes[name] = runtime
-        self.orders.add_instruments(runtime.instruments)
-        client = None
-        if self.mode == "paper":
-            client = self.paper_broker(name, runtime.instruments)
-        elif runtime.execution is not None:
-            client = runtime.execution
-        if client is not None:
-            self.orders.add_client(name, client)
-            client.bind(_ExecutionContext(self))
-            nursery.start_soon(client.run)
-            self.orders.restore(name)
-            await self.orders.reconcile_venue(name)
-        for stream in runtime.streams:
-            self._start_stream(stream, nursery)
+    # --- execution ---------------------------------------------------------------------------
 
     def paper_broker(self, name: str, instruments: dict[str, Any]) -> PaperBroker:
-        """A paper broker for venue `name`, filling against this engine's books and trades."""
+        """A paper broker for venue `name`, filling against this run's books and trades."""
+        books = self.router.books
         client = PaperBroker(
             name,
             self.config.paper,
-            book=lambda symbol, _v=name: self.books.get((_v, symbol)),
+            book=lambda symbol, _v=name: books.get((_v, symbol)),
             instruments=instruments,
         )
         self.bus.subscribe(PublicTrade, client.on_trade, venue=name, owner="paper")
@@ -200,78 +121,41 @@ class Engine:
         self.bus.subscribe(BookSnapshot, client.on_book, venue=name, owner="paper")
         return client
 
-    def _start_stream(self, stream: Stream, nursery: trio.Nursery) -> None:
-        session = WsSession(
-            stream,
-            on_status=self._on_venue_status,
-            on_books_lost=self._books_lost,
-            on_reconnected=self._reconnected,
-        )
-        session.tap = self.frame_tap
-        session.latency = self.latency.hist(stream.venue, "recv_to_handled")
-        self.add_stream(stream, session)
-        nursery.start_soon(session.run)
+    def add_client(self, name: str, client: ExecutionClient) -> None:
+        """Route venue `name`'s orders to `client` and start its background work."""
+        assert self._nursery is not None, "start() first"
+        self.orders.add_client(name, client)
+        client.bind(_ExecutionContext(self))
+        self._nursery.start_soon(client.run)
 
-    def add_stream(self, stream: Stream, session: Any) -> None:
-        """Route a stream's events here and own its books (`session`: a WsSession or a replay's
-        stand-in with `stream`, `venue`, `counts`, `frames_received`, `request_resync`)."""
-        stream.emit = self.on_event
-        self.sessions.append(session)
-        self._stream_session[id(stream)] = session
-        for symbol in stream.books():
-            key = (stream.venue, symbol)
-            self.books.setdefault(key, OrderBook(stream.venue, symbol))
-            self._book_owner[key] = session
+    def _publish_order_event(self, event: OrderEvent) -> None:
+        if isinstance(event, OrderFill):
+            position = self.portfolio.on_fill(event)
+            self.bus.publish(event)
+            self.bus.publish(position)
+            self.risk.after_fill(position)
+            return
+        self.bus.publish(event)
 
-    def _attach(self, strategy: Strategy) -> None:
-        strategy._engine = self
-        owner = strategy.name
-        sub = self.bus.subscribe
-        sub(BookSnapshot, strategy.on_book, owner=owner)
-        sub(BookDelta, strategy.on_book, owner=owner)
-        sub(TopOfBook, strategy.on_top_of_book, owner=owner)
-        sub(Ticker, strategy.on_ticker, owner=owner)
-        sub(PublicTrade, strategy.on_trade, owner=owner)
-        sub(Balance, strategy.on_balance, owner=owner)
-        sub(Position, strategy.on_position, owner=owner)
-        sub(VenueStatus, strategy.on_venue_status, owner=owner)
-        sub(BookStatus, strategy.on_book_status, owner=owner)
-        specific: dict[type, Callable[[Any], None]] = {
-            OrderAccepted: strategy.on_accepted,
-            OrderRejected: strategy.on_rejected,
-            OrderPartiallyFilled: strategy.on_partial_fill,
-            OrderFilled: strategy.on_filled,
-            OrderCancelled: strategy.on_cancelled,
-            OrderModified: strategy.on_modified,
-            OrderModifyRejected: strategy.on_modify_rejected,
-            OrderExpired: strategy.on_expired,
-            OrderUnknown: strategy.on_unknown,
-        }
+    # --- strategies ----------------------------------------------------------------------------
 
-        def on_order(event: OrderEvent) -> None:
-            # only this strategy's orders; the generic handler first, then the specific one
-            order = self.orders.orders.get(event.client_order_id)
-            if order is None or order.strategy != owner:
-                return
-            strategy.on_order(event)
-            handler = specific.get(type(event))
-            if handler is not None:
-                handler(event)
-
-        sub(OrderEvent, on_order, owner=owner)
+    def attach(self, strategy: Strategy) -> None:
+        """Give `strategy` its context (its handlers subscribe), then call its `on_start`."""
+        self.strategies.append(strategy)
+        strategy.attach(EngineContext(self, strategy.name))
         try:
             strategy.on_start()
         except Exception:
-            log.exception("on_start raised", strategy=owner)
+            log.exception("on_start raised", strategy=strategy.name)
 
-    def add_timer(self, strategy: Strategy, seconds: float, callback: Callable[[], None]) -> None:
+    def add_timer(self, owner: str, seconds: float, callback: Callable[[], None]) -> None:
         async def tick() -> None:
             while True:
                 await trio.sleep(seconds)
                 try:
                     callback()
                 except Exception:
-                    log.exception("timer raised; isolated", strategy=strategy.name)
+                    log.exception("timer raised; isolated", strategy=owner)
 
         assert self._nursery is not None
         self._nursery.start_soon(self._in_timer_scope, tick)
@@ -284,136 +168,22 @@ class Engine:
         with scope:
             await fn()
 
-    def spawn(self, strategy: Strategy, fn: Callable[[], Awaitable[Any]]) -> None:
+    def spawn(self, owner: str, fn: Callable[[], Awaitable[Any]]) -> None:
         async def guarded() -> None:
             try:
                 await fn()
             except Exception:
-                log.exception("strategy task raised; isolated", strategy=strategy.name)
+                log.exception("strategy task raised; isolated", strategy=owner)
 
         assert self._nursery is not None
         self._nursery.start_soon(guarded)
 
-    # --- routing: every event from every stream comes through here ---------------------------
-
-    def on_event(self, event: Any) -> None:
-        t = type(event)
-        if t is BookDelta:
-            # the hot path (most frames of every venue): kept inline
-            book = self.books.get((event.venue, event.symbol))
-            if book is not None:
-                prior = book.state
-                if book.apply_delta(event):
-                    if prior is _STALE:
-                        self._book_status(book, event.epoch)
-                    self.bus.publish(event)
-                elif prior is not _UNSYNCED:
-                    self._book_status(book, event.epoch)
-                    self._resync(book)
-        elif t is BookSnapshot:
-            self._on_snapshot(event)
-        elif t is ExecutionReport:
-            self.orders.on_execution(event)
-            return
-        elif t is BookInvalidated:
-            self._on_invalidated(event)
-        else:
-            if t is Balance:
-                self.portfolio.on_balance(event)
-            elif t is Position:
-                self.portfolio.on_venue_position(event)
-            self.bus.publish(event)
-        self.event_counts[event.venue] += 1
-
-    def _on_snapshot(self, snap: BookSnapshot) -> None:
-        book = self.books.get((snap.venue, snap.symbol))
-        if book is None:
-            return
-        prior = book.state
-        if book.apply_snapshot(snap):
-            self.bus.publish(snap)
-            if prior is _SYNCED:
-                return  # a venue that refreshes whole books (Open Trade): news only on a change
-            self._book_status(book, snap.epoch)
-            session = self._book_owner.get((snap.venue, snap.symbol))
-            if session is not None and all(
-                self.books[(snap.venue, s)].is_synced for s in session.stream.books()
-            ):
-                self._on_venue_status(
-                    VenueStatus(
-                        snap.venue, VenueState.SYNCED, snap.epoch, stream=session.stream.name
-                    )
-                )
-        elif snap.final:
-            self._book_status(book, snap.epoch)
-            self._resync(book)
-
-    def _on_invalidated(self, event: BookInvalidated) -> None:
-        book = self.books.get((event.venue, event.symbol))
-        if book is None:
-            return
-        book.mark_unsynced(event.reason)
-        self._book_status(book, event.epoch)
-        self._resync(book)
-
-    def _resync(self, book: OrderBook) -> None:
-        session = self._book_owner.get((book.venue, book.symbol))
-        if session is not None:
-            session.request_resync(book.symbol)
-
-    def _book_status(self, book: OrderBook, epoch: int) -> None:
-        self.bus.publish(BookStatus(book.venue, book.symbol, book.state, book.unsync_reason, epoch))
-
-    def _books_lost(self, stream: Stream, reason: str) -> None:
-        for symbol in stream.books():
-            book = self.books.get((stream.venue, symbol))
-            if book is None:
-                continue
-            before = book.state
-            if reason == "stale":
-                book.mark_stale("feed silent")
-            else:
-                book.mark_unsynced(reason)
-            if book.state is not before:
-                self._book_status(book, stream.epoch)
-
-    def _reconnected(self, stream: Stream) -> None:
-        if stream.reconcile_on_reconnect and self._nursery is not None:
-            # orders may have filled or been cancelled while we were away: ask, don't guess
-            self._nursery.start_soon(self.orders.reconcile_venue, stream.venue)
-
-    def _on_venue_status(self, status: VenueStatus) -> None:
-        log.info(
-            "venue status",
-            venue=status.venue,
-            stream=status.stream,
-            state=status.state.value,
-            reason=status.reason,
-        )
-        self.bus.publish(status)
-
-    def _publish_order_event(self, event: OrderEvent) -> None:
-        if isinstance(event, OrderFill):
-            position = self.portfolio.on_fill(event)
-            self.bus.publish(event)
-            self.bus.publish(position)
-            self._check_limits(position)
-            return
-        self.bus.publish(event)
-
-    def _check_limits(self, position: Position) -> None:
-        cfg = self.config.risk
-        reason = None
-        if abs(position.quantity) > cfg.max_position:
-            reason = f"{position.venue} {position.symbol} position {position.quantity} above max"
-        elif cfg.max_loss > 0 and self.total_pnl() < -cfg.max_loss:
-            reason = f"loss above max_loss {cfg.max_loss}"
-        if reason and self.risk.breach(reason):
-            self.orders.cancel_all()
+    def stop_requested(self) -> None:
+        self._on_stop()
 
     # --- shutdown and summary ------------------------------------------------------------------
 
-    async def _shutdown(self) -> None:
+    async def shutdown(self) -> None:
         log.info("shutting down")
         # no new orders from timers or handlers while we wind down
         self._timers_stopped = True
@@ -432,96 +202,273 @@ class Engine:
             except Exception:
                 log.exception("on_stop raised", strategy=strategy.name)
 
-    def mark(self, venue: str, symbol: str) -> Decimal | None:
-        book = self.books.get((venue, symbol))
-        if book is None:
-            return None
-        try:
-            return book.mid()
-        except BookNotSynced:
-            return None
-
-    def total_pnl(self) -> Decimal:
-        total = Decimal(0)
-        for venue, symbol in self.portfolio.symbols():
-            total += self.portfolio.realized_pnl(venue, symbol)
-            total += self.portfolio.unrealized_pnl(venue, symbol, self.mark(venue, symbol)) or 0
-        return total
-
     def summary(self) -> dict[str, Any]:
-        by_state = self.orders.state_counts()
-        positions = []
-        for venue, symbol in self.portfolio.symbols():
-            mark = self.mark(venue, symbol)
-            positions.append(
-                {
-                    "venue": venue,
-                    "symbol": symbol,
-                    "quantity": self.portfolio.position(venue, symbol),
-                    "avg_price": self.portfolio.avg_price(venue, symbol),
-                    "realized_pnl": self.portfolio.realized_pnl(venue, symbol),
-                    "unrealized_pnl": self.portfolio.unrealized_pnl(venue, symbol, mark),
-                    "mark": mark,
-                }
-            )
+        """The run's summary as data (framework.tools.summary formats it)."""
         return {
             "mode": self.mode,
-            "events": dict(self.event_counts),
-            "orders": dict(by_state),
+            "events": dict(self.router.event_counts),
+            "orders": dict(self.orders.state_counts()),
             "fills": self.portfolio.fill_count,
-            "positions": positions,
+            "positions": self.portfolio.summary(),
             "sessions": {
                 f"{s.venue}/{s.stream.name}": dict(s.counts) | {"frames": s.frames_received}
-                for s in self.sessions
+                for s in self.router.sessions
             },
             "handler_errors": dict(self.bus.handler_errors),
             "order_counts": dict(self.orders.counts),
-            "latency": self.latency.summary(),
+            "latency": self.orders.latency.summary(),
         }
 
 
+class EngineContext:
+    """One strategy's `StrategyContext` over a `Core`."""
+
+    def __init__(self, core: Core, owner: str) -> None:
+        self._core = core
+        self._owner = owner
+        self.books: Mapping[tuple[str, str], OrderBook] = core.router.books
+
+    def submit(
+        self,
+        *,
+        venue: str,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        price: Decimal | None,
+        type: OrderType,
+        tif: TimeInForce,
+        post_only: bool,
+        expire_at_ns: int | None,
+        stop_price: Decimal | None,
+    ) -> OrderHandle:
+        return self._core.orders.submit(
+            venue=venue,
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            price=price,
+            type=type,
+            tif=tif,
+            post_only=post_only,
+            expire_at_ns=expire_at_ns,
+            stop_price=stop_price,
+            strategy=self._owner,
+        )
+
+    def cancel(self, client_order_id: str) -> bool:
+        return self._core.orders.cancel(client_order_id)
+
+    def cancel_all(self, venue: str | None, symbol: str | None) -> int:
+        return self._core.orders.cancel_all(venue, symbol)
+
+    def modify(
+        self, client_order_id: str, *, price: Decimal | None, quantity: Decimal | None
+    ) -> bool:
+        return self._core.orders.modify(client_order_id, price=price, quantity=quantity)
+
+    def order(self, client_order_id: str) -> Order | None:
+        return self._core.orders.orders.get(client_order_id)
+
+    def open_orders(self, venue: str | None, symbol: str | None) -> list[Order]:
+        owner = self._owner
+        return [o for o in self._core.orders.open_orders(venue, symbol) if o.strategy == owner]
+
+    def position(self, venue: str, symbol: str) -> Decimal:
+        return self._core.portfolio.position(venue, symbol)
+
+    def balance(self, venue: str, asset: str) -> Balance | None:
+        return self._core.portfolio.balances.get((venue, asset))
+
+    def instrument(self, venue: str, symbol: str) -> Instrument | None:
+        return self._core.orders.instruments.get((venue, symbol))
+
+    def venue_client(self, venue: str) -> Any:
+        return self._core.orders.clients[venue]
+
+    def markets(self) -> dict[str, list[str]]:
+        return {name: list(v.markets) for name, v in self._core.config.venues.items()}
+
+    def subscribe(
+        self,
+        event_type: type,
+        handler: Callable[[Any], None],
+        *,
+        venue: str | None = None,
+        symbol: str | None = None,
+    ) -> None:
+        self._core.bus.subscribe(event_type, handler, venue=venue, symbol=symbol, owner=self._owner)
+
+    def every(self, seconds: float, callback: Callable[[], None]) -> None:
+        self._core.add_timer(self._owner, seconds, callback)
+
+    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        self._core.spawn(self._owner, fn)
+
+    def stop(self) -> None:
+        self._core.stop_requested()
+
+    def bind_log(self, logger: Any) -> Any:
+        return logger.bind(mode=self._core.mode)
+
+
 class _ExecutionContext:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    """What the order manager offers an execution client (framework.venue.ExecutionContext)."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
 
     def on_report(self, report: ExecutionReport) -> None:
-        self._engine.orders.on_execution(report)
+        self._core.orders.on_execution(report)
 
     def publish(self, event: object) -> None:
-        self._engine.on_event(event)
+        self._core.router.on_event(event)
 
     def open_orders(self, venue: str) -> list[Order]:
-        return self._engine.orders.open_orders(venue)
+        return self._core.orders.open_orders(venue)
 
     def book(self, venue: str, symbol: str) -> OrderBook | None:
-        return self._engine.books.get((venue, symbol))
+        return self._core.router.books.get((venue, symbol))
 
 
-def _money(value: Decimal) -> str:
-    # adding zero turns a rounded-away negative (-0.00) into 0.00
-    return f"{value.quantize(Decimal('0.01')) + 0:.2f}"
+class Engine:
+    """A live (or paper, or sandbox) run: a `Core`, the configured venues, one nursery."""
 
-
-def format_summary(summary: dict[str, Any]) -> str:
-    lines = [f"botrun summary ({summary['mode']} mode)"]
-    events = ", ".join(f"{v}: {n}" for v, n in sorted(summary["events"].items())) or "none"
-    lines.append(f"  events by venue: {events}")
-    orders = ", ".join(f"{k.lower()}: {n}" for k, n in sorted(summary["orders"].items()))
-    lines.append(f"  orders by state: {orders or 'none'}")
-    lines.append(f"  fills: {summary['fills']}")
-    for p in summary["positions"]:
-        upnl = p["unrealized_pnl"]
-        lines.append(
-            f"  position {p['venue']} {p['symbol']}: {p['quantity']} @ {p['avg_price']:.2f}"
-            f"  realized {_money(p['realized_pnl'])}"
-            f"  unrealized {'n/a' if upnl is None else _money(upnl)}"
+    def __init__(
+        self,
+        config: Config,
+        strategies: list[Strategy],
+        *,
+        journal_path: str | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.config = config
+        self.mode = config.botrun.mode
+        self.strategies = strategies
+        if journal_path is None:
+            # paper orders never leave the process, so there is no venue truth to reconcile a
+            # journal with after a restart: paper mode journals in memory
+            journal_path = (
+                ":memory:"
+                if self.mode == "paper"
+                else str(Path(config.botrun.journal_dir) / f"journal-{self.mode}.sqlite")
+            )
+        self.core = core = Core(
+            config, journal_path=journal_path, clock_ns=clock_ns, on_stop=self.stop
         )
-    if not summary["positions"]:
-        lines.append("  positions: none")
-    for name, counts in sorted(summary["sessions"].items()):
-        shown = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-        lines.append(f"  session {name}: {shown}")
-    if summary["handler_errors"]:
-        lines.append(f"  handler errors: {summary['handler_errors']}")
-    lines.extend(format_latency(summary.get("latency") or {}))
-    return "\n".join(lines)
+        # the parts, under the names tools and tests use
+        self.bus = core.bus
+        self.router = core.router
+        self.books = core.router.books
+        self.sessions = core.router.sessions
+        self.event_counts = core.router.event_counts
+        self.on_event = core.router.on_event  # the streams' emit: no extra call layer per event
+        self.portfolio = core.portfolio
+        self.journal = core.journal
+        self.orders = core.orders
+        self.risk = core.risk
+        # latency histograms (framework.latency): receive -> handled per stream's venue, and the
+        # order manager's submit -> send -> ack; printed in the summary
+        self.latency = core.orders.latency
+        self.simulators: dict[str, SimHandle] = {}
+        self.runtimes: dict[str, VenueRuntime] = {}
+        # optional raw-frame tap given to every session (`botrun record`)
+        self.frame_tap: Callable[[Stream, str | bytes, int], None] | None = None
+        self.started = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._stop = trio.Event()
+        self.final_summary: dict[str, Any] | None = None
+
+    # --- public ------------------------------------------------------------------------------
+
+    def book(self, venue: str, symbol: str) -> OrderBook:
+        return self.router.book(venue, symbol)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def summary(self) -> dict[str, Any]:
+        return self.core.summary()
+
+    def paper_broker(self, name: str, instruments: dict[str, Any]) -> PaperBroker:
+        return self.core.paper_broker(name, instruments)
+
+    def add_stream(self, stream: Stream, session: Any) -> None:
+        self.router.add_stream(stream, session)
+
+    async def run(self, duration_s: float | None = None) -> None:
+        duration = self.config.botrun.duration_s if duration_s is None else duration_s
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self.core.start(nursery)
+            for name, vcfg in self.config.venues.items():
+                await self._start_venue(name, vcfg, nursery)
+            for strategy in self.strategies:
+                self._attach(strategy)
+            self.started.set()
+            log.info("running", mode=self.mode, venues=list(self.config.venues))
+            with trio.move_on_after(duration if duration and duration > 0 else float("inf")):
+                await self._stop.wait()
+            await self.core.shutdown()
+            # taken while books and sessions are still up, so marks are live
+            self.final_summary = self.summary()
+            nursery.cancel_scope.cancel()
+        self.journal.close()
+
+    def _attach(self, strategy: Strategy) -> None:
+        self.core.attach(strategy)
+
+    # --- start-up ------------------------------------------------------------------------------
+
+    async def _start_venue(self, name: str, vcfg: Any, nursery: trio.Nursery) -> None:
+        venue = self.config.venue_impls.get(name)
+        if venue is None:
+            raise ConfigError(
+                f"venues.{name}: no venue implementation on this config"
+                " (build it with framework.venues.parse_config / load_config)"
+            )
+        for secret in venue.secrets(vcfg):
+            register_secret(secret)
+        sim = None
+        if vcfg.endpoint == "sim" and vcfg.sim_url:
+            parts = urlsplit(vcfg.sim_url)
+            if not is_loopback(parts.hostname or ""):
+                raise ValueError(f"venues.{name}.sim_url: simulators are loopback only")
+            ws_url = vcfg.sim_url.replace("http://", "ws://", 1).rstrip("/")
+            sim = SimHandle(parts.port or 80, vcfg.sim_url.rstrip("/"), ws_url, None)
+        elif vcfg.endpoint == "sim":
+            sim = await venue.start_simulator(vcfg, nursery)
+            self.simulators[name] = sim
+            log.info("embedded simulator serving", venue=name, port=sim.port)
+        runtime = await venue.build(vcfg, sim, http_client)
+        self.runtimes[name] = runtime
+        self.orders.add_instruments(runtime.instruments)
+        client: ExecutionClient | None = None
+        if self.mode == "paper":
+            client = self.core.paper_broker(name, runtime.instruments)
+        elif runtime.execution is not None:
+            client = runtime.execution
+        if client is not None:
+            self.core.add_client(name, client)
+            self.orders.restore(name)
+            await self.orders.reconcile_venue(name)
+        for stream in runtime.streams:
+            self._start_stream(stream, nursery)
+
+    def _start_stream(self, stream: Stream, nursery: trio.Nursery) -> None:
+        router = self.router
+        session = WsSession(
+            stream,
+            on_status=router.venue_status,
+            on_books_lost=router.books_lost,
+            on_reconnected=self._reconnected,
+        )
+        session.tap = self.frame_tap
+        session.latency = self.latency.hist(stream.venue, "recv_to_handled")
+        router.add_stream(stream, session)
+        nursery.start_soon(session.run)
+
+    def _reconnected(self, stream: Stream) -> None:
+        if stream.reconcile_on_reconnect and self._nursery is not None:
+            # orders may have filled or been cancelled while we were away: ask, don't guess
+            self._nursery.start_soon(self.orders.reconcile_venue, stream.venue)

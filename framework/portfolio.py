@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 import attrs
 
@@ -20,7 +22,9 @@ class _Book:
 
 
 class Portfolio:
-    def __init__(self) -> None:
+    def __init__(self, mark: Callable[[str, str], Decimal | None] | None = None) -> None:
+        # the price unrealized PnL is marked at (the engine gives the book's mid); None = no marks
+        self._mark = mark
         self._pos: dict[tuple[str, str], _Book] = {}
         self.balances: dict[tuple[str, str], Balance] = {}
         self.venue_positions: dict[tuple[str, str], Position] = {}
@@ -85,3 +89,33 @@ class Portfolio:
 
     def symbols(self) -> list[tuple[str, str]]:
         return sorted(self._pos)
+
+    def mark(self, venue: str, symbol: str) -> Decimal | None:
+        """The mark price of a symbol (None: no price source, or no synced book)."""
+        return self._mark(venue, symbol) if self._mark is not None else None
+
+    def total_pnl(self) -> Decimal:
+        """Realized (net of fees) plus unrealized PnL over every symbol; unmarkable ones count 0."""
+        total = _ZERO
+        for venue, symbol in self.symbols():
+            total += self.realized_pnl(venue, symbol)
+            total += self.unrealized_pnl(venue, symbol, self.mark(venue, symbol)) or 0
+        return total
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One entry per symbol traded, as the run summary lists them."""
+        positions = []
+        for venue, symbol in self.symbols():
+            mark = self.mark(venue, symbol)
+            positions.append(
+                {
+                    "venue": venue,
+                    "symbol": symbol,
+                    "quantity": self.position(venue, symbol),
+                    "avg_price": self.avg_price(venue, symbol),
+                    "realized_pnl": self.realized_pnl(venue, symbol),
+                    "unrealized_pnl": self.unrealized_pnl(venue, symbol, mark),
+                    "mark": mark,
+                }
+            )
+        return positions

@@ -1,4 +1,4 @@
-"""Pre-trade risk checks and the kill switch."""
+"""Risk: pre-trade checks on every order, post-trade limits on every fill, and the kill switch."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import structlog
 
 from framework.data.book import OrderBook
 from framework.errors import BookNotSynced
-from framework.events import OrderType, Side
+from framework.events import OrderType, Position, Side
 from framework.model import Order
 
 log = structlog.get_logger("botrun.risk")
@@ -40,8 +40,14 @@ class RiskManager:
         open_orders: Callable[[str, str | None], list[Order]],
         book: Callable[[str, str], OrderBook | None],
         clock: Callable[[], float],
+        total_pnl: Callable[[], Decimal] | None = None,
+        on_kill: Callable[[], object] | None = None,
     ) -> None:
         self.cfg = cfg
+        # post-trade: the run's realized+unrealized PnL (for max_loss), and what the kill switch
+        # does once engaged besides refusing new orders (the engine cancels every open order)
+        self._total_pnl = total_pnl
+        self._on_kill = on_kill
         self._position = position
         self._open_orders = open_orders
         self._book = book
@@ -94,6 +100,17 @@ class RiskManager:
         except BookNotSynced:
             return None
         return level[0] if level else None
+
+    def after_fill(self, position: Position) -> None:
+        """Post-trade limits, on the position a fill just made: a breach engages the kill switch."""
+        cfg = self.cfg
+        reason = None
+        if abs(position.quantity) > cfg.max_position:
+            reason = f"{position.venue} {position.symbol} position {position.quantity} above max"
+        elif cfg.max_loss > 0 and self._total_pnl is not None and self._total_pnl() < -cfg.max_loss:
+            reason = f"loss above max_loss {cfg.max_loss}"
+        if reason and self.breach(reason) and self._on_kill is not None:
+            self._on_kill()
 
     def breach(self, reason: str) -> bool:
         """Engage the kill switch; True the first time."""

@@ -1,16 +1,20 @@
-"""`Strategy`: what users subclass.
+"""`Strategy`: what users subclass, and `StrategyContext`: all a strategy may ask of its run.
 
 Handlers are plain methods called synchronously from the task that received the data; override
 the ones you need. Actions (`buy`, `sell`, `cancel`, ...) return at once; an order's outcome
 arrives through the order handlers, or can be awaited with `await handle.done()` from async code
 (`self.spawn` runs a coroutine in the runner's nursery).
+
+A strategy talks to its run only through the `StrategyContext` it is attached to (`attach`):
+the engine gives it one, a backtest the same, and another runtime (e.g. one over a message bus)
+can give it its own without the strategy changing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -42,8 +46,73 @@ from framework.events import (
 from framework.execution.handle import OrderHandle
 from framework.model import Instrument, Order
 
-if TYPE_CHECKING:
-    from framework.engine import Engine
+
+class StrategyContext(Protocol):
+    """What one strategy may ask of the run it is attached to (one context per strategy: orders
+    it submits, handlers it subscribes, timers and tasks it starts are its own)."""
+
+    # the run's L2 books by (venue, symbol), live: read on nearly every book event, so a mapping
+    # the strategy keeps rather than a call per read
+    books: Mapping[tuple[str, str], OrderBook]
+
+    def submit(
+        self,
+        *,
+        venue: str,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        price: Decimal | None,
+        type: OrderType,
+        tif: TimeInForce,
+        post_only: bool,
+        expire_at_ns: int | None,
+        stop_price: Decimal | None,
+    ) -> OrderHandle:
+        """Send an order for this strategy (risk-checked and journaled first)."""
+
+    def cancel(self, client_order_id: str) -> bool: ...
+    def cancel_all(self, venue: str | None, symbol: str | None) -> int: ...
+    def modify(
+        self, client_order_id: str, *, price: Decimal | None, quantity: Decimal | None
+    ) -> bool: ...
+    def order(self, client_order_id: str) -> Order | None:
+        """Any order the run knows by its client order id."""
+
+    def open_orders(self, venue: str | None, symbol: str | None) -> list[Order]:
+        """This strategy's open orders."""
+
+    def position(self, venue: str, symbol: str) -> Decimal: ...
+    def balance(self, venue: str, asset: str) -> Balance | None: ...
+    def instrument(self, venue: str, symbol: str) -> Instrument | None: ...
+    def venue_client(self, venue: str) -> Any:
+        """The venue's execution client, for venue-specific actions."""
+
+    def markets(self) -> dict[str, list[str]]:
+        """The configured venues (in config order) and their markets."""
+
+    def subscribe(
+        self,
+        event_type: type,
+        handler: Callable[[Any], None],
+        *,
+        venue: str | None = None,
+        symbol: str | None = None,
+    ) -> None: ...
+    def every(self, seconds: float, callback: Callable[[], None]) -> None:
+        """Call `callback` every `seconds` until the run winds down; a raise is logged."""
+
+    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        """Run `fn()` alongside the handlers; a raise is logged, the run goes on."""
+
+    def stop(self) -> None:
+        """Ask the run to end (shutdown, then `on_stop`)."""
+
+    def bind_log(self, logger: Any) -> Any:
+        """The strategy's logger with what the run adds to every line."""
+
+
+_DETACHED: Mapping[tuple[str, str], OrderBook] = {}
 
 
 class Strategy:
@@ -55,7 +124,8 @@ class Strategy:
         self.params: dict[str, Any] = dict(params or {})
         self.name = self.name or type(self).__name__
         self.log = structlog.get_logger("botrun.strategy").bind(strategy=self.name)
-        self._engine: Engine | None = None
+        self._ctx: StrategyContext | None = None
+        self._books = _DETACHED
 
     # --- handlers (override) -----------------------------------------------------------------
 
@@ -82,13 +152,56 @@ class Strategy:
     def on_venue_status(self, event: VenueStatus) -> None: ...
     def on_book_status(self, event: BookStatus) -> None: ...
 
-    # --- actions -------------------------------------------------------------------------------
+    # --- attachment -----------------------------------------------------------------------------
+
+    def attach(self, ctx: StrategyContext) -> None:
+        """Connect to a run: every handler above is subscribed through `ctx`. Called by the
+        runtime before `on_start`."""
+        self._ctx = ctx
+        self._books = ctx.books
+        self.log = ctx.bind_log(self.log)
+        sub = ctx.subscribe
+        sub(BookSnapshot, self.on_book)
+        sub(BookDelta, self.on_book)
+        sub(TopOfBook, self.on_top_of_book)
+        sub(Ticker, self.on_ticker)
+        sub(PublicTrade, self.on_trade)
+        sub(Balance, self.on_balance)
+        sub(Position, self.on_position)
+        sub(VenueStatus, self.on_venue_status)
+        sub(BookStatus, self.on_book_status)
+        specific: dict[type, Callable[[Any], None]] = {
+            OrderAccepted: self.on_accepted,
+            OrderRejected: self.on_rejected,
+            OrderPartiallyFilled: self.on_partial_fill,
+            OrderFilled: self.on_filled,
+            OrderCancelled: self.on_cancelled,
+            OrderModified: self.on_modified,
+            OrderModifyRejected: self.on_modify_rejected,
+            OrderExpired: self.on_expired,
+            OrderUnknown: self.on_unknown,
+        }
+        owner = self.name
+
+        def on_order(event: OrderEvent) -> None:
+            # only this strategy's orders; the generic handler first, then the specific one
+            order = ctx.order(event.client_order_id)
+            if order is None or order.strategy != owner:
+                return
+            self.on_order(event)
+            handler = specific.get(type(event))
+            if handler is not None:
+                handler(event)
+
+        sub(OrderEvent, on_order)
 
     @property
-    def engine(self) -> Engine:
-        if self._engine is None:
+    def ctx(self) -> StrategyContext:
+        if self._ctx is None:
             raise RuntimeError("strategy is not attached to a running engine")
-        return self._engine
+        return self._ctx
+
+    # --- actions -------------------------------------------------------------------------------
 
     def buy(
         self,
@@ -145,7 +258,7 @@ class Strategy:
             order_type = OrderType.LIMIT if price is not None else OrderType.MARKET
         if order_type is OrderType.MARKET and tif is TimeInForce.GTC:
             tif = TimeInForce.IOC
-        return self.engine.orders.submit(
+        return self.ctx.submit(
             venue=venue,
             symbol=symbol,
             side=side,
@@ -156,15 +269,14 @@ class Strategy:
             post_only=post_only,
             expire_at_ns=expire_at_ns,
             stop_price=stop_price,
-            strategy=self.name,
         )
 
     def cancel(self, order: OrderHandle | Order | str) -> bool:
         coid = order if isinstance(order, str) else order.client_order_id
-        return self.engine.orders.cancel(coid)
+        return self.ctx.cancel(coid)
 
     def cancel_all(self, venue: str | None = None, symbol: str | None = None) -> int:
-        return self.engine.orders.cancel_all(venue, symbol)
+        return self.ctx.cancel_all(venue, symbol)
 
     def modify(
         self,
@@ -175,7 +287,7 @@ class Strategy:
     ) -> bool:
         """Amend price and/or total quantity where the venue supports it (`on_modified` follows)."""
         coid = order if isinstance(order, str) else order.client_order_id
-        return self.engine.orders.modify(coid, price=price, quantity=quantity)
+        return self.ctx.modify(coid, price=price, quantity=quantity)
 
     def on(
         self,
@@ -186,44 +298,51 @@ class Strategy:
         symbol: str | None = None,
     ) -> None:
         """Subscribe a handler to any event type, including venue-specific ones (e.g. RFQs)."""
-        self.engine.bus.subscribe(event_type, handler, venue=venue, symbol=symbol, owner=self.name)
+        self.ctx.subscribe(event_type, handler, venue=venue, symbol=symbol)
 
     def venue_client(self, venue: str) -> Any:
         """The venue's execution client, for venue-specific actions (e.g. posting an RFQ)."""
-        return self.engine.orders.clients[venue]
+        return self.ctx.venue_client(venue)
 
     def every(self, seconds: float, callback: Callable[[], None]) -> None:
         """Call `callback` every `seconds` (a timer; runs in the runner's nursery)."""
-        self.engine.add_timer(self, seconds, callback)
+        self.ctx.every(seconds, callback)
 
     def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
         """Run an async function alongside the handlers (e.g. to await an order's outcome)."""
-        self.engine.spawn(self, fn)
+        self.ctx.spawn(fn)
+
+    def stop(self) -> None:
+        """End the run (as Ctrl-C would: orders cancelled if configured, then `on_stop`)."""
+        self.ctx.stop()
 
     # --- read access ---------------------------------------------------------------------------
 
     def default_market(self) -> tuple[str, str]:
         """`params.venue`/`params.symbol`, else the first configured venue and its first market."""
-        venue = self.params.get("venue") or next(iter(self.engine.config.venues))
-        markets = self.engine.config.venues[venue].markets
+        configured = self.ctx.markets()
+        venue = self.params.get("venue") or next(iter(configured))
+        markets = configured[venue]
         symbol = self.params.get("symbol") or (markets[0] if markets else "")
         return venue, symbol
 
     def instrument(self, venue: str, symbol: str) -> Instrument | None:
         """The venue catalogue's view of a symbol (tick, lot, limits)."""
-        return self.engine.orders.instruments.get((venue, symbol))
+        return self.ctx.instrument(venue, symbol)
 
     def book(self, venue: str, symbol: str) -> OrderBook:
-        # called from nearly every book handler: the engine's lookup, inlined
-        engine = self._engine
-        book = engine.books.get((venue, symbol)) if engine is not None else None
-        return book if book is not None else self.engine.book(venue, symbol)
+        # called from nearly every book handler: one dict lookup on the context's live mapping
+        book = self._books.get((venue, symbol))
+        if book is None:
+            self.ctx  # noqa: B018 - raises if not attached
+            raise KeyError(f"no book for {venue} {symbol}; is the market configured?")
+        return book
 
     def open_orders(self, venue: str | None = None, symbol: str | None = None) -> list[Order]:
-        return [o for o in self.engine.orders.open_orders(venue, symbol) if o.strategy == self.name]
+        return self.ctx.open_orders(venue, symbol)
 
     def position(self, venue: str, symbol: str) -> Decimal:
-        return self.engine.portfolio.position(venue, symbol)
+        return self.ctx.position(venue, symbol)
 
     def balance(self, venue: str, asset: str) -> Balance | None:
-        return self.engine.portfolio.balances.get((venue, asset))
+        return self.ctx.balance(venue, asset)

@@ -261,3 +261,14 @@ class Venue(abc.ABC):
         picks them by name, which works as long as the simulator lists those markets.
         """
         return None
+
+
+class VenueCatalog(Protocol):
+    """Where the core finds venues by name without importing one: the venue layer provides it
+    (`framework.venues.CATALOG`) and hands it to `framework.config.parse`."""
+
+    def names(self) -> list[str]:
+        """Every venue that can be configured, sorted."""
+
+    def load(self, name: str) -> Venue:
+        """The `Venue` object called `name` (one of `names()`)."""

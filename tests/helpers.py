@@ -8,10 +8,10 @@ from typing import Any
 
 import trio
 
-from framework.config import parse
 from framework.engine import Engine
 from framework.strategy import Strategy
 from framework.transport.session import WsSession
+from framework.venues import parse_config
 
 # A guard against hangs only: every wait below is released by an event, not by time passing.
 HANG_GUARD_S = 20
@@ -20,7 +20,7 @@ HANG_GUARD_S = 20
 def config(venues: dict[str, Any], **sections: Any) -> Any:
     raw: dict[str, Any] = {"venues": venues}
     raw.update(sections)
-    return parse(raw)
+    return parse_config(raw)
 
 
 @asynccontextmanager

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from framework.config import load, parse
 from framework.errors import ConfigError
 from framework.tools import cli
+from framework.venues import load_config as load
+from framework.venues import parse_config as parse
 
 REPO = Path(__file__).resolve().parents[1]
 STRATEGY = str(REPO / "strategies" / "market_maker.py")
@@ -141,3 +142,40 @@ def test_cli_bad_config_exits_2_with_one_line(
     lines = err.splitlines()
     assert len(lines) == 1, err
     assert key in lines[0]
+
+
+def test_parse_resolves_venues_through_the_catalog_it_is_given() -> None:
+    import attrs
+
+    from framework import config
+    from framework.venue import VenueConfig
+    from framework.venues import CATALOG
+
+    @attrs.define(kw_only=True)
+    class ToyConfig(VenueConfig):
+        depth: int = 5
+
+    class Toy:
+        name = "toy"
+        config_type = ToyConfig
+
+    class Catalog:
+        loads: list[str] = []
+
+        def names(self) -> list[str]:
+            return ["toy"]
+
+        def load(self, name: str) -> Any:
+            self.loads.append(name)
+            return Toy
+
+    catalog = Catalog()
+    cfg = config.parse({"venues": {"toy": {"depth": 7}}}, catalog)
+    assert cfg.venues["toy"] == ToyConfig(depth=7) and cfg.venue_impls == {"toy": Toy}
+    assert catalog.loads == ["toy"]  # once, at parse: the engine never loads a venue
+    with pytest.raises(ConfigError, match=r"^venues.paxos: unknown venue \(known: toy\)$"):
+        config.parse(with_paxos(), catalog)
+    with pytest.raises(ConfigError, match=r"^venue_impls: unknown key$"):
+        config.parse({"venue_impls": {}, "venues": {"toy": {}}}, catalog)
+    # the registry's catalogue resolves the real venues the same way
+    assert parse(with_paxos()).venue_impls == {"paxos": CATALOG.load("paxos")}

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import trio
 
-from framework.engine import format_summary
 from framework.events import OrderAccepted
 from framework.latency import Histogram, LatencyStats, format_latency
+from framework.tools.summary import format_summary
 from tests.helpers import config, running, session, until
 
 

@@ -130,3 +130,17 @@ def test_balances_and_venue_positions_are_stored_as_reported() -> None:
     p.on_venue_position(vp)
     assert p.venue_positions[(VENUE, SYM)] is vp
     assert p.position(VENUE, SYM) == 0  # our own fills are the position, not the venue's view
+
+
+def test_total_pnl_and_summary_mark_at_the_price_source() -> None:
+    marks = {(VENUE, SYM): D("110"), (VENUE, "ETHUSD"): None}
+    p = Portfolio(mark=lambda v, s: marks[(v, s)])
+    p.on_fill(fill(Side.BUY, "2", "100", fee="1"))
+    p.on_fill(fill(Side.SELL, "1", "3000", symbol="ETHUSD"))
+    # BTC: -1 fee realized, +20 unrealized at 110; ETH has no mark: its unrealized counts 0
+    assert p.mark(VENUE, SYM) == D("110") and p.total_pnl() == D("19")
+    rows = {r["symbol"]: r for r in p.summary()}
+    assert rows[SYM]["unrealized_pnl"] == D("20") and rows[SYM]["mark"] == D("110")
+    assert rows[SYM]["realized_pnl"] == D("-1") and rows[SYM]["quantity"] == D("2")
+    assert rows["ETHUSD"]["unrealized_pnl"] is None and rows["ETHUSD"]["mark"] is None
+    assert Portfolio().mark(VENUE, SYM) is None  # no price source

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import pytest
 
 from framework.data.book import OrderBook
-from framework.events import BookSnapshot, OrderType, Side
+from framework.events import BookSnapshot, OrderType, Position, Side
 from framework.model import Order
 from framework.risk import RiskConfig, RiskManager
 
@@ -215,3 +215,46 @@ def test_stop_notional_from_its_stop_or_limit_price_not_the_book() -> None:
     w.books.clear()
     stop.stop_price = D("99")
     assert w.risk.check(stop) is None
+
+
+def position(qty: str) -> Position:
+    return Position(VENUE, SYM, D(qty), D("100"), D(0), None, 0)
+
+
+def test_a_fill_past_max_position_engages_the_kill_switch_once() -> None:
+    kills: list[None] = []
+    w = World(max_position=D("2"))
+    w.risk = RiskManager(
+        w.risk.cfg,
+        position=lambda v, s: D(0),
+        open_orders=lambda v, s: [],
+        book=lambda v, s: None,
+        clock=lambda: 0.0,
+        on_kill=lambda: kills.append(None),
+    )
+    w.risk.after_fill(position("2"))  # at the limit: fine
+    assert w.risk.halted is None and kills == []
+    w.risk.after_fill(position("-2.1"))
+    assert w.risk.halted and "position -2.1 above max" in w.risk.halted and len(kills) == 1
+    w.risk.after_fill(position("-3"))  # already engaged: nothing more to cancel
+    assert len(kills) == 1
+    assert "kill switch engaged" in (w.risk.check(order()) or "")
+
+
+def test_a_fill_that_takes_the_loss_past_max_loss_engages_the_kill_switch() -> None:
+    pnl = [D("-0.5")]
+    kills: list[None] = []
+    risk = RiskManager(
+        RiskConfig(max_loss=D("1")),
+        position=lambda v, s: D(0),
+        open_orders=lambda v, s: [],
+        book=lambda v, s: None,
+        clock=lambda: 0.0,
+        total_pnl=lambda: pnl[0],
+        on_kill=lambda: kills.append(None),
+    )
+    risk.after_fill(position("1"))
+    assert risk.halted is None
+    pnl[0] = D("-1.01")
+    risk.after_fill(position("1"))
+    assert risk.halted == "loss above max_loss 1" and len(kills) == 1

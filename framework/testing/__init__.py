@@ -42,13 +42,13 @@ import attrs
 import pytest
 import trio
 
-from framework.config import parse
 from framework.engine import Engine
 from framework.events import BookState, BookStatus, OrderStatus, Side, VenueState
 from framework.sim.engine import EngineListener
 from framework.sim.faults import FaultPlan, Rule
 from framework.strategy import Strategy
 from framework.transport.session import Backoff, WsSession
+from framework.venues import parse_config as parse
 from framework.venues import venue_names
 
 HANG_GUARD_S = 30.0

@@ -2,18 +2,20 @@
 
 Nothing is mocked between the file and the strategy: each recorded frame goes to the `decode` of
 the venue's own `Stream` (built offline by `Venue.replay_stream`, or else by `build()` against the
-venue's embedded simulator), then the engine's routing, L2 books, bus and strategy handlers, and
-orders go through the real order manager, risk checks and paper broker.
+venue's embedded simulator), then the same parts a live run composes (framework.engine.Core): the
+market-data router and its L2 books, the bus and the strategy handlers; orders go through the real
+order manager, risk checks and paper broker.
 
-Simulated time. trio runs with `ReplayClock`, a clock that only moves when the replay moves it:
-before each frame it is set to that frame's recorded monotonic receive time, so the paper
-broker's latency (`trio.sleep`), strategy timers (`every`), risk's orders-per-second window and
-timeouts all follow the recorded clock, not the wall. Frames are decoded synchronously, with no
-`await` per frame (the same hot path as live); the replay yields to trio only when some task is
-runnable (an order was sent, an awaited event fired) or a deadline (timer, paper latency) falls
-before the next frame's time — then it runs those tasks, jumping the clock from deadline to
-deadline, in order. This is why a trio MockClock is not used: its `jump`/`wait_all_tasks_blocked`
-per frame would cost more than decoding the frame.
+Simulated time (framework/tools/replay_clock.py). trio runs with `ReplayClock`, a clock that only
+moves when the replay moves it: before each frame it is set to that frame's recorded monotonic
+receive time, so the paper broker's latency (`trio.sleep`), strategy timers (`every`), risk's
+orders-per-second window and timeouts all follow the recorded clock, not the wall. Frames are
+decoded synchronously, with no `await` per frame (the same hot path as live); the replay yields to
+trio only when some task became runnable (an order was sent, an awaited event fired: the
+`Wakeups` instrument says so) or a deadline (timer, paper latency) falls before the next frame's
+time — then it runs those tasks, jumping the clock from deadline to deadline, in order. This is
+why a trio MockClock is not used: its `jump`/`wait_all_tasks_blocked` per frame would cost more
+than decoding the frame.
 
 Determinism: same data and seed → same fills. Client order ids come from a counter (not wall time
 and randomness), the order manager's wall clock is the recorded one, `random` is seeded, and
@@ -24,7 +26,6 @@ from the seed; what trio itself does under Hypothesis).
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,46 +37,25 @@ import structlog
 import trio
 import trio.testing
 
-from framework.config import Config, parse
-from framework.engine import Engine, _ExecutionContext, http_client
+from framework.config import Config
+from framework.engine import Core, http_client
 from framework.errors import FrameError
 from framework.events import OrderFill
 from framework.execution.handle import ClientOrderIds
 from framework.model import Instrument
 from framework.strategy import Strategy
 from framework.tools.record import BINARY, CONN, RECORD_HEADER, TEXT, RecordReader
+from framework.tools.replay_clock import ReplayClock, Wakeups, deterministic_scheduling
 from framework.tools.results import BacktestResult, FillRecord
 from framework.venue import Stream
-from framework.venues import load_venue
+from framework.venues import parse_config
 
 log = structlog.get_logger("botrun.backtest")
 
 # the sample that ships with the repository: `botrun backtest STRATEGY` works on a fresh clone
 SAMPLE = Path(__file__).parent / "samples" / "paxos-sample"
 
-
-class ReplayClock(trio.abc.Clock):
-    """Real time while setting up, then frozen: `now` moves only when the replay moves it."""
-
-    def __init__(self) -> None:
-        self.frozen = False
-        self.now = 0.0
-        self._anchor = time.perf_counter()
-
-    def start_clock(self) -> None:
-        self._anchor = time.perf_counter()
-
-    def current_time(self) -> float:
-        if self.frozen:
-            return self.now
-        return time.perf_counter() - self._anchor
-
-    def deadline_to_sleep_time(self, deadline: float) -> float:
-        return max(0.0, deadline - self.current_time())
-
-    def freeze(self) -> None:
-        self.now = self.current_time()
-        self.frozen = True
+__all__ = ["SAMPLE", "BacktestResult", "FillRecord", "ReplayClock", "run_backtest"]
 
 
 class _ReplayIds(ClientOrderIds):
@@ -93,7 +73,7 @@ class _ReplayIds(ClientOrderIds):
 
 @attrs.define(eq=False)
 class ReplaySession:
-    """What the engine needs of a session, for a stream fed from a file."""
+    """What the router and the summary need of a session, for a stream fed from a file."""
 
     stream: Stream
     venue: str
@@ -106,16 +86,8 @@ class ReplaySession:
         self.counts["resync_requests"] += 1
 
 
-def _trio_runner() -> Any:
-    # trio keeps its run queue and deadlines on the runner; reading them (never writing) is what
-    # lets the replay skip trio entirely for the ~all frames that wake nothing
-    from trio._core._run import GLOBAL_RUN_CONTEXT
-
-    return GLOBAL_RUN_CONTEXT.runner
-
-
-class BacktestEngine(Engine):
-    """The engine with a file in place of sockets."""
+class Backtest:
+    """A `Core` (the parts of a live run) fed from a recording instead of sockets."""
 
     def __init__(
         self,
@@ -129,13 +101,19 @@ class BacktestEngine(Engine):
         progress: Callable[[dict[str, Any]], None] | None = None,
         use_simulator_streams: bool = False,
     ) -> None:
-        self._wall_offset_ns = 0
+        self.config = config
+        self.strategies = strategies
         self.clock = clock
-        super().__init__(config, strategies, journal_path=":memory:", clock_ns=self._wall_ns)
+        self._wall_offset_ns = 0
+        self._offset = 0.0  # trio time = recorded monotonic seconds + offset
+        self.core = core = Core(config, journal_path=":memory:", clock_ns=self._wall_ns)
+        self.router = core.router
+        self.portfolio = core.portfolio
+        core.orders.ids = _ReplayIds(seed)
+        core.orders.mono_ns = self._mono_ns
         self.reader = reader
         self.seed = seed
-        self.orders.ids = _ReplayIds(seed)
-        self.orders.mono_ns = self._mono_ns
+        self.wakeups = Wakeups()
         self.sample_interval_ns = max(1, int(sample_interval_s * 1e9))
         self.progress = progress
         self.use_simulator_streams = use_simulator_streams
@@ -144,10 +122,10 @@ class BacktestEngine(Engine):
         self.frames = 0
         self.bad_frames = 0
         self.unknown_conn_frames = 0
-        self._offset = 0.0  # trio time = recorded monotonic seconds + offset
         self._streams: dict[tuple[str, str], tuple[Stream, ReplaySession]] = {}
         self.first_wall_ns = 0
         self.last_wall_ns = 0
+        self.final_summary: dict[str, Any] | None = None
 
     # --- clocks ------------------------------------------------------------------------------
 
@@ -161,25 +139,22 @@ class BacktestEngine(Engine):
     # --- set-up ------------------------------------------------------------------------------
 
     async def _setup(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
-        await nursery.start(self.orders.run)
+        core = self.core
+        await core.start(nursery)
         meta = self.reader.meta
         for name, vmeta in meta["venues"].items():
             vcfg = self.config.venues[name]
             instruments = {
                 i["symbol"]: Instrument(**_decimals(i)) for i in vmeta.get("instruments", [])
             }
-            self.orders.add_instruments(instruments)
-            client = self.paper_broker(name, instruments)
-            self.orders.add_client(name, client)
-            client.bind(_ExecutionContext(self))
-            nursery.start_soon(client.run)
+            core.orders.add_instruments(instruments)
+            core.add_client(name, core.paper_broker(name, instruments))
             for stream in await self._replay_streams(name, vcfg, vmeta.get("streams", [])):
                 self._add_replay_stream(stream)
-        self.bus.subscribe(OrderFill, self._on_fill, owner="backtest")
+        core.bus.subscribe(OrderFill, self._on_fill, owner="backtest")
 
     async def _replay_streams(self, name: str, vcfg: Any, names: list[str]) -> list[Stream]:
-        venue = load_venue(name)
+        venue = self.config.venue_impls[name]
         if not self.use_simulator_streams:
             built = [venue.replay_stream(vcfg, n) for n in names]
             if all(s is not None for s in built):
@@ -200,7 +175,7 @@ class BacktestEngine(Engine):
     def _add_replay_stream(self, stream: Stream) -> tuple[Stream, ReplaySession]:
         session = ReplaySession(stream, stream.venue)
         stream.request_resync = session.request_resync
-        self.add_stream(stream, session)
+        self.router.add_stream(stream, session)
         self._streams[(stream.venue, stream.name)] = (stream, session)
         return stream, session
 
@@ -228,7 +203,8 @@ class BacktestEngine(Engine):
 
     # --- the replay ----------------------------------------------------------------------------
 
-    async def run_replay(self) -> None:
+    async def run(self) -> None:
+        trio.lowlevel.add_instrument(self.wakeups)
         async with trio.open_nursery() as nursery:
             await self._setup(nursery)
             first = self._first_frame()
@@ -239,11 +215,11 @@ class BacktestEngine(Engine):
                 self._wall_offset_ns = wall_ns - recv_ns
                 self.first_wall_ns = wall_ns
             for strategy in self.strategies:
-                self._attach(strategy)
-            self.started.set()
+                self.core.attach(strategy)
             await self._feed()
             await self._finish(nursery)
-        self.journal.close()
+        trio.lowlevel.remove_instrument(self.wakeups)
+        self.core.journal.close()
 
     def _first_frame(self) -> tuple[int, int] | None:
         found = None
@@ -258,20 +234,20 @@ class BacktestEngine(Engine):
         """Run every task that is runnable and every deadline up to `until`, in time order;
         returns the next deadline after that."""
         clock = self.clock
-        deadlines = self._deadlines
         wait = trio.testing.wait_all_tasks_blocked
         while True:
+            # every task but this one is blocked when it returns, and trio has just told the
+            # clock its earliest deadline
             await wait()
-            nxt = deadlines.next_deadline()
+            nxt = clock.next_deadline
             if nxt > until:
+                self.wakeups.pending = False
                 return nxt
             if nxt > clock.now:
                 clock.now = nxt
 
     async def _feed(self) -> None:
-        runner = _trio_runner()
-        runq = runner.runq
-        self._deadlines = runner.deadlines
+        wakeups = self.wakeups
         clock = self.clock
         offset = self._offset
         unpack = RECORD_HEADER.unpack_from
@@ -286,7 +262,6 @@ class BacktestEngine(Engine):
         progress = self.progress
         report_every = 16384
         started = time.perf_counter()
-        self._sample_wall = 0
         for block in self.reader.blocks():
             pos, end = 0, len(block)
             while pos < end:
@@ -300,7 +275,7 @@ class BacktestEngine(Engine):
                         self.unknown_conn_frames += 1
                         continue
                     t = recv_ns * 1e-9 + offset
-                    if runq or t >= next_deadline:
+                    if wakeups.pending or t >= next_deadline:
                         next_deadline = await self._advance(t)
                     if t > clock.now:
                         clock.now = t
@@ -340,7 +315,7 @@ class BacktestEngine(Engine):
         return {
             "fraction": min(1.0, self.reader.bytes_read / total),
             "frames": frames,
-            "events": sum(self.event_counts.values()),
+            "events": sum(self.router.event_counts.values()),
             "elapsed_s": elapsed,
         }
 
@@ -353,7 +328,7 @@ class BacktestEngine(Engine):
         if found is None:
             venue_cfg = self.config.venues.get(info["venue"])
             stream = (
-                load_venue(info["venue"]).replay_stream(venue_cfg, info["stream"])
+                self.config.venue_impls[info["venue"]].replay_stream(venue_cfg, info["stream"])
                 if venue_cfg is not None
                 else None
             )
@@ -367,25 +342,26 @@ class BacktestEngine(Engine):
             if stream.epoch:
                 # a reconnect in the recording: books were lost then, exactly as live
                 session.counts["reconnects"] += 1
-                self._books_lost(stream, "disconnected")
+                self.router.books_lost(stream, "disconnected")
             stream.epoch = session.epoch = epoch
         return stream.decode, session
 
     def _sample(self, wall_ns: int) -> None:
+        portfolio = self.portfolio
         marks: dict[str, tuple[float, float]] = {}
-        for venue, symbol in self.books:
-            mid = self.mark(venue, symbol)
+        for venue, symbol in self.router.books:
+            mid = portfolio.mark(venue, symbol)
             marks[f"{venue} {symbol}"] = (
                 float(mid) if mid is not None else math.nan,
-                float(self.portfolio.position(venue, symbol)),
+                float(portfolio.position(venue, symbol)),
             )
-        self.samples.append((wall_ns, float(self.total_pnl()), marks))
+        self.samples.append((wall_ns, float(portfolio.total_pnl()), marks))
 
     async def _finish(self, nursery: trio.Nursery) -> None:
         done = trio.Event()
 
         async def shutdown() -> None:
-            await self._shutdown()
+            await self.core.shutdown()
             done.set()
 
         nursery.start_soon(shutdown)
@@ -394,11 +370,11 @@ class BacktestEngine(Engine):
             await trio.testing.wait_all_tasks_blocked()
             if done.is_set():
                 break
-            nxt = self._deadlines.next_deadline()
+            nxt = clock.next_deadline
             if nxt == math.inf:
                 break
             clock.now = max(clock.now, nxt)
-        self.final_summary = self.summary()
+        self.final_summary = self.core.summary()
         nursery.cancel_scope.cancel()
 
 
@@ -420,7 +396,7 @@ def backtest_config(meta: dict[str, Any], base: dict[str, Any] | None = None) ->
     botrun = dict(raw.get("botrun") or {})
     botrun["mode"] = "paper"
     raw["botrun"] = botrun
-    return parse(raw)
+    return parse_config(raw)
 
 
 def run_backtest(
@@ -438,12 +414,10 @@ def run_backtest(
     `config` is a raw config dict (as from config.toml) for strategy params, risk and paper
     settings; its venues are replaced by the recorded ones. Call from outside trio.
     """
-    import trio._core._run as trio_run
-
     reader = RecordReader(data)
     cfg = backtest_config(reader.meta, config)
     clock = ReplayClock()
-    engine = BacktestEngine(
+    backtest = Backtest(
         reader,
         cfg,
         strategies,
@@ -453,39 +427,31 @@ def run_backtest(
         progress=progress,
         use_simulator_streams=use_simulator_streams,
     )
-    saved = (trio_run._ALLOW_DETERMINISTIC_SCHEDULING, trio_run._r.getstate(), random.getstate())
-    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
-    trio_run._r.seed(seed)
-    random.seed(seed)
     started = time.perf_counter()
-    try:
-        trio.run(engine.run_replay, clock=clock)
-    finally:
-        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = saved[0]  # type: ignore[misc]
-        trio_run._r.setstate(saved[1])
-        random.setstate(saved[2])
+    with deterministic_scheduling(seed):
+        trio.run(backtest.run, clock=clock)
     elapsed = time.perf_counter() - started
-    summary = engine.final_summary or engine.summary()
+    summary = backtest.final_summary or backtest.core.summary()
     summary["backtest"] = {
-        "frames": engine.frames,
-        "bad_frames": engine.bad_frames,
+        "frames": backtest.frames,
+        "bad_frames": backtest.bad_frames,
         "torn_blocks": reader.torn_blocks,
         "files": len(reader.files),
         "seed": seed,
     }
     return BacktestResult(
         summary=summary,
-        fills=engine.fills,
-        samples=engine.samples,
-        frames=engine.frames,
-        events=sum(engine.event_counts.values()),
+        fills=backtest.fills,
+        samples=backtest.samples,
+        frames=backtest.frames,
+        events=sum(backtest.router.event_counts.values()),
         elapsed_s=elapsed,
         torn_blocks=reader.torn_blocks,
-        bad_frames=engine.bad_frames,
-        first_wall_ns=engine.first_wall_ns,
-        last_wall_ns=engine.last_wall_ns,
+        bad_frames=backtest.bad_frames,
+        first_wall_ns=backtest.first_wall_ns,
+        last_wall_ns=backtest.last_wall_ns,
         books={
             key: (tuple(book.bids()), tuple(book.asks())) if book.is_synced else ("unsynced",)
-            for key, book in engine.books.items()
+            for key, book in backtest.router.books.items()
         },
     )

@@ -29,8 +29,8 @@ import structlog
 import trio
 
 from framework import logs
-from framework.config import Config, load
-from framework.engine import Engine, format_summary
+from framework.config import Config
+from framework.engine import Engine
 from framework.errors import ConfigError
 from framework.strategy import Strategy
 from framework.tools.backtest import SAMPLE, run_backtest
@@ -43,7 +43,9 @@ from framework.tools.record import (
     record_config,
 )
 from framework.tools.report import write_report
+from framework.tools.summary import format_summary
 from framework.transport.session import first_leaf
+from framework.venues import load_config as load
 from framework.venues import load_venue, venue_names
 
 __all__ = ["EXIT_CONFIG", "SUBCOMMANDS", "build_parser", "load_strategy_class", "main"]

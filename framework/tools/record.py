@@ -47,8 +47,10 @@ import attrs
 import orjson
 import trio
 
-from framework.config import Config, load, parse
+from framework.config import Config
 from framework.engine import Engine
+from framework.venues import load_config as load
+from framework.venues import parse_config as parse
 
 MAGIC = b"BRREC\x00\x01\n"
 BLOCK_MAGIC = b"BRB1"

@@ -154,7 +154,9 @@ async def test_strategy_buy_and_sell_with_stop_price_place_stop_orders(
 ) -> None:
     async with running(client=StopClient()) as h:
         strategy = Strategy()
-        strategy._engine = SimpleNamespace(orders=h.om)  # type: ignore[assignment]
+        strategy._ctx = SimpleNamespace(  # type: ignore[assignment]
+            submit=lambda **kw: h.om.submit(strategy=strategy.name, **kw)
+        )
         stop_market = strategy.buy(VENUE, SYM, D("1"), stop_price=D("101"))
         stop_limit = strategy.sell(VENUE, SYM, D("1"), D("98"), stop_price=D("99"))
         market = strategy.buy(VENUE, SYM, D("1"))

@@ -8,7 +8,6 @@ import orjson
 import pytest
 import trio
 
-from framework.config import parse
 from framework.engine import Engine
 from framework.errors import ConfigError
 from framework.tools.record import (
@@ -26,6 +25,7 @@ from framework.tools.record import (
     record_config,
     recording_files,
 )
+from framework.venues import parse_config as parse
 from tests.helpers import HANG_GUARD_S, config, session
 
 META_IN = {"venues": {"x": {"config": {"markets": ["A"]}, "instruments": []}}}

@@ -19,12 +19,13 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from framework.config import load, parse
 from framework.data.book import OrderBook
 from framework.errors import AuthError, ConfigError, FrameError
 from framework.events import BookDelta, BookSnapshot
 from framework.testing import chaos_cases
 from framework.transport.session import WsSession
+from framework.venues import load_config as load
+from framework.venues import parse_config as parse
 
 CASES = chaos_cases()
 # decoder exceptions other than FrameError seen while fuzzing: (venue, stream) -> type names

@@ -325,10 +325,10 @@ class SimThread:
 
 @pytest.mark.parametrize("venue", VENUES)
 async def test_slow_strategy_keeps_memory_bounded_and_books_resync(venue: str) -> None:
-    from framework.config import parse
     from framework.engine import Engine
     from framework.testing import RISK, Pulse
     from framework.venues import load_venue
+    from framework.venues import parse_config as parse
 
     case: ChaosCase = CASES[venue]
     embedded = load_venue(venue)
@@ -520,7 +520,7 @@ async def test_every_non_loopback_url_is_tls(endpoint: str) -> None:
 
         return httpx.AsyncClient(base_url=base_url, transport=httpx.MockTransport(answer))
 
-    from framework.config import parse
+    from framework.venues import parse_config as parse
 
     venue = load_venue("paxos")
     cfg = parse({"venues": {"paxos": {"endpoint": endpoint, "markets": ["BTCUSD"]}}})

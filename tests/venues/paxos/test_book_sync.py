@@ -91,7 +91,7 @@ async def test_sor_book_with_update_before_snapshot_equals_simulator() -> None:
         # a crossed book forces a resync over the open connection (unsubscribe + subscribe)
         book = engine.book("paxos", "BTCUSD")
         book.mark_unsynced("test: pretend a gap")
-        engine._resync(book)
+        engine.router.resync(book)
         for crowd in sim.markets.values():
             crowd.steps(30)  # frames flow so the session acts on the resync request
         await until(engine, lambda: book.is_synced, "resynced in place")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from framework.config import load
 from framework.tools.cli import load_strategy_class
+from framework.venues import load_config as load
 from tests.helpers import config, running, until
 
 REPO = Path(__file__).resolve().parents[3]
