@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import attrs
@@ -47,12 +47,15 @@ from framework.sim.engine import (
 )
 from framework.sim.loopback import LoopbackSimulator, seed_crowds, trim_history
 from framework.sim.market import SyntheticMarket
+from framework.sim.orders import OrderStore
+from framework.sim.parsing import Refusals, parse_decimal
 from framework.sim.server import (
     HttpRequest,
     HttpResponse,
     SimApp,
     WsConnection,
     dumps,
+    fan_out,
     json_response,
 )
 from framework.venues.roxom.auth import (
@@ -114,11 +117,6 @@ def _text(obj: Any) -> str:
     return dumps(obj).decode()
 
 
-def _fan_out(conns: set[WsConnection], frame: str) -> None:
-    for conn in list(conns):
-        conn.enqueue(frame)
-
-
 # --- state ---------------------------------------------------------------------------------------
 
 
@@ -176,7 +174,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         self.engine = engine
         self.markets: dict[str, SyntheticMarket] = {}
         self.crowds = self.markets  # LoopbackSimulator runs them
-        self._clock_ns: Callable[[], int] = clock_ns or getattr(engine, "_clock_ns", time.time_ns)
+        self._clock_ns: Callable[[], int] = clock_ns or engine.clock_ns
         self._rng = random.Random(seed)
         self.api_key = api_key
         self.private_key_pem = private_key_pem or sim_private_key()
@@ -187,10 +185,17 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         self.engine_owner = ENGINE_OWNER
         self.fee_rates = {True: maker_fee_rate, False: taker_fee_rate}  # by is-maker
         self.ticker_period_s = ticker_period_s
-        self.orders: dict[str, RoxOrder] = {}
-        self._by_engine: dict[str, RoxOrder] = {}
-        self._by_coid: dict[str, RoxOrder] = {}
+        # our orders by venue id (creation order), client order id and engine id, bounded
+        self.orders: OrderStore[RoxOrder] = OrderStore(
+            key=lambda o: o.order_id,
+            client_id=lambda o: o.client_order_id,
+            engine_id=lambda o: o.engine_id,
+            working=lambda o: o.status not in FINAL,
+            limit=lambda: engine.history_limit,
+        )
         self._stops: dict[str, RoxOrder] = {}
+        # per connection; the docs name the error but not the limit
+        self.max_subscriptions = MAX_SUBSCRIPTIONS
         self._subs: dict[tuple[str, str | None], set[WsConnection]] = {}
         self._account_conns: set[WsConnection] = set()
         self._conn_ids: dict[WsConnection, str] = {}
@@ -241,6 +246,19 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         for conn in list(self._account_conns):
             conn.enqueue(text)
 
+    def stops(self) -> list[RoxOrder]:
+        """Stop orders waiting for their trigger (not yet on the engine), oldest first."""
+        return list(self._stops.values())
+
+    def new_order(self, body: dict[str, Any]) -> dict[str, str]:
+        """Place an order as `POST /api/v1/orders` does, unsigned (tests drive the venue rules
+        directly); refusals raise."""
+        return self._new_order(body)
+
+    def cancel_order(self, order_id: str) -> dict[str, bool]:
+        """Cancel as `POST /api/v1/orders/{order_id}/cancel` does, unsigned; refusals raise."""
+        return self._cancel_order(order_id)
+
     def send_crossed_delta(self, symbol: str) -> None:
         """A bogus depth delta: a bid at the best ask, which crosses the client's book."""
         ask = self.engine.best_ask(symbol)
@@ -282,7 +300,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
             top = self._top_levels(symbol)
             if top != self._top.get(symbol):
                 self._top[symbol] = top
-                _fan_out(subs, self._level1_frame(symbol, top))
+                fan_out(subs, self._level1_frame(symbol, top))
 
     def _depth_delta(self, symbol: str, side: Side, price: Decimal, size: Decimal) -> None:
         subs = self._subs.get(("depth", symbol))
@@ -297,12 +315,12 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
             "ask": level if side is Side.SELL else [],
             "timestamp": ts,
         }
-        _fan_out(subs, self._market_frame("depth", symbol, "delta", data, ts))
+        fan_out(subs, self._market_frame("depth", symbol, "delta", data, ts))
 
     def on_trade(self, fill: SimFill) -> None:
         self._last_px[fill.symbol] = fill.price
         self._aggregates.setdefault(fill.taker_order_id, []).append(fill)
-        maker = self._by_engine.get(fill.maker_order_id)
+        maker = self.orders.by_engine(fill.maker_order_id)
         if maker is not None:
             self._own_fill(maker, fill, True)
         taker = self._own(fill.taker_order_id, fill.taker_owner)
@@ -337,7 +355,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
 
     def _own(self, engine_id: str, owner: str) -> RoxOrder | None:
         """Our order behind an engine id; binds the order being submitted to its new id."""
-        order = self._by_engine.get(engine_id)
+        order = self.orders.by_engine(engine_id)
         submitting = self._submitting
         if (
             order is None
@@ -348,7 +366,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
             # the engine reports a submit's matches before `submit` returns the id
             order = submitting
             order.engine_id = engine_id
-            self._by_engine[engine_id] = order
+            self.orders.bind_engine(engine_id, order)
         return order
 
     def _own_fill(self, order: RoxOrder, fill: SimFill, maker: bool) -> None:
@@ -391,7 +409,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         # [DOC] account events go to every authenticated connection, subscribed or not
         if self.mute_account:
             return
-        _fan_out(self._account_conns, _text({"type": kind, "data": data}))
+        fan_out(self._account_conns, _text({"type": kind, "data": data}))
 
     def _order_view(self, order: RoxOrder) -> dict[str, Any]:
         avg = order.notional / order.executed if order.executed else Decimal(0)
@@ -506,7 +524,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
             "vwap": px(vwap.quantize(_PX, ROUND_HALF_EVEN)),
             "timestamp": ts,
         }
-        _fan_out(subs, self._market_frame("trade", symbol, "snapshot", data, ts))
+        fan_out(subs, self._market_frame("trade", symbol, "snapshot", data, ts))
 
     def _mid(self, symbol: str) -> Decimal | None:
         bid, ask = self.engine.best_bid(symbol), self.engine.best_ask(symbol)
@@ -543,7 +561,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
             await trio.sleep(self.ticker_period_s)
             for (channel, symbol), subs in list(self._subs.items()):
                 if channel == "ticker" and subs and symbol is not None:
-                    _fan_out(subs, self._ticker_frame(symbol))
+                    fan_out(subs, self._ticker_frame(symbol))
 
     # --- authentication ------------------------------------------------------------------------
 
@@ -646,7 +664,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
             keys.discard(key)
             self._subs.get(key, set()).discard(conn)
             return [ack]
-        if key not in keys and len(keys) >= MAX_SUBSCRIPTIONS:
+        if key not in keys and len(keys) >= self.max_subscriptions:
             return [self._error_frame(SUBSCRIPTION_LIMIT, conn_id, arg)]
         keys.add(key)
         self._subs.setdefault(key, set()).add(conn)
@@ -784,7 +802,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         coid = body.get("clientOrderId")
         if coid is not None and not isinstance(coid, str):
             raise _Refused(400, "Invalid request", "clientOrderId must be a string")
-        existing = self._by_coid.get(coid) if coid else None
+        existing = self.orders.by_client(coid) if coid else None
         if existing is not None and existing.status not in FINAL:
             # [INF] a client order id may be reused only once its order is final
             raise _Refused(400, "Duplicate clientOrderId", f"{coid} is in use")
@@ -802,10 +820,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
             post_only=body.get("postOnly") is True,
             cancel_at_ms=int(cancel_at) if tif == "gtd" else None,
         )
-        self.orders[order.order_id] = order
-        if coid:
-            self._by_coid[coid] = order
-        self._forget_old_orders()
+        self.orders.add(order)
         # [INF] every accepted order reports pendingsubmit first
         self._order_event(order)
         if kind in ("stop", "stoplimit"):
@@ -815,20 +830,6 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
         else:
             self._to_engine(order)
         return {"orderId": order.order_id}
-
-    def _forget_old_orders(self) -> None:
-        trim_history(
-            self.orders,
-            self.engine.history_limit,
-            working=lambda o: o.status not in FINAL,
-            forget=self._forget,
-        )
-
-    def _forget(self, order: RoxOrder) -> None:
-        if order.client_order_id and self._by_coid.get(order.client_order_id) is order:
-            del self._by_coid[order.client_order_id]
-        if order.engine_id is not None and self._by_engine.get(order.engine_id) is order:
-            del self._by_engine[order.engine_id]
 
     def _forget_old_fills(self) -> None:
         # only fills still in the engine's history of our fills are looked up (chaos.py), and
@@ -901,7 +902,7 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
             # submitted from inside an engine callback (a stop triggering): its events are
             # delivered after this returns, so the id is known in time
             order.engine_id = engine_order.order_id
-            self._by_engine[engine_order.order_id] = order
+            self.orders.bind_engine(engine_order.order_id, order)
 
     def _check_stops(self, symbol: str, last: Decimal) -> None:
         # [INF] stops trigger on the last trade price reaching the trigger price
@@ -955,14 +956,11 @@ class RoxomSimulator(LoopbackSimulator, EngineListener):
                     self._cancel_now(order, "expired")  # [INF] gtd: cancelled at cancelAt
 
 
+_REFUSALS = Refusals(
+    error=lambda message: _Refused(400, "Invalid request", message),
+    not_a_number="{name} is not a number",
+)
+
+
 def _decimal(body: dict[str, Any], name: str) -> Decimal:
-    raw = body.get(name)
-    if isinstance(raw, bool) or not isinstance(raw, str | int):
-        raise _Refused(400, "Invalid request", f"{name} must be a decimal string")
-    try:
-        value = Decimal(str(raw))
-    except InvalidOperation:
-        raise _Refused(400, "Invalid request", f"{name} is not a number") from None
-    if not value.is_finite() or value <= 0:
-        raise _Refused(400, "Invalid request", f"{name} must be positive")
-    return value
+    return parse_decimal(body.get(name), name, _REFUSALS, types=(str, int))
