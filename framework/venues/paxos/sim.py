@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import attrs
@@ -49,14 +49,18 @@ from framework.sim.engine import (
     SimFill,
     SimOrder,
 )
-from framework.sim.loopback import LoopbackSimulator, seed_crowds, trim_history
+from framework.sim.faults import late_fill, roll_late_fill
+from framework.sim.loopback import LoopbackSimulator, seed_crowds
 from framework.sim.market import SyntheticMarket
+from framework.sim.orders import OrderStore
+from framework.sim.parsing import Refusals, missing_fields, optional_decimal
 from framework.sim.server import (
     HttpRequest,
     HttpResponse,
     SimApp,
     WsConnection,
     dumps,
+    fan_out,
     json_response,
 )
 
@@ -284,12 +288,17 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
         self.port: int | None = None
         # Timestamps must agree with the engine's fills: use its clock unless told otherwise
         # (the engine keeps it private; fall back to wall time for another engine type).
-        self._clock_ns: Callable[[], int] = clock_ns or getattr(engine, "_clock_ns", time.time_ns)
+        self._clock_ns: Callable[[], int] = clock_ns or engine.clock_ns
         self._rng = random.Random(seed)  # order ids and the stablecoin walk
         self._tokens: dict[str, _Token] = {}
-        self._orders: dict[str, _PaxosOrder] = {}  # by Paxos id, creation order
-        self._by_ref: dict[str, _PaxosOrder] = {}
-        self._by_engine: dict[str, _PaxosOrder] = {}
+        # our orders by Paxos id (creation order), ref_id and engine id, bounded like the engine
+        self.orders: OrderStore[_PaxosOrder] = OrderStore(
+            key=lambda o: o.id,
+            client_id=lambda o: o.ref_id,
+            engine_id=lambda o: None if o.engine is None else o.engine.order_id,
+            working=lambda o: o.engine is not None and o.engine.status == OPEN,
+            limit=lambda: engine.history_limit,
+        )
         # orders that may still rest (pruned lazily), so that locks do not scan all history
         self._maybe_open: dict[str, _PaxosOrder] = {}
         self._last_trade: dict[str, SimFill] = {f.symbol: f for f in engine.fills()}
@@ -345,6 +354,15 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
         """The embedded simulator's own secret (not a real credential): for the sim adapter."""
         return self._client_secret
 
+    def rotate_client_secret(self, client_secret: str) -> None:
+        """Change the secret the token endpoint accepts (issued tokens stay valid)."""
+        self._client_secret = client_secret
+
+    def new_order(self, body: dict[str, Any]) -> _PaxosOrder:
+        """Place an order as `POST /v2/profiles/{id}/orders` does, without a token (tests drive
+        the venue rules directly); a refusal raises."""
+        return self._new_order(body)
+
     def revoke_all_tokens(self) -> None:
         """Forget every issued token: REST calls get 401 and SOR upgrades 403 until a new one."""
         self._tokens.clear()
@@ -385,7 +403,7 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
                     "amount": wire(size),
                 }
             )
-            _fan_out(public, frame)
+            fan_out(public, frame)
         sor = self._sor_subs.get(("market_data", symbol))
         if sor:
             level = _levels([(price, size)])
@@ -397,19 +415,19 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
                 "bids": level if side is Side.BUY else [],
                 "asks": level if side is Side.SELL else [],
             }
-            _fan_out(sor, _text({"channel": "market_data", "payload": payload}))
+            fan_out(sor, _text({"channel": "market_data", "payload": payload}))
         tob = self._sor_subs.get(("market_data.top_of_book", symbol))
         if tob:
             top = self._top_levels(symbol)
             if top != self._top.get(symbol):
                 self._top[symbol] = top
-                _fan_out(tob, self._top_of_book_frame(symbol, top))
+                fan_out(tob, self._top_of_book_frame(symbol, top))
 
     def on_trade(self, fill: SimFill) -> None:
         self._last_trade[fill.symbol] = fill
         public = self._public_trades.get(fill.symbol)
         if public:
-            _fan_out(public, _text(self._public_execution(fill)))
+            fan_out(public, _text(self._public_execution(fill)))
         sor = self._sor_subs.get(("execution_data", fill.symbol))
         if sor:
             payload = {
@@ -418,7 +436,7 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
                 "amount": wire(fill.quantity),
                 "executed_at": iso_ns(fill.ts_ns),  # [INF] nanosecond precision; no match_number
             }
-            _fan_out(sor, _text({"channel": "execution_data", "payload": payload}))
+            fan_out(sor, _text({"channel": "execution_data", "payload": payload}))
 
     # --- public WebSocket ------------------------------------------------------------------
 
@@ -519,7 +537,7 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
             await trio.sleep(self.stablecoin_period_s)
             step = STABLE_STEP * self._rng.choice((-1, 0, 1))
             self._stable_price = min(STABLE_MAX, max(STABLE_MIN, self._stable_price + step))
-            _fan_out(self._stable_subs, self._stablecoin_frame())
+            fan_out(self._stable_subs, self._stablecoin_frame())
 
     # --- Smart Order Routing WebSocket -----------------------------------------------------
 
@@ -675,7 +693,7 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
             subscribers = self._sor_subs.get(("heartbeat", None))
             if subscribers:
                 frame = {"channel": "heartbeat", "payload": {"timestamp": iso_ns(self._clock_ns())}}
-                _fan_out(subscribers, _text(frame))
+                fan_out(subscribers, _text(frame))
 
     # --- OAuth2 ----------------------------------------------------------------------------
 
@@ -752,8 +770,9 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
         ref_id = body.get("ref_id")
         if ref_id is not None and not isinstance(ref_id, str):
             raise _bad_request("ref_id must be a string")
-        if ref_id and ref_id in self._by_ref:
-            existing = self._order_json(self._by_ref[ref_id])
+        previous = self.orders.by_client(ref_id) if ref_id else None
+        if previous is not None:
+            existing = self._order_json(previous)
             raise _Problem(
                 problem(
                     409,
@@ -762,7 +781,7 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
                     {"existing": existing},
                 )
             )
-        missing = [name for name in ("side", "market", "type") if not body.get(name)]
+        missing = missing_fields(body, ("side", "market", "type"))
         if missing:
             raise _bad_request(f"missing required field(s): {', '.join(missing)}")
         side, market, kind = body["side"], body["market"], body["type"]
@@ -814,10 +833,7 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
             quote_amount=quote_amount,
             created_ns=self._clock_ns(),
         )
-        self._orders[order.id] = order
-        if order.ref_id:
-            self._by_ref[order.ref_id] = order
-        self._forget_old_orders()
+        self.orders.add(order)
         if (
             kind == LIMIT
             and price is not None
@@ -837,24 +853,10 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
             post_only=kind == "POST_ONLY_LIMIT",
             client_order_id=order.ref_id,
         )
-        self._by_engine[order.engine.order_id] = order
+        self.orders.bind_engine(order.engine.order_id, order)
         if order.engine.status == OPEN:
             self._maybe_open[order.id] = order
         return order
-
-    def _forget_old_orders(self) -> None:
-        trim_history(
-            self._orders,
-            self.engine.history_limit,
-            working=lambda o: o.engine is not None and o.engine.status == OPEN,
-            forget=self._forget,
-        )
-
-    def _forget(self, order: _PaxosOrder) -> None:
-        if order.ref_id and self._by_ref.get(order.ref_id) is order:
-            del self._by_ref[order.ref_id]
-        if order.engine is not None:
-            self._by_engine.pop(order.engine.order_id, None)
 
     def _check_precision(
         self,
@@ -947,39 +949,15 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
             order = self._find_order(order_id)
         except _Problem as refused:
             return refused.response
-        late = self.app.faults.roll("late_fill", request.path) if self.app.faults else None
-        if late is not None and order.engine is not None and order.engine.status == OPEN:
-            self._late_fill(order.engine, Decimal(str(late.param("fraction"))))
+        fraction = roll_late_fill(self.app.faults, request.path)
+        if fraction is not None and order.engine is not None and order.engine.status == OPEN:
+            late_fill(self.engine, order.engine, fraction)
         if order.engine is None or self.engine.cancel(order.engine.order_id) is None:
             return problem(403, "order-not-cancellable", "order is not in cancellable state")
         return json_response(200, {})  # [DOC] acknowledges the request only
 
-    def _late_fill(self, live: SimOrder, fraction: Decimal) -> None:
-        """Fault injection: the cancel request arrived, but a trade got there first.
-
-        Another participant sweeps the book up to the order's price, taking everything ahead of
-        it and `fraction` of it (at least one lot; 1 fills it completely).
-        """
-        assert live.price is not None
-        mine = max(ENGINE_LOT, (live.remaining * fraction).quantize(ENGINE_LOT, ROUND_DOWN))
-        mine = min(mine, live.remaining)
-        bids, asks = self.engine.book(live.symbol)
-        if live.side is Side.BUY:
-            ahead = sum((size for price, size in bids if price > live.price), Decimal(0))
-        else:
-            ahead = sum((size for price, size in asks if price < live.price), Decimal(0))
-        for other in self.engine.orders(symbol=live.symbol, open_only=True):  # time priority
-            if other.order_id == live.order_id:
-                break
-            if other.side is live.side and other.price == live.price:
-                ahead += other.remaining
-        taker = "fault-late-fill"
-        self.engine.submit(
-            taker, live.symbol, live.side.opposite, LIMIT, ahead + mine, price=live.price, tif=IOC
-        )
-
     def _find_order(self, order_id: str) -> _PaxosOrder:
-        order = self._orders.get(order_id)
+        order = self.orders.get(order_id)
         if order is None:
             raise _Problem(problem(404, "not-found", "order not found"))
         return order
@@ -995,7 +973,7 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
         ref_ids = set(request.query.get("ref_ids", []))
         orders = [
             o
-            for o in reversed(self._orders.values())  # [INF] newest first
+            for o in reversed(self.orders.values())  # [INF] newest first
             if (profile is None or profile == self.profile_id)
             and (market is None or o.market == market)
             and (status is None or o.status == status)
@@ -1069,7 +1047,7 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
         for owner, engine_id, side, fee_rate in roles:
             if owner != self.profile_id:
                 continue
-            order = self._by_engine.get(engine_id)
+            order = self.orders.by_engine(engine_id)
             items.append(
                 {
                     "execution_id": fill.trade_id,
@@ -1163,11 +1141,6 @@ class PaxosSimulator(LoopbackSimulator, EngineListener):
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _fan_out(connections: set[WsConnection], frame: str) -> None:
-    for conn in list(connections):  # enqueue may close (slow consumer) and the set may shrink
-        conn.enqueue(frame)
-
-
 def _json_object(request: HttpRequest) -> dict[str, Any]:
     try:
         body = request.json()
@@ -1178,20 +1151,12 @@ def _json_object(request: HttpRequest) -> dict[str, Any]:
     return body
 
 
+_REFUSALS = Refusals(error=_bad_request)
+
+
 def _amount(body: dict[str, Any], name: str) -> Decimal | None:
     """A positive decimal field, sent as a string (numbers are tolerated); None if absent/""."""
-    raw = body.get(name)
-    if raw is None or raw == "":
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        raise _bad_request(f"{name} must be a decimal string")
-    try:
-        value = Decimal(str(raw))
-    except InvalidOperation as exc:
-        raise _bad_request(f"{name} is not a number: {raw!r}") from exc
-    if not value.is_finite() or value <= 0:
-        raise _bad_request(f"{name} must be positive")
-    return value
+    return optional_decimal(body, name, _REFUSALS, types=(str, int, float))
 
 
 def _paging(request: HttpRequest) -> tuple[int, int]:
