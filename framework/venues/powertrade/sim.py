@@ -22,7 +22,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -48,8 +48,11 @@ from framework.sim.engine import (
     SimFill,
     SimOrder,
 )
-from framework.sim.loopback import LoopbackSimulator, seed_crowds, trim_history
+from framework.sim.faults import late_fill, roll_late_fill
+from framework.sim.loopback import LoopbackSimulator, seed_crowds
 from framework.sim.market import SyntheticMarket
+from framework.sim.orders import OrderStore
+from framework.sim.parsing import Refusals, parse_decimal
 from framework.sim.server import SimApp, WsConnection
 from framework.venues.powertrade.auth import verify_token
 from framework.venues.powertrade.decode import FULLY_EXECUTED, NOT_FOUND
@@ -296,8 +299,13 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
         self._rng = random.Random(seed)
         self._public_key = sim_public_key_pem()
         self._clients: set[_Client] = set()
-        self._orders: dict[str, _Order] = {}  # by client_order_id
-        self._by_engine: dict[str, _Order] = {}
+        # our orders by client_order_id (creation order) and engine id, bounded like the engine
+        self.orders: OrderStore[_Order] = OrderStore(
+            key=lambda o: o.client_order_id,
+            engine_id=lambda o: o.order_id,
+            working=lambda o: o.open,
+            limit=lambda: engine.history_limit,
+        )
         self._held: list[_Order] = []
         self._rfqs: dict[str, _Rfq] = {}  # by RFQ order id
         self._rfq_seq = 0
@@ -374,7 +382,27 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
         return {oid: (s, p, q) for oid, (s, p, q, _) in self._l3[symbol].items()}
 
     def order(self, client_order_id: str) -> _Order | None:
-        return self._orders.get(client_order_id)
+        return self.orders.get(client_order_id)
+
+    def rfq(self, order_id: str) -> _Rfq | None:
+        """A live RFQ (the account's or a synthetic requester's) by its order id."""
+        return self._rfqs.get(order_id)
+
+    def rfqs(self) -> list[_Rfq]:
+        """Every live RFQ, oldest first."""
+        return list(self._rfqs.values())
+
+    def add_client(self, client: _Client) -> None:
+        """Serve `client` as if it had connected (tests drive `handle` without a socket)."""
+        self._clients.add(client)
+
+    def handle(self, client: _Client, raw: str) -> None:
+        """Answer one request frame from `client`, as if it had arrived on its socket."""
+        self._handle(client, raw)
+
+    def expire(self, now: float) -> None:
+        """End what has expired by trio time `now` (GTD/DAY orders, RFQs): the timer's job."""
+        self._expire(now)
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -679,15 +707,15 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
             )
 
     def _own(self, engine_id: str) -> _Order | None:
-        order = self._by_engine.get(engine_id)
+        order = self.orders.by_engine(engine_id)
         if order is None:
             sim_order = self.engine.order(engine_id)
             if sim_order is None or sim_order.client_order_id is None:
                 return None
-            order = self._orders.get(sim_order.client_order_id)
+            order = self.orders.get(sim_order.client_order_id)
             if order is not None:
                 order.order_id = engine_id
-                self._by_engine[engine_id] = order
+                self.orders.bind_engine(engine_id, order)
         return order
 
     def _accepted(self, order: _Order) -> None:
@@ -754,7 +782,7 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
         if not 1 <= len(coid.encode()) <= 32:
             raise _Refuse(PARSE_ERROR, "error parsing new order request: client_order_id")
         # a forgotten (trimmed) id is accepted again: the venue's memory is bounded too
-        if coid in self._orders:
+        if coid in self.orders:
             raise _Refuse(DUPLICATE_ID, f"duplicate client_order_id {coid}")
         if "legs" in body:
             raise _Refuse(PARSE_ERROR, "multi-leg orders are not simulated")  # [INF]
@@ -784,8 +812,7 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
             day = 86_400_000_000_000
             expire_ns = (now_ns // day + 1) * day  # [INF] DAY ends at the next 00:00 UTC
         order = _Order(coid, symbol, side, kind, tif, qty, price, market_id, now_ns, expire_ns)
-        self._orders[coid] = order
-        self._forget_old_orders()
+        self.orders.add(order)
         # [INF] the acknowledgement: {"new_order": {..., "order_state": "pending_new"}}
         ack = {"user_tag": tag, "client_order_id": coid, "order_state": "pending_new",
                "utc_timestamp": _us(now_ns)}  # fmt: skip
@@ -800,18 +827,6 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
             self._held.append(order)
         else:
             self._enter(order)
-
-    def _forget_old_orders(self) -> None:
-        trim_history(
-            self._orders,
-            self.engine.history_limit,
-            working=lambda o: o.open,
-            forget=self._forget,
-        )
-
-    def _forget(self, order: _Order) -> None:
-        if order.order_id and self._by_engine.get(order.order_id) is order:
-            del self._by_engine[order.order_id]
 
     def _invalid(self, order: _Order) -> str | None:
         m = self.markets[order.symbol]
@@ -880,30 +895,9 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
         live = self.engine.order(order.order_id)
         if faults is None or live is None or live.status != OPEN or live.price is None:
             return
-        late = faults.roll("late_fill", getattr(client.conn, "path", "/"))
-        if late is not None:
-            self._late_fill(live, Decimal(str(late.param("fraction"))))
-
-    def _late_fill(self, live: SimOrder, fraction: Decimal) -> None:
-        """Another participant sweeps the book up to the order's price, taking everything ahead
-        of it and `fraction` of it (at least one lot; 1 fills it completely)."""
-        assert live.price is not None
-        lot = self.engine.lot(live.symbol)
-        mine = min(live.remaining, max(lot, live.remaining * fraction // lot * lot))
-        bids, asks = self.engine.book(live.symbol)
-        if live.side is Side.BUY:
-            ahead = sum((size for price, size in bids if price > live.price), _ZERO)
-        else:
-            ahead = sum((size for price, size in asks if price < live.price), _ZERO)
-        for other in self.engine.orders(symbol=live.symbol, open_only=True):  # time priority
-            if other.order_id == live.order_id:
-                break
-            if other.side is live.side and other.price == live.price:
-                ahead += other.remaining
-        self.engine.submit(
-            "fault-late-fill", live.symbol, live.side.opposite, LIMIT, ahead + mine,
-            live.price, tif=IOC,
-        )  # fmt: skip
+        fraction = roll_late_fill(faults, getattr(client.conn, "path", "/"))
+        if fraction is not None:
+            late_fill(self.engine, live, fraction)
 
     def _cancel(self, order: _Order, tag: str = "") -> None:
         order.cancel_requested = True
@@ -942,15 +936,15 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
     def _find(self, body: dict[str, Any]) -> _Order | None:
         coid = body.get("client_order_id")
         if coid:
-            return self._orders.get(coid)
+            return self.orders.get(coid)
         oid = body.get("order_id")
-        return self._by_engine.get(oid) if oid else None
+        return self.orders.by_engine(oid) if oid else None
 
     def _cancel_all(self, client: _Client, body: dict[str, Any], tag: str) -> None:
         symbol = body.get("symbol")
         targets = [
             o
-            for o in self._orders.values()
+            for o in self.orders.values()
             if o.open and o.market_id == "0" and symbol in (None, o.symbol)
         ]
         results = [{"client_order_id": o.client_order_id, "order_state": "pending_cancel"}
@@ -992,7 +986,7 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
 
     def _expire(self, now: float) -> None:
         now_ns = self._clock_ns()
-        for order in list(self._orders.values()):
+        for order in list(self.orders.values()):
             if order.open and order.expire_ns is not None and order.expire_ns <= now_ns:
                 order.cancel_requested = True
                 if order.order_id:
@@ -1001,7 +995,7 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
         for rfq in list(self._rfqs.values()):
             if rfq.expires_at <= now:
                 self._remove_rfq(rfq)
-                own = self._orders.get(rfq.client_order_id or "")
+                own = self.orders.get(rfq.client_order_id or "")
                 if own is not None and own.open:
                     self._ended(own, "cancelled", "expired")
 
@@ -1009,7 +1003,7 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
 
     def _reserved(self) -> dict[str, Decimal]:
         reserved: dict[str, Decimal] = {}
-        for order in self._orders.values():
+        for order in self.orders.values():
             if not order.open or order.market_id != "0" or order.price is None:
                 continue
             m = self.markets[order.symbol]
@@ -1200,11 +1194,16 @@ class PowerTradeSimulator(LoopbackSimulator, EngineListener):
             self.post_rfq(RFQ_OWNER, symbol, side, qty)
 
 
+# [INF] every malformed number gets the same code and text; the sign is a venue rule (_invalid)
+_PARSE_REFUSAL = "error parsing new order request"
+_REFUSALS = Refusals(
+    error=lambda text: _Refuse(PARSE_ERROR, text),
+    wrong_type=_PARSE_REFUSAL,
+    not_a_number=_PARSE_REFUSAL,
+    not_positive=_PARSE_REFUSAL,
+)
+
+
 def _decimal(value: Any) -> Decimal:
-    try:
-        d = Decimal(value)
-    except (InvalidOperation, TypeError):
-        raise _Refuse(PARSE_ERROR, "error parsing new order request") from None
-    if not d.is_finite():
-        raise _Refuse(PARSE_ERROR, "error parsing new order request")
-    return d
+    # every field is a string by now (`_non_string`); anything else is refused alike
+    return parse_decimal(value, "number", _REFUSALS, types=(str,), positive=False)
