@@ -47,6 +47,8 @@ from framework.sim.engine import (
 )
 from framework.sim.loopback import LoopbackSimulator, seed_crowds, trim_history
 from framework.sim.market import SyntheticMarket
+from framework.sim.orders import OrderStore
+from framework.sim.parsing import Refusals, parse_decimal
 from framework.sim.server import HttpRequest, HttpResponse, SimApp, WsConnection
 from framework.transport.wire import loads_decimal
 from framework.venues.opentrade.messages import parse_list_value
@@ -226,7 +228,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         self.markets: dict[str, SyntheticMarket] = {}
         self.crowds = self.markets  # LoopbackSimulator runs them
         self.port: int | None = None
-        self._clock_ns: Callable[[], int] = clock_ns or getattr(engine, "_clock_ns", time.time_ns)
+        self._clock_ns: Callable[[], int] = clock_ns or engine.clock_ns
         self._key = secrets.token_bytes(32)  # HS256 signing key of issued JWTs
         # live login sessions (cookie values, as an ordered set), the newest MAX_LOGIN_SESSIONS
         self._sessions_http: dict[str, None] = {}
@@ -234,8 +236,13 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         # the expired ones (a token of ours whose jti is gone is an expired one)
         self._tokens: dict[str, float] = {}
         # by client order id, creation order; the oldest finished ones beyond the engine's
-        # history limit are forgotten (`_forget_old_orders`)
-        self._orders: dict[str, SimOrderState] = {}
+        # history limit are forgotten (an order whose engine outcome has not come back yet,
+        # state None, is working too)
+        self.orders: OrderStore[SimOrderState] = OrderStore(
+            key=lambda o: o.client_order_id,
+            working=lambda o: o.state is None or o.is_open,
+            limit=lambda: engine.history_limit,
+        )
         self._exch_ids = iter(range(1_668_662_119_644, 10**16))
         self.ws_sessions: list[WsSession] = []
         # the last book each (symbol, levels) was sent as: what a client can know (the feed
@@ -315,7 +322,35 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
             session.conn.enqueue(text)
 
     def order(self, client_order_id: str) -> SimOrderState | None:
-        return self._orders.get(client_order_id)
+        return self.orders.get(client_order_id)
+
+    def token_count(self) -> int:
+        """How many issued tokens the venue still remembers (expired ones are forgotten)."""
+        return len(self._tokens)
+
+    def login_session_count(self) -> int:
+        """How many login sessions (cookies) the venue still accepts."""
+        return len(self._sessions_http)
+
+    # tests drive the venue rules directly with these, without HTTP or a socket
+
+    def login(self, request: HttpRequest) -> HttpResponse:
+        """Answer `POST /auth/login`."""
+        return self._login(request)
+
+    def issue_token(self, request: HttpRequest, api_user: str) -> HttpResponse:
+        """Answer `POST /auth/auth/jwt/clients/{api_user}/token`."""
+        return self._token(request, api_user)
+
+    def create_order(
+        self, session: WsSession, item: dict, symbol: str, ack: Callable[[], Any]
+    ) -> None:
+        """A CREATE of `item` on `session` (its token already checked); refusals raise."""
+        self._create(session, item, symbol, ack)
+
+    def modify_order(self, item: dict, symbol: str, ack: Callable[[], Any]) -> None:
+        """A MODIFY of `item` (its token already checked); refusals raise."""
+        self._modify(item, symbol, ack)
 
     # --- HTTP: login and token -------------------------------------------------------------
 
@@ -478,7 +513,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
             # the snapshot holds the ACTIVE orders of the subscribed instruments
             active = [
                 self._order_item(o)
-                for o in self._orders.values()
+                for o in self.orders.values()
                 if o.symbol in symbols and o.is_open
             ]
             return [reply("ACK"), reply("SNAPSHOT", data=active)]
@@ -533,7 +568,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         end = _date_arg(args, "date-to")
         statuses = set(parse_list_value(args["status"])) if args.get("status") else None
         out = []
-        for order in self._orders.values():
+        for order in self.orders.values():
             if symbols is not None and order.symbol not in symbols:
                 continue
             if (begin is not None and order.created_ns < begin) or (
@@ -619,7 +654,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         if coid is None or coid == "":
             coid = exch_id  # [INF] without a clientOrderId the order is named by its venue id
         coid = str(coid)
-        existing = self._orders.get(coid)
+        existing = self.orders.get(coid)
         # an id forgotten with its old order (see `_forget_old_orders`) is accepted again
         if existing is not None:
             raise Refused(f"duplicate clientOrderId {coid}")
@@ -637,23 +672,14 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
             created_ns=now,
             expire_ns=expire_ns,
         )
-        self._orders[coid] = order
+        self.orders.add(order, trim=False)
         # the ACK answers the request; NEW, then the engine's outcome, follow as updates
         ack()
         new = self._order_item(order)
         new["price"] = None if price is None else format(price, "f")  # [DOC] string here
         self._push_orders(symbol, [new])
         self._engine_submit(order, order.amount)
-        self._forget_old_orders()
-
-    def _forget_old_orders(self) -> None:
-        """Bound the order records like the engine's history (no other index holds them)."""
-        trim_history(
-            self._orders,
-            self.engine.history_limit,
-            # an order whose engine outcome has not come back yet (state None) is working too
-            working=lambda o: o.state is None or o.is_open,
-        )
+        self.orders.trim()
 
     def _engine_submit(self, order: SimOrderState, quantity: Decimal) -> None:
         engine_type = MARKET if order.order_type == "MARKET" else LIMIT
@@ -677,10 +703,10 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
     def _find(self, item: dict, symbol: str) -> SimOrderState | None:
         coid = item.get("clientOrderId") or item.get("orderId")
         if coid not in (None, ""):
-            order = self._orders.get(str(coid))
+            order = self.orders.get(str(coid))
             return order if order is not None and order.symbol == symbol else None
         exch = item.get("exchangeOrderId") or item.get("exchOrderId")
-        for order in self._orders.values():
+        for order in self.orders.values():
             if order.exch_order_id == str(exch) and order.symbol == symbol:
                 return order
         return None
@@ -694,7 +720,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
             ack()
             # [DOC] a CANCEL with no id cancels every order of the pair
             self._count("cancel_all_pair")
-            cancelled = [o for o in self._orders.values() if o.symbol == symbol and o.is_open]
+            cancelled = [o for o in self.orders.values() if o.symbol == symbol and o.is_open]
             for order in cancelled:
                 self._engine_cancel(order)
             update = {
@@ -782,7 +808,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
     def on_order(self, snapshot: SimOrder) -> None:
         if snapshot.owner != self.account or snapshot.client_order_id is None:
             return
-        order = self._orders.get(snapshot.client_order_id)
+        order = self.orders.get(snapshot.client_order_id)
         if order is None:
             return
         if snapshot.order_id in order.retired:
@@ -859,7 +885,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
     def _balance_item(self, asset: str) -> dict[str, Any]:
         total = self.accounts.balances(self.account).get(asset, Decimal(0))
         locked = Decimal(0)
-        for order in self._orders.values():
+        for order in self.orders.values():
             if not order.is_open or order.price is None or order.state is None:
                 continue
             base, quote = assets_of(order.symbol)
@@ -909,7 +935,7 @@ class OpenTradeSimulator(LoopbackSimulator, EngineListener):
         now = self._clock_ns() if now_ns is None else now_ns
         due = [
             o
-            for o in self._orders.values()
+            for o in self.orders.values()
             if o.is_open and o.expire_ns is not None and o.expire_ns <= now
         ]
         for order in due:
@@ -951,17 +977,11 @@ def _int_arg(args: dict[str, str], name: str, default: int) -> int:
         raise Refused(f"{name} must be an integer") from None
 
 
+_REFUSALS = Refusals(error=Refused, wrong_type="{name} must be a number")
+
+
 def _positive(item: dict, field: str) -> Decimal:
-    raw = item.get(field)
-    if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
-        raise Refused(f"{field} must be a number")
-    try:
-        value = Decimal(raw)
-    except ArithmeticError:
-        raise Refused(f"{field} is not a number: {raw!r}") from None
-    if not value.is_finite() or value <= 0:
-        raise Refused(f"{field} must be positive")
-    return value
+    return parse_decimal(item.get(field), field, _REFUSALS, types=(str, int, Decimal))
 
 
 def _date_arg(args: dict[str, str], name: str) -> int | None:
