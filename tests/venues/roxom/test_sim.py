@@ -29,7 +29,7 @@ from framework.venues.roxom.auth import (
     verify_rsa,
 )
 from framework.venues.roxom.sim import RoxomSimulator
-from framework.venues.roxom.sim_account import SimAccount
+from framework.venues.roxom.sim.account import SimAccount
 
 D = Decimal
 SAMPLES = (Path(__file__).parent / "samples" / "roxom.jsonl").read_text().splitlines()
