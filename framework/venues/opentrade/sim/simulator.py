@@ -37,6 +37,8 @@ from framework.venues.opentrade.sim.session import Sessions
 class OpenTradeSimulator(
     Logins, Sessions, OrderEntry, Publisher, LoopbackSimulator, EngineListener
 ):
+    """The Open Trade protocol over a `MatchingEngine`; `app` is the ASGI app to serve."""
+
     def __init__(
         self,
         engine: MatchingEngine,

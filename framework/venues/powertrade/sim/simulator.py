@@ -43,6 +43,8 @@ from framework.venues.powertrade.sim.session import Sessions
 class PowerTradeSimulator(
     Sessions, L3Feed, OrderEntry, RfqsAndAccount, LoopbackSimulator, EngineListener
 ):
+    """The Power.Trade Market Proxy protocol over a `MatchingEngine`; `app` is the ASGI app."""
+
     def __init__(
         self,
         engine: MatchingEngine,

@@ -46,6 +46,8 @@ from framework.venues.roxom.sim.session import Sessions
 class RoxomSimulator(
     MarketFeed, AccountEvents, Sessions, OrderEntry, LoopbackSimulator, EngineListener
 ):
+    """The Roxom protocol over a `MatchingEngine`; `app` is the ASGI app to serve."""
+
     def __init__(
         self,
         engine: MatchingEngine,
