@@ -149,6 +149,11 @@ class MatchingEngine:
         self._dispatching = False
 
     @property
+    def clock_ns(self) -> Callable[[], int]:
+        """The clock the engine stamps orders and fills with: simulators stamp their own alike."""
+        return self._clock_ns
+
+    @property
     def history_limit(self) -> int:
         """How many finished orders the engine remembers; simulators bound their records alike."""
         return self._done_limit

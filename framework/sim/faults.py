@@ -26,11 +26,15 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import structlog
 import trio
+
+from framework.events import Side
+from framework.sim.engine import IOC, LIMIT, MatchingEngine, SimOrder
 
 if TYPE_CHECKING:
     from framework.sim.server import HttpRequest, HttpResponse, SimApp, WsConnection
@@ -341,3 +345,38 @@ class FaultPlan:
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(KINDS)})")
+
+
+# --- late fills (performed by the simulators that support `late_fill`) ----------------------------
+
+LATE_FILL_OWNER = "fault-late-fill"
+
+
+def roll_late_fill(plan: FaultPlan | None, path: str) -> Decimal | None:
+    """The fraction to fill if a `late_fill` rule fires now (on `path`), else None."""
+    late = plan.roll("late_fill", path) if plan is not None else None
+    return None if late is None else Decimal(str(late.param("fraction")))
+
+
+def late_fill(engine: MatchingEngine, live: SimOrder, fraction: Decimal) -> None:
+    """The cancel request arrived, but a trade got there first.
+
+    Another participant sweeps the book up to the resting order's price, taking everything ahead
+    of it and `fraction` of it (at least one lot; 1 fills it completely).
+    """
+    assert live.price is not None
+    lot = engine.lot(live.symbol)
+    mine = min(live.remaining, max(lot, live.remaining * fraction // lot * lot))
+    bids, asks = engine.book(live.symbol)
+    if live.side is Side.BUY:
+        ahead = sum((size for price, size in bids if price > live.price), Decimal(0))
+    else:
+        ahead = sum((size for price, size in asks if price < live.price), Decimal(0))
+    for other in engine.orders(symbol=live.symbol, open_only=True):  # time priority
+        if other.order_id == live.order_id:
+            break
+        if other.side is live.side and other.price == live.price:
+            ahead += other.remaining
+    engine.submit(
+        LATE_FILL_OWNER, live.symbol, live.side.opposite, LIMIT, ahead + mine, live.price, tif=IOC
+    )

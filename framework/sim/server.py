@@ -20,7 +20,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from functools import partial
 from http import HTTPStatus
@@ -391,6 +391,12 @@ class WsConnection:
         from hypercorn.protocol.events import StreamClosed
 
         await stream_send(StreamClosed(stream_id=stream_id))
+
+
+def fan_out(connections: Iterable[WsConnection], frame: str) -> None:
+    """Queue one frame on each connection (sync: for engine callbacks)."""
+    for conn in list(connections):  # enqueue may close (slow consumer) and the set may shrink
+        conn.enqueue(frame)
 
 
 # --- the app -------------------------------------------------------------------------------------

@@ -317,7 +317,7 @@ async def test_bad_order_refused_before_it_leaves(tmp_path: Path) -> None:
         )
         assert unknown.status is S.REJECTED and "unknown symbol" in (unknown.order.reason or "")
         assert sim.order(off_tick.client_order_id) is None
-        assert list(sim._orders) == []
+        assert list(sim.orders) == []
 
 
 async def test_acknowledged_order_whose_updates_a_token_expiry_lost_is_asked_for(

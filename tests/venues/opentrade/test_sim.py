@@ -334,12 +334,12 @@ def _create(sim: OpenTradeSimulator, session: WsSession, coid: str, price: Decim
         "price": str(price),
         "amount": "0.01",
     }
-    sim._create(session, item, SYM, lambda: None)
+    sim.create_order(session, item, SYM, lambda: None)
 
 
 def test_order_history_is_bounded_like_the_engines() -> None:
     sim = OpenTradeSimulator.build(3)
-    sim.engine._done_limit = 5
+    sim.engine.limit_history(5, sim.engine.fill_history_limit)
     session = _private_session()
     bid = sim.engine.best_bid(SYM)
     assert bid is not None
@@ -352,22 +352,22 @@ def test_order_history_is_bounded_like_the_engines() -> None:
 
     for i in range(12):
         create_and_cancel(f"c{i}", i)
-    assert list(sim._orders) == [f"c{i}" for i in range(7, 12)]
+    assert list(sim.orders) == [f"c{i}" for i in range(7, 12)]
     # a forgotten id is accepted again (the venue's memory is bounded too)
     create_and_cancel("c0", 0)
-    assert list(sim._orders) == [*(f"c{i}" for i in range(8, 12)), "c0"]
+    assert list(sim.orders) == [*(f"c{i}" for i in range(8, 12)), "c0"]
     # a still-working old order is kept, and holds back the trim of what follows it
     _create(sim, session, "working", bid - 200)
     for i in range(12, 20):
         create_and_cancel(f"c{i}", i)
     working = sim.order("working")
     assert working is not None and working.is_open
-    assert next(iter(sim._orders)) == "working" and len(sim._orders) == 9
+    assert next(iter(sim.orders)) == "working" and len(sim.orders) == 9
     # once it is done, the next order trims back to the limit
     assert working.engine_id is not None
     sim.engine.cancel(working.engine_id)
     create_and_cancel("c20", 20)
-    assert list(sim._orders) == [f"c{i}" for i in range(16, 21)]
+    assert list(sim.orders) == [f"c{i}" for i in range(16, 21)]
 
 
 def test_modified_orders_forget_their_replaced_engine_ids() -> None:
@@ -377,7 +377,7 @@ def test_modified_orders_forget_their_replaced_engine_ids() -> None:
     assert bid is not None
     _create(sim, session, "m", bid - 100)
     for n in range(5):
-        sim._modify({"clientOrderId": "m", "price": str(bid - 101 - n)}, SYM, lambda: None)
+        sim.modify_order({"clientOrderId": "m", "price": str(bid - 101 - n)}, SYM, lambda: None)
     order = sim.order("m")
     assert order is not None and order.is_open and order.price == bid - 105
     assert order.retired == set()  # each replaced engine order's cancel was its last event
@@ -385,18 +385,18 @@ def test_modified_orders_forget_their_replaced_engine_ids() -> None:
 
 def test_issuing_a_token_forgets_the_expired_ones() -> None:
     sim = OpenTradeSimulator.build(3)
-    login = sim._login(
+    login = sim.login(
         HttpRequest("POST", "/auth/login", {}, {}, b"username=sim-user&password=sim-password")
     )
     cookie = login.headers["set-cookie"].split(";")[0]
     token_request = HttpRequest(
         "POST", "/", {}, {"cookie": cookie, "clientsecret": "sim-secret"}, b""
     )
-    old = [sim._token(token_request, "sim-api").body.decode() for _ in range(3)]
-    assert len(sim._tokens) == 3
+    old = [sim.issue_token(token_request, "sim-api").body.decode() for _ in range(3)]
+    assert sim.token_count() == 3
     sim.expire_tokens()
-    new = sim._token(token_request, "sim-api").body.decode()
-    assert len(sim._tokens) == 1 and sim.token_error(new) is None
+    new = sim.issue_token(token_request, "sim-api").body.decode()
+    assert sim.token_count() == 1 and sim.token_error(new) is None
     # a forgotten token still reads as expired, as it did while remembered
     assert all("expired" in (sim.token_error(t) or "") for t in old)
 
@@ -405,14 +405,14 @@ def test_login_sessions_are_bounded() -> None:
     sim = OpenTradeSimulator.build(3)
     form = b"username=sim-user&password=sim-password"
     cookies = [
-        sim._login(HttpRequest("POST", "/auth/login", {}, {}, form)).headers["set-cookie"]
+        sim.login(HttpRequest("POST", "/auth/login", {}, {}, form)).headers["set-cookie"]
         for _ in range(MAX_LOGIN_SESSIONS + 3)
     ]
-    assert len(sim._sessions_http) == MAX_LOGIN_SESSIONS
+    assert sim.login_session_count() == MAX_LOGIN_SESSIONS
 
     def token_status(set_cookie: str) -> int:
         headers = {"cookie": set_cookie.split(";")[0], "clientsecret": "sim-secret"}
-        return sim._token(HttpRequest("POST", "/", {}, headers, b""), "sim-api").status
+        return sim.issue_token(HttpRequest("POST", "/", {}, headers, b""), "sim-api").status
 
     assert token_status(cookies[0]) == 401  # the oldest login is forgotten: log in again
     assert token_status(cookies[-1]) == 200

@@ -132,7 +132,7 @@ async def test_sor_refused_credentials_back_off_instead_of_spinning() -> None:
         sim = engine.simulators["paxos"].simulator
         sor = session(engine, "sor")
         await until(engine, lambda: engine.book("paxos", "BTCUSD").is_synced, "synced")
-        sim._client_secret = "rotated"  # our secret no longer gets a token
+        sim.rotate_client_secret("rotated")  # our secret no longer gets a token
         sim.revoke_all_tokens()
         sim.app.close_all_ws(1008)
         await until(engine, lambda: sor.counts["auth_errors"] >= 1, "refused")

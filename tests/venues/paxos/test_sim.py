@@ -902,10 +902,10 @@ def test_order_history_is_bounded_like_the_engines() -> None:
     from framework.venues.paxos.sim import PaxosSimulator
 
     sim = PaxosSimulator.build(1)
-    sim.engine._done_limit = 5
+    sim.engine.limit_history(5, sim.engine.fill_history_limit)
     bid = sim.engine.best_bid("BTCUSD")
     for i in range(12):
-        order = sim._new_order(
+        order = sim.new_order(
             {
                 "side": "BUY",
                 "market": "BTCUSD",
@@ -916,5 +916,6 @@ def test_order_history_is_bounded_like_the_engines() -> None:
             }
         )
         sim.engine.cancel(order.engine.order_id)
-    assert len(sim._orders) == 5
-    assert "r6" not in sim._by_ref and set(sim._by_ref) == {f"r{i}" for i in range(7, 12)}
+    assert len(sim.orders) == 5
+    refs = set(sim.orders.client_ids())
+    assert "r6" not in refs and refs == {f"r{i}" for i in range(7, 12)}

@@ -161,7 +161,7 @@ async def test_client_lines_are_what_the_adapter_sends_and_the_simulator_accepts
 
     sim, client = sim_and_client()
     client.authenticated = n != 8
-    sim._handle(client, line(n))
+    sim.handle(client, line(n))
     kind, body = next(iter(orjson.loads(client.conn.frames[0]).items()))
     if n == 8:  # a made-up JWT is refused with the documented code
         assert (kind, body["error_code"]) == ("command_response", "10")

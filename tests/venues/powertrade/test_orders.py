@@ -144,7 +144,7 @@ async def test_rejects_from_the_venue_and_refusals_before_sending(tmp_path: Path
         # the quantity step (checked by the core from entities_and_rules)
         h = bid(engine, "0.00015")
         assert h.status is S.REJECTED and "multiple of lot" in (h.order.reason or "")
-        assert sim._orders == {}
+        assert sim.orders == {}
         # the venue tightened its rules after we loaded them: its order_rejected comes back
         sim.markets[SYMBOL] = attrs.evolve(sim.markets[SYMBOL], min_qty=D(1))
         h = bid(engine, "0.01")

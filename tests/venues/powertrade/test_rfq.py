@@ -93,7 +93,7 @@ async def test_rfq_round_trip_answer_post_refresh_cancel() -> None:
             "own RFQ accepted",
         )
         ours = next(e for e in strategy.rfq_events if isinstance(e, OwnRfqUpdate))
-        assert ours.client_order_id == coid and sim._rfqs[ours.rfq_id].quantity == D("0.05")
+        assert ours.client_order_id == coid and sim.rfq(ours.rfq_id).quantity == D("0.05")
         await until(
             engine, lambda: client.live_rfq("BTC-USD", ours.rfq_id) is not None, "own RFQ in book"
         )
@@ -106,7 +106,7 @@ async def test_rfq_round_trip_answer_post_refresh_cancel() -> None:
             ),
             "own RFQ cancelled",
         )
-        assert ours.rfq_id not in sim._rfqs
+        assert sim.rfq(ours.rfq_id) is None
         # an RFQ that is gone cannot be answered
         try:
             client.answer_rfq(strategy, rfq, price)

@@ -40,7 +40,7 @@ class FakeConn:
 def sim_and_client(seed: int = 1) -> tuple[PowerTradeSimulator, _Client]:
     sim = PowerTradeSimulator.build(seed)
     client = _Client(FakeConn())  # type: ignore[arg-type]
-    sim._clients.add(client)
+    sim.add_client(client)
     return sim, client
 
 
@@ -52,7 +52,7 @@ def send(
     sim: PowerTradeSimulator, client: _Client, kind: str, **body: Any
 ) -> list[tuple[str, dict]]:
     start = len(client.conn.frames)
-    sim._handle(client, orjson.dumps({kind: body}).decode())
+    sim.handle(client, orjson.dumps({kind: body}).decode())
     return messages(client, start)
 
 
@@ -130,7 +130,7 @@ async def test_malformed_and_unknown_requests_get_errors_not_crashes() -> None:
     sim, client = await logged_in()
     for raw in ["nope", "[]", '{"a": {}, "b": {}}', '{"new_order": "x"}']:
         start = len(client.conn.frames)
-        sim._handle(client, raw)
+        sim.handle(client, raw)
         ((kind, body),) = messages(client, start)
         assert kind == "command_response" and body["error_code"] == "12", raw
     (reply,) = send(sim, client, "teleport", user_tag="t")
@@ -225,10 +225,10 @@ async def test_rfq_book_snapshot_updates_and_30_minute_expiry_unless_refreshed()
     (reply,) = send(sim, client, "refresh_interest", client_order_id="q1", user_tag="f")
     assert reply[1]["reason"] == "success" and reply[1]["order_id"] == ""  # [CODE] echo ""
     start = len(client.conn.frames)
-    sim._expire(now + RFQ_TTL_S - 60)  # ours was refreshed; the crowd's short-lived one goes
+    sim.expire(now + RFQ_TTL_S - 60)  # ours was refreshed; the crowd's short-lived one goes
     deleted = [b["order_id"] for k, b in messages(client, start) if k == "order_deleted"]
     assert deleted == [crowd.order_id]
-    sim._expire(now + RFQ_TTL_S + 60)
+    sim.expire(now + RFQ_TTL_S + 60)
     tail = messages(client, start)
     assert ("order_deleted", rfq_id) in [(k, b.get("order_id")) for k, b in tail]
     assert [b["reason"] for k, b in tail if k == "cancel_order"] == ["expired"]
@@ -250,7 +250,7 @@ async def test_an_answer_to_a_crowd_rfq_is_taken() -> None:
         user_tag="t",
     )
     assert sim.order("ans").state == "filled"
-    assert not sim._rfqs
+    assert not sim.rfqs()
 
 
 async def test_held_entries_can_be_cancelled_before_they_reach_the_book() -> None:
@@ -286,19 +286,19 @@ async def test_l3_feed_matches_the_engine_book() -> None:
 
 async def test_order_history_is_bounded_like_the_engines() -> None:
     sim, client = await logged_in()
-    sim.engine._done_limit = 5
+    sim.engine.limit_history(5, sim.engine.fill_history_limit)
     bid = sim.engine.best_bid("BTC-USD")
     # an old order still working is kept, and holds back the trim behind it
     send(sim, client, "new_order", **order("keep", price=wire(bid - 200)), user_tag="k")
     for i in range(12):
         send(sim, client, "new_order", **order(f"c{i}", price=wire(bid - 100 - i)), user_tag="t")
         send(sim, client, "cancel_order", client_order_id=f"c{i}", user_tag="x")
-    assert len(sim._orders) == 13 and sim.order("keep").open
-    assert len(sim._by_engine) == 13
+    assert len(sim.orders) == 13 and sim.order("keep").open
+    assert len(sim.orders.engine_ids()) == 13
     send(sim, client, "cancel_order", client_order_id="keep", user_tag="x")
     send(sim, client, "new_order", **order("last", price=wire(bid - 100)), user_tag="t")
-    assert list(sim._orders) == [f"c{i}" for i in range(8, 12)] + ["last"]
-    assert set(sim._by_engine.values()) == set(sim._orders.values())
+    assert list(sim.orders) == [f"c{i}" for i in range(8, 12)] + ["last"]
+    assert {sim.orders.by_engine(e) for e in sim.orders.engine_ids()} == set(sim.orders.values())
     # a forgotten client order id is accepted again (the venue's memory is bounded too)
     replies = send(sim, client, "new_order", **order("c0", price=wire(bid - 100)), user_tag="t")
     assert [k for k, _ in replies] == ["new_order", "order_accepted"]

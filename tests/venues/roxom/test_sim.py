@@ -29,7 +29,7 @@ from framework.venues.roxom.auth import (
     verify_rsa,
 )
 from framework.venues.roxom.sim import RoxomSimulator
-from framework.venues.roxom.sim_account import SimAccount
+from framework.venues.roxom.sim.account import SimAccount
 
 D = Decimal
 SAMPLES = (Path(__file__).parent / "samples" / "roxom.jsonl").read_text().splitlines()
@@ -142,15 +142,10 @@ async def test_ws_error_codes() -> None:
 
 
 async def test_subscription_limit() -> None:
-    import framework.venues.roxom.sim as simmod
-
     async with serving() as sim, connected(sim) as ws:
-        limit, simmod.MAX_SUBSCRIPTIONS = simmod.MAX_SUBSCRIPTIONS, 2
-        try:
-            await ws.send_message(SAMPLES[2])  # line 3: three subscriptions
-            got = await frames(ws, 4)  # ack, level1 snapshot, ack, error
-        finally:
-            simmod.MAX_SUBSCRIPTIONS = limit
+        sim.max_subscriptions = 2
+        await ws.send_message(SAMPLES[2])  # line 3: three subscriptions
+        got = await frames(ws, 4)  # ack, level1 snapshot, ack, error
         assert got[-1]["code"] == "60016"
 
 
@@ -246,7 +241,7 @@ def test_account_position_flip_margin_and_pnl() -> None:
 
 def test_order_history_is_bounded_like_the_engines() -> None:
     sim = RoxomSimulator.build(9, ["US500-BTC"])
-    sim.engine._done_limit = 5
+    sim.engine.limit_history(5, sim.engine.fill_history_limit)
     bid = sim.engine.best_bid("US500-BTC")
     assert bid is not None
     tick = D("0.00000001")
@@ -257,28 +252,28 @@ def test_order_history_is_bounded_like_the_engines() -> None:
             body |= {"orderType": "stop", "triggerPx": str(bid + 1000 * tick)}
         else:
             body |= {"orderType": "limit", "px": str(bid - (100 + i) * tick)}
-        return sim._new_order(body)["orderId"]
+        return sim.new_order(body)["orderId"]
 
     # a still-working old order stops the trim: nothing finished after it goes either
     working = create(99, "old")
     ids = [create(i, f"x{i}") for i in range(6)]
     for order_id in ids:
-        sim._cancel_order(order_id)
+        sim.cancel_order(order_id)
     assert list(sim.orders) == [working, *ids]
-    sim._cancel_order(working)
+    sim.cancel_order(working)
 
     # finished: only the newest `history_limit` records stay, and the indexes follow them
     ids = []
     for i in range(12):
         # order 10 reuses order 6's client order id: forgetting order 6 must keep it
         ids.append(create(i, "c6" if i == 10 else f"c{i}", stop=i % 3 == 0))
-        sim._cancel_order(ids[-1])
+        sim.cancel_order(ids[-1])
     assert list(sim.orders) == ids[7:]
-    assert set(sim._by_coid) == {"c7", "c8", "c9", "c6", "c11"}
-    assert all(sim._by_coid[o.client_order_id] is o for o in sim.orders.values())
+    assert set(sim.orders.client_ids()) == {"c7", "c8", "c9", "c6", "c11"}
+    assert all(sim.orders.by_client(o.client_order_id) is o for o in sim.orders.values())
     kept = {o.engine_id for o in sim.orders.values() if o.engine_id is not None}
-    assert set(sim._by_engine) == kept and len(kept) == 4  # 9 is a stop, never sent
-    assert sim._stops == {}
+    assert set(sim.orders.engine_ids()) == kept and len(kept) == 4  # 9 is a stop, never sent
+    assert sim.stops() == []
 
 
 def test_fill_ids_are_bounded_by_the_engines_fill_history() -> None:
@@ -288,7 +283,7 @@ def test_fill_ids_are_bounded_by_the_engines_fill_history() -> None:
     sim.engine.limit_history(orders=100, fills=3)
     for _ in range(6):
         body = {"symbol": "US500-BTC", "side": "buy", "orderType": "market", "qty": "0.002"}
-        sim._new_order(body)
+        sim.new_order(body)
     fills = sim.engine.fills(owner=sim.engine_owner)
     assert len(fills) == 3 and all(f.taker_owner == sim.engine_owner for f in fills)
     assert list(sim.fill_ids) == [f.trade_id for f in fills]

@@ -1,0 +1,328 @@
+"""Power.Trade order entry: new orders (checks, GTD/DAY expiry), their lifecycle messages, cancels
+(with the late-fill fault), cancel-all, order details, expiries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from framework.events import Side
+from framework.sim.engine import (
+    CANCELLED,
+    GTC,
+    IOC,
+    LIMIT,
+    MARKET,
+    OPEN,
+    REJECTED,
+    SimOrder,
+)
+from framework.sim.faults import late_fill, roll_late_fill
+from framework.venues.powertrade.decode import FULLY_EXECUTED, NOT_FOUND
+from framework.venues.powertrade.sim.common import (
+    DUPLICATE_ID,
+    ORDER_NOT_FOUND,
+    PARSE_ERROR,
+    _Client,
+    _decimal,
+    _Order,
+    _Refuse,
+    _us,
+    wire,
+)
+
+
+class OrderEntry:
+    """The account's firm orders, from `new_order` to their end."""
+
+    def _own(self, engine_id: str) -> _Order | None:
+        order = self.orders.by_engine(engine_id)
+        if order is None:
+            sim_order = self.engine.order(engine_id)
+            if sim_order is None or sim_order.client_order_id is None:
+                return None
+            order = self.orders.get(sim_order.client_order_id)
+            if order is not None:
+                order.order_id = engine_id
+                self.orders.bind_engine(engine_id, order)
+        return order
+
+    def _accepted(self, order: _Order) -> None:
+        if order.state != "pending_new":
+            return
+        order.state = "accepted"
+        self._to_owner(
+            "order_accepted",
+            self._order_fields(order),
+        )
+
+    def _own_order(self, sim_order: SimOrder) -> None:
+        order = self._own(sim_order.order_id)
+        if order is None:
+            return
+        if sim_order.status == REJECTED:
+            if order.state == "pending_new":
+                self._reject(order, sim_order.reject_reason or "rejected")
+            return
+        self._accepted(order)
+        if sim_order.status == CANCELLED and order.open and not order.cancel_requested:
+            # IOC / MARKET remainder: the order ends unsolicited
+            self._ended(order, "cancelled", "ioc_remainder_cancelled")
+
+    def _reject(self, order: _Order, reason: str) -> None:
+        order.state, order.reason = "rejected", reason
+        self._to_owner(
+            "order_rejected",
+            {
+                "client_order_id": order.client_order_id,
+                "symbol": order.symbol,
+                "quantity": wire(order.quantity),
+                "price": wire(order.price) if order.price is not None else "0.0",
+                "reason": reason,
+                "utc_timestamp": _us(self._clock_ns()),
+            },
+        )
+
+    def _end_body(self, order: _Order, reason: str) -> dict[str, str]:
+        now = _us(self._clock_ns())
+        entity = self.markets[order.symbol].entity_id if order.symbol in self.markets else ""
+        return {
+            "server_utc_timestamp": now,
+            "utc_timestamp": now,
+            "tradeable_entity_id": entity,
+            "symbol": order.symbol,
+            "order_id": order.order_id,
+            "client_order_id": order.client_order_id,
+            "filled_quantity": wire(order.filled),
+            "reason": reason,
+        }
+
+    def _ended(self, order: _Order, state: str, reason: str, tag: str = "") -> None:
+        order.state, order.reason = state, reason
+        body = self._end_body(order, reason)
+        if tag:
+            body["user_tag"] = tag
+        self._to_owner("cancel_order", body)
+
+    # --- orders --------------------------------------------------------------------------------
+
+    def _new_order(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        coid = body.get("client_order_id", "")
+        if not 1 <= len(coid.encode()) <= 32:
+            raise _Refuse(PARSE_ERROR, "error parsing new order request: client_order_id")
+        # a forgotten (trimmed) id is accepted again: the venue's memory is bounded too
+        if coid in self.orders:
+            raise _Refuse(DUPLICATE_ID, f"duplicate client_order_id {coid}")
+        if "legs" in body:
+            raise _Refuse(PARSE_ERROR, "multi-leg orders are not simulated")  # [INF]
+        symbol = self._symbol(body)
+        market_id = body.get("market_id", "0")
+        if market_id not in ("0", "none"):
+            raise _Refuse(PARSE_ERROR, "error parsing new order request: market_id")
+        side = {"buy": Side.BUY, "sell": Side.SELL}.get(body.get("side", ""))
+        kind = body.get("type", "")
+        tif = body.get("time_in_force", "")
+        if side is None or kind not in (LIMIT, MARKET) or tif not in ("GTC", "IOC", "DAY", "GTD"):
+            raise _Refuse(PARSE_ERROR, "error parsing new order request")
+        qty = _decimal(body.get("quantity"))
+        price = _decimal(body.get("price")) if "price" in body else None
+        now_ns = self._clock_ns()
+        expire_ns = None
+        if tif == "GTD":
+            expire_us = body.get("expire_timestamp", "")
+            if not expire_us.isdigit() or not (
+                now_ns // 1000 - 5_000_000
+                <= int(expire_us)
+                <= now_ns // 1000 + 366 * 86_400_000_000
+            ):
+                raise _Refuse(PARSE_ERROR, "expire_time should be in range [now, +1 year]")
+            expire_ns = int(expire_us) * 1000
+        elif tif == "DAY":
+            day = 86_400_000_000_000
+            expire_ns = (now_ns // day + 1) * day  # [INF] DAY ends at the next 00:00 UTC
+        order = _Order(coid, symbol, side, kind, tif, qty, price, market_id, now_ns, expire_ns)
+        self.orders.add(order)
+        # [INF] the acknowledgement: {"new_order": {..., "order_state": "pending_new"}}
+        ack = {"user_tag": tag, "client_order_id": coid, "order_state": "pending_new",
+               "utc_timestamp": _us(now_ns)}  # fmt: skip
+        self._send(client, "new_order", ack)
+        reason = self._invalid(order)
+        if reason is not None:
+            self._reject(order, reason)
+            return
+        if market_id == "none":
+            self._new_rfq(order)
+        elif self.hold_entries:
+            self._held.append(order)
+        else:
+            self._enter(order)
+
+    def _invalid(self, order: _Order) -> str | None:
+        m = self.markets[order.symbol]
+        if order.quantity <= 0 or order.quantity % m.qty_step != 0:
+            return "invalid_quantity_step"
+        if order.quantity < m.min_qty:
+            return "quantity_less_than_minimum_quantity"
+        if order.quantity > m.max_qty:
+            return "quantity_greater_than_maximum_quantity"  # [DOC]
+        if order.market_id == "none":
+            return None  # an RFQ's price is indicative ("0.0" = none given)
+        if order.type == MARKET:
+            if order.tif != "IOC" or order.price is not None:
+                return "market_order_must_be_ioc_without_price"
+            return None
+        if order.price is None or order.price <= 0 or order.price % m.price_step != 0:
+            return "invalid_price_step"
+        value = order.price * order.quantity
+        if value < m.min_value:
+            return "value_less_than_minimum_value"
+        if value > m.max_value:
+            return "value_greater_than_maximum_value"
+        return None
+
+    def _enter(self, order: _Order) -> None:
+        # DAY / GTD rest like GTC on the engine; the simulator ends them at their expiry
+        tif = IOC if order.tif == "IOC" else GTC
+        sim_order = self.engine.submit(
+            self.owner,
+            order.symbol,
+            order.side,
+            order.type,
+            order.quantity,
+            order.price,
+            tif=tif,
+            client_order_id=order.client_order_id,
+        )
+        self._own(sim_order.order_id)
+        self._accepted(order)
+        if sim_order.status == OPEN:
+            self._rfq_takers(order, sim_order)
+
+    def _cancel_order(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        order = self._find(body)
+        if order is not None and order.open and order.market_id == "0" and order.order_id:
+            self._maybe_late_fill(client, order)
+        if order is None:
+            rfq = self._find_rfq(body)
+            if rfq is not None:
+                self._remove_rfq(rfq)
+                self._cancel_reply(client, body, tag, rfq.order_id, "user_cancelled")
+                return
+            self._cancel_reply(client, body, tag, body.get("order_id", ""), NOT_FOUND)
+            return
+        if not order.open:
+            reason = FULLY_EXECUTED if order.state == "filled" else NOT_FOUND
+            body_out = self._end_body(order, reason)
+            body_out["user_tag"] = tag
+            self._send(client, "cancel_order", body_out)
+            return
+        self._cancel(order, tag)
+
+    def _maybe_late_fill(self, client: _Client, order: _Order) -> None:
+        """Fault injection (`late_fill`): the cancel arrived, but a trade got there first."""
+        faults = self.app.faults
+        live = self.engine.order(order.order_id)
+        if faults is None or live is None or live.status != OPEN or live.price is None:
+            return
+        fraction = roll_late_fill(faults, getattr(client.conn, "path", "/"))
+        if fraction is not None:
+            late_fill(self.engine, live, fraction)
+
+    def _cancel(self, order: _Order, tag: str = "") -> None:
+        order.cancel_requested = True
+        if order.state == "pending_new":
+            # a cancel that overtakes the entry: the order never reaches the book
+            if order in self._held:
+                self._held.remove(order)
+        elif order.market_id == "none":
+            rfq = next(
+                (r for r in self._rfqs.values() if r.client_order_id == order.client_order_id), None
+            )
+            if rfq is not None:
+                self._remove_rfq(rfq)
+        else:
+            self.engine.cancel(order.order_id)
+        self._ended(order, "cancelled", "user_cancelled", tag)
+
+    def _cancel_reply(
+        self, client: _Client, body: dict[str, Any], tag: str, order_id: str, reason: str
+    ) -> None:
+        now = _us(self._clock_ns())
+        self._send(
+            client,
+            "cancel_order",
+            {
+                "server_utc_timestamp": now,
+                "utc_timestamp": now,
+                "order_id": order_id,
+                "client_order_id": body.get("client_order_id", ""),
+                "filled_quantity": "0.0",
+                "reason": reason,
+                "user_tag": tag,
+            },
+        )
+
+    def _find(self, body: dict[str, Any]) -> _Order | None:
+        coid = body.get("client_order_id")
+        if coid:
+            return self.orders.get(coid)
+        oid = body.get("order_id")
+        return self.orders.by_engine(oid) if oid else None
+
+    def _cancel_all(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        symbol = body.get("symbol")
+        targets = [
+            o
+            for o in self.orders.values()
+            if o.open and o.market_id == "0" and symbol in (None, o.symbol)
+        ]
+        results = [{"client_order_id": o.client_order_id, "order_state": "pending_cancel"}
+                   for o in targets]  # fmt: skip
+        now = _us(self._clock_ns())
+        reply = {"server_utc_timestamp": now, "user_tag": tag, "reason": "success",
+                 "results": results}  # fmt: skip
+        self._send(client, "cancel_all_orders", reply)
+        for order in targets:
+            self._cancel(order)
+
+    def _order_fields(self, order: _Order) -> dict[str, Any]:
+        """The order as every order message describes it."""
+        return {
+            "utc_timestamp": _us(self._clock_ns()),
+            "market_id": order.market_id,
+            "tradeable_entity_id": self.markets[order.symbol].entity_id,
+            "symbol": order.symbol,
+            "type": order.type,
+            "order_id": order.order_id,
+            "client_order_id": order.client_order_id,
+            "quantity": wire(order.quantity),
+            "price": wire(order.price) if order.price is not None else "0.0",
+            "side": order.side.value.lower(),
+        }
+
+    def _order_details(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        order = self._find(body)
+        if order is None:
+            raise _Refuse(ORDER_NOT_FOUND, NOT_FOUND)
+        details = {
+            "user_tag": tag,
+            **self._order_fields(order),
+            "order_state": "expired" if order.reason == "expired" else order.state,
+            "cancel_state": "none",
+            "executions": list(order.executions),
+        }
+        self._send(client, "order_details_response", details)
+
+    def _expire(self, now: float) -> None:
+        now_ns = self._clock_ns()
+        for order in list(self.orders.values()):
+            if order.open and order.expire_ns is not None and order.expire_ns <= now_ns:
+                order.cancel_requested = True
+                if order.order_id:
+                    self.engine.cancel(order.order_id)
+                self._ended(order, "cancelled", "expired")
+        for rfq in list(self._rfqs.values()):
+            if rfq.expires_at <= now:
+                self._remove_rfq(rfq)
+                own = self.orders.get(rfq.client_order_id or "")
+                if own is not None and own.open:
+                    self._ended(own, "cancelled", "expired")

@@ -1,0 +1,180 @@
+"""The Power.Trade simulator: its state, construction, and the controls tests and faults use; the
+protocol lives in the parts."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from framework.events import Side
+from framework.sim.accounts import Accounts
+from framework.sim.engine import (
+    EngineListener,
+    MatchingEngine,
+)
+from framework.sim.loopback import LoopbackSimulator, seed_crowds
+from framework.sim.market import SyntheticMarket
+from framework.sim.orders import OrderStore
+from framework.sim.server import SimApp
+from framework.venues.powertrade.sim.common import (
+    _RUN,
+    DEFAULT_BALANCES,
+    DEFAULT_MARKETS,
+    ENGINE_OWNER,
+    HEARTBEAT_S,
+    IDLE_DROP_S,
+    SIM_API_KEY,
+    Market,
+    _Client,
+    _Order,
+    _Rfq,
+    sim_public_key_pem,
+    synthetic_markets,
+)
+from framework.venues.powertrade.sim.feed import L3Feed
+from framework.venues.powertrade.sim.orders import OrderEntry
+from framework.venues.powertrade.sim.rfq import RfqsAndAccount
+from framework.venues.powertrade.sim.session import Sessions
+
+
+class PowerTradeSimulator(
+    Sessions, L3Feed, OrderEntry, RfqsAndAccount, LoopbackSimulator, EngineListener
+):
+    """The Power.Trade Market Proxy protocol over a `MatchingEngine`; `app` is the ASGI app."""
+
+    def __init__(
+        self,
+        engine: MatchingEngine,
+        accounts: Accounts,
+        markets: dict[str, Market],
+        *,
+        seed: int = 0,
+        heartbeat_s: float = HEARTBEAT_S,
+        idle_drop_s: float = IDLE_DROP_S,
+        rfq_rate_hz: float = 0.0,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.engine = engine
+        self.accounts = accounts
+        self.markets = markets
+        self.api_key = SIM_API_KEY
+        self.owner = ENGINE_OWNER  # the account's name on the engine
+        self.heartbeat_s = heartbeat_s
+        self.idle_drop_s = idle_drop_s
+        self.rfq_rate_hz = rfq_rate_hz
+        self.crowds: dict[str, SyntheticMarket] = {}
+        self.port: int | None = None
+        # test controls: hold new orders in pending_new until `release_entries()`; refuse logins
+        self.hold_entries = False
+        self.refuse_logins = False
+        self._clock_ns = clock_ns
+        self._rng = random.Random(seed)
+        self._public_key = sim_public_key_pem()
+        self._clients: set[_Client] = set()
+        # our orders by client_order_id (creation order) and engine id, bounded like the engine
+        self.orders: OrderStore[_Order] = OrderStore(
+            key=lambda o: o.client_order_id,
+            engine_id=lambda o: o.order_id,
+            working=lambda o: o.open,
+            limit=lambda: engine.history_limit,
+        )
+        self._held: list[_Order] = []
+        self._rfqs: dict[str, _Rfq] = {}  # by RFQ order id
+        self._rfq_seq = 0
+        self._entity = {m.entity_id: s for s, m in markets.items()}
+        # what the L3 feed has published: engine order id -> (side, price, size, ts_ns)
+        self._l3: dict[str, dict[str, tuple[Side, Decimal, Decimal, int]]] = {
+            s: {} for s in markets
+        }
+        for order in engine.orders(open_only=True):
+            if order.symbol in self._l3 and order.price is not None:
+                self._l3[order.symbol][order.order_id] = (
+                    order.side,
+                    order.price,
+                    order.remaining,
+                    order.updated_ns,
+                )
+        self.app = SimApp()
+        self.app.ws("/")(self._ws)
+        self.app.ws_fallback = self._ws
+        engine.add_listener(self)
+
+    @classmethod
+    def build(
+        cls,
+        seed: int,
+        markets: Mapping[str, Market | tuple[Decimal, Decimal]] | None = None,
+        **kwargs: Any,
+    ) -> PowerTradeSimulator:
+        """A simulator on a fresh engine with a seeded crowd on each market.
+
+        `markets` maps a symbol to its `Market`, or to `(mid, tick)` for a synthetic spot market
+        (`synthetic_markets`); the default is BTC-USD and ETH-USD.
+        """
+        markets = synthetic_markets(markets or DEFAULT_MARKETS)
+        clock_ns = kwargs.pop("clock_ns", time.time_ns)
+        # [INF] numeric ids ([DOC] order_id must be numeric), unique across simulator runs so a
+        # persistent journal never mistakes a new run's ids (or fills) for old ones
+        engine = MatchingEngine(clock_ns=clock_ns, id_prefix=_RUN)
+        for symbol, m in markets.items():
+            engine.add_symbol(symbol, m.price_step, m.qty_step)
+        accounts = Accounts(engine, lambda s: (markets[s].base, markets[s].quote))
+        sim = cls(engine, accounts, markets, seed=seed, clock_ns=clock_ns, **kwargs)
+        accounts.open(sim.owner, dict(DEFAULT_BALANCES))
+        sim.crowds.update(
+            seed_crowds(
+                engine,
+                ((symbol, m.mid, m.price_step, m.qty_step, 100) for symbol, m in markets.items()),
+                seed,
+            )
+        )
+        return sim
+
+    def background(self) -> list[Callable[[], Awaitable[None]]]:
+        loops = [self._timers]
+        if self.rfq_rate_hz:
+            loops.append(self._rfq_requesters)
+        return loops
+
+    # --- test and fault controls ---------------------------------------------------------------
+
+    def release_entries(self) -> None:
+        """Enter every order held in pending_new (`hold_entries`)."""
+        held, self._held = self._held, []
+        for order in held:
+            if order.open:
+                self._enter(order)
+
+    def broadcast_raw(self, text: str) -> None:
+        """Send a raw frame to every client (bad-input fault injection)."""
+        for client in list(self._clients):
+            self._send_raw(client, text)
+
+    def l3_orders(self, symbol: str) -> dict[str, tuple[Side, Decimal, Decimal]]:
+        return {oid: (s, p, q) for oid, (s, p, q, _) in self._l3[symbol].items()}
+
+    def order(self, client_order_id: str) -> _Order | None:
+        return self.orders.get(client_order_id)
+
+    def rfq(self, order_id: str) -> _Rfq | None:
+        """A live RFQ (the account's or a synthetic requester's) by its order id."""
+        return self._rfqs.get(order_id)
+
+    def rfqs(self) -> list[_Rfq]:
+        """Every live RFQ, oldest first."""
+        return list(self._rfqs.values())
+
+    def add_client(self, client: _Client) -> None:
+        """Serve `client` as if it had connected (tests drive `handle` without a socket)."""
+        self._clients.add(client)
+
+    def handle(self, client: _Client, raw: str) -> None:
+        """Answer one request frame from `client`, as if it had arrived on its socket."""
+        self._handle(client, raw)
+
+    def expire(self, now: float) -> None:
+        """End what has expired by trio time `now` (GTD/DAY orders, RFQs): the timer's job."""
+        self._expire(now)
