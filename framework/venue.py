@@ -28,7 +28,6 @@ from framework.model import Instrument, Order
 
 if TYPE_CHECKING:
     from framework.data.book import OrderBook
-    from framework.transport.session import Connection
 
 Endpoint = Literal["sim", "sandbox", "production"]
 
@@ -48,6 +47,16 @@ class VenueConfig:
     # connect to a standalone simulator (`botrun sim VENUE --port N`) instead of embedding one
     sim_url: str = ""
     request_timeout_s: float = 10.0
+
+
+class Connection(Protocol):
+    """The open socket as a stream sees it (the transport's `Connection` implements it; the
+    contract names only this, so it does not import the transport that imports it)."""
+
+    async def send(self, message: Any) -> None:
+        """Send a JSON message (dict/list) or a pre-encoded str."""
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
 class Stream(abc.ABC):
