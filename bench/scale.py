@@ -49,9 +49,9 @@ from framework.engine import Engine
 from framework.latency import Histogram
 from framework.strategy import Strategy
 from framework.venues import parse_config as parse
+from framework.venues import venue_names
 from framework.venues.roxom.instruments import SPECS as ROXOM_SPECS
 
-VENUES = ("paxos", "powertrade", "roxom", "opentrade")
 # synthetic market i on each venue that accepts a caller-given list of markets
 SYMBOL_FORMATS = {"paxos": "X{:03d}USD", "powertrade": "X{:03d}-USD", "opentrade": "X{:03d}/USD"}
 # venues whose instruments are the protocol's fixed set: they get those only
@@ -94,25 +94,50 @@ def opentrade_interval(n: int, rate: float, given: float) -> float:
     return given or max(OPENTRADE_INTERVAL_S, n / rate)
 
 
+def _paxos(markets: Markets, book_interval_s: float) -> Any:
+    from framework.venues.paxos.sim import PaxosSimulator
+
+    return PaxosSimulator.build(1, markets=markets)
+
+
+def _powertrade(markets: Markets, book_interval_s: float) -> Any:
+    from framework.venues.powertrade.sim import PowerTradeSimulator
+
+    return PowerTradeSimulator.build(1, markets=markets)  # no synthetic RFQs: fixed rate
+
+
+def _roxom(markets: Markets, book_interval_s: float) -> Any:
+    from framework.venues.roxom.sim import RoxomSimulator
+
+    return RoxomSimulator.build(1, symbols=list(markets))
+
+
+def _opentrade(markets: Markets, book_interval_s: float) -> Any:
+    from framework.venues.opentrade.sim import OpenTradeSimulator
+
+    return OpenTradeSimulator.build(1, markets=markets, book_interval_s=book_interval_s)
+
+
+# how each venue's simulator is built with given markets (venue-specific), in the bench's order
+BUILDERS: dict[str, Callable[[Markets, float], Any]] = {
+    "paxos": _paxos,
+    "powertrade": _powertrade,
+    "roxom": _roxom,
+    "opentrade": _opentrade,
+}
+# the venues come from the registry, the one venue list (a registered venue without a builder
+# sorts last and is refused by name when run)
+VENUES = tuple(
+    sorted(venue_names(), key=lambda v: list(BUILDERS).index(v) if v in BUILDERS else len(BUILDERS))
+)
+
+
 def build_simulator(venue: str, markets: Markets, book_interval_s: float) -> Any:
     """The venue's simulator serving exactly these markets, each with a seeded crowd."""
-    if venue == "paxos":
-        from framework.venues.paxos.sim import PaxosSimulator
-
-        return PaxosSimulator.build(1, markets=markets)
-    if venue == "powertrade":
-        from framework.venues.powertrade.sim import PowerTradeSimulator
-
-        return PowerTradeSimulator.build(1, markets=markets)  # no synthetic RFQs: fixed rate
-    if venue == "opentrade":
-        from framework.venues.opentrade.sim import OpenTradeSimulator
-
-        return OpenTradeSimulator.build(1, markets=markets, book_interval_s=book_interval_s)
-    if venue == "roxom":
-        from framework.venues.roxom.sim import RoxomSimulator
-
-        return RoxomSimulator.build(1, symbols=list(markets))
-    raise SystemExit(f"scale bench: unknown venue {venue!r} (known: {', '.join(VENUES)})")
+    build = BUILDERS.get(venue)
+    if build is None:
+        raise SystemExit(f"scale bench: no simulator builder for venue {venue!r}")
+    return build(markets, book_interval_s)
 
 
 async def serve(venues: list[str], n: int, rate: float, interval: float) -> None:

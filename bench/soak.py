@@ -7,7 +7,7 @@ sandbox mode against the venue's embedded simulator under a seeded random fault 
 duplicated, malformed, oversized, delayed, closed, aborted, handshakes refused, REST 429/5xx, lost
 replies, delayed acknowledgements, token expiry and late fills (where the simulator can). Lost and
 reordered book frames are injected only where the venue's feed can detect them (sequence
-numbers); a feed without them cannot, by construction (see the report in framework/testing.py).
+numbers); a feed without them cannot, by construction (see the report in framework/testing/run.py).
 
 The soak moves the market, places and cancels orders and trades against them, and every few
 steps waits until the book stream is quiescent and compares every book with the simulator's.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import attrs
 import trio
@@ -25,10 +25,6 @@ import trio
 from framework.errors import OrderRefused
 from framework.events import ExecutionReport, OrderType
 from framework.model import Instrument, Order
-
-if TYPE_CHECKING:
-    from framework.data.book import OrderBook
-    from framework.transport.session import Connection
 
 Endpoint = Literal["sim", "sandbox", "production"]
 
@@ -95,6 +91,16 @@ class Credentials:
         ]
 
 
+class Connection(Protocol):
+    """The open socket as a stream sees it (the transport's `Connection` implements it; the
+    contract names only this, so it does not import the transport that imports it)."""
+
+    async def send(self, message: Any) -> None:
+        """Send a JSON message (dict/list) or a pre-encoded str."""
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
 class Stream(abc.ABC):
     """One WebSocket connection's protocol. The core sets `emit`, `epoch` and `venue`."""
 
@@ -147,13 +153,21 @@ class Stream(abc.ABC):
         return False
 
 
+class BookView(Protocol):
+    """What an execution client may read of the core's book (`framework.data.book.OrderBook`
+    implements it): the touch, for pre-trade checks. Raises `BookNotSynced` unless synced."""
+
+    def best_bid(self) -> tuple[Decimal, Decimal] | None: ...
+    def best_ask(self) -> tuple[Decimal, Decimal] | None: ...
+
+
 class ExecutionContext(Protocol):
     """What the order manager offers an execution client."""
 
     def on_report(self, report: ExecutionReport) -> None: ...
     def publish(self, event: object) -> None: ...
     def open_orders(self, venue: str) -> list[Order]: ...
-    def book(self, venue: str, symbol: str) -> OrderBook | None:
+    def book(self, venue: str, symbol: str) -> BookView | None:
         """The core's book (pre-trade checks against the live market); None if not kept."""
 
 

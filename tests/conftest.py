@@ -7,6 +7,9 @@ import structlog
 
 from framework.execution.journal import Journal
 
+# `pytester`: tests/testing runs the test kit's plugin as a user's suite would load it
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def _fresh_logging() -> Iterator[None]:

@@ -27,7 +27,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 import structlog
@@ -35,9 +35,27 @@ import trio
 
 from framework.events import Side
 from framework.sim.engine import IOC, LIMIT, MatchingEngine, SimOrder
+from framework.sim.messages import HttpRequest, HttpResponse, Pause, Swap
 
-if TYPE_CHECKING:
-    from framework.sim.server import HttpRequest, HttpResponse, SimApp, WsConnection
+
+class FaultedConnection(Protocol):
+    """What a plan does to one WebSocket connection (a `framework.sim.server.WsConnection`;
+    named by this protocol so that the server, which consults the plan, is not imported back)."""
+
+    path: str
+
+    def _put(self, item: str | Pause | Swap) -> bool: ...
+    def _close_now(self, code: int, reason: str, force: bool = False) -> None: ...
+    def abort(self) -> None: ...
+
+
+class FaultedApp(Protocol):
+    """What a plan uses of a simulator app (a `framework.sim.server.SimApp`)."""
+
+    fault_actions: dict[str, Callable[[], None]]
+
+    def error_response(self, status: int, detail: str) -> HttpResponse: ...
+
 
 log = structlog.get_logger("botrun.sim.faults")
 
@@ -263,10 +281,8 @@ class FaultPlan:
 
     # --- hooks (called by framework.sim.server) -------------------------------------------------
 
-    def on_frame(self, conn: WsConnection, text: str) -> bool:
+    def on_frame(self, conn: FaultedConnection, text: str) -> bool:
         """Deliver (or not) one outbound frame; returns what `enqueue` returns."""
-        from framework.sim.server import Pause, Swap
-
         rule = self._pick(FRAME_KINDS, conn.path, text)
         if rule is None:
             return conn._put(text)
@@ -300,7 +316,7 @@ class FaultPlan:
             return None
         return int(rule.param("status") or self.rng.choice(REFUSE_STATUSES))
 
-    async def before_http(self, app: SimApp, request: HttpRequest) -> HttpResponse | None:
+    async def before_http(self, app: FaultedApp, request: HttpRequest) -> HttpResponse | None:
         actions = app.fault_actions
         if actions:
             rule = self._pick(set(actions), request.path)
@@ -317,7 +333,7 @@ class FaultPlan:
         return response
 
     async def after_http(
-        self, app: SimApp, request: HttpRequest, response: HttpResponse
+        self, app: FaultedApp, request: HttpRequest, response: HttpResponse
     ) -> HttpResponse:
         rule = self._pick(("http_delay", "http_lost_reply"), request.path)
         if rule is None:

@@ -20,7 +20,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from functools import partial
 from http import HTTPStatus
@@ -33,6 +33,8 @@ import structlog
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
+
+from framework.sim.messages import HttpRequest, HttpResponse, Pause, Swap
 
 if TYPE_CHECKING:
     from framework.sim.faults import FaultPlan
@@ -59,37 +61,6 @@ _CLOSE_REPLY_WAIT_S = 2.0
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
-
-
-@attrs.frozen(slots=True)
-class HttpRequest:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]  # names lowercased; repeated headers joined with ", "
-    body: bytes = b""
-
-    def json(self) -> Any:
-        """The body as JSON; raises `orjson.JSONDecodeError` (a ValueError) if it is not."""
-        return orjson.loads(self.body)
-
-    def form(self) -> dict[str, str]:
-        """The body as `application/x-www-form-urlencoded`; the last value of a repeated key."""
-        parsed = parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
-        return {key: values[-1] for key, values in parsed.items()}
-
-    def arg(self, name: str, default: str | None = None) -> str | None:
-        """The last value of query parameter `name`."""
-        values = self.query.get(name)
-        return values[-1] if values else default
-
-
-@attrs.frozen(slots=True)
-class HttpResponse:
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: Mapping[str, str] = attrs.Factory(dict)
 
 
 def _json_default(value: Any) -> Any:
@@ -169,20 +140,6 @@ class _Fault:
 class _CloseCmd:
     code: int
     reason: str
-
-
-@attrs.frozen(slots=True)
-class Pause:
-    """Queue item (fault injection): the writer sends nothing for this long."""
-
-    seconds: float
-
-
-@attrs.frozen(slots=True)
-class Swap:
-    """Queue item (fault injection): a frame sent after the one queued behind it, if any."""
-
-    text: str
 
 
 class WsConnection:

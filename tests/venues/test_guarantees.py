@@ -7,7 +7,7 @@
 - a slow strategy keeps memory bounded: the venue (or the session's bounded channel) drops it,
   its books go unsynced, are told so, and resync.
 
-Each venue joins by adding `framework/venues/<venue>/chaos.py` (see framework/testing.py).
+Each venue joins by adding `framework/venues/<venue>/chaos.py` (see framework/venues/chaos.py).
 The simulated market is stopped and moved by the test, so each run is deterministic; waits are on
 events (frames handled, bus events, fault firings), never on time.
 """

@@ -1,4 +1,4 @@
-"""Open Trade in the fault-tolerance tests, the soak and `framework.testing` (see ChaosCase).
+"""Open Trade in the fault-tolerance tests, the soak and the test kit (see venues/chaos.py).
 
 Books: the venue sends every subscribed book in full every 20 ms, changed or not; there are no
 deltas, sequence numbers or checksums. So:
@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from framework.sim.faults import FaultPlan, Rule
-from framework.testing import ChaosCase
+from framework.venues.chaos import ChaosCase
 
 _WS = "/exchange/ws"  # public and private connections share it (told apart by the client port)
 _MARKETS = ("BTC/USD", "ETH/USD")

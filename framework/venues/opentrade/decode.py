@@ -107,6 +107,12 @@ class CatalogueEntry:
 
 
 def loads(frame: str | bytes) -> dict[str, Any]:
+    if type(frame) is not str:
+        # a binary frame must be UTF-8 JSON text too; anything else is a bad frame, not a crash
+        try:
+            frame = bytes(frame).decode()
+        except UnicodeDecodeError as exc:
+            raise FrameError(f"binary frame is not UTF-8: {exc}") from None
     msg = loads_decimal(frame)
     if type(msg) is not dict:
         raise FrameError("frame is not a JSON object")

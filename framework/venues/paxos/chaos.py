@@ -1,4 +1,4 @@
-"""Paxos in the fault-tolerance tests, the soak and `framework.testing` (see ChaosCase)."""
+"""Paxos in the fault-tolerance tests, the soak and the test kit (see venues/chaos.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import orjson
 
 from framework.events import Side
 from framework.sim.faults import FaultPlan, Rule
-from framework.testing import ChaosCase
+from framework.venues.chaos import ChaosCase
 
 _ORDERS = "/v2/profiles/sim-profile/orders"  # POST create, GET/DELETE one order
 _QUERY = "/v2/orders"  # GET by ref_ids: what reconciliation and the poller ask

@@ -1,4 +1,4 @@
-"""Power.Trade in the fault-tolerance tests, the soak and `framework.testing` (see ChaosCase).
+"""Power.Trade in the fault-tolerance tests, the soak and the test kit (see venues/chaos.py).
 
 Everything travels on one WebSocket (books, RFQs, orders, account), on the simulator's `/`: the
 book path is the order path, so frame faults on the book also hit order replies, and the
@@ -14,7 +14,7 @@ import orjson
 
 from framework.events import Side
 from framework.sim.faults import FaultPlan, Rule
-from framework.testing import ChaosCase
+from framework.venues.chaos import ChaosCase
 from framework.venues.powertrade.sim import ENGINE_OWNER, trade_id
 
 _MARKETS = ("BTC-USD", "ETH-USD")

@@ -1,4 +1,4 @@
-"""Roxom in the fault-tolerance tests, the soak and `framework.testing` (see ChaosCase)."""
+"""Roxom in the fault-tolerance tests, the soak and the test kit (see venues/chaos.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import orjson
 
 from framework.events import Side
 from framework.sim.faults import FaultPlan, Rule
-from framework.testing import ChaosCase
+from framework.venues.chaos import ChaosCase
 from framework.venues.roxom.sim import ENGINE_OWNER
 
 _MARKETS = ("US500-BTC", "US100-BTC")

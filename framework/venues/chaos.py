@@ -1,0 +1,105 @@
+"""What a venue declares to the test kit: its `ChaosCase` (see framework/testing for the kit).
+
+A venue joins the fault-tolerance tests, the fuzzer, the soak and the user fixtures by shipping
+`framework/venues/<venue>/chaos.py` with `CASE = ChaosCase(...)`. That module imports only this
+one (and the simulator toolkit), never the engine or pytest: the declaration sits in the venues
+layer, below the test kit that runs it (tests/test_layers.py), and `chaos_cases()` finds the
+cases through the venue registry, the one venue list.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from framework.events import Side
+from framework.sim.faults import FaultPlan, Rule
+from framework.venues import venue_names
+
+
+def _engine_book(sim: Any, symbol: str) -> tuple[list, list]:
+    return sim.engine.book(symbol)
+
+
+def _engine_step(sim: Any, n: int) -> None:
+    for crowd in sim.crowds.values():
+        crowd.steps(n)
+
+
+def http_order_faults(plan: FaultPlan, scale: float = 1.0) -> list[Rule]:
+    """Order-path faults of a venue that takes orders over REST."""
+    return [
+        plan.add("http_error", 0.12 * scale),
+        plan.add("http_lost_reply", 0.05 * scale),
+        plan.add("http_delay", 0.05 * scale, seconds=0.01),
+    ]
+
+
+@attrs.frozen(kw_only=True)
+class ChaosCase:
+    """What the fault tests, the soak and the fixtures need to know about one venue."""
+
+    venue: str
+    markets: tuple[str, ...]
+    # the venue's config section for its embedded simulator with the market stopped
+    # (`sim_rate_hz = 0`: the test moves it): section(seed) -> dict
+    section: Callable[[int], dict[str, Any]]
+    # the session that owns the books, and the simulator WS path it connects to (exact)
+    book_stream: str
+    book_path: str
+    # can the client notice a lost or reordered book frame (sequence numbers, checksums)?
+    # If not, `drop` and `reorder` on the book path can leave a synced book silently wrong.
+    detects_gaps: bool
+    # our account's owner id on the simulator's matching engine
+    account: str
+    # faults this venue's simulator performs itself (framework.sim.faults.VENUE_KINDS)
+    venue_faults: tuple[str, ...] = ()
+    # the simulator's true book and how to move its market
+    truth: Callable[[Any, str], tuple[list, list]] = _engine_book
+    step: Callable[[Any, int], None] = _engine_step
+    # venue fill id of our side of an engine fill (what the client de-duplicates on)
+    fill_id: Callable[[Any, Any], str] = lambda sim, fill: fill.trade_id
+    # price step of each market, for placing orders
+    tick: Callable[[Any, str], Decimal] = lambda sim, symbol: sim.engine.tick(symbol)
+    lot: Decimal = Decimal("0.0001")
+    # does this outbound book frame remove level (symbol, side, price)? (for scripted drops)
+    removes_level: Callable[[str, str, Side, Decimal], bool] | None = None
+    # random faults on the order path at `scale` times the guarantee test's rates (answers
+    # refused, lost after the venue acted, delayed): HTTP for REST venues, frames for WS ones
+    order_faults: Callable[[FaultPlan, float], list[Rule]] = attrs.field(
+        default=lambda plan, scale: http_order_faults(plan, scale)
+    )
+    # rules that lose the reply to the next order submission (the venue has the order)
+    lose_submit_reply: Callable[[FaultPlan], list[Rule]] = lambda plan: []
+    # rules that make order queries fail until removed (reconciliation cannot succeed)
+    queries_fail: Callable[[FaultPlan], list[Rule]] = lambda plan: []
+    # does the venue name each fill (so fills compare one by one)? False where fill ids are
+    # derived from cumulative amounts and missed events merge into one catch-up fill
+    fills_by_id: bool = True
+    # for fuzzing: the venue's streams as the session drives them (`decode(frame, recv_ns)`),
+    # by name, and valid sample frames for each (mutated by the fuzzer)
+    streams: Callable[[], dict[str, Any]] = lambda: {}
+    samples: dict[str, tuple[str, ...]] = attrs.Factory(dict)
+
+    @property
+    def unsafe_book_faults(self) -> tuple[str, ...]:
+        """Frame faults this venue's book feed cannot detect (excluded from book checks)."""
+        return () if self.detects_gaps else ("drop", "reorder")
+
+
+def chaos_cases() -> dict[str, ChaosCase]:
+    """Every venue that ships `framework/venues/<venue>/chaos.py`."""
+    cases = {}
+    for name in venue_names():
+        try:
+            module = importlib.import_module(f"framework.venues.{name}.chaos")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"framework.venues.{name}.chaos":
+                raise
+            continue
+        cases[name] = module.CASE
+    return cases
