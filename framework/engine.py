@@ -86,7 +86,7 @@ class Core:
             book=lambda v, s: self.router.books.get((v, s)),
             clock=trio.current_time,
             total_pnl=self.portfolio.total_pnl,
-            on_kill=self.orders.cancel_all,
+            on_kill=lambda: self.orders.cancel_all(bulk=True),
         )
         self.orders.risk = self.risk
         router = self.router
@@ -191,7 +191,7 @@ class Core:
             scope.cancel()
         self.risk.halted = "shutting down"
         if self.config.risk.cancel_all_on_shutdown:
-            n = self.orders.cancel_all()
+            n = self.orders.cancel_all(bulk=True)
             if n:
                 with trio.move_on_after(5):
                     while self.orders.open_orders():

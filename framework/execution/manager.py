@@ -203,27 +203,33 @@ class OrderManager(Reconciling):
             if report is not None:
                 self.on_execution(report)
 
-    def cancel_all(self, venue: str | None = None, symbol: str | None = None) -> int:
+    def cancel_all(
+        self, venue: str | None = None, symbol: str | None = None, *, bulk: bool = False
+    ) -> int:
         """Cancel every open order (of `venue`, of `symbol`); returns how many were asked for.
 
-        Per venue with a bulk cancel, one request covers the orders the venue has heard of; an
-        order whose submit is unanswered is cancelled on its own once the submit lands.
+        With `bulk` (the kill switch, shutdown), per venue with a bulk cancel one request covers
+        the orders the venue has heard of; an order whose submit is unanswered is cancelled on
+        its own once the submit lands. A venue's bulk cancel also ends orders this process does
+        not track (another process's, a manual one), so a strategy's own `cancel_all` never
+        uses it: it cancels what it tracks, order by order.
         """
         n = 0
-        bulk: dict[str, list[Order]] = {}
+        by_venue: dict[str, list[Order]] = {}
         for order in self.open_orders(venue, symbol):
             client = self.clients.get(order.venue)
             if (
-                client is not None
+                bulk
+                and client is not None
                 and client.supports_cancel_all
                 and not order.cancel_pending
                 and order.status is not S.PENDING
                 and order.client_order_id not in self._submitting
             ):
-                bulk.setdefault(order.venue, []).append(order)
+                by_venue.setdefault(order.venue, []).append(order)
             else:
                 n += self.cancel(order.client_order_id)
-        for name, orders in bulk.items():
+        for name, orders in by_venue.items():
             for order in orders:
                 order.cancel_pending = True
             self._nursery_spawn(self._send_cancel_all, name, symbol, orders)

@@ -412,7 +412,7 @@ async def test_cancel_all_sends_one_bulk_cancel_and_every_order_ends_cancelled(
 
         client.on_cancel_all = bulk
         client.on_query = venue_view
-        assert h.om.cancel_all() == 4
+        assert h.om.cancel_all(bulk=True) == 4
         for order in orders:
             await h.events.until_status(order, S.CANCELLED)
             assert OrderCancelRequested in h.events.types(order.client_order_id)
@@ -451,10 +451,26 @@ async def test_a_failed_bulk_cancel_falls_back_to_one_cancel_per_order(
     client.on_cancel_all = broken
     async with running(client=client) as h:
         orders = [await h.accepted() for _ in range(2)]
-        assert h.om.cancel_all(VENUE, SYM) == 2
+        assert h.om.cancel_all(VENUE, SYM, bulk=True) == 2
         for order in orders:
             await h.events.until_status(order, S.CANCELLED)
             assert client.calls_for(order.client_order_id) == ["submit", "cancel"]
         assert [c for c in client.calls if c[0] == "cancel_all"] == [("cancel_all", SYM)]
         assert h.om.counts["bulk_cancel_errors"] == 1
         assert h.om.counts["impossible_transitions"] == 0
+
+
+async def test_a_strategys_cancel_all_never_uses_the_accounts_bulk_cancel(
+    autojump_clock: MockClock,
+) -> None:
+    # a venue's bulk cancel ends every order of the account, tracked here or not: only the kill
+    # switch and shutdown may send it
+    client = FakeClient()
+    client.supports_cancel_all = True
+    async with running(client=client) as h:
+        orders = [await h.accepted() for _ in range(2)]
+        assert h.om.cancel_all(VENUE) == 2
+        for order in orders:
+            await h.events.until_status(order, S.CANCELLED)
+            assert client.calls_for(order.client_order_id) == ["submit", "cancel"]
+        assert all(what != "cancel_all" for what, _ in client.calls)
