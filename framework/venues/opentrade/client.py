@@ -261,6 +261,9 @@ class PrivateStream(Stream):
         rid = None if rid is None else str(rid)
         requests = self.requests
         command, channel = msg.get("command"), msg.get("channel")
+        if not isinstance(command, str | None) or not isinstance(channel, str | None):
+            # they name what a reply answers: a malformed one answers nothing (found by fuzzing)
+            raise FrameError(f"control frame: command/channel not text: {str(msg)[:80]}")
         if event == "ACK":
             if channel == m.TRADE_PRIVATE and command == "SUBSCRIBE":
                 self.ready.set()
