@@ -178,6 +178,7 @@ class OrderEntry:
             client_order_id=order.ref_id,
         )
         self.orders.bind_engine(order.engine.order_id, order)
+        order.created_ns = order.engine.created_ns  # one creation time in every view
         if order.engine.status == OPEN:
             self._maybe_open[order.id] = order
             if expires_ns is not None:
