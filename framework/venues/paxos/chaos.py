@@ -24,6 +24,9 @@ def _section(seed: int) -> dict[str, Any]:
         "trades": False,
         "poll_interval_s": 0.02,
         "balance_interval_s": 60.0,
+        # injected 429s are one-offs, not the venue's 5-minute throttle: a probe soon after
+        # one finds the door open (the documented 30 s spacing is tested on its own)
+        "throttle_probe_s": 0.05,
     }
 
 
@@ -92,8 +95,15 @@ def _queries_fail(plan: FaultPlan) -> list[Rule]:
     return [plan.add("http_error", 1.0, _QUERY, status=503)]
 
 
+def _fill_id(sim: Any, fill: Any) -> str:
+    from framework.venues.paxos.sim import execution_id
+
+    return execution_id(fill.trade_id)  # [DOC] Paxos execution ids are numeric strings
+
+
 CASE = ChaosCase(
     venue="paxos",
+    fill_id=_fill_id,
     markets=("BTCUSD", "ETHUSD"),
     section=_section,
     book_stream="marketdata",

@@ -571,11 +571,12 @@ class PaxosExecution(ExecutionClient):
         working = [o for o in self.ctx.open_orders(VENUE) if o.status is not OrderStatus.PENDING]
         if not working:
             return
-        self.throttle.admit("poll")
+        # working orders: the poll is the throttle's sparse probe while it is open (one per
+        # `probe_every_s` across every caller), so updates resume as soon as the venue allows
         for start in range(0, len(working), 100):
             refs = [o.client_order_id for o in working[start : start + 100]]
-            for item in await self._orders_by_ref(refs, kind="poll"):
-                report = await self._sync(item, kind="poll")
+            for item in await self._orders_by_ref(refs, kind="probe"):
+                report = await self._sync(item, kind="probe")
                 self.ctx.on_report(report)
 
     async def publish_balances(self) -> None:

@@ -6,10 +6,11 @@ should include a backoff schedule that takes volume into consideration."
 
 One `RestThrottle` is shared by every Paxos REST caller of the process (catalogue, tokens, order
 entry, cancels, queries, the pollers). While it is open:
-- pollers send nothing (they skip their turn);
+- the balance poller sends nothing (it skips its turn);
 - a new order is refused before it leaves (definite: nothing was sent);
-- cancels, order queries and token fetches go out as a sparse probe, at most one per
-  `probe_every_s` [INF: 30 s], so the venue never sees hundreds of requests into the throttle;
+- cancels, order queries, the order poll and token fetches share one sparse probe, at most one
+  per `probe_every_s` [INF: 30 s], so the venue never sees hundreds of requests into the
+  throttle and order updates resume as soon as it lets one through;
 - the strategy is told (`VenueStatus` THROTTLED with the end time, CONNECTED when it ends).
 A probe that gets a non-429 answer ends the window early (the venue let it through); a 429 while
 open does not extend it [INF], a 429 after it ends opens a new one.
