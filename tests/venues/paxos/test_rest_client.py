@@ -5,6 +5,7 @@ poll, a NaN tick, market buys sized in quote currency."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -186,7 +187,7 @@ async def test_throttle_counts_requests_inside_the_window(
     window = [t for t in times if t - start < 299]
     # the two pollers' first requests leave together; then one probe per 30 s
     assert 1 <= len(window) <= 2 + 299 // 30
-    gaps = [b - a for a, b in zip(window[1:], window[2:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(window[1:])]
     assert all(g >= 30 for g in gaps)
 
 
