@@ -368,3 +368,26 @@ async def test_an_orphan_is_only_reported_when_cancel_orphans_is_off(tmp_path: P
     assert [r.client_order_id for r in listed] == [
         o.client_order_id for o in second.orders.orphans["paxos"]
     ]
+
+
+async def test_a_market_buy_goes_out_by_quote_amount_and_books_what_was_bought(
+    tmp_path: Path,
+) -> None:
+    """[DOC] MARKET BUY is sized by quote_amount: the adapter converts the quantity with the
+    synced book's best ask; the simulator (which refuses base_amount on a market buy) fills it
+    and the fills booked are the venue's executions."""
+    async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
+        await synced(engine)
+        sim = sim_of(engine)
+        ask_price, ask_size = sim.engine.book("BTCUSD")[1][0]
+        qty = (ask_size / 2).quantize(D("0.00000001"))  # within the best level
+        handle = engine.orders.submit(
+            venue="paxos", symbol="BTCUSD", side=Side.BUY, quantity=qty, type="MARKET"
+        )
+        order = await _done(handle)
+        (placed,) = sim.orders.values()
+        assert placed.quote_amount == (qty * ask_price).quantize(D("0.01"), rounding="ROUND_DOWN")
+        assert placed.base_amount is None
+        assert order.status is S.FILLED or order.status is S.CANCELLED
+        bought = sum(f.quantity for f in sim.engine.fills(owner="sim-profile"))
+        assert order.filled_qty == bought and 0 < bought <= qty
