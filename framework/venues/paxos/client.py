@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -274,6 +275,7 @@ class SorStream(Stream):
 
 QUOTE_STEP = Decimal("0.01")  # [INF] a market buy's quote_amount in cents (the spec: "500.00")
 _HUGE = Decimal("1e30")  # no real amount, price or fee comes near this
+_FINISHED_KEPT = 10_000  # terminal orders whose executions are remembered
 
 
 def order_body(order: Order, quote_amount: Decimal | None = None) -> dict[str, Any]:
@@ -387,6 +389,7 @@ class PaxosExecution(ExecutionClient):
         self.throttle = throttle or tokens.throttle or RestThrottle(VENUE)
         self._seen_exec: dict[str, set[str]] = {}  # venue order id -> execution ids applied
         self._exec_cum: dict[str, Decimal] = {}  # venue order id -> executions total applied
+        self._finished: OrderedDict[str, None] = OrderedDict()  # terminal orders, oldest first
         self.counts = {"bad_executions": 0, "bad_bodies": 0, "loop_errors": 0, "fills_short": 0}
 
     def bind(self, ctx: ExecutionContext) -> None:
@@ -634,9 +637,13 @@ class PaxosExecution(ExecutionClient):
             )
             return attrs.evolve(report, status=None)
         if report.status is not None and report.status.is_terminal:
-            # its executions are final and applied: forget them (the core dedups any replay)
-            self._seen_exec.pop(venue_id, None)
-            self._exec_cum.pop(venue_id, None)
+            # its executions are final and applied. Kept a while (bounded), not dropped at once:
+            # a concurrent `_sync` of the same order (poll and cancel) must still see them
+            self._finished[venue_id] = None
+            while len(self._finished) > _FINISHED_KEPT:
+                old, _ = self._finished.popitem(last=False)
+                self._seen_exec.pop(old, None)
+                self._exec_cum.pop(old, None)
         return report
 
     async def _report_executions(self, coid: str, venue_id: str, kind: str = "probe") -> None:
