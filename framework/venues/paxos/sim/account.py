@@ -158,14 +158,14 @@ class AccountViews:
 
     def _order_book(self, request: HttpRequest, market: str) -> HttpResponse:
         if market not in self.engine.symbols():
-            # [INF] unknown market on the public market-data endpoints: 404 not-found
+            # [INF] unknown market on the public market-data endpoints: 404 (about:blank)
             return problem(404, None, f"market not found: {market}")
         bids, asks = self.engine.book(market)
         return json_response(200, {"market": market, "asks": _levels(asks), "bids": _levels(bids)})
 
     def _recent_executions(self, request: HttpRequest, market: str) -> HttpResponse:
         if market not in self.engine.symbols():
-            # [INF] unknown market on the public market-data endpoints: 404 not-found
+            # [INF] unknown market on the public market-data endpoints: 404 (about:blank)
             return problem(404, None, f"market not found: {market}")
         fills = self.engine.fills(symbol=market)[-RECENT_EXECUTIONS:]
         # [INF] items shaped like /executiondata frames without `market`

@@ -81,7 +81,7 @@ class OAuth:
                 )
             )
         if scope not in token.scopes:
-            # [INF] slug and wording of the missing-scope problem
+            # [INF] a missing scope is a generic 403 (about:blank); detail wording
             raise _Problem(problem(403, None, f"token lacks scope {scope}"))
 
     def _require_profile(self, profile_id: str) -> None:
