@@ -8,6 +8,8 @@ shared/venues/powertrade.md, with its "…" placeholders filled in.
 
 from __future__ import annotations
 
+import re
+
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -386,9 +388,14 @@ def test_nonsense_amounts_are_refused_before_they_touch_the_book() -> None:
         ("order_executed", {"order_id": "7", "price": "99.0", "quantity": "-0.5"}),
         ("order_executed", {"order_id": "7", "price": "99.0", "quantity": "0.0"}),
     ]:
+        h.feed({"snapshot": good})
+        # never applied: the synced book is given up instead (and asked for again)
+        (lost,) = h.feed({kind: {**base, **body}})
+        assert isinstance(lost, BookInvalidated)
+        assert not h.decoder.books["BTC-USD"].synced
+        # with the book already unsynced, the same message is a plain bad frame
         with pytest.raises(FrameError):
             h.feed({kind: {**base, **body}})
-    assert h.decoder.books["BTC-USD"].orders == {"7": (Side.BUY, D(99), D(1))}
 
 
 def test_a_frame_delivered_twice_in_a_row_executes_an_order_once() -> None:
@@ -540,12 +547,21 @@ def careful_only(h: Harness) -> Harness:
 def test_a_malformed_order_message_is_refused_with_its_reason_on_the_hot_path_too(
     kind: str, body: dict, match: str
 ) -> None:
-    # each differs from a message the hot path takes in one field
+    # each differs from a message the hot path takes in one field. One that names our synced
+    # firm book un-syncs it (#15: a book frame recognised as bad is never skipped while SYNCED);
+    # one naming no firm book of ours (unknown market, no symbol) is refused as a FrameError.
     h = firm_book(Harness({"BTC-USD"}))
     before = dict(h.decoder.books["BTC-USD"].orders)
-    with pytest.raises(FrameError, match=match):
-        h.feed({kind: {**FIRM, **body}})
-    assert h.events[1:] == [] and h.decoder.books["BTC-USD"].orders == before
+    message = {kind: {**FIRM, **body}}
+    if message[kind].get("market_id") != "0" or not message[kind].get("symbol"):
+        with pytest.raises(FrameError, match=match):
+            h.feed(message)
+        assert h.events[1:] == [] and h.decoder.books["BTC-USD"].orders == before
+        return
+    (lost,) = h.feed(message)
+    assert isinstance(lost, BookInvalidated) and lost.symbol == "BTC-USD"
+    assert re.search(match, lost.reason)
+    assert not h.decoder.books["BTC-USD"].synced and h.decoder.counts["bad_book_frames"] == 1
 
 
 def test_messages_the_hot_path_leaves_to_the_careful_one_still_apply() -> None:
