@@ -194,8 +194,9 @@ async def test_snap_with_deltas_keeps_the_book_equal_to_the_venues() -> None:
                 book = engine.book("powertrade", symbol)
                 await until(
                     engine,
-                    lambda b=book, s=symbol: b.is_synced
-                    and b.levels_unchecked() == sim.engine.book(s),
+                    lambda b=book, s=symbol: (
+                        b.is_synced and b.levels_unchecked() == sim.engine.book(s)
+                    ),
                     "equal after deltas",
                 )
         assert sess.counts["bad_frames"] == 0

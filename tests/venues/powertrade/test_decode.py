@@ -9,7 +9,6 @@ shared/venues/powertrade.md, with its "…" placeholders filled in.
 from __future__ import annotations
 
 import re
-
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
