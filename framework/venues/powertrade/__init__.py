@@ -58,6 +58,9 @@ class PowerTradeConfig(VenueConfig):
     # [CODE] 10-minute exchange cycles an order lives; every official client sends it ("144" =
     # 1 day); a resting order ends after that and must be placed again
     recv_window: str = "144"
+    # [CODE Hummingbot] "not found in order cache" is believed only for an order this old (the
+    # venue has had time to see it); younger, the order stays UNKNOWN and is asked again
+    not_found_grace_s: float = 300.0
     # [DOC] firm-book subscription: "snap_full_updates" (order by order; interval "0") or
     # "snap_with_deltas" (price levels every `book_interval_ms`, a multiple of 100)
     book_type: str = "snap_full_updates"
@@ -136,6 +139,7 @@ class PowerTradeVenue(_Venue):
                 ),
                 login=login,
                 recv_window=cfg.recv_window,
+                not_found_grace_s=cfg.not_found_grace_s,
             )
         return VenueRuntime(streams=[stream], execution=execution, instruments=instruments)
 

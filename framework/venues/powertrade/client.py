@@ -342,6 +342,7 @@ class PowerTradeStream(Stream):
         self.login_refused = False
         self.logins = 0
         self.heartbeats_answered = 0
+        self.heartbeat_answered = trio.Event()  # set (and replaced) on each answer
         self.errors: list[str] = []
         self.fills_seen = trio.Event()
         self._state_changed = trio.Event()
@@ -404,8 +405,10 @@ class PowerTradeStream(Stream):
         # [CODE] answer each server heartbeat with {"heartbeat": {"timestamp": <now µs>}}
         if self.decoder.heartbeats_due:
             self.decoder.heartbeats_due = 0
-            self.heartbeats_answered += 1
             await conn.send(frame("heartbeat", {"timestamp": now_us()}))
+            self.heartbeats_answered += 1
+            answered, self.heartbeat_answered = self.heartbeat_answered, trio.Event()
+            answered.set()
 
     def decode(self, frame_: str | bytes, recv_ns: int) -> None:
         self.decoder.epoch = self.epoch
