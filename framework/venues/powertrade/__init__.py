@@ -23,6 +23,8 @@ from framework.venue import Venue as _Venue
 from framework.venue import secret as _secret
 from framework.venues.powertrade.auth import make_token
 from framework.venues.powertrade.client import (
+    NOT_FOUND_GRACE_S,
+    SIM_NOT_FOUND_GRACE_S,
     EntityRules,
     PowerTradeExecution,
     PowerTradeStream,
@@ -59,8 +61,10 @@ class PowerTradeConfig(VenueConfig):
     # 1 day); a resting order ends after that and must be placed again
     recv_window: str = "144"
     # [CODE Hummingbot] "not found in order cache" is believed only for an order this old (the
-    # venue has had time to see it); younger, the order stays UNKNOWN and is asked again
-    not_found_grace_s: float = 300.0
+    # venue has had time to see it); younger, the order stays UNKNOWN and is asked again.
+    # None: 300 s on the venue; 5 s on the embedded simulator ([INF] it sees a request the
+    # instant it arrives, and a new run's simulator never knew the last run's orders)
+    not_found_grace_s: float | None = None
     # [DOC] firm-book subscription: "snap_full_updates" (order by order; interval "0") or
     # "snap_with_deltas" (price levels every `book_interval_ms`, a multiple of 100)
     book_type: str = "snap_full_updates"
@@ -139,7 +143,11 @@ class PowerTradeVenue(_Venue):
                 ),
                 login=login,
                 recv_window=cfg.recv_window,
-                not_found_grace_s=cfg.not_found_grace_s,
+                not_found_grace_s=(
+                    cfg.not_found_grace_s
+                    if cfg.not_found_grace_s is not None
+                    else (SIM_NOT_FOUND_GRACE_S if sim is not None else NOT_FOUND_GRACE_S)
+                ),
             )
         return VenueRuntime(streams=[stream], execution=execution, instruments=instruments)
 

@@ -101,6 +101,7 @@ DEFAULT_RECV_WINDOW = "144"
 # [CODE Hummingbot] "not found in order cache" proves nothing until the venue has had this long
 # to see the order
 NOT_FOUND_GRACE_S = 300.0
+SIM_NOT_FOUND_GRACE_S = 5.0  # the simulator's cache has no lag (see PowerTradeConfig)
 
 
 def check_strings(value: Any, path: str = "") -> None:
