@@ -1,12 +1,14 @@
 """Power.Trade session and execution: everything over one WebSocket.
 
 `PowerTradeStream` is the connection: login (a fresh ES256 JWT on every connect), subscriptions,
-RFQ registration, heartbeats, and requests over the core's `RequestChannel`. The execution client
-sends orders through the stream's current connection; a request's reply is the first message
-carrying its `user_tag` or, for order requests, the first lifecycle message naming its
-`client_order_id` ([DOC] `order_accepted` / `order_rejected` carry no `user_tag`). The rest of an
-order's life (`execution`, `cancel_order`, ...) arrives as `ExecutionReport`s from the decoder,
-which the core routes to the order manager.
+RFQ registration, answers to the server's heartbeats, and requests over the core's
+`RequestChannel`. The execution client sends orders through the stream's current connection; a
+new_order is answered by the first lifecycle message naming its `client_order_id` ([CODE]
+`order_accepted` / `order_rejected` carry no `user_tag`; an `execution` or `cancel_order` that
+overtakes them implies acceptance), or by a `command_response` with its `user_tag` when it failed
+parsing. The rest of an order's life arrives as `ExecutionReport`s from the decoder, which the core
+routes to the order manager. Order details, open orders: REST (`GET /v1/api/order`, `openOrders`),
+as the official clients call them.
 """
 
 from __future__ import annotations

@@ -431,3 +431,35 @@ async def test_a_big_instrument_list_is_read_and_a_reset_is_retried() -> None:
         with trio.fail_after(HANG_GUARD_S), pytest.raises(FetchError):
             await fetch_entities(url, 5.0, attempts=3, backoff_s=0.01)
         nursery.cancel_scope.cancel()
+
+
+async def test_start_up_with_open_orders_does_not_hold_back_market_data(tmp_path: Path) -> None:
+    """#15 item 9: the journal's open orders are asked for over REST at start-up, which needs
+    no logged-in stream; market data starts at once (the WS query waited 10 s an order)."""
+    sim = PowerTradeSimulator.build(9)
+    journal = str(tmp_path / "j.sqlite")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(sim.run, market_rate_hz=None))
+        async with running(sim_cfg(sim), journal_path=journal) as engine:
+            await ready(engine)
+            best = sim.engine.best_bid(SYMBOL)
+            handles = [
+                engine.orders.submit(
+                    venue="powertrade",
+                    symbol=SYMBOL,
+                    side=Side.BUY,
+                    quantity=D("0.01"),
+                    price=best - 10 - i,
+                )
+                for i in range(4)
+            ]
+            await until(engine, lambda: all(h.status is S.ACCEPTED for h in handles), "resting")
+        # a new session on the same journal: four open orders to reconcile before streams start
+        with trio.fail_after(HANG_GUARD_S / 2):
+            async with running(sim_cfg(sim), journal_path=journal) as engine:
+                await until(
+                    engine, lambda: engine.book("powertrade", SYMBOL).is_synced, "book synced"
+                )
+                restored = [engine.orders.orders[h.client_order_id] for h in handles]
+                assert all(o.status is S.ACCEPTED for o in restored)
+        nursery.cancel_scope.cancel()
