@@ -23,6 +23,8 @@ from framework.venue import Venue as _Venue
 from framework.venue import secret as _secret
 from framework.venues.powertrade.auth import make_token
 from framework.venues.powertrade.client import (
+    NOT_FOUND_GRACE_S,
+    SIM_NOT_FOUND_GRACE_S,
     EntityRules,
     PowerTradeExecution,
     PowerTradeStream,
@@ -55,6 +57,18 @@ class PowerTradeConfig(VenueConfig):
     # the environment variable holds the PEM private key itself, or a path to the PEM file
     private_key_env: str = "POWERTRADE_PRIVATE_KEY"
     account_interval_s: float = 10.0
+    # [CODE] 10-minute exchange cycles an order lives; every official client sends it ("144" =
+    # 1 day); a resting order ends after that and must be placed again
+    recv_window: str = "144"
+    # [CODE Hummingbot] "not found in order cache" is believed only for an order this old (the
+    # venue has had time to see it); younger, the order stays UNKNOWN and is asked again.
+    # None: 300 s on the venue; 5 s on the embedded simulator ([INF] it sees a request the
+    # instant it arrives, and a new run's simulator never knew the last run's orders)
+    not_found_grace_s: float | None = None
+    # [DOC] firm-book subscription: "snap_full_updates" (order by order; interval "0") or
+    # "snap_with_deltas" (price levels every `book_interval_ms`, a multiple of 100)
+    book_type: str = "snap_full_updates"
+    book_interval_ms: str = "0"
     # simulator only: RFQs its synthetic requesters post per second (0 = none)
     sim_rfq_rate_hz: float = 0.2
 
@@ -108,7 +122,14 @@ class PowerTradeVenue(_Venue):
                 raise ConfigError(f"venues.powertrade.markets: {market} is not listed by the venue")
             instruments[market] = found.instrument()
         login = self._login(cfg, sim)
-        stream = PowerTradeStream(url, cfg.markets, login=login, rfqs=cfg.rfqs)
+        stream = PowerTradeStream(
+            url,
+            cfg.markets,
+            login=login,
+            rfqs=cfg.rfqs,
+            book_type=cfg.book_type,
+            book_interval_ms=cfg.book_interval_ms,
+        )
         execution = None
         if login is not None:
             execution = PowerTradeExecution(
@@ -116,9 +137,17 @@ class PowerTradeVenue(_Venue):
                 rules,
                 request_timeout_s=cfg.request_timeout_s,
                 account_interval_s=cfg.account_interval_s,
-                # [DOC] the REST API (open orders) on the same host; the simulator serves none
-                rest=None if sim is not None else http(url.replace("wss://", "https://", 1)),
+                # [DOC] the REST API (order details, open orders) on the same host
+                rest=http(
+                    sim.http_url if sim is not None else url.replace("wss://", "https://", 1)
+                ),
                 login=login,
+                recv_window=cfg.recv_window,
+                not_found_grace_s=(
+                    cfg.not_found_grace_s
+                    if cfg.not_found_grace_s is not None
+                    else (SIM_NOT_FOUND_GRACE_S if sim is not None else NOT_FOUND_GRACE_S)
+                ),
             )
         return VenueRuntime(streams=[stream], execution=execution, instruments=instruments)
 

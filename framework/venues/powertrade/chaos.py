@@ -20,7 +20,9 @@ from framework.venues.powertrade.sim import ENGINE_OWNER, trade_id
 _MARKETS = ("BTC-USD", "ETH-USD")
 _PATH = "/"  # the one connection (and the start-up rules fetch, before any plan is attached)
 # frames of our orders' lives (the simulator writes `{"<type>": {...}}`, type first)
-_ORDER_KINDS = ("new_order", "order_accepted", "execution", "cancel_order")
+# ([CODE] no `new_order` reply exists: a new_order's first answer is order_accepted/_rejected)
+_ORDER_KINDS = ("order_accepted", "order_rejected", "execution", "cancel_order")
+_ORDER_DETAILS = "/v1/api/order"  # [DOC] order details are REST
 
 
 def _section(seed: int) -> dict[str, Any]:
@@ -34,6 +36,9 @@ def _section(seed: int) -> dict[str, Any]:
         # a lost reply on a WebSocket is only noticed by its timeout: keep it short on loopback
         # (a late reply just makes the order UNKNOWN, which reconciliation resolves)
         "request_timeout_s": 1.0,
+        # the simulator sees a request the instant it arrives (loopback, no order cache lag):
+        # a few seconds stand in for the real venue's 300 s before "not found" is believed
+        "not_found_grace_s": 3.0,
     }
 
 
@@ -75,7 +80,7 @@ def _order_faults(plan: FaultPlan, scale: float) -> list[Rule]:
     # answer late, out of order ([DOC] "responses may come out of order"), or leave a request
     # unanswered after acting on it (a proxy restart): the client then only has its timeout.
     return [
-        _add(plan, "drop", 0.08 * scale, _is("new_order")),
+        _add(plan, "drop", 0.08 * scale, _is("order_accepted")),
         _add(plan, "drop", 0.08 * scale, _cancel_reply),
         _add(plan, "delay", 0.05 * scale, _is(*_ORDER_KINDS), seconds=0.01),
         _add(plan, "reorder", 0.05 * scale, _is(*_ORDER_KINDS)),
@@ -83,31 +88,14 @@ def _order_faults(plan: FaultPlan, scale: float) -> list[Rule]:
 
 
 def _lose_submit_reply(plan: FaultPlan) -> list[Rule]:
-    lost: dict[str, Any] = {}
-
-    def ack(text: str) -> bool:
-        if _kind(text) != "new_order":
-            return False
-        lost["coid"] = _body(text).get("client_order_id")
-        return True  # a scripted rule fires on its first match: this is the one
-
-    def accepted(text: str) -> bool:
-        return (
-            _kind(text) == "order_accepted"
-            and "coid" in lost
-            and _body(text).get("client_order_id") == lost["coid"]
-        )
-
-    # the next new_order's pending_new ack, and the order_accepted that would reveal it
-    return [
-        plan.once("drop", _PATH, match=ack),
-        plan.once("drop", _PATH, match=accepted),
-    ]
+    # the next order_accepted: the new_order's only answer ([CODE]) never arrives, though the
+    # venue has the order (a scripted rule fires on its first match)
+    return [plan.once("drop", _PATH, match=_is("order_accepted"))]
 
 
 def _queries_fail(plan: FaultPlan) -> list[Rule]:
-    # every order_details_request goes unanswered (the client's request times out)
-    return [plan.once("drop", _PATH, times=1 << 30, match=_is("order_details_response"))]
+    # every REST order-details call fails (the venue has the order; we cannot ask)
+    return [plan.add("http_error", 1.0, _ORDER_DETAILS, status=503)]
 
 
 def _removes_level(text: str, symbol: str, side: Side, price: Decimal) -> bool:
@@ -168,8 +156,9 @@ _SAMPLES = {
         '{"order_deleted":{"server_utc_timestamp":"1660735165811304","utc_timestamp":'
         '"1660735165807583","market_id":"255","tradeable_entity_id":"2752@1/2771@1","symbol":'
         '"ETH-20220902-1500P@1/ETH-20220902-2000C@1","side":"sell","order_id":"29872771"}}',
-        '{"new_order":{"user_tag":"bt1-7","client_order_id":"br1","order_state":"pending_new",'
-        '"utc_timestamp":"1700000000000000"}}',
+        '{"deltas":{"server_utc_timestamp":"1700000000000001",' + _FIRM + ","
+        '"buy":{"add_price_level":[{"price":"59999.9","quantity":"0.7"}]},'
+        '"sell":{"delete_price_level":"60000.1"}}}',
         '{"order_accepted":{"utc_timestamp":"1700000000000000",' + _FIRM + ',"type":"LIMIT",'
         '"order_id":"9553031","client_order_id":"br1","quantity":"1.0","price":"60000.0",'
         '"side":"buy"}}',

@@ -1,17 +1,20 @@
 """Power.Trade session and execution: everything over one WebSocket.
 
 `PowerTradeStream` is the connection: login (a fresh ES256 JWT on every connect), subscriptions,
-RFQ registration, heartbeats, and requests over the core's `RequestChannel`. The execution client
-sends orders through the stream's current connection; a request's reply is the first message
-carrying its `user_tag` or, for order requests, the first lifecycle message naming its
-`client_order_id` ([DOC] `order_accepted` / `order_rejected` carry no `user_tag`). The rest of an
-order's life (`execution`, `cancel_order`, ...) arrives as `ExecutionReport`s from the decoder,
-which the core routes to the order manager.
+RFQ registration, answers to the server's heartbeats, and requests over the core's
+`RequestChannel`. The execution client sends orders through the stream's current connection; a
+new_order is answered by the first lifecycle message naming its `client_order_id` ([CODE]
+`order_accepted` / `order_rejected` carry no `user_tag`; an `execution` or `cancel_order` that
+overtakes them implies acceptance), or by a `command_response` with its `user_tag` when it failed
+parsing. The rest of an order's life arrives as `ExecutionReport`s from the decoder, which the core
+routes to the order manager. Order details, open orders: REST (`GET /v1/api/order`, `openOrders`),
+as the official clients call them.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -28,25 +31,27 @@ from framework.errors import (
     AuthError,
     ConnectionLost,
     FrameError,
+    HttpProblem,
     NotConnected,
     OrderNotFound,
     OrderRefused,
 )
 from framework.events import ExecutionReport, Liquidity, OrderStatus, OrderType, Side, TimeInForce
 from framework.model import Instrument, Order
-from framework.transport.fetch import fetch_ws
+from framework.transport.fetch import FetchError, fetch_ws
 from framework.transport.requests import RequestChannel
 from framework.transport.rest import request_json
 from framework.transport.session import Connection
 from framework.transport.wire import dec, dec_str
 from framework.venue import ExecutionClient, Stream
 from framework.venues.powertrade.decode import (
+    ALREADY_SUBSCRIBED,
     FULLY_EXECUTED,
     VENUE,
     Decoder,
     is_cancel_refusal,
-    opt_ts,
     text,
+    ts_any,
 )
 from framework.venues.powertrade.events import Rfq
 
@@ -80,6 +85,25 @@ CANCELLED = "cancel_order"  # only a `cancel_order` naming the order answers its
 
 def now_us() -> str:
     return str(time.time_ns() // 1000)
+
+
+def pt_num(value: Decimal) -> str:
+    """A price or quantity as the venue takes it: plain decimal notation that always carries a
+    decimal point ("59900.0", "1.0", "0.00000001"), never exponent form. [CODE] the official
+    Python example: `price: "825"` or `quantity: "1"` fail, `"825.0"` and `"1.0"` succeed."""
+    if not value.is_finite():
+        raise OrderRefused(f"not a finite number: {value}")
+    text = dec_str(value)
+    return text if "." in text else text + ".0"
+
+
+# [CODE] every official client sends recv_window on every non-market order; Python and
+# Hummingbot "144" (144 x 10 min = 1 day)
+DEFAULT_RECV_WINDOW = "144"
+# [CODE Hummingbot] "not found in order cache" proves nothing until the venue has had this long
+# to see the order
+NOT_FOUND_GRACE_S = 300.0
+SIM_NOT_FOUND_GRACE_S = 5.0  # the simulator's cache has no lag (see PowerTradeConfig)
 
 
 def check_strings(value: Any, path: str = "") -> None:
@@ -161,10 +185,50 @@ def parse_entities(body: dict[str, Any]) -> dict[str, EntityRules]:
     return out
 
 
+# [DOC] the venue lists every option: the instrument list is far above 1 MiB
+ENTITIES_MAX_BYTES = 256 * 1024 * 1024
+
+
 async def fetch_entities(
-    url: str, timeout_s: float, *, max_bytes: int = 8 * 1024 * 1024
+    url: str,
+    timeout_s: float,
+    *,
+    max_bytes: int = ENTITIES_MAX_BYTES,
+    attempts: int = 5,
+    backoff_s: float = 0.5,
 ) -> dict[str, EntityRules]:
-    """`entities_and_rules_request` on a short-lived connection ([DOC] works unauthenticated)."""
+    """`entities_and_rules_request` on a short-lived connection ([DOC] works unauthenticated).
+
+    A connection that fails or is reset (`FetchError`) is tried again with exponential backoff;
+    after `attempts` the last error is raised with one clear log line. A refusal by the venue is
+    not retried."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await _fetch_entities_once(url, timeout_s, max_bytes)
+        except FetchError as exc:
+            if attempt == attempts:
+                log.error(
+                    "instrument list unavailable; giving up",
+                    venue=VENUE,
+                    attempts=attempts,
+                    error=str(exc),
+                )
+                raise
+            delay = backoff_s * 2 ** (attempt - 1)
+            log.warning(
+                "instrument list fetch failed; retrying",
+                venue=VENUE,
+                attempt=attempt,
+                retry_in_s=delay,
+                error=str(exc),
+            )
+            await trio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+async def _fetch_entities_once(
+    url: str, timeout_s: float, max_bytes: int
+) -> dict[str, EntityRules]:
     tag = f"rules-{secrets.token_hex(4)}"
 
     def answer(message: str | bytes) -> dict[str, EntityRules] | None:
@@ -225,11 +289,14 @@ class PowerTradeStream(Stream):
     """The one Power.Trade WebSocket: market data, RFQs, orders and account requests."""
 
     name = "powertrade"
-    # [DOC] heartbeats every 5 s both ways
-    heartbeat_interval_s = 5.0
-    # [INF] three missed heartbeats (15 s) mark the connection stale; the core reconnects after
-    # twice that. The simulator answers each client heartbeat, so a quiet book is not silence.
-    stale_after_s = 15.0
+    # [DOC] the server sends a heartbeat after 5 s without any client message; [CODE] official
+    # clients answer each one. Answers are sent from this timer (the decoder cannot await): it
+    # only sends when a server heartbeat is waiting for its answer.
+    heartbeat_interval_s = 0.25
+    # Liveness is the WebSocket ping/pong ([CODE] Hummingbot: a ping, 5 s pong timeout), not
+    # data: a quiet book sends nothing, and the venue answers no client heartbeat.
+    stale_after_s = math.inf
+    ping_interval_s = 5.0
     # orders travel on this connection: after a reconnect the core asks about every open order
     reconcile_on_reconnect = True
 
@@ -241,8 +308,18 @@ class PowerTradeStream(Stream):
         login: Callable[[], str] | None,
         rfqs: bool = True,
         trades: bool = True,
+        book_type: str = "snap_full_updates",
+        book_interval_ms: str = "0",
     ) -> None:
         super().__init__()
+        if book_type not in ("snap_full_updates", "snap_with_deltas"):
+            raise ValueError(f"powertrade book_type {book_type!r}")
+        # [DOC] snap_full_updates (order-level, interval "0"; the form of the real 2022
+        # subscribe frame) or snap_with_deltas (price-level `deltas` every interval, what the
+        # venue's own connector consumes); the decoder applies either form on any subscription
+        self.book_type = book_type
+        self.book_interval_ms = book_interval_ms
+        self.heartbeats_due = 0  # server heartbeats not answered yet
         self.venue = VENUE
         self._url = url
         self.markets = list(markets)
@@ -267,6 +344,8 @@ class PowerTradeStream(Stream):
         self.authenticated = False
         self.login_refused = False
         self.logins = 0
+        self.heartbeats_answered = 0
+        self.heartbeat_answered = trio.Event()  # set (and replaced) on each answer
         self.errors: list[str] = []
         self.fills_seen = trio.Event()
         self._state_changed = trio.Event()
@@ -312,7 +391,12 @@ class PowerTradeStream(Stream):
             self._changed()
 
     async def _subscribe(self, conn: Connection, symbol: str) -> None:
-        body = {"market_id": "0", "symbol": symbol, "type": "snap_with_deltas", "interval": "0"}
+        body = {
+            "market_id": "0",
+            "symbol": symbol,
+            "type": self.book_type,
+            "interval": self.book_interval_ms,
+        }
         await self._quiet_request(conn, "subscribe", body)
 
     async def _quiet_request(self, conn: Connection, kind: str, body: dict[str, Any]) -> None:
@@ -321,7 +405,13 @@ class PowerTradeStream(Stream):
         await conn.send(frame(kind, {**body, "user_tag": tag}))
 
     async def send_heartbeat(self, conn: Connection) -> None:
-        await conn.send(frame("heartbeat", {"timestamp": now_us()}))
+        # [CODE] answer each server heartbeat with {"heartbeat": {"timestamp": <now µs>}}
+        if self.decoder.heartbeats_due:
+            self.decoder.heartbeats_due = 0
+            await conn.send(frame("heartbeat", {"timestamp": now_us()}))
+            self.heartbeats_answered += 1
+            answered, self.heartbeat_answered = self.heartbeat_answered, trio.Event()
+            answered.set()
 
     def decode(self, frame_: str | bytes, recv_ns: int) -> None:
         self.decoder.epoch = self.epoch
@@ -331,10 +421,11 @@ class PowerTradeStream(Stream):
         return list(self.markets)
 
     async def resync(self, conn: Connection, symbol: str) -> bool:
-        # [INF] subscribing again to a subscribed symbol sends a fresh snapshot (as in the sim)
+        # [CODE Hummingbot] a repeated subscribe is refused ("add subscription failed, already
+        # subscribed") and brings no snapshot; no unsubscribe request is documented. [INF] the
+        # way back is a new connection: reconnect, log in, subscribe.
         self.decoder.book(symbol).reset()
-        await self._subscribe(conn, symbol)
-        return True
+        return False
 
     def on_auth_rejected(self) -> None:
         # until a login succeeds, order requests are refused at once instead of waiting
@@ -365,6 +456,10 @@ class PowerTradeStream(Stream):
             return True
         if tag in self._quiet:
             self._quiet.discard(tag)
+            if body.get("error_text") == ALREADY_SUBSCRIBED:
+                # harmless on its own (the book is subscribed); a resync never asks for it
+                log.info("already subscribed", venue=VENUE)
+                return True
             if kind == "command_response" and body.get("error_code") != "0":
                 error = f"{body.get('error_code')}: {body.get('error_text', '')}"
                 self.errors.append(error)
@@ -412,7 +507,11 @@ class PowerTradeStream(Stream):
 
 
 def order_body(
-    order: Order, rules: EntityRules | None, *, now_us_: int | None = None
+    order: Order,
+    rules: EntityRules | None,
+    *,
+    now_us_: int | None = None,
+    recv_window: str = DEFAULT_RECV_WINDOW,
 ) -> dict[str, Any]:
     """The `new_order` body, or OrderRefused before it leaves."""
     if rules is None:
@@ -429,7 +528,7 @@ def order_body(
         "side": "buy" if order.side is Side.BUY else "sell",
         "type": order.type.value,
         "time_in_force": order.tif.value,
-        "quantity": dec_str(order.quantity),
+        "quantity": pt_num(order.quantity),
         "client_order_id": order.client_order_id,
         "timestamp": str(now_us_ if now_us_ is not None else time.time_ns() // 1000),
         "symbol": order.symbol,
@@ -443,7 +542,10 @@ def order_body(
         if order.price is None:
             raise OrderRefused("limit order needs a price")
         check_price(order.price, order.quantity, rules)
-        body["price"] = dec_str(order.price)
+        body["price"] = pt_num(order.price)
+        # [CODE] the order lives recv_window x 10 min: a "GTC" order ends then (the venue's
+        # unsolicited cancel_order) and must be placed again by whoever wants it
+        body["recv_window"] = recv_window
     if order.tif is TimeInForce.GTD:
         if order.expire_at_ns is None:
             raise OrderRefused("GTD order needs expire_at_ns")
@@ -501,9 +603,15 @@ class PowerTradeExecution(ExecutionClient):
         account_interval_s: float = 10.0,
         rest: httpx.AsyncClient | None = None,
         login: Callable[[], str] | None = None,
+        recv_window: str = DEFAULT_RECV_WINDOW,
+        not_found_grace_s: float = NOT_FOUND_GRACE_S,
     ) -> None:
+        if not recv_window.isdigit() or int(recv_window) <= 0:
+            raise ValueError(f"recv_window must be a positive whole number, got {recv_window!r}")
         self.venue = VENUE
         self.stream = stream
+        self.recv_window = recv_window
+        self.not_found_grace_s = not_found_grace_s
         # the REST API on the same host (open orders); None where it is not served
         self.rest = rest
         self._rest_login = login
@@ -526,7 +634,7 @@ class PowerTradeExecution(ExecutionClient):
     # --- ExecutionClient -----------------------------------------------------------------------
 
     async def submit(self, order: Order) -> ExecutionReport | None:
-        body = order_body(order, self.rules.get(order.symbol))
+        body = order_body(order, self.rules.get(order.symbol), recv_window=self.recv_window)
         try:
             kind, reply = await self._request(
                 "new_order", body, ((LIFECYCLE, order.client_order_id),)
@@ -570,18 +678,32 @@ class PowerTradeExecution(ExecutionClient):
             raise OrderRefused(reason or str(reply.get("reason")))
 
     async def query_order(self, order: Order) -> ExecutionReport | None:
-        return await self._query(order.client_order_id)
+        report = await self._query(order.client_order_id)
+        if report is not None:
+            return report
+        # [DOC] "not found in order cache" does not prove the order never existed; [CODE]
+        # Hummingbot believes it only once the order is 300 s old. Younger: not an answer (the
+        # core keeps asking), so a live order is never turned REJECTED by a cache miss alone.
+        age_s = (time.time_ns() - order.created_ns) / 1e9 if order.created_ns else float("inf")
+        if age_s < self.not_found_grace_s:
+            raise OrderNotFound(
+                f"powertrade: {order.client_order_id} not in the order cache yet "
+                f"({age_s:.0f}s old, believed after {self.not_found_grace_s:.0f}s)"
+            )
+        return None
+
+    def _rest_headers(self) -> dict[str, str]:
+        if self.rest is None or self._rest_login is None:
+            raise NotImplementedError("powertrade: no REST API configured")
+        # [DOC] the JWT in the `credentials_secret` header on every private call
+        return {"credentials_secret": self._rest_login()}
 
     async def list_open_orders(self) -> list[ExecutionReport]:
         """[DOC] REST `GET /v1/api/openOrders` → `query_open_orders_response.open_orders`."""
-        if self.rest is None or self._rest_login is None:
-            raise NotImplementedError("powertrade: no REST API configured (the simulator has none)")
+        headers = self._rest_headers()
+        assert self.rest is not None
         answer = await request_json(
-            self.rest,
-            "GET",
-            "/v1/api/openOrders",
-            venue=VENUE,
-            headers={"credentials_secret": self._rest_login()},
+            self.rest, "GET", "/v1/api/openOrders", venue=VENUE, headers=headers
         )
         body = answer.get("query_open_orders_response") if isinstance(answer, dict) else None
         rows = body.get("open_orders") if isinstance(body, dict) else None
@@ -613,34 +735,62 @@ class PowerTradeExecution(ExecutionClient):
         )
 
     async def _query(self, client_order_id: str) -> ExecutionReport | None:
-        # [INF] `order_details_request` is the WS twin of the REST order-details page
-        # (same fields: order_state, executions); not found -> command_response error 404
-        kind, reply = await self._request(
-            "order_details_request", {"client_order_id": client_order_id}
+        """[DOC order-details] REST `GET /v1/api/order?client_order_id=…` (the venue has no
+        WebSocket order-details request). None: "not found in order cache" (see query_order).
+        Fills come as `executions[]`, each with its trade id (the core de-duplicates them)."""
+        headers = self._rest_headers()
+        assert self.rest is not None
+        answer = await request_json(
+            self.rest,
+            "GET",
+            "/v1/api/order",
+            venue=VENUE,
+            headers=headers,
+            params={"client_order_id": client_order_id},
         )
-        if kind == "command_response":
-            if "not found" in str(reply.get("error_text", "")):
+        reply = answer.get("query_order_response") if isinstance(answer, dict) else None
+        if not isinstance(reply, dict):
+            raise FrameError(f"order details: unexpected answer {str(answer)[:200]}")
+        if reply.get("error") is not None:
+            reason = str(reply.get("reason", ""))
+            if "not found" in reason:
                 return None
-            raise FrameError(f"order_details_request: {reply}")
+            raise FrameError(f"order details refused: {reason or reply}")
+        return self._details(client_order_id, reply)
+
+    def _details(self, client_order_id: str, reply: dict[str, Any]) -> ExecutionReport:
         state = reply.get("order_state")
         status = _STATUS.get(state) if isinstance(state, str) else None
         if status is None:
-            raise FrameError(f"order_details_response: unknown order_state {state!r}")
+            raise FrameError(f"query_order_response: unknown order_state {state!r}")
+        cancel_state = reply.get("cancel_state", "none")
+        if cancel_state not in ("none", "cancelled", "pending_cancel"):
+            raise FrameError(f"query_order_response: unknown cancel_state {cancel_state!r}")
         venue_id = reply.get("order_id") or None
+        if venue_id is not None and type(venue_id) is not str:
+            raise FrameError("query_order_response: order_id is not a string")
         fills = []
-        for ex in reply.get("executions") or []:
-            # fills missed while away, each with its trade id (de-duplicated by the core)
+        executions = reply.get("executions") or []
+        if not isinstance(executions, list):
+            raise FrameError("query_order_response: executions is not a list")
+        for ex in executions:
+            if not isinstance(ex, dict):
+                raise FrameError("query_order_response: an execution is not an object")
             flag = ex.get("liquidity_flag")
+            price = dec(ex.get("executed_price"), "executed_price")
+            qty = dec(ex.get("executed_quantity"), "executed_quantity")
+            if price <= 0 or qty <= 0:
+                raise FrameError("query_order_response: execution price and size must be > 0")
             fills.append(
                 ExecutionReport(
                     VENUE,
                     client_order_id,
                     venue_order_id=venue_id,
                     fill_id=text(ex, "trade_id"),
-                    fill_price=dec(ex.get("executed_price"), "executed_price"),
-                    fill_qty=dec(ex.get("executed_quantity"), "executed_quantity"),
+                    fill_price=price,
+                    fill_qty=qty,
                     liquidity={"added": Liquidity.MAKER, "taken": Liquidity.TAKER}.get(flag),
-                    venue_ts=opt_ts(ex, "utc_timestamp"),
+                    venue_ts=ts_any(ex, "utc_timestamp"),
                 )
             )
         if self.ctx is not None:
@@ -648,6 +798,11 @@ class PowerTradeExecution(ExecutionClient):
                 self.ctx.on_report(report)
         if status is OrderStatus.SUBMITTED:
             status = OrderStatus.ACCEPTED  # the venue has it
+        if cancel_state == "cancelled" and status in (
+            OrderStatus.ACCEPTED,
+            OrderStatus.PARTIALLY_FILLED,
+        ):
+            status = OrderStatus.CANCELLED
         return ExecutionReport(
             VENUE,
             client_order_id,
@@ -694,7 +849,7 @@ class PowerTradeExecution(ExecutionClient):
                 )
                 try:
                     report = await self._query(coid)
-                except (ConnectionError, TimeoutError, FrameError) as exc:
+                except (ConnectionError, TimeoutError, FrameError, HttpProblem) as exc:
                     log.warning("missing fills query failed", venue=VENUE, error=str(exc))
                     continue  # kept: asked again below
                 self._ended.pop(coid, None)
@@ -742,9 +897,10 @@ class PowerTradeExecution(ExecutionClient):
             "side": "buy" if side is Side.BUY else "sell",
             "type": "LIMIT",
             "time_in_force": "GTC",
-            "quantity": dec_str(quantity),
-            "price": dec_str(price) if price is not None else "0",
+            "quantity": pt_num(quantity),
+            "price": pt_num(price) if price is not None else "0.0",
             "client_order_id": coid,
+            "recv_window": self.recv_window,
             "timestamp": now_us(),
             "symbol": symbol,
         }

@@ -24,6 +24,7 @@ from framework.data.l3book import L3Book, L3Inconsistent
 from framework.errors import FrameError
 from framework.events import (
     Balance,
+    BookDelta,
     BookInvalidated,
     ExecutionReport,
     Liquidity,
@@ -56,6 +57,17 @@ _LIQUIDITY = {"added": Liquidity.MAKER, "taken": Liquidity.TAKER}
 # cancel_order replies that refuse the cancel instead of reporting one
 FULLY_EXECUTED = "order has been fully executed and cannot be cancelled"
 NOT_FOUND = "exchange order_id or client_order_id not found in order cache"
+# [CODE Hummingbot IGNORABLE_ERROR_TEXTS] a repeated subscribe for a subscribed book
+ALREADY_SUBSCRIBED = "add subscription failed, already subscribed"
+# cancel_order reasons that end an order without our asking, as EXPIRED: the end of a GTD/DAY
+# order [INF "expired"] and of its recv_window [INF "recv_window_expired", the simulator's]
+EXPIRED_REASONS = frozenset({"expired", "recv_window_expired"})
+# messages that change a firm book: one the decoder cannot apply un-syncs that book
+BOOK_KINDS = frozenset(
+    {"snapshot", "order_added", "order_deleted", "order_updated", "order_executed", "deltas"}
+)
+_RECENT_EXECUTED = 4096  # order_executed frames remembered to catch a repeat (see `decode`)
+_EXCERPT = 200
 
 # on_reply(user_tag, message type, body) -> True if a request was waiting for it
 ReplyHook = Callable[[str, str, dict[str, Any]], bool]
@@ -99,6 +111,17 @@ def opt_ts(body: dict[str, Any], field: str) -> int | None:
     return None if value is None else us_to_ns(value, field)
 
 
+def ts_any(body: dict[str, Any], field: str) -> int | None:
+    """A timestamp in µs (16 digits) or ns (19 digits: the REST order-details executions
+    [DOC], Hummingbot's heartbeats [CODE]) -> ns; [INF] told apart by the digit count."""
+    value = body.get(field)
+    if value is None:
+        return None
+    if type(value) is str and value.isascii() and value.isdigit() and len(value) >= 19:
+        return int(value)
+    return us_to_ns(value, field)
+
+
 def side_of(value: Any, field: str = "side") -> Side:
     if value == "buy":
         return Side.BUY
@@ -107,14 +130,23 @@ def side_of(value: Any, field: str = "side") -> Side:
     raise FrameError(f"{field}: expected buy or sell, got {value!r}")
 
 
-def row_id(row: dict[str, Any]) -> str:
+def row_id(row: dict[str, Any], side: Side | None = None) -> str:
+    """The order id of a book row; a snapshot row without one (a price-level snapshot of
+    snap_with_deltas [INF]) gets a synthetic id per side and price when `side` is given."""
     for name in _ID_FIELDS:
         value = row.get(name)
         if value is not None:
             if type(value) is not str or not value:
                 raise FrameError(f"{name}: expected a non-empty string")
             return value
+    if side is not None:
+        return level_id(side, row.get("price"))
     raise FrameError("order row without order_id")
+
+
+def level_id(side: Side, price: Any) -> str:
+    """The synthetic order id that stands for a whole price level (`deltas`, level rows)."""
+    return f"L{'b' if side is Side.BUY else 's'}:{price}"
 
 
 def legs_of(symbol: str, entity: str) -> tuple[RfqLeg, ...]:
@@ -168,6 +200,9 @@ class Decoder:
         self.rfq_books: dict[str, dict[str, Rfq]] = {}
         self.counts: Counter[str] = Counter()
         self.last_heartbeat_ns: int | None = None
+        self.heartbeats_due = 0  # server heartbeats the stream has yet to answer
+        # order_executed frames decoded lately (insertion-ordered set), see `decode`
+        self._executed_seen: dict[str | bytes, None] = {}
         self._last_frame: str | bytes | None = None  # the last frame decoded without error
         self._kind = ""  # type of the message being decoded (replies name it to their waiter)
         # hot path: validated order prices and sizes by their text
@@ -181,6 +216,7 @@ class Decoder:
             "order_deleted": self._order_deleted,
             "order_updated": self._order_updated,
             "order_executed": self._order_executed,
+            "deltas": self._deltas,
             "trade": self._trade,
             "order_accepted": self._order_accepted,
             "order_rejected": self._order_rejected,
@@ -194,8 +230,8 @@ class Decoder:
             "new_order": self._reply,
             "cancel_all_orders": self._reply,
             "refresh_interest": self._reply,
-            "order_details_response": self._reply,
             "trade_history_response": self._reply,
+            "positions": self._positions,
         }
 
     def reset(self) -> None:
@@ -204,6 +240,8 @@ class Decoder:
             book.reset()
         self.rfq_books.clear()
         self._last_frame = None
+        self._executed_seen.clear()
+        self.heartbeats_due = 0
 
     def book(self, symbol: str) -> L3Book:
         book = self.books.get(symbol)
@@ -219,20 +257,68 @@ class Decoder:
             # execution would shrink the order twice, and nothing later need reveal it.
             self.counts["repeated_frames"] += 1
             return
+        head = frame[:20]
+        executed = ("order_executed" in head) if type(head) is str else (b"order_executed" in head)
+        if executed and frame in self._executed_seen:
+            # the same, further back: an `order_executed` is never legitimately repeated byte for
+            # byte (both µs timestamps included) [INF]
+            self.counts["repeated_frames"] += 1
+            return
         self._last_frame = None
         kind, body = loads(frame)
         handler = self._handlers.get(kind)
         if handler is None:
+            if self._unsync_on(kind, body, f"unknown message type {kind!r}", frame):
+                return
             raise FrameError(f"unknown message type {kind!r}")
         self.counts[kind] += 1
         self._kind = kind
-        handler(body, recv_ns)
+        if kind in BOOK_KINDS:
+            try:
+                handler(body, recv_ns)
+            except FrameError as exc:
+                # a book message we cannot apply: that book is no longer what the venue has
+                if not self._unsync_on(kind, body, str(exc), frame):
+                    raise
+                return
+        else:
+            handler(body, recv_ns)
         self._last_frame = frame
+        if executed:
+            seen = self._executed_seen
+            seen[frame] = None
+            if len(seen) > _RECENT_EXECUTED:
+                del seen[next(iter(seen))]
+
+    def _unsync_on(self, kind: str, body: dict[str, Any], reason: str, frame: str | bytes) -> bool:
+        """A message this decoder cannot apply, naming a firm book we keep: un-sync that book
+        (never stay SYNCED having skipped it). False when it names no such book."""
+        symbol = body.get("symbol")
+        market = body.get("market_id", FIRM)
+        if type(symbol) is not str or market != FIRM:
+            return False
+        if self.markets is not None and symbol not in self.markets:
+            return False
+        book = self.books.get(symbol)
+        if book is None or not book.synced:
+            return False
+        excerpt = frame[:_EXCERPT]
+        log.warning(
+            "book message not applied",
+            venue=VENUE,
+            symbol=symbol,
+            kind=kind,
+            reason=reason,
+            excerpt=excerpt if type(excerpt) is str else excerpt.decode("utf-8", "replace"),
+        )
+        self._lost(book, f"{kind}: {reason}", "bad_book_frames")
+        return True
 
     # --- session -------------------------------------------------------------------------------
 
     def _heartbeat(self, body: dict[str, Any], recv_ns: int) -> None:
-        self.last_heartbeat_ns = opt_ts(body, "server_utc_timestamp")
+        self.last_heartbeat_ns = ts_any(body, "server_utc_timestamp")
+        self.heartbeats_due += 1  # [CODE] official clients answer each one
 
     def _command_response(self, body: dict[str, Any], recv_ns: int) -> None:
         code = text(body, "error_code")
@@ -298,7 +384,7 @@ class Decoder:
                 for row in rows(body, field):
                     orders.append(
                         (
-                            row_id(row),
+                            row_id(row, side),
                             side,
                             dec(row.get("price"), f"{field}.price"),
                             dec(row.get("quantity"), f"{field}.quantity"),
@@ -474,6 +560,66 @@ class Decoder:
         if event is not None:
             self.emit(event)
 
+    def _deltas(self, body: dict[str, Any], recv_ns: int) -> None:
+        """Price-level changes of snap_with_deltas ([CODE Hummingbot] `add_price_level` rows set
+        a level's absolute size, `delete_price_level` removes a price, a string or [INF] a
+        list). Parsed whole before anything is applied; any other instruction is refused (the
+        caller then un-syncs the book)."""
+        if self._market(body) != FIRM:
+            raise FrameError("deltas for a market other than the firm book")
+        book = self._firm_book(body)
+        if book is None:
+            return
+        changes: list[tuple[Side, Decimal, Decimal]] = []
+        for side, field in ((Side.BUY, "buy"), (Side.SELL, "sell")):
+            part = body.get(field, {})
+            if type(part) is not dict:
+                raise FrameError(f"deltas.{field}: expected an object")
+            for key, value in part.items():
+                if key == "add_price_level":
+                    if type(value) is not list:
+                        raise FrameError(f"deltas.{field}.add_price_level: expected a list")
+                    for row in value:
+                        if type(row) is not dict:
+                            raise FrameError(f"deltas.{field}.add_price_level: a row")
+                        price = dec(row.get("price"), "price")
+                        qty = dec(row.get("quantity"), "quantity")
+                        if price <= 0 or qty < 0:
+                            raise FrameError("deltas: price must be positive, size not negative")
+                        changes.append((side, price, qty))
+                elif key == "delete_price_level":
+                    prices = value if type(value) is list else [value]
+                    for raw in prices:
+                        price = dec(raw, "delete_price_level")
+                        if price <= 0:
+                            raise FrameError("deltas: price must be positive")
+                        changes.append((side, price, _ZERO))
+                else:
+                    raise FrameError(f"deltas.{field}: unknown instruction {key!r}")
+        if not book.synced:
+            book.ignored += 1
+            return
+        ts = opt_ts(body, "server_utc_timestamp")
+        touched: dict[tuple[Side, Decimal], None] = {}
+        for side, price, qty in changes:
+            for oid in [o for o, (s, p, _) in book.orders.items() if s is side and p == price]:
+                book.delete(oid, venue_ts=ts, recv_ns=recv_ns, epoch=self.epoch)
+            if qty > 0:
+                book.add(
+                    level_id(side, price), side, price, qty, venue_ts=ts, recv_ns=recv_ns,
+                    epoch=self.epoch,
+                )  # fmt: skip
+            touched[(side, price)] = None
+        if not touched:
+            return
+        sizes: dict[tuple[Side, Decimal], Decimal] = dict.fromkeys(touched, _ZERO)
+        for s_, p_, q_ in book.orders.values():
+            if (s_, p_) in sizes:
+                sizes[(s_, p_)] += q_
+        bids = tuple(sorted((p, q) for (s_, p), q in sizes.items() if s_ is Side.BUY))
+        asks = tuple(sorted((p, q) for (s_, p), q in sizes.items() if s_ is Side.SELL))
+        self.emit(BookDelta(VENUE, book.symbol, bids, asks, ts, recv_ns, self.epoch))
+
     def _trade(self, body: dict[str, Any], recv_ns: int) -> None:
         symbol = text(body, "symbol")
         if self.markets is not None and symbol not in self.markets:
@@ -604,7 +750,7 @@ class Decoder:
         tag = body.get("user_tag")
         if not is_cancel_refusal(reason) and not self._own_rfq(body, recv_ns, "cancelled", reason):
             # [INF] the venue's own end of a GTD/DAY order says "expired"
-            status = OrderStatus.EXPIRED if reason == "expired" else OrderStatus.CANCELLED
+            status = OrderStatus.EXPIRED if reason in EXPIRED_REASONS else OrderStatus.CANCELLED
             report = ExecutionReport(
                 VENUE,
                 text(body, "client_order_id"),

@@ -21,9 +21,9 @@ from tests.helpers import HANG_GUARD_S, config, drain, running, session, until
 MARKETS = ["BTC-USD", "ETH-USD"]
 
 
-def cfg(seed: int):
+def cfg(seed: int, **extra: str):
     venue = {"endpoint": "sim", "sim_seed": seed, "sim_rate_hz": 0, "markets": MARKETS,
-             "sim_rfq_rate_hz": 0, "account_interval_s": 3600}  # fmt: skip
+             "sim_rfq_rate_hz": 0, "account_interval_s": 3600, **extra}  # fmt: skip
     return config({"powertrade": venue})
 
 
@@ -68,7 +68,9 @@ async def test_book_equals_the_simulator_across_seeds_and_reconnects(seed: int) 
         assert sess.counts["bad_frames"] == 0
 
 
-async def test_an_l3_gap_unsyncs_the_book_and_a_resync_repairs_it() -> None:
+async def test_an_l3_gap_unsyncs_the_book_and_a_reconnect_repairs_it() -> None:
+    """[CODE] the venue refuses a repeated subscribe ("add subscription failed, already
+    subscribed", no snapshot) and documents no unsubscribe: the resync is a new connection."""
     async with running(cfg(4)) as engine:
         await synced(engine)
         sess = session(engine, "powertrade")
@@ -80,7 +82,7 @@ async def test_an_l3_gap_unsyncs_the_book_and_a_resync_repairs_it() -> None:
         await until(engine, lambda: not book.is_synced, "unsynced by the gap")
         await until(engine, lambda: book.is_synced, "resynced")
         await assert_equal_after_changes(engine, 200)
-        assert sess.counts["resyncs"] == 1 and sess.epoch == epoch  # same connection
+        assert sess.counts["resyncs"] == 1 and sess.epoch == epoch + 1  # a new connection
 
 
 async def test_bad_frames_are_skipped_and_nothing_is_lost() -> None:
@@ -91,14 +93,13 @@ async def test_bad_frames_are_skipped_and_nothing_is_lost() -> None:
         sim = sim_of(engine)
         for raw in [
             "garbage",
-            '{"order_added": {"market_id": "0", "symbol": "BTC-USD", "side": "up", "order_id": "x"}}',
             '{"trade": {"symbol": "BTC-USD", "price": 1.5, "quantity": "1", "trade_id": "t"}}',
             '{"mystery": {}}',
             '{"command_response": {"error_code": "12", "error_text": "boom", "user_tag": "nobody"}}',
         ]:
             sim.broadcast_raw(raw)
         await assert_equal_after_changes(engine, 200)
-        assert sess.counts["bad_frames"] == 5 and sess.epoch == epoch
+        assert sess.counts["bad_frames"] == 4 and sess.epoch == epoch
         with trio.fail_after(5):
             assert engine.book("powertrade", "ETH-USD").is_synced
 
@@ -154,3 +155,50 @@ async def test_a_caller_given_synthetic_market_is_listed_and_its_book_synced() -
             assert book.is_synced and book.levels_unchecked() == (bids, asks)
             assert sess.counts["bad_frames"] == 0
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # a book frame the decoder recognises as bad (#15 item 7)
+        '{"order_added": {"market_id": "0", "symbol": "BTC-USD", "side": "up", "order_id": "x"}}',
+        # a book message it does not understand, for a synced symbol
+        '{"order_moved": {"market_id": "0", "symbol": "BTC-USD", "order_id": "x"}}',
+        # a deltas instruction it does not know
+        '{"deltas": {"symbol": "BTC-USD", "buy": {"add_order": [{"price": "1.0"}]}}}',
+    ],
+)
+async def test_a_book_frame_it_cannot_apply_unsyncs_and_the_book_comes_back(raw: str) -> None:
+    async with running(cfg(8)) as engine:
+        await synced(engine)
+        sess = session(engine, "powertrade")
+        epoch = sess.epoch
+        book = engine.book("powertrade", "BTC-USD")
+        sim_of(engine).broadcast_raw(raw)
+        await until(engine, lambda: not book.is_synced, "unsynced, not skipped")
+        await until(engine, lambda: book.is_synced and sess.epoch > epoch, "back by reconnect")
+        await assert_equal_after_changes(engine, 200)
+
+
+async def test_snap_with_deltas_keeps_the_book_equal_to_the_venues() -> None:
+    """The venue's own connector's form: a snapshot, then price-level `deltas` per interval."""
+    async with running(cfg(9, book_type="snap_with_deltas", book_interval_ms="100")) as engine:
+        await synced(engine)
+        sess = session(engine, "powertrade")
+        sim = sim_of(engine)
+        for _ in range(5):
+            for crowd in sim.crowds.values():
+                crowd.steps(60)
+            # the next `deltas` (within one interval) brings the book level for level
+            for symbol in MARKETS:
+                book = engine.book("powertrade", symbol)
+                await until(
+                    engine,
+                    lambda b=book, s=symbol: (
+                        b.is_synced and b.levels_unchecked() == sim.engine.book(s)
+                    ),
+                    "equal after deltas",
+                )
+        assert sess.counts["bad_frames"] == 0
+        assert sess.stream.decoder.counts["deltas"] > 0
+        assert sess.stream.decoder.counts["order_added"] == 0  # level messages only

@@ -21,6 +21,7 @@ from framework.venues.powertrade.client import (
     PowerTradeStream,
     frame,
     order_body,
+    pt_num,
 )
 
 D = Decimal
@@ -36,9 +37,13 @@ def order(**kw: object) -> Order:
 
 def test_new_order_body_is_all_strings_in_plain_decimal_notation() -> None:
     body = order_body(order(), RULES, now_us_=1670249000000001)
+    # [CODE] whole numbers carry a decimal point ("825" fails, "825.0" succeeds); recv_window
+    # "144" as every official client sends it
     assert body == {"market_id": "0", "side": "buy", "type": "LIMIT", "time_in_force": "GTC",
-                    "quantity": "0.01", "price": "10000", "client_order_id": "c1",
-                    "timestamp": "1670249000000001", "symbol": "BTC-USD"}  # fmt: skip
+                    "quantity": "0.01", "price": "10000.0", "client_order_id": "c1",
+                    "timestamp": "1670249000000001", "symbol": "BTC-USD",
+                    "recv_window": "144"}  # fmt: skip
+    assert order_body(order(), RULES, recv_window="4")["recv_window"] == "4"
     text = frame("new_order", {**body, "user_tag": "req-42"})
     assert list(orjson.loads(text)) == ["new_order"] and "E+" not in text
     with pytest.raises(TypeError, match="strings only"):
@@ -179,3 +184,20 @@ async def test_an_execution_does_not_answer_a_cancel(
         with pytest.raises(RequestTimeout):
             await client.cancel(order())
     assert events[0].fill_qty == D("0.005") and stream.correlator.in_flight() == 0
+
+
+@pytest.mark.parametrize(
+    "value, wire_text",
+    [
+        (D("59900"), "59900.0"),
+        (D("1"), "1.0"),
+        (D("1E+3"), "1000.0"),
+        (D("1.50"), "1.5"),
+        (D("0.00000001"), "0.00000001"),
+        (D("1E-8"), "0.00000001"),
+    ],
+)
+def test_prices_and_quantities_always_carry_a_point_and_never_an_exponent(
+    value: D, wire_text: str
+) -> None:
+    assert pt_num(value) == wire_text

@@ -8,6 +8,7 @@ shared/venues/powertrade.md, with its "…" placeholders filled in.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -386,9 +387,14 @@ def test_nonsense_amounts_are_refused_before_they_touch_the_book() -> None:
         ("order_executed", {"order_id": "7", "price": "99.0", "quantity": "-0.5"}),
         ("order_executed", {"order_id": "7", "price": "99.0", "quantity": "0.0"}),
     ]:
+        h.feed({"snapshot": good})
+        # never applied: the synced book is given up instead (and asked for again)
+        (lost,) = h.feed({kind: {**base, **body}})
+        assert isinstance(lost, BookInvalidated)
+        assert not h.decoder.books["BTC-USD"].synced
+        # with the book already unsynced, the same message is a plain bad frame
         with pytest.raises(FrameError):
             h.feed({kind: {**base, **body}})
-    assert h.decoder.books["BTC-USD"].orders == {"7": (Side.BUY, D(99), D(1))}
 
 
 def test_a_frame_delivered_twice_in_a_row_executes_an_order_once() -> None:
@@ -540,12 +546,21 @@ def careful_only(h: Harness) -> Harness:
 def test_a_malformed_order_message_is_refused_with_its_reason_on_the_hot_path_too(
     kind: str, body: dict, match: str
 ) -> None:
-    # each differs from a message the hot path takes in one field
+    # each differs from a message the hot path takes in one field. One that names our synced
+    # firm book un-syncs it (#15: a book frame recognised as bad is never skipped while SYNCED);
+    # one naming no firm book of ours (unknown market, no symbol) is refused as a FrameError.
     h = firm_book(Harness({"BTC-USD"}))
     before = dict(h.decoder.books["BTC-USD"].orders)
-    with pytest.raises(FrameError, match=match):
-        h.feed({kind: {**FIRM, **body}})
-    assert h.events[1:] == [] and h.decoder.books["BTC-USD"].orders == before
+    message = {kind: {**FIRM, **body}}
+    if message[kind].get("market_id") != "0" or not message[kind].get("symbol"):
+        with pytest.raises(FrameError, match=match):
+            h.feed(message)
+        assert h.events[1:] == [] and h.decoder.books["BTC-USD"].orders == before
+        return
+    (lost,) = h.feed(message)
+    assert isinstance(lost, BookInvalidated) and lost.symbol == "BTC-USD"
+    assert re.search(match, lost.reason)
+    assert not h.decoder.books["BTC-USD"].synced and h.decoder.counts["bad_book_frames"] == 1
 
 
 def test_messages_the_hot_path_leaves_to_the_careful_one_still_apply() -> None:
@@ -639,3 +654,70 @@ def test_the_hot_path_decides_every_order_message_as_the_careful_path_does(messa
         assert repr(other.levels(Side.BUY) + other.levels(Side.SELL)) == repr(
             book.levels(Side.BUY) + book.levels(Side.SELL)
         )
+
+
+def test_a_repeated_order_executed_further_back_executes_once() -> None:
+    """#15 item 7: the duplicate need not be adjacent (another message in between)."""
+    h = Harness({"BTC-USD"})
+    book = {"market_id": "0", "symbol": "BTC-USD", "sell": [],
+            "buy": [{"price": "100.0", "quantity": "1.0", "order_id": "1"},
+                    {"price": "99.0", "quantity": "1.0", "order_id": "2"}]}  # fmt: skip
+    h.feed({"snapshot": book})
+    executed = '{"order_executed": {"server_utc_timestamp": "5", "utc_timestamp": "5", "market_id": "0", "symbol": "BTC-USD", "side": "buy", "order_id": "1", "price": "100.0", "quantity": "0.25"}}'
+    h.feed(executed)
+    h.feed(
+        '{"order_added": {"market_id": "0", "symbol": "BTC-USD", "side": "buy", "order_id": "3", "price": "98.0", "quantity": "1.0"}}'
+    )
+    assert h.feed(executed) == []
+    assert h.decoder.books["BTC-USD"].orders["1"] == (Side.BUY, D(100), D("0.75"))
+    assert h.decoder.counts["repeated_frames"] == 1
+
+
+@pytest.mark.parametrize("delete", ['"100.0"', '["100.0"]'])
+def test_deltas_set_and_delete_price_levels(delete: str) -> None:
+    """[CODE Hummingbot] add_price_level = absolute level size; delete_price_level a price (or,
+    [INF], a list of them); order-level rows at a level are replaced by the level."""
+    h = Harness({"BTC-USD"})
+    book = {"market_id": "0", "symbol": "BTC-USD", "sell": [{"price": "101.0", "quantity": "2.0"}],
+            "buy": [{"price": "100.0", "quantity": "1.0", "order_id": "1"},
+                    {"price": "99.0", "quantity": "1.0", "order_id": "2"},
+                    {"price": "99.0", "quantity": "0.5", "order_id": "3"}]}  # fmt: skip
+    h.feed({"snapshot": book})  # a level row without an id is accepted (snap_with_deltas)
+    (d,) = h.feed(
+        '{"deltas": {"symbol": "BTC-USD", "buy": {"add_price_level": [{"price": "99.0", "quantity": "4.0"}], "delete_price_level": '
+        + delete
+        + '}, "sell": {"add_price_level": [{"price": "101.5", "quantity": "1.0"}]}}}'
+    )
+    assert isinstance(d, BookDelta)
+    assert d.bids == ((D(99), D(4)), (D(100), D(0)))
+    assert d.asks == ((D("101.5"), D(1)),)
+    b = h.decoder.books["BTC-USD"]
+    assert b.levels(Side.BUY) == [(D(99), D(4))]
+    assert b.levels(Side.SELL) == [(D(101), D(2)), (D("101.5"), D(1))]
+
+
+def test_a_deltas_instruction_it_does_not_know_unsyncs_the_book() -> None:
+    h = Harness({"BTC-USD"})
+    h.feed(
+        {
+            "snapshot": {
+                "market_id": "0",
+                "symbol": "BTC-USD",
+                "sell": [],
+                "buy": [{"price": "1.0", "quantity": "1.0", "order_id": "1"}],
+            }
+        }
+    )
+    (lost,) = h.feed(
+        '{"deltas": {"symbol": "BTC-USD", "buy": {"add_order": [{"price": "2.0", "quantity": "1.0"}]}}}'
+    )
+    assert isinstance(lost, BookInvalidated) and "unknown instruction" in lost.reason
+    assert not h.decoder.books["BTC-USD"].synced
+
+
+def test_a_server_heartbeat_is_due_an_answer_and_timestamps_of_19_digits_are_ns() -> None:
+    h = Harness()
+    h.feed('{"heartbeat": {"server_utc_timestamp": "1670143999492414"}}')
+    assert h.decoder.heartbeats_due == 1 and h.decoder.last_heartbeat_ns == 1670143999492414000
+    h.feed('{"heartbeat": {"server_utc_timestamp": "1670143999492414123"}}')
+    assert h.decoder.heartbeats_due == 2 and h.decoder.last_heartbeat_ns == 1670143999492414123

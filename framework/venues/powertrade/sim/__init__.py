@@ -4,8 +4,12 @@ One WebSocket (any path) carries everything, as on the real proxy: `authenticate
 `entities_and_rules_request`, `subscribe` (order-by-order book from the engine's orders),
 `register_for_rfqs` / `deregister_for_rfqs`, `new_order` (firm `market_id "0"` or RFQ `"none"`),
 `cancel_order`, `cancel_all_orders`, `refresh_interest`, `balances`, `position_info`,
-`order_details_request`, heartbeats. Reference: shared/venues/powertrade.md; choices where the
-venue documents nothing are marked `[INF]` and the adapter agrees with them.
+`trade_history_request`, heartbeats (sent to an idle client, never in answer to one); and the REST
+API on the same port (`/v1/api/order`, `openOrders`, `allOrders`, `positions`, `balances`,
+`exchangeInfo`, `orderbook`, `time`). Reference: shared/venues/powertrade.md. Defaults are the
+venue's documented forms; where its material is silent the choice is marked `[INF]`, and the
+ambiguous ones are options the adapter is tested against (`whole_numbers`, `ack_success`,
+`idle_drop_s`).
 
 The L3 feed is derived from the engine's `on_order` callbacks (every order's state after every
 change, in order), so it always agrees with `engine.book()`.

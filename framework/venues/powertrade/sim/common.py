@@ -45,7 +45,18 @@ CROWD_RFQ_TTL_S = 30.0  # [INF] the synthetic requesters withdraw unanswered RFQ
 HEARTBEAT_S = 5.0  # [DOC]
 
 
-IDLE_DROP_S = 15.0  # [INF] three missed heartbeats: the client is gone
+# [INF] no disconnect rule is documented: by default a silent client stays connected; the strict
+# option (`idle_drop_s=IDLE_DROP_S`) closes it after three heartbeat periods without a message
+IDLE_DROP_S = 15.0
+
+
+# [CODE] `recv_window` counts 10-minute exchange cycles ("1" -> 10 min, "144" -> 1 day)
+CYCLE_S = 600
+# [INF] the reason of the unsolicited `cancel_order` that ends an order whose recv_window ran out
+RECV_WINDOW_EXPIRED = "recv_window_expired"
+# [CODE Hummingbot IGNORABLE_ERROR_TEXTS] a repeated subscribe; [INF] its code
+ALREADY_SUBSCRIBED = "add subscription failed, already subscribed"
+SUBSCRIPTION_FAILED = "5"
 
 
 RFQ_OWNER = "crowd-rfq"
@@ -206,10 +217,15 @@ class _Refuse(Exception):
 class _Client:
     conn: WsConnection
     authenticated: bool = False
-    books: set[str] = attrs.Factory(set)
+    books: set[str] = attrs.Factory(set)  # order-level (snap_full_updates) subscriptions
+    # snap_with_deltas subscriptions: symbol -> (interval s, next flush at); and the level
+    # changes not yet sent: symbol -> {(side, price): size}
+    delta_books: dict[str, list[float]] = attrs.Factory(dict)
+    pending: dict[str, dict[tuple[Side, Decimal], Decimal]] = attrs.Factory(dict)
     rfqs: bool = False
     last_recv: float = 0.0
     last_sent: float = 0.0
+    last_heartbeat: float = 0.0
 
 
 @attrs.define(slots=True, eq=False)
@@ -226,6 +242,7 @@ class _Order:
     market_id: str
     created_ns: int
     expire_ns: int | None = None
+    window_ns: int | None = None  # end of its recv_window (trio-independent engine clock)
     order_id: str = ""
     state: str = (
         "pending_new"  # pending_new | accepted | partial_fill | filled | cancelled | rejected

@@ -6,6 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import trio
+
 from framework.events import Side
 from framework.sim.engine import (
     FILLED,
@@ -14,7 +16,9 @@ from framework.sim.engine import (
     SimOrder,
 )
 from framework.venues.powertrade.sim.common import (
+    ALREADY_SUBSCRIBED,
     PARSE_ERROR,
+    SUBSCRIPTION_FAILED,
     _Client,
     _Refuse,
     _text,
@@ -36,18 +40,73 @@ class L3Feed:
         kind = body.get("type", "snap_with_deltas")
         if kind not in ("snap_only", "snap_with_deltas", "snap_full_updates"):
             raise _Refuse(PARSE_ERROR, f"subscribe: unknown type {kind}")
+        interval = body.get("interval", "0")
+        if not interval.isdigit() or int(interval) % 100:
+            raise _Refuse(PARSE_ERROR, "subscribe: interval must be a multiple of 100 ms")
+        if symbol in client.books or symbol in client.delta_books:
+            # [CODE Hummingbot IGNORABLE_ERROR_TEXTS] refused, and no snapshot comes
+            raise _Refuse(SUBSCRIPTION_FAILED, ALREADY_SUBSCRIBED)
         self._ok(client, tag)
-        # snapshot and subscription with no await between: no change falls in the gap.
-        # [INF] a repeated subscribe sends a fresh snapshot (the adapter's resync)
+        # snapshot and subscription with no await between: no change falls in the gap
         self._send(client, "snapshot", self._snapshot(symbol))
-        if kind == "snap_only":
-            client.books.discard(symbol)
-        else:
-            client.books.add(symbol)  # [INF] snap_full_updates is served like snap_with_deltas
+        if kind == "snap_full_updates":
+            client.books.add(symbol)  # order-level messages
+        elif kind == "snap_with_deltas":
+            # [DOC] one `deltas` message per interval if the book changed; [INF] "0" = 100 ms
+            every = max(int(interval), 100) / 1000
+            client.delta_books[symbol] = [every, trio.current_time() + every]
+        # snap_only: [INF] the first snapshot only (the periodic ones are not simulated)
 
     def _unsubscribe(self, client: _Client, body: dict[str, Any], tag: str) -> None:
-        client.books.discard(self._symbol(body))
+        # [INF] not in the venue's material; kept for the simulator's own tests
+        symbol = self._symbol(body)
+        client.books.discard(symbol)
+        client.delta_books.pop(symbol, None)
+        client.pending.pop(symbol, None)
         self._ok(client, tag)
+
+    # --- snap_with_deltas ----------------------------------------------------------------------
+
+    def on_level(self, symbol: str, side: Side, price: Decimal, size: Decimal) -> None:
+        for client in self._clients:
+            if symbol in client.delta_books:
+                client.pending.setdefault(symbol, {})[(side, price)] = size
+
+    def _flush_deltas(self, now: float) -> None:
+        for client in list(self._clients):
+            for symbol, timing in client.delta_books.items():
+                if now < timing[1]:
+                    continue
+                timing[1] = now + timing[0]
+                changes = client.pending.pop(symbol, None)
+                if changes:
+                    self._send(client, "deltas", self._deltas(symbol, changes))
+
+    def _deltas(self, symbol: str, changes: dict[tuple[Side, Decimal], Decimal]) -> dict[str, Any]:
+        """[CODE Hummingbot `convert_diff_message_to_order_book_row`] absolute level sizes under
+        `add_price_level`, removed prices under `delete_price_level` ([INF] a list when several,
+        a single price string when one, as Hummingbot reads it)."""
+        body: dict[str, Any] = {
+            "server_utc_timestamp": _us(self._clock_ns()),
+            "market_id": "0",
+            "tradeable_entity_id": self.markets[symbol].entity_id,
+            "symbol": symbol,
+        }
+        for side, key in ((Side.BUY, "buy"), (Side.SELL, "sell")):
+            adds = [
+                {"price": wire(p), "quantity": wire(q)}
+                for (s, p), q in sorted(changes.items(), key=lambda c: c[0][1])
+                if s is side and q > 0
+            ]
+            gone = [wire(p) for (s, p), q in sorted(changes.items(), key=lambda c: c[0][1])
+                    if s is side and q <= 0]  # fmt: skip
+            out: dict[str, Any] = {}
+            if adds:
+                out["add_price_level"] = adds
+            if gone:
+                out["delete_price_level"] = gone[0] if len(gone) == 1 else gone
+            body[key] = out
+        return body
 
     def _snapshot(self, symbol: str) -> dict[str, Any]:
         m = self.markets[symbol]

@@ -19,9 +19,10 @@ from framework.sim.engine import (
 from framework.sim.faults import late_fill, roll_late_fill
 from framework.venues.powertrade.decode import FULLY_EXECUTED, NOT_FOUND
 from framework.venues.powertrade.sim.common import (
+    CYCLE_S,
     DUPLICATE_ID,
-    ORDER_NOT_FOUND,
     PARSE_ERROR,
+    RECV_WINDOW_EXPIRED,
     _Client,
     _decimal,
     _Order,
@@ -29,6 +30,9 @@ from framework.venues.powertrade.sim.common import (
     _us,
     wire,
 )
+
+# [DOC] the text of a new_order that fails parsing ([INF] no detail suffix)
+_PARSE_NEW_ORDER = "error parsing new order request"
 
 
 class OrderEntry:
@@ -108,7 +112,7 @@ class OrderEntry:
     def _new_order(self, client: _Client, body: dict[str, Any], tag: str) -> None:
         coid = body.get("client_order_id", "")
         if not 1 <= len(coid.encode()) <= 32:
-            raise _Refuse(PARSE_ERROR, "error parsing new order request: client_order_id")
+            raise _Refuse(PARSE_ERROR, _PARSE_NEW_ORDER)
         # a forgotten (trimmed) id is accepted again: the venue's memory is bounded too
         if coid in self.orders:
             raise _Refuse(DUPLICATE_ID, f"duplicate client_order_id {coid}")
@@ -116,15 +120,26 @@ class OrderEntry:
             raise _Refuse(PARSE_ERROR, "multi-leg orders are not simulated")  # [INF]
         symbol = self._symbol(body)
         market_id = body.get("market_id", "0")
+        if market_id == "255":
+            market_id = "none"  # [CODE] the Python client's comment: "Send 255 for indicative"
         if market_id not in ("0", "none"):
-            raise _Refuse(PARSE_ERROR, "error parsing new order request: market_id")
+            raise _Refuse(PARSE_ERROR, _PARSE_NEW_ORDER)
         side = {"buy": Side.BUY, "sell": Side.SELL}.get(body.get("side", ""))
         kind = body.get("type", "")
         tif = body.get("time_in_force", "")
         if side is None or kind not in (LIMIT, MARKET) or tif not in ("GTC", "IOC", "DAY", "GTD"):
             raise _Refuse(PARSE_ERROR, "error parsing new order request")
+        if not self.whole_numbers:
+            # [CODE python/examples/place_orders.py] "price: "825" or quantity: "1" will fail"
+            for field in ("quantity", "price"):
+                value = body.get(field)
+                if value is not None and ("." not in value or "e" in value.lower()):
+                    raise _Refuse(PARSE_ERROR, _PARSE_NEW_ORDER)
         qty = _decimal(body.get("quantity"))
         price = _decimal(body.get("price")) if "price" in body else None
+        window = body.get("recv_window")
+        if window is not None and (not window.isdigit() or int(window) == 0):
+            raise _Refuse(PARSE_ERROR, _PARSE_NEW_ORDER)  # [CODE] schema ^[0-9]+$
         now_ns = self._clock_ns()
         expire_ns = None
         if tif == "GTD":
@@ -140,11 +155,15 @@ class OrderEntry:
             day = 86_400_000_000_000
             expire_ns = (now_ns // day + 1) * day  # [INF] DAY ends at the next 00:00 UTC
         order = _Order(coid, symbol, side, kind, tif, qty, price, market_id, now_ns, expire_ns)
+        if kind != MARKET and market_id == "0":
+            # [CODE] the order lives recv_window x 10 min; [INF] one cycle when it is missing
+            cycles = int(window) if window is not None else 1
+            order.window_ns = now_ns + cycles * CYCLE_S * 1_000_000_000
         self.orders.add(order)
-        # [INF] the acknowledgement: {"new_order": {..., "order_state": "pending_new"}}
-        ack = {"user_tag": tag, "client_order_id": coid, "order_state": "pending_new",
-               "utc_timestamp": _us(now_ns)}  # fmt: skip
-        self._send(client, "new_order", ack)
+        # [CODE] no `new_order` reply and no pending_new echo: the first message naming the
+        # client_order_id is order_accepted / order_rejected (TS placeOrderWs)
+        if self.ack_success:
+            self._ok(client, tag)  # [INF] option: a success command_response first
         reason = self._invalid(order)
         if reason is not None:
             self._reject(order, reason)
@@ -269,20 +288,33 @@ class OrderEntry:
         return self.orders.by_engine(oid) if oid else None
 
     def _cancel_all(self, client: _Client, body: dict[str, Any], tag: str) -> None:
-        symbol = body.get("symbol")
+        reply = self._cancel_all_orders(body)
+        targets = reply.pop("_targets")
+        reply["user_tag"] = tag
+        self._send(client, "cancel_all_orders", reply)
+        for order in targets:
+            self._cancel(order)
+
+    def _cancel_all_orders(self, body: dict[str, Any]) -> dict[str, Any]:
+        """[CODE integration/ws/cancel-all-orders.test.ts] the reply, with `symbol` and
+        `tradeable_entity_id` when filtered by either; pending_new orders are included."""
+        symbol = self._symbol(body) if "symbol" in body or "tradeable_entity_id" in body else None
         targets = [
             o
             for o in self.orders.values()
             if o.open and o.market_id == "0" and symbol in (None, o.symbol)
         ]
-        results = [{"client_order_id": o.client_order_id, "order_state": "pending_cancel"}
-                   for o in targets]  # fmt: skip
         now = _us(self._clock_ns())
-        reply = {"server_utc_timestamp": now, "user_tag": tag, "reason": "success",
-                 "results": results}  # fmt: skip
-        self._send(client, "cancel_all_orders", reply)
-        for order in targets:
-            self._cancel(order)
+        reply: dict[str, Any] = {"server_utc_timestamp": now, "timestamp": now}
+        if symbol is not None:
+            reply["symbol"] = symbol
+            reply["tradeable_entity_id"] = self.markets[symbol].entity_id
+        reply["reason"] = "success"
+        reply["results"] = [
+            {"client_order_id": o.client_order_id, "order_state": "pending_cancel"} for o in targets
+        ]
+        reply["_targets"] = targets
+        return reply
 
     def _order_fields(self, order: _Order) -> dict[str, Any]:
         """The order as every order message describes it."""
@@ -299,27 +331,37 @@ class OrderEntry:
             "side": order.side.value.lower(),
         }
 
-    def _order_details(self, client: _Client, body: dict[str, Any], tag: str) -> None:
-        order = self._find(body)
-        if order is None:
-            raise _Refuse(ORDER_NOT_FOUND, NOT_FOUND)
-        details = {
-            "user_tag": tag,
+    def _order_view(self, order: _Order) -> dict[str, Any]:
+        """[DOC order-details] the REST order-details body (also an openOrders row)."""
+        cancelled = order.state == "cancelled"
+        if order.state in ("pending_new", "accepted") or (cancelled and not order.filled):
+            state = "accepted"  # [CODE] accepted | partial_fill | filled | rejected
+        elif cancelled:
+            state = "partial_fill"
+        else:
+            state = order.state
+        return {
             **self._order_fields(order),
-            "order_state": "expired" if order.reason == "expired" else order.state,
-            "cancel_state": "none",
+            "order_state": state,
+            "cancel_state": "cancelled" if cancelled else "none",
             "executions": list(order.executions),
         }
-        self._send(client, "order_details_response", details)
 
     def _expire(self, now: float) -> None:
         now_ns = self._clock_ns()
         for order in list(self.orders.values()):
-            if order.open and order.expire_ns is not None and order.expire_ns <= now_ns:
-                order.cancel_requested = True
-                if order.order_id:
-                    self.engine.cancel(order.order_id)
-                self._ended(order, "cancelled", "expired")
+            if not order.open:
+                continue
+            if order.expire_ns is not None and order.expire_ns <= now_ns:
+                reason = "expired"  # [INF] the end of a GTD / DAY order
+            elif order.window_ns is not None and order.window_ns <= now_ns:
+                reason = RECV_WINDOW_EXPIRED
+            else:
+                continue
+            order.cancel_requested = True
+            if order.order_id:
+                self.engine.cancel(order.order_id)
+            self._ended(order, "cancelled", reason)
         for rfq in list(self._rfqs.values()):
             if rfq.expires_at <= now:
                 self._remove_rfq(rfq)

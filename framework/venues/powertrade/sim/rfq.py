@@ -17,6 +17,7 @@ from framework.sim.engine import (
 )
 from framework.venues.powertrade.decode import NOT_FOUND
 from framework.venues.powertrade.sim.common import (
+    _RUN,
     _ZERO,
     CROWD_RFQ_TTL_S,
     RFQ_OWNER,
@@ -50,6 +51,10 @@ class RfqsAndAccount:
         return reserved
 
     def _balances(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        # [INF] outer key balances_response, list under "balances"
+        self._send(client, "balances_response", {"user_tag": tag, **self._balance_body()})
+
+    def _balance_body(self) -> dict[str, Any]:
         reserved = self._reserved()
         now = _us(self._clock_ns())
         rows = []
@@ -65,10 +70,13 @@ class RfqsAndAccount:
                     "timestamp": now,
                 }
             )
-        # [INF] outer key balances_response, list under "balances"
-        self._send(client, "balances_response", {"user_tag": tag, "balances": rows})
+        return {"server_utc_timestamp": now, "balances": rows}
 
     def _positions(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        self._send(client, "positions_response", {"user_tag": tag, **self._position_body()})
+
+    def _position_body(self) -> dict[str, Any]:
+        now = _us(self._clock_ns())
         rows = []
         for symbol in self.markets:
             net, cost = D(0), D(0)
@@ -84,6 +92,8 @@ class RfqsAndAccount:
                 {
                     "symbol": symbol,
                     "product_type": "spot",
+                    "timestamp": now,
+                    "margin_value": "0.0",
                     "side": "buy" if net > 0 else "sell",
                     "size": wire(abs(net)),
                     "average_entry_price": wire(avg),
@@ -91,7 +101,33 @@ class RfqsAndAccount:
                     "upnl": wire((mark - avg) * net),
                 }
             )
-        self._send(client, "positions_response", {"user_tag": tag, "positions": rows})
+        return {"server_utc_timestamp": now, "positions": rows}
+
+    def _trade_history(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        """[CODE] `trade_history_request {trade_time}` → `trade_history_response.executions`."""
+        since = body.get("trade_time", "0")
+        since_us = int(since) if since.isdigit() else 0
+        rows = []
+        for order in self.orders.values():
+            for ex in order.executions:
+                if int(ex["utc_timestamp"]) >= since_us:
+                    rows.append(
+                        {
+                            "tradeable_entity_id": self.markets[order.symbol].entity_id,
+                            "utc_timestamp": ex["utc_timestamp"],
+                            "executed_price": ex["executed_price"],
+                            "executed_quantity": ex["executed_quantity"],
+                            "side": order.side.value.lower(),
+                            "order_id": order.order_id,
+                            "trade_id": ex["trade_id"],
+                            "client_order_id": order.client_order_id,
+                        }
+                    )
+        self._send(
+            client,
+            "trade_history_response",
+            {"server_utc_timestamp": _us(self._clock_ns()), "user_tag": tag, "executions": rows},
+        )
 
     # --- RFQs ----------------------------------------------------------------------------------
 
@@ -151,7 +187,9 @@ class RfqsAndAccount:
         """Add an RFQ to the book (the account's, or a synthetic requester's)."""
         self._rfq_seq += 1
         rfq = _Rfq(
-            f"R{self._rfq_seq:08d}",
+            # [DOC] RFQ order ids are numeric strings like firm ones ("29872771"); a "9" after
+            # the run prefix keeps them apart from the engine's ids
+            f"{_RUN}9{self._rfq_seq:09d}",
             symbol,
             side,
             price,
@@ -195,6 +233,7 @@ class RfqsAndAccount:
             client,
             "refresh_interest",
             {
+                "server_utc_timestamp": _us(self._clock_ns()),
                 "user_tag": tag,
                 "order_id": body.get("order_id", ""),
                 "client_order_id": body.get("client_order_id", ""),

@@ -61,13 +61,18 @@ class Sessions:
 
     async def _timers(self) -> None:
         while True:
-            await trio.sleep(min(0.5, self.heartbeat_s))
+            await trio.sleep(min(0.1, self.heartbeat_s))
+            self._flush_deltas(trio.current_time())
             now = trio.current_time()
             for client in list(self._clients):
-                if now - client.last_recv > self.idle_drop_s:
+                idle = now - client.last_recv
+                if self.idle_drop_s is not None and idle > self.idle_drop_s:
                     await client.conn.close(1001, "heartbeat timeout")
                     continue
-                if now - client.last_sent >= self.heartbeat_s:
+                # [DOC] "publishes heartbeat messages every 5 seconds if the client is idle (does
+                # not send any message)": one after each 5 s without a client message
+                if idle >= self.heartbeat_s and now - client.last_heartbeat >= self.heartbeat_s:
+                    client.last_heartbeat = now
                     self._heartbeat(client)
             self._expire(now)
 
@@ -95,7 +100,7 @@ class Sessions:
             bad = _non_string(body)
             if bad is not None:
                 # [DOC] a number or boolean is not accepted; [INF] code 12 for every request
-                raise _Refuse(PARSE_ERROR, f"error parsing {kind} request: {bad} must be a string")
+                raise _Refuse(PARSE_ERROR, f"error parsing {kind.replace('_', ' ')} request")
             if tag and not 1 <= len(tag.encode()) <= 64:
                 raise _Refuse(PARSE_ERROR, "user_tag must be 1-64 bytes")
             handler = self._handlers().get(kind)
@@ -127,7 +132,7 @@ class Sessions:
             "refresh_interest": (True, self._refresh_interest),
             "balances": (True, self._balances),
             "position_info": (True, self._positions),
-            "order_details_request": (True, self._order_details),
+            "trade_history_request": (True, self._trade_history),
         }
 
     @staticmethod
@@ -139,8 +144,9 @@ class Sessions:
         self._send(client, "command_response", self._error(OK, "success", tag))
 
     def _on_heartbeat(self, client: _Client, body: dict[str, Any], tag: str) -> None:
-        # [INF] each client heartbeat is answered, so a client is never left without frames
-        self._heartbeat(client)
+        # [INF, strong] never answered: two official clients answer every server heartbeat, so
+        # an answered client heartbeat would loop (the receipt already reset the idle timer)
+        return
 
     def _authenticate(self, client: _Client, body: dict[str, Any], tag: str) -> None:
         token = body.get("credentials_secret", "")
@@ -158,6 +164,9 @@ class Sessions:
         self._ok(client, tag)
 
     def _entities(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        self._send(client, "entities_and_rules_response", self._entities_body(tag))
+
+    def _entities_body(self, tag: str) -> dict[str, Any]:
         symbols = [
             {
                 "symbol": symbol,
@@ -175,13 +184,14 @@ class Sessions:
             }
             for symbol, m in self.markets.items()
         ]
-        self._send(
-            client,
-            "entities_and_rules_response",
-            {"server_utc_timestamp": _us(self._clock_ns()), "user_tag": tag, "symbols": symbols},
-        )
+        body: dict[str, Any] = {"server_utc_timestamp": _us(self._clock_ns())}
+        if tag:
+            body["user_tag"] = tag
+        body["symbols"] = symbols
+        return body
 
     def _symbol(self, body: dict[str, Any]) -> str:
+        """The book a request names by `symbol` or `tradeable_entity_id`."""
         symbol = body.get("symbol")
         if symbol is None and "tradeable_entity_id" in body:
             symbol = self._entity.get(body["tradeable_entity_id"])

@@ -25,7 +25,6 @@ from framework.venues.powertrade.sim.common import (
     DEFAULT_MARKETS,
     ENGINE_OWNER,
     HEARTBEAT_S,
-    IDLE_DROP_S,
     SIM_API_KEY,
     Market,
     _Client,
@@ -36,12 +35,13 @@ from framework.venues.powertrade.sim.common import (
 )
 from framework.venues.powertrade.sim.feed import L3Feed
 from framework.venues.powertrade.sim.orders import OrderEntry
+from framework.venues.powertrade.sim.rest import RestApi
 from framework.venues.powertrade.sim.rfq import RfqsAndAccount
 from framework.venues.powertrade.sim.session import Sessions
 
 
 class PowerTradeSimulator(
-    Sessions, L3Feed, OrderEntry, RfqsAndAccount, LoopbackSimulator, EngineListener
+    Sessions, L3Feed, OrderEntry, RfqsAndAccount, RestApi, LoopbackSimulator, EngineListener
 ):
     """The Power.Trade Market Proxy protocol over a `MatchingEngine`; `app` is the ASGI app."""
 
@@ -53,8 +53,10 @@ class PowerTradeSimulator(
         *,
         seed: int = 0,
         heartbeat_s: float = HEARTBEAT_S,
-        idle_drop_s: float = IDLE_DROP_S,
+        idle_drop_s: float | None = None,
         rfq_rate_hz: float = 0.0,
+        whole_numbers: bool = True,
+        ack_success: bool = False,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.engine = engine
@@ -63,7 +65,16 @@ class PowerTradeSimulator(
         self.api_key = SIM_API_KEY
         self.owner = ENGINE_OWNER  # the account's name on the engine
         self.heartbeat_s = heartbeat_s
+        # None: silent clients stay connected (default, [INF]); IDLE_DROP_S for the strict form
         self.idle_drop_s = idle_drop_s
+        # Ambiguities the adapter must survive in either form (see shared/venues/powertrade.md):
+        # `whole_numbers`: accept "59900" / "1" as well as "59900.0" ([CODE] the later TS client
+        # sends them and its tests assert acceptance; the reference: "Simulator: accept both").
+        # False refuses them as the 2022 Python example documents ("825" fails).
+        self.whole_numbers = whole_numbers
+        # `ack_success`: a success `command_response` ("0") with the user_tag before
+        # `order_accepted` (not shown by the venue's material [INF]; off by default)
+        self.ack_success = ack_success
         self.rfq_rate_hz = rfq_rate_hz
         self.crowds: dict[str, SyntheticMarket] = {}
         self.port: int | None = None
@@ -99,6 +110,7 @@ class PowerTradeSimulator(
                 )
         self.app = SimApp()
         self.app.ws("/")(self._ws)
+        self._rest_routes()
         self.app.ws_fallback = self._ws
         engine.add_listener(self)
 
