@@ -74,7 +74,7 @@ def all_modules() -> dict[str, Path]:
 MODULES = all_modules()
 
 
-def layer_of(module: str) -> int | None:
+def layer_of(module: str) -> float | None:
     """The layer of a framework module; None for the public face `framework`."""
     for layer, patterns in LAYERS:
         for pattern in patterns:

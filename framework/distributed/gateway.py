@@ -234,7 +234,9 @@ class Gateway:
             return
         # the books now include exactly the events in `md` (taken in the same step)
         snaps = [(v, s, self._snapshot(v, s)) for v, s in touched]
-        async with redis.pipeline(transaction=False) as pipe:
+        # one MULTI/EXEC: a reader never sees an entry newer than the snapshot key (else a
+        # consumer resyncing after a bad entry would read a snapshot from before it, and loop)
+        async with redis.pipeline(transaction=True) as pipe:
             for key, ident, entry in md:
                 pipe.xadd(
                     key,

@@ -142,6 +142,8 @@ class RemoteRuntime:
         self._md_pos: dict[tuple[str, str], str] = {}
         self._md_last: dict[tuple[str, str], tuple[int, int]] = {}
         self._md_keys: dict[bytes, tuple[str, str]] = {}
+        # (venue, symbol) -> id of an entry that did not decode: resync only from a later snapshot
+        self._poisoned: dict[tuple[str, str], tuple[int, int]] = {}
         self._stream_pos: dict[str, str] = {}
         self._nursery: trio.Nursery | None = None
         self._timers: list[trio.CancelScope] = []
@@ -325,6 +327,10 @@ class RemoteRuntime:
             return
         if snap is None:
             return  # the gateway's own book is not synced: wait for it
+        poisoned = self._poisoned.get(key)
+        if poisoned is not None and (epoch, seq) < poisoned:
+            return  # a snapshot from before the entry we could not read: wait for a newer one
+        self._poisoned.pop(key, None)
         self._md_pos[key] = ident
         self._md_last[key] = (epoch, seq)
         self._resync.discard(key)
@@ -357,6 +363,7 @@ class RemoteRuntime:
             event = codec.decode(raw)
         except codec.CodecError as exc:
             self._bad(venue, symbol, raw, exc)
+            self._poisoned[key] = (epoch, seq)
             self.router.on_event(BookInvalidated(venue, symbol, "undecodable bus entry", 0))
             return
         if type(event) is BookStatus:
