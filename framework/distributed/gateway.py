@@ -60,6 +60,7 @@ from framework.events import (
     VenueStatus,
 )
 from framework.model import Order
+from framework.transport.session import first_leaf
 
 log = structlog.get_logger("botrun.gateway")
 
@@ -163,13 +164,14 @@ class Gateway:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, serve, and reconnect after any bus outage, until cancelled."""
-        started = False
+        status: list[Any] = [task_status]  # started() once, on the first connection
         while True:
             try:
                 async with self.bus.client() as redis:
-                    await self._serve(redis, task_status if not started else None)
-                    started = True
-            except BUS_ERRORS as exc:
+                    await self._serve(redis, status)
+            except* BUS_ERRORS as group:
+                # the serving tasks fail together (a nursery): any of them losing Redis
+                exc = first_leaf(group)
                 if self.up:
                     self.log.warning("bus lost; reconnecting", error=str(exc)[:200])
                 self.up = False
@@ -177,7 +179,7 @@ class Gateway:
                 self._touched.clear()
             await trio.sleep(self.reconnect_s)
 
-    async def _serve(self, redis: coredis.Redis[bytes], task_status: Any) -> None:
+    async def _serve(self, redis: coredis.Redis[bytes], status: list[Any]) -> None:
         await self._ensure_group(redis)
         await redis.set(gw_key(self.venue), self._info())
         self.up = True
@@ -190,8 +192,8 @@ class Gateway:
         # every book is written once, so a consumer can sync before the next change
         self._touched.update(self.engine.books)
         self.log.info("bus up", url=self.bus.url, epoch=self.epoch_ms)
-        if task_status is not None:
-            task_status.started()
+        if status:
+            status.pop().started()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._flush_loop, redis)
             nursery.start_soon(self._command_loop)

@@ -64,6 +64,7 @@ from framework.execution.handle import ClientOrderIds, OrderHandle
 from framework.latency import LatencyStats
 from framework.model import Instrument, Order
 from framework.strategy import Strategy
+from framework.transport.session import first_leaf
 
 log = structlog.get_logger("botrun.remote")
 
@@ -236,7 +237,9 @@ class RemoteRuntime:
                         nursery.start_soon(self._events_loop)
                         nursery.start_soon(self._send_loop, redis)
                         nursery.start_soon(self._heartbeat_loop, redis)
-            except BUS_ERRORS as exc:
+            except* BUS_ERRORS as group:
+                # the serving tasks fail together (a nursery): any of them losing Redis
+                exc = first_leaf(group)
                 if self.up:
                     self._outage(str(exc)[:200])
             await trio.sleep(self.reconnect_s)

@@ -56,10 +56,13 @@ class Probe(Strategy):
     def on_venue_status(self, event: VenueStatus) -> None:
         self.venue_status.append(event)
 
-    def resting_buy(self) -> Any:
-        bid = self.book("paxos", "BTCUSD").best_bid()
-        assert bid is not None
-        return self.buy("paxos", "BTCUSD", QTY, bid[0] - Decimal(500), post_only=True)
+    def resting_buy(self, price: Decimal | None = None) -> Any:
+        if price is None:
+            bid = self.book("paxos", "BTCUSD").best_bid()
+            assert bid is not None
+            price = bid[0] - Decimal(500)
+        self.last_price = price
+        return self.buy("paxos", "BTCUSD", QTY, price, post_only=True)
 
 
 async def start_gateway(
@@ -237,7 +240,7 @@ async def test_redis_restart(tmp_path: Path, bus: BusConfig, redis_server: Redis
         )
         assert "bus outage" in rt.books[("paxos", "BTCUSD")].unsync_reason
         # orders while the bus is down: kept, sent when it is back
-        second = probe.resting_buy()
+        second = probe.resting_buy(probe.last_price)
         assert probe.cancel(first)
         redis_server.start()  # empty: no persistence
 
@@ -270,7 +273,7 @@ async def test_gateway_sigkill_and_restart(
         await gw1.wait()
         await until(lambda: not synced(rt), "a dead gateway's books are not trusted")
         # a command while no gateway reads: waits in the consumer group
-        second = probe.resting_buy()
+        second = probe.resting_buy(probe.last_price)
         await trio.sleep(0.3)
         states_before = rt.counts["connects"]
 
