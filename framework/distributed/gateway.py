@@ -36,6 +36,7 @@ from framework.distributed.redis import (
     ORDERS_MAXLEN,
     BusConfig,
     acct_key,
+    alive_key,
     book_key,
     cmd_key,
     gw_key,
@@ -84,12 +85,15 @@ class Gateway:
         *,
         heartbeat_timeout_s: float = 5.0,
         reconnect_s: float = 0.2,
+        alive_ttl_s: float = 1.5,
     ) -> None:
         self.engine = engine
         self.venue = venue
         self.bus = bus
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.reconnect_s = reconnect_s
+        # a killed gateway's `alive` key expires after this: consumers then un-sync its books
+        self.alive_ttl_s = alive_ttl_s
         self.log = log.bind(venue=venue)
         # a new epoch per gateway start: consumers see it in the ids and resync
         self.epoch_ms = time.time_ns() // 1_000_000
@@ -182,6 +186,7 @@ class Gateway:
     async def _serve(self, redis: coredis.Redis[bytes], status: list[Any]) -> None:
         await self._ensure_group(redis)
         await redis.set(gw_key(self.venue), self._info())
+        await self._alive(redis)
         self.up = True
         self.counts["reconnects"] += 1
         now = trio.current_time()
@@ -198,6 +203,16 @@ class Gateway:
             nursery.start_soon(self._flush_loop, redis)
             nursery.start_soon(self._command_loop)
             nursery.start_soon(self._deadman_loop, redis)
+            nursery.start_soon(self._alive_loop, redis)
+
+    async def _alive(self, redis: coredis.Redis[bytes]) -> None:
+        ttl_ms = max(1, int(self.alive_ttl_s * 1000))
+        await redis.set(alive_key(self.venue), str(self.epoch_ms).encode(), px=ttl_ms)
+
+    async def _alive_loop(self, redis: coredis.Redis[bytes]) -> None:
+        while True:
+            await trio.sleep(self.alive_ttl_s / 3)
+            await self._alive(redis)
 
     async def _ensure_group(self, redis: coredis.Redis[bytes]) -> None:
         # from 0: commands written before the group existed (a restarted Redis) are read

@@ -9,6 +9,8 @@ Keys (prefix `botrun:`):
   cmd:{venue}           stream  order commands, read by the gateway's consumer group
   hb:{strategy}         string  the strategy's heartbeat counter (dead man's switch)
   gw:{venue}            string  the gateway's venue info: markets, instruments, id length
+  alive:{venue}         string  the live gateway's epoch, with a short expiry it keeps renewing:
+                                gone = no gateway (its books are not trusted)
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ def cmd_key(venue: str) -> str:
 
 def hb_key(strategy: str) -> str:
     return f"{PREFIX}hb:{strategy}"
+
+
+def alive_key(venue: str) -> str:
+    return f"{PREFIX}alive:{venue}"
 
 
 def gw_key(venue: str) -> str:

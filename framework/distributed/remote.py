@@ -37,6 +37,7 @@ from framework.distributed.gateway import BUS_ERRORS
 from framework.distributed.redis import (
     BusConfig,
     acct_key,
+    alive_key,
     book_key,
     cmd_key,
     gw_key,
@@ -144,6 +145,9 @@ class RemoteRuntime:
         self._md_last: dict[tuple[str, str], tuple[int, int]] = {}
         self._md_keys: dict[bytes, tuple[str, str]] = {}
         # (venue, symbol) -> id of an entry that did not decode: resync only from a later snapshot
+        # venue -> epoch of its live gateway (None: none alive); snapshots of other epochs wait
+        self._gw_epoch: dict[str, int | None] = {}
+        self._next_alive_check = 0.0
         self._poisoned: dict[tuple[str, str], tuple[int, int]] = {}
         self._stream_pos: dict[str, str] = {}
         self._nursery: trio.Nursery | None = None
@@ -299,6 +303,7 @@ class RemoteRuntime:
     async def _md_loop(self) -> None:
         async with self.bus_config.client() as redis:
             while True:
+                await self._check_gateways(redis)
                 for key in list(self._resync):
                     await self._resync_book(redis, key)
                 streams = {
@@ -315,6 +320,31 @@ class RemoteRuntime:
                     for entry in entries:
                         self._on_md(venue, symbol, entry)
 
+    async def _check_gateways(self, redis: coredis.Redis[bytes]) -> None:
+        now = trio.current_time()
+        if now < self._next_alive_check:
+            return
+        self._next_alive_check = now + 0.2
+        for venue in self.venues:
+            raw = await redis.get(alive_key(venue))
+            epoch = int(raw) if raw is not None and raw.isdigit() else None
+            before = self._gw_epoch.get(venue, -1)
+            if epoch == before:
+                continue
+            self._gw_epoch[venue] = epoch
+            if epoch is None:
+                # killed, or cut off from Redis: what it last published is no longer the venue
+                self.counts["gateway_down"] += 1
+                log.warning("gateway down; its books un-synced", venue=venue)
+                for (v, symbol), book in self.books.items():
+                    if v == venue and book.state is not BookState.UNSYNCED:
+                        self.router.on_event(BookInvalidated(v, symbol, "gateway down", 0))
+                self.bus.publish(
+                    VenueStatus(venue, VenueState.DISCONNECTED, 0, "gateway down", "bus")
+                )
+            elif before not in (-1, None):
+                log.info("gateway restarted", venue=venue, epoch=epoch)
+
     async def _resync_book(self, redis: coredis.Redis[bytes], key: tuple[str, str]) -> None:
         venue, symbol = key
         raw = await redis.get(book_key(venue, symbol))
@@ -330,6 +360,8 @@ class RemoteRuntime:
             return
         if snap is None:
             return  # the gateway's own book is not synced: wait for it
+        if epoch != self._gw_epoch.get(venue):
+            return  # written by a gateway that is not the live one: wait for the live one's
         poisoned = self._poisoned.get(key)
         if poisoned is not None and (epoch, seq) < poisoned:
             return  # a snapshot from before the entry we could not read: wait for a newer one
