@@ -1,7 +1,8 @@
 """The strategy the distributed tests run as a `botrun ... --bus` subprocess.
 
 params: `tag` (the strategy's name, so two processes are two strategies), `mode`:
-`trade` crosses the spread (buy at the ask, sell at the bid) every 0.2 s, up to `orders`;
+`trade` crosses the spread (buy at the ask, sell at the bid) every 0.2 s, up to `orders`,
+and stops once they are all filled;
 `rest` places one buy far below the market and keeps it.
 """
 
@@ -18,6 +19,7 @@ class BusTrader(Strategy):
         super().__init__(params)
         self.name = str(self.params.get("tag", "bus"))
         self.sent = 0
+        self.filled = 0
 
     def on_start(self) -> None:
         self.venue, self.symbol = self.default_market()
@@ -47,3 +49,6 @@ class BusTrader(Strategy):
 
     def on_filled(self, event: Any) -> None:
         self.log.info("strategy filled", client_order_id=event.client_order_id)
+        self.filled += 1
+        if self.filled >= int(self.params.get("orders", 4)) and self.params.get("mode") != "rest":
+            self.stop()  # done: the test need not wait for a duration

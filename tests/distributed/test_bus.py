@@ -123,7 +123,7 @@ async def test_two_strategy_processes_share_one_gateway(
                     str(STRATEGY),
                     "--config", str(config),
                     "--bus", redis_server.url,
-                    "--duration", "4",
+                    "--duration", "25",  # a guard: it stops itself once its orders fill
                     log=tmp_path / f"{tag}.log",
                     nursery=nursery,
                 )  # fmt: skip
