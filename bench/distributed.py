@@ -58,6 +58,7 @@ class BusBench(Strategy):
         self.sent: dict[str, int] = {}
         self.pending: dict[str, str] = {}  # venue -> client order id in flight
         self.rejects = 0
+        self.reasons: dict[str, int] = {}
         self.outage_at: float | None = None
         self.resync_s: list[float] = []
         self.outages = 0
@@ -97,8 +98,10 @@ class BusBench(Strategy):
                 continue
             inst = self.instrument(venue, symbol)
             tick = (inst.tick if inst else None) or Decimal("0.01")
-            qty = max((inst.min_qty or inst.lot or Decimal("0.001")) if inst else Decimal("0.001"),
-                      Decimal("0.001") if not inst or not inst.lot else inst.lot)
+            qty = max(
+                (inst.min_qty or inst.lot or Decimal("0.001")) if inst else Decimal("0.001"),
+                Decimal("0.001") if not inst or not inst.lot else inst.lot,
+            )
             price = (bid[0] * Decimal("0.97") / tick).to_integral_value() * tick
             handle = self.buy(venue, symbol, qty, price, post_only=True)
             self.pending[venue] = handle.client_order_id
@@ -109,6 +112,9 @@ class BusBench(Strategy):
         if sent is not None:
             self.rtt.record(time.monotonic_ns() - sent)
         self.cancel(event.client_order_id)
+
+    def on_rejected(self, event: Any) -> None:
+        self.reasons[event.reason[:80]] = self.reasons.get(event.reason[:80], 0) + 1
 
     def on_order(self, event: Any) -> None:
         order = self.ctx.order(event.client_order_id)
@@ -124,6 +130,7 @@ class BusBench(Strategy):
             "seconds": time.monotonic() - self.t0,
             "rtt": self.rtt.summary(),
             "rejects": self.rejects,
+            "reject_reasons": self.reasons,
             "outages": self.outages,
             "resync_s": self.resync_s,
         }
@@ -194,9 +201,7 @@ _LAT = re.compile(r"latency (\S+) (\S+): n=(\d+), p50 ([\d.]+) µs, p99 ([\d.]+)
 
 
 def latencies(text: str) -> dict[tuple[str, str], tuple[int, float, float]]:
-    return {
-        (m[1], m[2]): (int(m[3]), float(m[4]), float(m[5])) for m in _LAT.finditer(text)
-    }
+    return {(m[1], m[2]): (int(m[3]), float(m[4]), float(m[5])) for m in _LAT.finditer(text)}
 
 
 def main() -> None:
@@ -228,8 +233,15 @@ def main() -> None:
         for i in range(args.strategies):
             strategies.append(
                 botrun(
-                    [str(Path(__file__)), "--config", str(config), "--bus", url,
-                     "--duration", str(args.duration)],
+                    [
+                        str(Path(__file__)),
+                        "--config",
+                        str(config),
+                        "--bus",
+                        url,
+                        "--duration",
+                        str(args.duration),
+                    ],
                     workdir / f"strategy-{i}.log",
                 )  # fmt: skip
             )
@@ -292,7 +304,8 @@ def main() -> None:
         print(f"  strategy {i}: {data['events'] / data['seconds']:,.0f} market events/s handled;"
               f" buy()->accepted n={rtt.get('count')}, p50 {rtt.get('p50_us')} µs,"
               f" p99 {rtt.get('p99_us')} µs; outages {data['outages']}, books synced again"
-              f" after {[round(s, 2) for s in data['resync_s']]} s; rejects {data['rejects']};"
+              f" after {[round(s, 2) for s in data['resync_s']]} s; rejects {data['rejects']}"
+              f" {data['reject_reasons'] or ''};"
               f" orders {states[1] if states else '?'}")  # fmt: skip
         for (v, name), val in latencies(text).items():
             if name == "recv_to_handled":

@@ -36,13 +36,14 @@ def _free_port() -> int:
 class RedisServer:
     """One redis-server on a fixed loopback port; `kill()` and `start()` for restarts."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra: list[str] | None = None) -> None:
+        self.extra = extra or []
         self.port = _free_port()
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"redis://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, auth: bytes = b"") -> None:
         self.proc = subprocess.Popen(
             [
                 "redis-server",
@@ -51,6 +52,7 @@ class RedisServer:
                 "--save", "",
                 "--appendonly", "no",
                 "--dir", str(self.workdir),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -59,8 +61,8 @@ class RedisServer:
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    s.sendall(auth + b"PING\r\n")
+                    if b"+PONG" in s.recv(64):
                         return
             except OSError:
                 time.sleep(0.02)
@@ -76,7 +78,9 @@ class RedisServer:
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed (.ci/run installs it: apt-get install redis-server)")
+        pytest.fail(
+            "redis-server is not installed (.ci/run installs it: apt-get install redis-server)"
+        )
     server = RedisServer(tmp_path)
     server.start()
     try:

@@ -121,9 +121,12 @@ async def test_two_strategy_processes_share_one_gateway(
             procs.append(
                 await botrun(
                     str(STRATEGY),
-                    "--config", str(config),
-                    "--bus", redis_server.url,
-                    "--duration", "25",  # a guard: it stops itself once its orders fill
+                    "--config",
+                    str(config),
+                    "--bus",
+                    redis_server.url,
+                    "--duration",
+                    "25",  # a guard: it stops itself once its orders fill
                     log=tmp_path / f"{tag}.log",
                     nursery=nursery,
                 )  # fmt: skip
@@ -164,9 +167,9 @@ async def test_book_resyncs_across_a_gap_and_a_bad_entry(tmp_path: Path, bus: Bu
         assert BookState.UNSYNCED in states and states[-1] is BookState.SYNCED
 
         # an entry that does not decode (a NaN price): counted, un-synced, resynced
-        bad = codec.encode(
-            BookStatus("paxos", "BTCUSD", BookState.SYNCED, "", 0)
-        ).replace(b'"SYNCED"', b'"NOPE"')
+        bad = codec.encode(BookStatus("paxos", "BTCUSD", BookState.SYNCED, "", 0)).replace(
+            b'"SYNCED"', b'"NOPE"'
+        )
         gw._md.append((md_key("paxos", "BTCUSD"), gw._next_id("BTCUSD"), bad))
         gw._wake.set()
         await until(lambda: rt.counts["bad_entries"] == 1, "bad entry counted")
@@ -175,8 +178,10 @@ async def test_book_resyncs_across_a_gap_and_a_bad_entry(tmp_path: Path, bus: Bu
         # after resync the copy follows the gateway's book level for level
         gw_book = gw.engine.books[("paxos", "BTCUSD")]
         await until(
-            lambda: rt._md_last[("paxos", "BTCUSD")][1] == gw._seq["BTCUSD"]
-            and book.levels_unchecked() == gw_book.levels_unchecked(),
+            lambda: (
+                rt._md_last[("paxos", "BTCUSD")][1] == gw._seq["BTCUSD"]
+                and book.levels_unchecked() == gw_book.levels_unchecked()
+            ),
             "remote book equals the gateway's",
         )
         nursery.cancel_scope.cancel()
