@@ -73,10 +73,10 @@ class BusBench(Strategy):
     on_trade = on_ticker = on_top_of_book = on_book
 
     def on_venue_status(self, event: VenueStatus) -> None:
-        if event.state is VenueState.DISCONNECTED and "bus outage" in event.reason:
-            if self.outage_at is None:
-                self.outages += 1
-                self.outage_at = time.monotonic()
+        outage = event.state is VenueState.DISCONNECTED and "bus outage" in event.reason
+        if outage and self.outage_at is None:
+            self.outages += 1
+            self.outage_at = time.monotonic()
 
     def on_book_status(self, event: BookStatus) -> None:
         if event.state is BookState.SYNCED and self.outage_at is not None:
@@ -243,7 +243,7 @@ def main() -> None:
                         str(args.duration),
                     ],
                     workdir / f"strategy-{i}.log",
-                )  # fmt: skip
+                )
             )
         for i in range(args.strategies):
             wait_for(workdir / f"strategy-{i}.log", "running over the bus", 120)
@@ -276,8 +276,9 @@ def main() -> None:
     gw_lat: dict[tuple[str, str], tuple[int, float, float]] = {}
     for v in venues:
         text = (workdir / f"gw-{v}.log").read_text(errors="replace")
-        m = re.search(r"bus: md_published (\d+), md_dropped (\d+), commands (\d+), duplicates (\d+)",
-                      text)  # fmt: skip
+        m = re.search(
+            r"bus: md_published (\d+), md_dropped (\d+), commands (\d+), duplicates (\d+)", text
+        )
         if m:
             published += int(m[1])
             print(f"  gateway {v}: published {m[1]} market entries, dropped {m[2]} while the bus"

@@ -129,13 +129,13 @@ async def test_two_strategy_processes_share_one_gateway(
                     "25",  # a guard: it stops itself once its orders fill
                     log=tmp_path / f"{tag}.log",
                     nursery=nursery,
-                )  # fmt: skip
+                )
             )
         with trio.fail_after(GUARD_S):
             for proc in procs:
                 await proc.wait()
         logs = {tag: (tmp_path / f"{tag}.log").read_text() for tag in ("alpha", "beta")}
-        for proc, (tag, text) in zip(procs, logs.items(), strict=True):
+        for proc, text in zip(procs, logs.values(), strict=True):
             assert proc.returncode == 0, text[-2000:]
             assert '"strategy filled"' in text, text[-2000:]
         by_strategy: Counter[str] = Counter(

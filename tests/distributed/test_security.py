@@ -47,7 +47,7 @@ async def test_acl_user_and_password_from_env(
     assert "bot-secret" not in str(line)
 
     monkeypatch.setenv("BOT_REDIS_PASSWORD", "wrong")
-    with pytest.raises(Exception) as refused:  # noqa: PT011 - coredis wraps it in a group
+    with pytest.raises(Exception) as refused:  # coredis wraps it in a group
         async with bus.client() as redis:
             await redis.ping()
     assert isinstance(first_leaf(refused.value), coredis.exceptions.AuthenticationError)
