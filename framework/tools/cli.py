@@ -2,6 +2,8 @@
 
 botrun [run] STRATEGY.py [--config FILE] [--venue NAME] [--mode paper|sandbox|live] [--duration S]
 botrun sim VENUE [--port N] [--seed N] [--rate HZ] [--faults SPEC]
+botrun gateway --venue NAME --bus URL [--config FILE] [--heartbeat-timeout S]
+botrun STRATEGY.py --bus URL ...   (strategies against gateways over Redis Streams)
 botrun record --venue NAME [--markets M ...] --out DIR [--duration S]
 botrun backtest STRATEGY.py [--data PATH] [--seed N] [--report DIR]
 botrun replay [STRATEGY.py] --data PATH
