@@ -2,7 +2,7 @@
 
 params: `tag` (the strategy's name, so two processes are two strategies), `mode`:
 `trade` crosses the spread (buy at the ask, sell at the bid) every 0.2 s, up to `orders`,
-and stops once they are all filled;
+and stops after `stop_after` fills;
 `rest` places one buy far below the market and keeps it.
 """
 
@@ -50,5 +50,8 @@ class BusTrader(Strategy):
     def on_filled(self, event: Any) -> None:
         self.log.info("strategy filled", client_order_id=event.client_order_id)
         self.filled += 1
-        if self.filled >= int(self.params.get("orders", 4)) and self.params.get("mode") != "rest":
+        if (
+            self.filled >= int(self.params.get("stop_after", 2))
+            and self.params.get("mode") != "rest"
+        ):
             self.stop()  # done: the test need not wait for a duration
