@@ -45,6 +45,7 @@ from framework.distributed.redis import (
     orders_key,
 )
 from framework.engine import Engine
+from framework.errors import ConfigError
 from framework.events import (
     Balance,
     BookDelta,
@@ -184,6 +185,8 @@ class Gateway:
             await trio.sleep(self.reconnect_s)
 
     async def _serve(self, redis: coredis.Redis[bytes], status: list[Any]) -> None:
+        if status:
+            await self._first_connect(redis)
         await self._ensure_group(redis)
         await redis.set(gw_key(self.venue), self._info())
         await self._alive(redis)
@@ -213,6 +216,25 @@ class Gateway:
         while True:
             await trio.sleep(self.alive_ttl_s / 3)
             await self._alive(redis)
+
+    async def _first_connect(self, redis: coredis.Redis[bytes]) -> None:
+        """One gateway per venue account (the journal's single writer): wait out a killed
+        predecessor's `alive` key, refuse to run beside a live one. Then an epoch above every
+        id already in the market streams (a clock stepped back must not make XADD refuse)."""
+        with trio.move_on_after(2 * self.alive_ttl_s + 0.5):
+            while await redis.exists([alive_key(self.venue)]):
+                await trio.sleep(self.alive_ttl_s / 5)
+        other = await redis.get(alive_key(self.venue))
+        if other is not None:
+            raise ConfigError(
+                f"bus: another gateway (epoch {other.decode(errors='replace')}) is serving venue"
+                f" {self.venue}; one gateway per venue account"
+            )
+        for symbol in self.engine.config.venues[self.venue].markets:
+            last = await redis.xrevrange(md_key(self.venue, symbol), count=1)
+            if last:
+                epoch = int(last[0].identifier.split(b"-")[0])
+                self.epoch_ms = max(self.epoch_ms, epoch + 1)
 
     async def _ensure_group(self, redis: coredis.Redis[bytes]) -> None:
         # from 0: commands written before the group existed (a restarted Redis) are read

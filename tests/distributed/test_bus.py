@@ -21,6 +21,7 @@ from framework.distributed import codec
 from framework.distributed.gateway import Gateway
 from framework.distributed.redis import BusConfig, md_key
 from framework.distributed.remote import RemoteRuntime
+from framework.errors import ConfigError
 from framework.events import BookState, BookStatus, OrderStatus, Side, VenueState, VenueStatus
 from framework.tools.gateway import run_gateway
 from tests.distributed.conftest import (
@@ -331,4 +332,17 @@ async def test_dead_strategy_orders_cancelled_after_heartbeat_timeout(
         await until(lambda: venue_status(sim, coid) == "CANCELLED", "dead man's switch fired")
         assert gw.counts["deadman_cancels"] == 1
         assert venue_status(sim, kept.client_order_id) == "OPEN"
+        nursery.cancel_scope.cancel()
+
+
+async def test_second_gateway_for_a_venue_refuses(tmp_path: Path, bus: BusConfig) -> None:
+    async with trio.open_nursery() as nursery:
+        sim = await start_sim(nursery)
+        cfg = make_config(sim.http_url, tmp_path / "journal")
+        gw, _ = await start_gateway(nursery, cfg, bus)
+        # the journal has one writer: a second gateway on the same account must not start
+        second = Gateway(gw.engine, "paxos", bus, alive_ttl_s=0.3)
+        async with bus.client() as redis:
+            with pytest.raises(ConfigError, match="another gateway"):
+                await second._first_connect(redis)
         nursery.cancel_scope.cancel()
