@@ -103,7 +103,8 @@ class BusBench(Strategy):
                 Decimal("0.001") if not inst or not inst.lot else inst.lot,
             )
             price = (bid[0] * Decimal("0.97") / tick).to_integral_value() * tick
-            handle = self.buy(venue, symbol, qty, price, post_only=True)
+            # 3% under the bid rests without post-only (Power.Trade has none)
+            handle = self.buy(venue, symbol, qty, price)
             self.pending[venue] = handle.client_order_id
             self.sent[handle.client_order_id] = time.monotonic_ns()
 
