@@ -12,6 +12,7 @@ Layers, lowest first (a module may import from its own layer or lower):
   2  framework.transport.*, framework.data.*
   3  framework.execution.*, framework.risk, framework.portfolio
   4  framework.strategy, framework.config, framework.engine
+  4.5 framework.distributed.*                (gateway and remote strategies over Redis)
   5  framework.sim.*
   6  framework.venues.*
   7  framework.tools.*, framework.testing.*
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "framework"
 
 # exact module -> layer; a prefix "framework.x." covers the package framework.x and all below it
-LAYERS: list[tuple[int, tuple[str, ...]]] = [
+LAYERS: list[tuple[float, tuple[str, ...]]] = [
     (
         0,
         (
@@ -48,6 +49,8 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (2, ("framework.transport.*", "framework.data.*")),
     (3, ("framework.execution.*", "framework.risk", "framework.portfolio")),
     (4, ("framework.strategy", "framework.config", "framework.engine")),
+    # over the engine (a gateway composes one), under the tools: strategies and gateways on a bus
+    (4.5, ("framework.distributed.*",)),
     (5, ("framework.sim.*",)),
     (6, ("framework.venues.*",)),
     (7, ("framework.tools.*", "framework.testing.*")),
@@ -71,7 +74,7 @@ def all_modules() -> dict[str, Path]:
 MODULES = all_modules()
 
 
-def layer_of(module: str) -> int | None:
+def layer_of(module: str) -> float | None:
     """The layer of a framework module; None for the public face `framework`."""
     for layer, patterns in LAYERS:
         for pattern in patterns:

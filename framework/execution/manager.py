@@ -98,12 +98,15 @@ class OrderManager(Reconciling):
         expire_at_ns: int | None = None,
         strategy: str = "",
         stop_price: Decimal | None = None,
+        client_order_id: str | None = None,
     ) -> OrderHandle:
+        """`client_order_id`: one chosen by the caller (a remote strategy's, so that a command
+        delivered twice is recognised as one order); a fresh one otherwise."""
         now = self.clock_ns()
         client = self.clients.get(venue)
         max_len = client.client_order_id_max_len if client else 32
         order = Order(
-            client_order_id=self.ids.next(max_len),
+            client_order_id=client_order_id or self.ids.next(max_len),
             venue=venue,
             symbol=symbol,
             side=Side(side),

@@ -2,6 +2,8 @@
 
 botrun [run] STRATEGY.py [--config FILE] [--venue NAME] [--mode paper|sandbox|live] [--duration S]
 botrun sim VENUE [--port N] [--seed N] [--rate HZ] [--faults SPEC]
+botrun gateway --venue NAME --bus URL [--config FILE] [--heartbeat-timeout S]
+botrun STRATEGY.py --bus URL ...   (strategies against gateways over Redis Streams)
 botrun record --venue NAME [--markets M ...] --out DIR [--duration S]
 botrun backtest STRATEGY.py [--data PATH] [--seed N] [--report DIR]
 botrun replay [STRATEGY.py] --data PATH
@@ -62,6 +64,7 @@ SUBCOMMANDS: dict[str, str] = {
     "record": "record a venue's raw market-data frames to .brec files",
     "backtest": "replay a recording through a strategy and write a report",
     "replay": "replay a recording, through a strategy if given (no report by default)",
+    "gateway": "serve one venue account to strategy processes over Redis (--bus)",
 }
 _LOG_LEVELS = ["debug", "info", "warning", "error"]
 
@@ -126,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         "replay",
     )
+    _add_gateway_arguments(
+        sub("gateway", "Own one venue account and serve it to strategies over Redis Streams.")
+    )
     return top
 
 
@@ -140,6 +146,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--confirm-live", action="store_true", help="required with --mode live: real money"
     )
+    _add_bus_arguments(p, required=False)
 
 
 def _add_sim_arguments(p: argparse.ArgumentParser) -> None:
@@ -253,6 +260,8 @@ def _main_run(args: argparse.Namespace) -> int:
         raise ConfigError("strategy: give a strategy file or set [botrun].strategy")
     strategy_cls = load_strategy_class(strategy_path)
     logs.configure(cfg.botrun.log_format, cfg.botrun.log_level)
+    if args.bus:
+        return _run_over_bus(cfg, strategy_cls(cfg.strategy.params), args)
     engine = Engine(cfg, [strategy_cls(cfg.strategy.params)])
     trio.run(_run_engine, engine)
     print(format_summary(engine.final_summary or engine.summary()))
@@ -289,6 +298,99 @@ async def _run_engine(engine: Engine) -> None:
         nursery.start_soon(_on_signals, engine.stop)
         await engine.run()
         nursery.cancel_scope.cancel()
+
+
+# --- botrun gateway, botrun STRATEGY.py --bus (framework.distributed) ------------------------
+
+
+def _add_bus_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
+    g = p.add_argument_group("bus (Redis Streams; see README 'Scale out')")
+    g.add_argument(
+        "--bus",
+        required=required,
+        metavar="URL",
+        help="redis://HOST:PORT, rediss://HOST:PORT (TLS) or unix:///path.sock"
+        + ("" if required else ": run the strategy against gateways over this bus"),
+    )
+    g.add_argument("--bus-user", help="Redis ACL user name")
+    g.add_argument("--bus-password-env", metavar="VAR", help="env var holding the Redis password")
+    g.add_argument("--bus-tls-ca", metavar="FILE", help="CA file to verify a rediss:// server")
+    g.add_argument("--bus-tls-cert", metavar="FILE", help="client certificate (rediss://)")
+    g.add_argument("--bus-tls-key", metavar="FILE", help="client key (rediss://)")
+
+
+def _add_gateway_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--venue", required=True, help="the configured venue this gateway owns")
+    p.add_argument("--config", default="config.toml")
+    p.add_argument("--mode", choices=["paper", "sandbox", "live"])
+    p.add_argument("--duration", type=float, help="seconds to run, then stop (0 = until Ctrl-C)")
+    p.add_argument("--log-format", choices=["auto", "console", "json"])
+    p.add_argument("--log-level", choices=_LOG_LEVELS)
+    p.add_argument("--confirm-live", action="store_true", help="required with --mode live")
+    p.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="cancel a strategy's working orders after its heartbeat is silent this long",
+    )
+    _add_bus_arguments(p, required=True)
+
+
+def _bus_config(args: argparse.Namespace) -> Any:
+    from framework.distributed.redis import BusConfig
+
+    return BusConfig(
+        url=args.bus,
+        username=args.bus_user,
+        password_env=args.bus_password_env,
+        tls_ca_file=args.bus_tls_ca,
+        tls_cert_file=args.bus_tls_cert,
+        tls_key_file=args.bus_tls_key,
+    )
+
+
+def _run_over_bus(cfg: Config, strategy: Strategy, args: argparse.Namespace) -> int:
+    from framework.tools.gateway import run_remote
+
+    bus = _bus_config(args)
+
+    async def go() -> Any:
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_on_signals, stop.set)
+            runtime = await run_remote(cfg, [strategy], bus, stop=stop)
+            nursery.cancel_scope.cancel()
+        return runtime
+
+    runtime = trio.run(go)
+    print(format_summary(runtime.final_summary or runtime.summary()))
+    return EXIT_OK
+
+
+def _main_gateway(args: argparse.Namespace) -> int:
+    from framework.tools.gateway import run_gateway
+
+    cfg = load(args.config)
+    _apply_overrides(cfg, args)
+    logs.configure(cfg.botrun.log_format, cfg.botrun.log_level)
+    bus = _bus_config(args)
+
+    async def go() -> dict[str, Any]:
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_on_signals, stop.set)
+            summary = await run_gateway(
+                cfg, args.venue, bus, heartbeat_timeout_s=args.heartbeat_timeout, stop=stop
+            )
+            nursery.cancel_scope.cancel()
+        return summary
+
+    summary = trio.run(go)
+    bus_counts = summary.pop("bus", {})
+    print(format_summary(summary))
+    print("bus: " + ", ".join(f"{k} {v}" for k, v in bus_counts.items()))
+    return EXIT_OK
 
 
 # --- botrun sim --------------------------------------------------------------------------------
@@ -416,6 +518,7 @@ def _progress_bar(state: dict[str, Any]) -> None:
 
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _main_run,
+    "gateway": _main_gateway,
     "sim": _main_sim,
     "record": _main_record,
     "backtest": _main_replay,
