@@ -179,7 +179,9 @@ class OrderTracker:
         return ExecutionReport(
             VENUE,
             coid if type(coid) is str else "",
-            status=status,
+            # pendingsubmit says nothing the core does not know (it sent the request), and a
+            # late one would try to move a cancel-requested order back
+            status=None if raw_status == "pendingsubmit" else status,
             venue_order_id=order_id,
             fill_id=f"{order_id}:{cum.normalize():f}" if cum else None,
             fill_price=fill_price,
