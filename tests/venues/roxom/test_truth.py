@@ -209,13 +209,17 @@ async def test_fills_missed_while_away_are_recovered_from_the_documented_views(
         assert item.cum_qty == D("0.005") and item.quantity == D("0.02") and item.price == price
 
 
+@pytest.mark.parametrize("echo", [True, False], ids=["clientOrderId-echoed", "not-echoed"])
 async def test_a_create_meeting_429_after_the_venue_acted_is_sent_once_and_reconciled(
-    tmp_path: Path,
+    echo: bool, tmp_path: Path
 ) -> None:
-    """#15 item 2: a create is never re-sent; it goes UNKNOWN and the venue's state wins."""
+    """#15 item 2: a create is never re-sent; it goes UNKNOWN and the venue's state wins. Found
+    in the list by clientOrderId, or ([INF]) where the venue echoes none, as the one unclaimed
+    order of its symbol, side, size and price created since."""
     async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
         await synced(engine)
         sim = sim_of(engine)
+        sim.echo_client_order_id = echo
         posts: list[str] = []
         sim.app.observe = lambda path, kind, text, t: (
             posts.append(path) if (kind, text, path) == ("http", "POST", "/api/v1/orders") else None
