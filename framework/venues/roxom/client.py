@@ -220,6 +220,7 @@ class RoxomExecution(ExecutionClient):
         super().bind(ctx)
         self.tracker.deliver = ctx.on_report
         self.tracker.seed = self._seed
+        self.tracker.known = lambda order_id: self._by_venue_id(order_id) is not None
 
     def _seed(self, order_id: str) -> tuple[Decimal, Decimal] | None:
         """What the core has booked of the order with this venue id (after a restart)."""

@@ -115,6 +115,8 @@ class OrderTracker:
         self.deliver: Callable[[ExecutionReport], None] | None = None
         # the core's view of an order by venue id (filled qty, avg price), to seed `fills`
         self.seed: Callable[[str], tuple[Decimal, Decimal] | None] = lambda oid: None
+        # whether the core already knows this venue id (an order restored from the journal)
+        self.known: Callable[[str], bool] = lambda oid: False
         self.counts: dict[str, int] = {"held": 0, "released": 0, "expired": 0, "unreadable": 0}
 
     # --- events --------------------------------------------------------------------------------
@@ -133,6 +135,7 @@ class OrderTracker:
             not report.client_order_id
             and report.venue_order_id not in self.linked
             and (self.inflight > 0 or report.venue_order_id in self.held)
+            and not self.known(order_id)
         ):
             self._hold(report)
             return None
