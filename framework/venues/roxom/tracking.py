@@ -41,6 +41,7 @@ SATS_PER_BTC = Decimal(100_000_000)
 # [INF] how long an event for an unknown venue id waits for its create's reply
 HOLD_S = 5.0
 MAX_HELD = 1_000
+MAX_LINKED = 20_000
 
 # [DOC set; mapping INF] Roxom order statuses → the core's lifecycle
 STATUS: dict[str, OrderStatus] = {
@@ -109,7 +110,8 @@ class OrderTracker:
         self.clock = clock or time.monotonic
         self.fills: dict[str, Fills] = {}
         self.inflight = 0  # creates sent and not answered
-        self.linked: set[str] = set()  # venue ids whose create reply (or REST view) we have
+        # venue ids whose create reply (or REST view) we have, oldest first (bounded)
+        self.linked: dict[str, None] = {}
         self.held: dict[str, list[_Held]] = {}
         self.suspect: set[str] = set()  # ids of unreadable events: asked for over REST
         self.deliver: Callable[[ExecutionReport], None] | None = None
@@ -172,6 +174,9 @@ class OrderTracker:
             state.cum = cum
             if fill_price is not None:
                 state.notional += fill_price * delta
+        if status.is_terminal:
+            # nothing more can be filled: a late copy of an event is ignored by the core anyway
+            self.fills.pop(order_id, None)
         coid = data.get("clientOrderId")
         reason = data.get("reason")
         ts = data.get("timestamp")
@@ -318,8 +323,10 @@ class OrderTracker:
             # the core books whatever it has not seen yet at the average of what the venue
             # filled (events it missed included)
             fill_price = state.average() or report.price or fallback_price
-        self.linked.add(order_id)
+        self._link(order_id)
         self.suspect.discard(order_id)
+        if report.status is not None and report.status.is_terminal:
+            self.fills.pop(order_id, None)
         return attrs.evolve(
             report,
             fill_id=f"{order_id}:{filled.normalize():f}" if filled else None,
@@ -337,10 +344,15 @@ class OrderTracker:
 
     def link(self, order_id: str, client_order_id: str) -> list[ExecutionReport]:
         """The create's reply named `order_id`: the events held for it, now with our id."""
-        self.linked.add(order_id)
+        self._link(order_id)
         held = self.held.pop(order_id, [])
         self.counts["released"] += len(held)
         return [attrs.evolve(h.report, client_order_id=client_order_id) for h in held]
+
+    def _link(self, order_id: str) -> None:
+        self.linked[order_id] = None
+        if len(self.linked) > MAX_LINKED:
+            del self.linked[next(iter(self.linked))]
 
     def release_expired(self, *, force: bool = False) -> list[ExecutionReport]:
         """Held events whose create never linked them (the core matches by venue id or counts
