@@ -24,6 +24,8 @@ class HttpRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]  # names lowercased; repeated headers joined with ", "
     body: bytes = b""
+    # the query string exactly as received (venues that sign it byte for byte)
+    raw_query: str = ""
 
     def json(self) -> Any:
         """The body as JSON; raises `orjson.JSONDecodeError` (a ValueError) if it is not."""

@@ -169,6 +169,8 @@ class WsConnection:
         )
         self.faults: FaultPlan | None = None  # set by SimApp
         self.observe: Observer | None = None  # set by SimApp
+        # set by a handler: binary frames from the peer go here instead of the text queue
+        self.on_binary: Callable[[bytes], None] | None = None
         # Inbound is unbounded so that a handler that never reads cannot stall the reader (which
         # must keep reading to notice the peer going away).
         self._in_send, self._in_recv = trio.open_memory_channel[str](math.inf)
@@ -286,7 +288,12 @@ class WsConnection:
             if kind == "websocket.receive":
                 text = message.get("text")
                 if text is None:
-                    text = (message.get("bytes") or b"").decode("utf-8", "replace")
+                    data = message.get("bytes") or b""
+                    if self.on_binary is not None:
+                        # a venue that answers binary frames itself (e.g. with an error)
+                        self.on_binary(data)
+                        continue
+                    text = data.decode("utf-8", "replace")
                 if self.observe is not None:
                     self.observe(self.path, "in", text, time.monotonic_ns())
                 self._in_send.send_nowait(text)
@@ -468,6 +475,7 @@ class SimApp:
             query=_query(scope),
             headers=_headers(scope),
             body=b"".join(chunks),
+            raw_query=scope.get("query_string", b"").decode("latin-1"),
         )
         response = await self._respond(request)
         headers = [(b"content-type", response.content_type.encode())]

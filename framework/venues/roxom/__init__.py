@@ -22,8 +22,9 @@ from framework.venue import Venue as _Venue
 from framework.venue import secret as _secret
 from framework.venues.roxom.auth import HmacSigner, RsaSigner, Signer
 from framework.venues.roxom.client import MARKET_CHANNELS, RoxomExecution, RoxomStream
-from framework.venues.roxom.instruments import SPECS, instrument
+from framework.venues.roxom.instruments import SPECS, fetch_instruments
 from framework.venues.roxom.instruments import VENUE as NAME
+from framework.venues.roxom.tracking import OrderTracker
 
 __all__ = ["NAME", "VENUE", "RoxomConfig", "RoxomExecution", "RoxomStream", "RoxomVenue"]
 
@@ -129,11 +130,12 @@ class RoxomVenue(_Venue):
         ws_base, rest_base = self._urls(cfg, sim)
         rest = http(rest_base, timeout_s=cfg.request_timeout_s)
         signer = await self._signer(cfg, sim, rest)
-        stream = RoxomStream(ws_base, signer, cfg.markets, cfg.channels)
+        tracker = OrderTracker()
+        stream = RoxomStream(ws_base, signer, cfg.markets, cfg.channels, tracker)
         return VenueRuntime(
             streams=[stream],
-            execution=RoxomExecution(rest, signer),
-            instruments={m: instrument(m) for m in cfg.markets},
+            execution=RoxomExecution(rest, signer, tracker),
+            instruments=await fetch_instruments(rest, cfg.markets),
         )
 
 

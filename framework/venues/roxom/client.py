@@ -11,8 +11,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import httpx
 import structlog
+import trio
 
 from framework.errors import (
     AuthError,
@@ -22,11 +24,11 @@ from framework.errors import (
     OrderNotFound,
     OrderRefused,
 )
-from framework.events import ExecutionReport, OrderStatus, OrderType, Side, TimeInForce
+from framework.events import ExecutionReport, OrderType, Side, TimeInForce
 from framework.model import Order
 from framework.transport.rest import DEFINITE_4XX, order_outcome, request_json
 from framework.transport.session import Connection
-from framework.transport.wire import dec, dec_str
+from framework.transport.wire import dec_str
 from framework.venue import ExecutionClient, Stream
 from framework.venues.roxom.auth import (
     WS_PATH,
@@ -35,8 +37,9 @@ from framework.venues.roxom.auth import (
     canonical_query,
     rest_message,
 )
-from framework.venues.roxom.decode import SATS_PER_BTC, STATUS, RoxomDecoder, order_report
+from framework.venues.roxom.decode import RoxomDecoder
 from framework.venues.roxom.instruments import INST_TYPE, VENUE, band_refusal
+from framework.venues.roxom.tracking import OrderTracker
 
 log = structlog.get_logger("botrun.roxom")
 
@@ -58,7 +61,12 @@ class RoxomStream(Stream):
     reconcile_on_reconnect = True
 
     def __init__(
-        self, ws_base: str, signer: Signer, markets: list[str], channels: list[str]
+        self,
+        ws_base: str,
+        signer: Signer,
+        markets: list[str],
+        channels: list[str],
+        tracker: OrderTracker | None = None,
     ) -> None:
         super().__init__()
         self.venue = VENUE
@@ -66,7 +74,7 @@ class RoxomStream(Stream):
         self._signer = signer
         self.markets = list(markets)
         self.channels = [c for c in MARKET_CHANNELS if c in channels]
-        self.decoder = RoxomDecoder(self._emit, self._on_control, self._request_resync)
+        self.decoder = RoxomDecoder(self._emit, self._on_control, self._request_resync, tracker)
         self.errors: list[str] = []
         self.acks = 0
 
@@ -175,7 +183,9 @@ def order_body(order: Order) -> dict[str, Any]:
             raise OrderRefused(f"{kind} order needs a stop price")
         body["triggerPx"] = dec_str(order.stop_price)
     if order.tif is TimeInForce.GTD:
-        body["cancelAt"] = str((order.expire_at_ns or 0) // 1_000_000)  # [DOC] ms
+        if not order.expire_at_ns:
+            raise OrderRefused("gtd order needs an expiry")
+        body["cancelAt"] = order.expire_at_ns // 1_000_000  # [DOC] an integer, ms
     if order.post_only:
         body["postOnly"] = True
     return body
@@ -195,11 +205,35 @@ class RoxomExecution(ExecutionClient):
     client_order_id_max_len = 36  # [INF] undocumented; uuid length
     order_types = frozenset(_ORDER_TYPE)
     supports_cancel_all = True  # [DOC] POST /api/v1/orders/cancel-all
+    # how often held events and unreadable orders are looked at (`run`)
+    sweep_s = 0.5
 
-    def __init__(self, http: httpx.AsyncClient, signer: Signer) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, signer: Signer, tracker: OrderTracker | None = None
+    ) -> None:
         self.venue = VENUE
         self._http = http
         self._signer = signer
+        self.tracker = tracker or OrderTracker()
+
+    def bind(self, ctx: Any) -> None:
+        super().bind(ctx)
+        self.tracker.deliver = ctx.on_report
+        self.tracker.seed = self._seed
+        self.tracker.known = lambda order_id: self._by_venue_id(order_id) is not None
+
+    def _seed(self, order_id: str) -> tuple[Decimal, Decimal] | None:
+        """What the core has booked of the order with this venue id (after a restart)."""
+        order = self._by_venue_id(order_id)
+        return (order.filled_qty, order.avg_price) if order and order.filled_qty > 0 else None
+
+    def _by_venue_id(self, order_id: str) -> Order | None:
+        if self.ctx is None:
+            return None
+        for order in self.ctx.open_orders(VENUE):
+            if order.venue_order_id == order_id:
+                return order
+        return None
 
     async def call(
         self,
@@ -214,6 +248,7 @@ class RoxomExecution(ExecutionClient):
         (see `framework.transport.rest`): a create is never sent twice."""
         query_text = canonical_query(query)
         target = f"{path}?{query_text}" if query_text else path
+        # [DOC] the signature covers the query as sent: the same text goes on the wire
         message = rest_message(method, path, query_text, canonical_body(body))
         headers = self._signer.headers(message)
         answer = await request_json(
@@ -240,17 +275,28 @@ class RoxomExecution(ExecutionClient):
         return await self.create(order_body(order), order)
 
     async def create(self, body: dict[str, Any], order: Order | None = None) -> ExecutionReport:
-        """POST an order body; the order's events then arrive on the WebSocket."""
+        """POST an order body (never re-sent: a 429/5xx/reset leaves it unknown, and the core
+        reconciles). Events for its venue id that came first are applied after the link."""
+        self.tracker.inflight += 1
         try:
             data = await self.call("POST", ORDERS_PATH, body=body)
         except HttpProblem as exc:
             raise _refusal_or_raise(exc) from None
+        finally:
+            self.tracker.inflight -= 1
         order_id = data.get("orderId") if isinstance(data, dict) else None
         if not isinstance(order_id, str) or not order_id:
             raise FrameError("create order: answer without orderId")
         coid = order.client_order_id if order else str(body.get("clientOrderId", ""))
         # only the link to the venue's id: the status comes with the order events
-        return ExecutionReport(VENUE, coid, venue_order_id=order_id)
+        link = ExecutionReport(VENUE, coid, venue_order_id=order_id)
+        held = self.tracker.link(order_id, coid)
+        if held and self.ctx is not None:
+            # the link first (it names the venue id), then what the venue said before its reply
+            self.ctx.on_report(link)
+            for report in held:
+                self.ctx.on_report(report)
+        return link
 
     def _band_refusal(self, order: Order) -> str | None:
         if self.ctx is None or order.price is None:
@@ -268,6 +314,17 @@ class RoxomExecution(ExecutionClient):
             bid[0] if bid else None,
             ask[0] if ask else None,
         )
+
+    def _touch(self, order: Order) -> Decimal | None:
+        """The price a market order would have met (estimating fills recovered over REST)."""
+        book = self.ctx.book(VENUE, order.symbol) if self.ctx is not None else None
+        if book is None:
+            return None
+        try:
+            level = book.best_ask() if order.side is Side.BUY else book.best_bid()
+        except BookNotSynced:
+            return None
+        return level[0] if level else None
 
     async def cancel(self, order: Order) -> ExecutionReport | None:
         order_id = order.venue_order_id or await self._venue_id(order)
@@ -295,79 +352,124 @@ class RoxomExecution(ExecutionClient):
     async def query_order(self, order: Order) -> ExecutionReport | None:
         if order.venue_order_id:
             try:
-                data = await self.call("GET", f"{ORDERS_PATH}/{order.venue_order_id}")
+                view = await self.get_order(order.venue_order_id)
             except HttpProblem as exc:
                 if exc.status == 404:
                     return None
                 raise
         else:
-            data = await self._find(order.client_order_id, order.symbol)
-            if data is None:
+            view = await self._find(order)
+            if view is None:
                 return None
-        return order_report(data, from_rest=True)
+        report = self.tracker.rest(view, fallback_price=order.price or self._touch(order))
+        # we asked about this order: the view may not echo our id
+        report = attrs.evolve(report, client_order_id=order.client_order_id)
+        if self.ctx is not None and report.venue_order_id:
+            for held in self.tracker.link(report.venue_order_id, order.client_order_id):
+                self.ctx.on_report(held)
+        return report
 
     async def list_open_orders(self) -> list[ExecutionReport]:
-        """[DOC] `GET /api/v1/orders?instType=perpetual` (open orders unless `includeClosed`)."""
-        return [self._listed(item) for item in await self.list_orders()]
+        """[DOC] `GET /api/v1/orders?instType=perpetual` (open orders unless `includeClosed`),
+        answered as `{"data":{"orders":[...]}}`; never applied as fills."""
+        return [OrderTracker.listed(item) for item in await self.list_orders()]
 
-    @staticmethod
-    def _listed(item: dict[str, Any]) -> ExecutionReport:
-        """A list item: the documented list form (`id`, `quantity`, `price`, `size` = remaining)
-        or the event form (`orderId`, `orderSize`, `limitPrice`, `executedQty`) alike."""
-
-        def first(*keys: str) -> Decimal | None:
-            for key in keys:
-                if item.get(key) not in (None, ""):
-                    return dec(item[key], key)
-            return None
-
-        venue_id = item.get("id") or item.get("orderId")
-        if not isinstance(venue_id, str) or not venue_id:
-            raise FrameError("listed order without id")
-        quantity = first("quantity", "qty", "orderSize")
-        price = first("price", "px", "limitPrice")
-        if price is not None and str(item.get("unit", "")).lower() == "sats":
-            price /= SATS_PER_BTC  # [DOC] prices are in the view's unit
-        filled = first("amountFilled", "executedQty")
-        remaining = first("size", "remainingQty")
-        if filled is None and quantity is not None and remaining is not None:
-            filled = quantity - remaining  # [INF] `size` is what remains
-        side = str(item.get("side", "")).upper()
-        coid = item.get("clientOrderId")
-        return ExecutionReport(
-            VENUE,
-            coid if isinstance(coid, str) else "",
-            status=STATUS.get(str(item.get("status")), OrderStatus.ACCEPTED),
-            venue_order_id=venue_id,
-            cum_qty=filled,
-            price=price,
-            quantity=quantity,
-            symbol=item.get("symbol"),
-            side=Side(side) if side in ("BUY", "SELL") else None,
-        )
-
-    async def get_order(self, order_id: str) -> dict[str, Any]:
-        return await self.call("GET", f"{ORDERS_PATH}/{order_id}")
+    async def get_order(self, order_id: str) -> Any:
+        """[DOC] `GET /api/v1/orders/{id}` → `{"data":{"order":{...}}}` (the view itself)."""
+        data = await self.call("GET", f"{ORDERS_PATH}/{order_id}", query={"unit": "btc"})
+        if isinstance(data, dict) and isinstance(data.get("order"), dict):
+            return data["order"]
+        return data  # [INF] tolerated: the view without its `order` wrapper
 
     async def list_orders(
         self, symbol: str | None = None, *, include_closed: bool = False
     ) -> list[dict[str, Any]]:
-        query = {"instType": INST_TYPE, "includeClosed": "true" if include_closed else "false"}
+        query = {
+            "instType": INST_TYPE,
+            "includeClosed": "true" if include_closed else "false",
+            "unit": "btc",  # the unit we parse prices in
+        }
         if symbol is not None:
             query["symbol"] = symbol
         data = await self.call("GET", ORDERS_PATH, query=query)
         items = data.get("orders") if isinstance(data, dict) else data
-        return list(items or [])
+        if not isinstance(items, list):
+            raise FrameError("order list: expected data.orders to be a list")
+        return [item for item in items if isinstance(item, dict)]
 
-    async def _find(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
-        for item in await self.list_orders(symbol, include_closed=True):
-            if item.get("clientOrderId") == client_order_id:
+    async def _find(self, order: Order) -> dict[str, Any] | None:
+        """The venue's view of an order whose create was not answered: by `clientOrderId`, or,
+        where the venue echoes none, by what it is (one unclaimed match only)."""
+        items = await self.list_orders(order.symbol, include_closed=True)
+        for item in items:
+            if item.get("clientOrderId") == order.client_order_id:
                 return item
-        return None
+        if any(item.get("clientOrderId") for item in items):
+            return None  # the venue echoes ids, and not ours: never arrived
+        return self._match(order, items)
+
+    def _match(self, order: Order, items: list[dict[str, Any]]) -> dict[str, Any] | None:
+        # [INF] no clientOrderId on the views: an order created at or after ours with its
+        # symbol, side, size and price, and no other order of ours claiming it
+        side = "buy" if order.side is Side.BUY else "sell"
+        found = []
+        for item in items:
+            if item.get("id") in self.tracker.linked or item.get("side") != side:
+                continue
+            try:
+                view = OrderTracker.listed(item)
+            except FrameError:
+                continue
+            created = _created_ns(item.get("createdAt"))
+            if (
+                view.quantity == order.quantity
+                and view.price == order.price
+                and (created is None or created >= order.created_ns - 1_000_000_000)
+            ):
+                found.append(item)
+        return found[0] if len(found) == 1 else None
 
     async def _venue_id(self, order: Order) -> str | None:
-        found = await self._find(order.client_order_id, order.symbol)
-        return found.get("orderId") if found else None
+        found = await self._find(order)
+        if found is None:
+            return None
+        order_id = found.get("id") or found.get("orderId")
+        return order_id if isinstance(order_id, str) else None
+
+    async def run(self) -> None:
+        """Held events past their wait go to the core; orders whose events were unreadable
+        are asked for over REST (never booked from the bad frame)."""
+        while True:
+            await trio.sleep(self.sweep_s)
+            try:
+                self.tracker.release_expired()
+                for order_id in list(self.tracker.suspect):
+                    await self._requery(order_id)
+            except Exception as exc:  # a background loop never dies: log, try again
+                log.warning("roxom order sweep failed", venue=VENUE, error=repr(exc))
+
+    async def _requery(self, order_id: str) -> None:
+        order = self._by_venue_id(order_id)
+        if order is None:
+            self.tracker.suspect.discard(order_id)  # not a working order of ours
+            return
+        view = await self.get_order(order_id)
+        report = self.tracker.rest(view, fallback_price=order.price or self._touch(order))
+        log.info(
+            "order re-queried after an unreadable event",
+            venue=VENUE,
+            client_order_id=order.client_order_id,
+            venue_order_id=order_id,
+        )
+        if self.ctx is not None:
+            self.ctx.on_report(attrs.evolve(report, client_order_id=order.client_order_id))
+
+
+def _created_ns(value: Any) -> int | None:
+    """`createdAt`: ms in one documented example, ns in the other: told apart by magnitude."""
+    if type(value) is not int or value <= 0:
+        return None
+    return value * 1_000_000 if value < 10**14 else value
 
 
 def _refusal_or_raise(exc: HttpProblem, not_found: frozenset[int] = frozenset()) -> Exception:

@@ -20,9 +20,7 @@ from framework.events import (
     Balance,
     BookDelta,
     BookSnapshot,
-    ExecutionReport,
     Level,
-    OrderStatus,
     Position,
     PublicTrade,
     Side,
@@ -31,30 +29,15 @@ from framework.events import (
 )
 from framework.transport.wire import PriceCache, dec, loads_object
 from framework.venues.roxom.instruments import QUOTE, VENUE
+from framework.venues.roxom.tracking import SATS_PER_BTC, OrderTracker
+
+__all__ = ["SATS_PER_BTC", "OrderTracker", "RoxomDecoder"]
 
 _D = Decimal
 _ZERO = Decimal(0)
 # no real size comes near this; it also keeps Infinity out of the hot path
 _HUGE = Decimal("1e30")
 _EMPTY: tuple[Level, ...] = ()
-SATS_PER_BTC = Decimal(100_000_000)
-
-# [DOC set; mapping INF] Roxom order statuses → the core's lifecycle
-STATUS: dict[str, OrderStatus] = {
-    "pendingsubmit": OrderStatus.SUBMITTED,
-    "submitted": OrderStatus.ACCEPTED,
-    "waitingtrigger": OrderStatus.ACCEPTED,  # a stop resting until triggered is working
-    "partiallyfilled": OrderStatus.PARTIALLY_FILLED,
-    "filled": OrderStatus.FILLED,
-    "pendingcancel": OrderStatus.CANCEL_REQUESTED,
-    "cancelled": OrderStatus.CANCELLED,
-    # the fills are applied from executedQty first; what is left was cancelled
-    "partiallyfilledcancelled": OrderStatus.CANCELLED,
-    "rejected": OrderStatus.REJECTED,
-    # [INF] final, account restricted: the order no longer works (CANCELLED is reachable from
-    # every working state, REJECTED only before acceptance)
-    "inactive": OrderStatus.CANCELLED,
-}
 
 
 @attrs.frozen(slots=True)
@@ -96,6 +79,9 @@ def _pair(raw: Any, field: str) -> Level | None:
     price, qty = dec(raw[0], f"{field}.price"), dec(raw[1], f"{field}.qty")
     if price <= 0:
         raise FrameError(f"{field}: price must be positive")
+    # the same bound as the hot path: 1E+400 is finite, and no book holds it
+    if price >= _HUGE or abs(qty) >= _HUGE:
+        raise FrameError(f"{field}: out of range")
     return price, qty
 
 
@@ -122,8 +108,11 @@ class RoxomDecoder:
         emit: Callable[[Any], None],
         on_control: Callable[[dict[str, Any]], None],
         request_resync: Callable[[str], None],
+        tracker: OrderTracker | None = None,
     ) -> None:
         self.emit = emit
+        # order events need per-order state (fills booked, events held for a create)
+        self.tracker = tracker or OrderTracker()
         self.on_control = on_control
         self.request_resync = request_resync
         self.epoch = 0
@@ -277,7 +266,9 @@ class RoxomDecoder:
 
     def _account(self, kind: Any, data: Any) -> None:
         if kind == "order":
-            self.emit(order_report(data))
+            report = self.tracker.event(data)
+            if report is not None:
+                self.emit(report)
         elif kind == "balance":
             balance, update = balance_events(data)
             self.emit(balance)
@@ -290,55 +281,6 @@ class RoxomDecoder:
             return
         else:
             raise FrameError(f"unknown account event type {kind!r}")
-
-
-def order_report(data: Any, *, from_rest: bool = False) -> ExecutionReport:
-    """A Roxom order view (WS `order` event or REST order) as an execution report.
-
-    Fills: `executedQty` is cumulative and becomes `cum_qty`, from which the core derives the
-    fill (the increase over what it holds, so a replayed or stale event adds nothing); the WS
-    event's `fillPx` and `filledFees` ([INF] the fee of that latest fill, in BTC) price it, and
-    the fill id is `<orderId>:<executedQty>`, the same however often the event is seen. A REST
-    view (reconciliation) prices any increase from `avgPx` instead: it may span several fills.
-    """
-    if type(data) is not dict:
-        raise FrameError("order data is not an object")
-    order_id = data.get("orderId")
-    if type(order_id) is not str or not order_id:
-        raise FrameError("order without orderId")
-    raw_status = data.get("status")
-    status = STATUS.get(raw_status) if type(raw_status) is str else None
-    if status is None:
-        raise FrameError(f"unknown order status {raw_status!r}")
-    coid = data.get("clientOrderId")
-    cum = dec(data.get("executedQty") or "0", "executedQty")
-    fill_price = avg_price = None
-    fee = _ZERO
-    if from_rest:
-        avg = opt_dec(data, "avgPx")
-        avg_price = avg if avg else None
-    else:
-        fill_price = opt_dec(data, "fillPx")
-        fee = opt_dec(data, "filledFees") or _ZERO
-        if fill_price is None:  # an event without the latest fill's price: fall back to avgPx
-            avg = opt_dec(data, "avgPx")
-            avg_price = avg if avg else None
-    reason = data.get("reason")
-    ts = data.get("timestamp")
-    return ExecutionReport(
-        VENUE,
-        coid if type(coid) is str else "",
-        status=status,
-        venue_order_id=order_id,
-        fill_id=f"{order_id}:{cum.normalize():f}" if cum > 0 else None,
-        fill_price=fill_price,
-        fee=fee,
-        fee_asset=QUOTE,
-        cum_qty=cum,
-        avg_price=avg_price,
-        reason=reason if type(reason) is str and reason else raw_status,
-        venue_ts=ns(ts, "timestamp") if ts is not None else None,
-    )
 
 
 def _btc(data: dict[str, Any], name: str, unit: str) -> Decimal:

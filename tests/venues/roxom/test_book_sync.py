@@ -121,18 +121,22 @@ async def test_delta_where_the_snapshot_was_due_triggers_a_resubscribe() -> None
         assert ws.stream.decoder.gaps == 1 and ws.counts["resyncs"] == 1
 
 
-async def test_refused_signature_backs_off_instead_of_spinning() -> None:
+@pytest.mark.parametrize("in_band", [False, True], ids=["refused-upgrade", "600010"])
+async def test_refused_signature_backs_off_instead_of_spinning(in_band: bool) -> None:
+    """[DOC] "authentication is done before connection upgrade" (the simulator's default: 401);
+    the same page lists error 600010, the in-band form (an option). Both end in the long
+    auth back-off, not a reconnect storm."""
     async with running(config(roxom(1))) as engine:
         sim = engine.simulators["roxom"].simulator
+        sim.auth_error_in_band = in_band
         ws = session(engine, "ws")
         await all_synced(engine)
         sim.replace_key(new_private_key_pem())  # our key no longer verifies
-        epoch = ws.epoch
         sim.app.close_all_ws(1012)
-        # the new connection is accepted, answered with error 600010 and closed: a clear auth
-        # failure with the long back-off, not a reconnect storm
-        await until(engine, lambda: ws.counts["auth_errors"] >= 1, "auth refused")
-        assert ws.epoch == epoch + 1 and ws.counts["auth_errors"] == 1
+        # the upgrade form: refused once more with fresh credentials, then the auth back-off
+        key, times = ("auth_errors", 1) if in_band else ("handshake_rejected", 2)
+        await until(engine, lambda: ws.counts[key] >= times, "auth refused")
+        assert ws.counts[key] == times
         assert ws.last_delay >= ws.auth_backoff_s
         assert ws.counts["bad_frames"] == 0
 

@@ -30,7 +30,8 @@ from framework.events import (
 )
 from framework.venues.roxom.auth import RsaSigner, new_private_key_pem
 from framework.venues.roxom.client import RoxomStream
-from framework.venues.roxom.decode import RoxomBalanceUpdate, RoxomDecoder, order_report
+from framework.venues.roxom.decode import RoxomBalanceUpdate, RoxomDecoder
+from framework.venues.roxom.tracking import OrderTracker
 
 D = Decimal
 SAMPLES = (Path(__file__).parent / "samples" / "roxom.jsonl").read_text().splitlines()
@@ -240,11 +241,19 @@ def test_trade_aggregate_is_a_public_trade_identified_by_symbol_and_time() -> No
     )
 
 
-def test_rest_order_view_prices_the_increase_from_avg_px() -> None:
-    data = orjson.loads(line(10))["data"]
-    report = order_report(data, from_rest=True)
-    assert report.avg_price == D("50125.50") and report.fill_price is None
-    assert report.fee == 0 and report.cum_qty == D("0.50")
+def test_rest_views_use_the_documented_names() -> None:
+    rest = (Path(__file__).parent / "samples" / "roxom-rest.jsonl").read_text().splitlines()
+    one = orjson.loads(rest[2])["data"]["order"]  # GET /orders/{id}: qty, px in sats
+    report = OrderTracker().rest(one)
+    assert report.venue_order_id == "01234567-89ab-7def-8123-456789abcdea"
+    assert report.quantity == D("100.00") and report.price == D("0.5")  # 50000000 sats
+    assert report.cum_qty == 0 and report.fill_price is None
+    assert report.client_order_id == "my_order_001"
+    listed = orjson.loads(rest[3])["data"]["orders"]  # list: quantity, price, size = remaining
+    working, filled = (OrderTracker.listed(item) for item in listed)
+    assert working.cum_qty == 0 and working.quantity == D("0.001") and working.price == D("50000")
+    assert filled.status is OrderStatus.FILLED and filled.cum_qty == D("0.002")
+    assert filled.price is None and filled.client_order_id == ""
 
 
 def test_delta_after_the_ack_where_the_snapshot_was_due_asks_for_a_resync() -> None:
@@ -338,7 +347,23 @@ def test_deltas_the_hot_path_leaves_to_market_still_apply() -> None:
         {"topic": "depth.X", "type": "delta", "createdTime": 9, "data": {"bid": [["1", "1"]]}}
     )
     assert c.one(frame).venue_ts == 9
-    assert c.one(delta([["1e40", "-1e40"]])).bids == ((D("1e40"), D(0)),)
+
+
+@pytest.mark.parametrize(
+    "level", [["1E+400", "1"], ["0.0043", "1E+400"], ["0.0043", "-1E+400"], ["1e40", "-1e40"]]
+)
+def test_a_level_out_of_range_is_refused_by_the_careful_path_too(level: list[str]) -> None:
+    """#15 item 11: 1E+400 is a finite Decimal; no book holds it. Refused (FrameError: the
+    core un-syncs the book), on delta and snapshot alike."""
+    c = Collect()
+    with pytest.raises(FrameError, match="out of range"):
+        c.decoder.decode(delta([level]), 1)
+    snapshot = orjson.dumps(
+        {"topic": "depth.X", "type": "snapshot", "createdTime": 1, "data": {"bid": [level]}}
+    )
+    with pytest.raises(FrameError, match="out of range"):
+        c.decoder.decode(snapshot, 1)
+    assert c.events == []
 
 
 _PRICES = ["0.00432450", "0.00432500", "50000.0", "1E-8"]

@@ -280,20 +280,38 @@ async def test_price_band_is_checked_before_sending_and_by_the_venue(tmp_path: P
             await client.create({**body, "px": format(high, "f"), "instType": "perpetual"})
 
 
-async def test_tick_step_and_min_notional_refused_before_sending(tmp_path: Path) -> None:
+async def test_catalogue_rules_refuse_locally_and_the_venue_checks_the_rest(
+    tmp_path: Path,
+) -> None:
+    """The tick comes from the venue's catalogue (`GET /api/v1/market/instruments`): refused
+    before sending. The quantity step and the minimum notional are not in it: sent, and the
+    venue's own refusal is the answer."""
     async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
         await synced(engine)
         sim = sim_of(engine)
+        inst = engine.orders.instruments.get(("roxom", SYM))
+        assert inst is not None
+        assert inst.tick == TICK and inst.lot is None and inst.min_notional is None
         bid = away_bid(sim)
         off_tick = submit(engine, Side.BUY, D("0.01"), bid + D("0.000000001"))
         assert off_tick.status is S.REJECTED and "tick" in (off_tick.order.reason or "")
-        off_step = submit(engine, Side.BUY, D("0.0105"), bid)
-        assert off_step.status is S.REJECTED and "lot" in (off_step.order.reason or "")
-        tiny = submit(engine, Side.BUY, D("0.001"), D("0.00010000"))
-        assert tiny.status is S.REJECTED and "notional" in (tiny.order.reason or "")
+        off_step = await done(submit(engine, Side.BUY, D("0.0105"), bid))
+        assert off_step.status is S.REJECTED and "multiple of" in (off_step.reason or "")
+        tiny = await done(submit(engine, Side.BUY, D("0.001"), D("0.00010000")))
+        assert tiny.status is S.REJECTED and "too small" in (tiny.reason or "")
         fok = await done(submit(engine, Side.BUY, D("0.01"), bid, tif=TimeInForce.FOK))
         assert fok.status is S.REJECTED and "FOK" in (fok.reason or "")
         assert sim.orders == {}
+
+
+async def test_without_a_catalogue_nothing_is_refused_on_guessed_rules(tmp_path: Path) -> None:
+    from framework.venues.roxom.instruments import INSTRUMENTS_PATH, fetch_instruments
+
+    async with httpx.AsyncClient(base_url="http://127.0.0.1:9") as http:  # nothing listens
+        instruments = await fetch_instruments(http, [SYM])
+    inst = instruments[SYM]
+    assert (inst.tick, inst.lot, inst.min_qty, inst.min_notional) == (None, None, None, None)
+    assert INSTRUMENTS_PATH == "/api/v1/market/instruments"
 
 
 async def test_gtd_order_expires_at_its_cancel_time(tmp_path: Path) -> None:

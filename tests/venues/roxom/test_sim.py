@@ -85,8 +85,21 @@ async def test_handshake_without_credentials_is_refused() -> None:
         assert refused.value.status_code == 401
 
 
-async def test_bad_signature_gets_error_600010_then_a_close() -> None:
+async def test_bad_signature_is_refused_before_the_upgrade() -> None:
+    """[DOC] "Authentication is done before connection upgrade." (default)"""
     async with serving() as sim:
+        headers = list(RsaSigner(sim.api_key, new_private_key_pem()).ws_headers().items())
+        with pytest.raises(ConnectionRejected) as refused:
+            async with open_websocket_url(
+                f"{sim.ws_url}/ws", extra_headers=[(k.encode(), v.encode()) for k, v in headers]
+            ):
+                pass
+        assert refused.value.status_code == 401
+
+
+async def test_bad_signature_gets_error_600010_then_a_close_as_an_option() -> None:
+    async with serving() as sim:
+        sim.auth_error_in_band = True
         headers = list(RsaSigner(sim.api_key, new_private_key_pem()).ws_headers().items())
         async with open_websocket_url(
             f"{sim.ws_url}/ws", extra_headers=[(k.encode(), v.encode()) for k, v in headers]
@@ -188,8 +201,9 @@ async def test_rest_refuses_bad_signatures_with_the_documented_error_body() -> N
         hmac_bad = HmacSigner(sim.api_key, "wrong").headers("")
         assert (await http.get("/api/v1/orders", headers=hmac_bad)).status_code == 401
         hmac_ok = HmacSigner(sim.api_key, sim.hmac_secret).headers("")
-        listed = await http.get("/api/v1/orders", headers=hmac_ok)
-        assert listed.status_code == 200 and listed.json() == {"data": [], "error": False}
+        listed = await http.get("/api/v1/orders?instType=perpetual", headers=hmac_ok)
+        assert listed.status_code == 200
+        assert listed.json() == {"error": False, "data": {"orders": []}}  # [DOC] the list form
         assert sim.orders == {}
 
 

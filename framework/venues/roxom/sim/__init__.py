@@ -5,7 +5,13 @@
     POST /api/v1/orders/{orderId}/cancel    cancel (pendingcancel, then cancelled)
     POST /api/v1/orders/cancel-all
     GET  /api/v1/orders/{orderId}, GET /api/v1/orders?instType=&symbol=&includeClosed=
+    GET  /api/v1/market/instruments         the catalogue (JSON numbers)
     GET  /sim/credentials                   simulator only: its generated test credentials
+
+Defaults are the documented forms (REST views `{"data":{"order":...}}` / `{"data":{"orders":
+[...]}}`, full order events with cumulative `filledFees`, a bad signature refused before the
+upgrade). Options on `RoxomSimulator` for the forms the docs leave open: `auth_error_in_band`,
+`short_events`, `echo_client_order_id`, `cumulative_fees`, `merge_fills`, `rest_amount_filled`.
 
 A shared `MatchingEngine` and seeded `SyntheticMarket`s drive everything: engine level changes
 become depth deltas, its matches trade aggregates and own-order events, and the account keeps

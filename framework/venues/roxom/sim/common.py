@@ -64,7 +64,7 @@ _ERROR_MESSAGES = {
     INVALID_SYMBOL: "Invalid symbol",
     SUBSCRIPTION_LIMIT: "Subscription limit exceeded",
     MALFORMED: "Malformed JSON",
-    BINARY: "Binary frames not supported",
+    BINARY: "Binary messages not supported (use text messages only)",  # [DOC] wording
     INTERNAL: "Internal error",
 }
 
@@ -114,6 +114,7 @@ class RoxOrder:
     engine_id: str | None = None
     position_id: str | None = None
     timestamp: int = 0
+    created_ns: int = 0
 
 
 class _Refused(Exception):

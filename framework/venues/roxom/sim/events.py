@@ -55,8 +55,12 @@ class AccountEvents:
             # [DOC] a post-only order that would cross is cancelled, not rejected
             status = "cancelled" if order.reject_reason == POST_ONLY_REASON else "rejected"
             own.reason = order.reject_reason
+        merged = own.order_id in self._merged
+        self._merged.discard(own.order_id)
         if status != own.status and own.status not in FINAL:
             own.status = status
+            self._order_event(own)
+        elif merged:
             self._order_event(own)
 
     # --- own orders, positions, balance --------------------------------------------------------
@@ -86,14 +90,18 @@ class AccountEvents:
         order.fill_px, order.fill_fee = fill.price, fee
         self.fill_ids[fill.trade_id] = f"{order.order_id}:{order.executed.normalize():f}"
         self._forget_old_fills()
-        # [INF] one order event per fill, so `fillPx`/`filledFees` always price exactly the
-        # change in `executedQty`
         order.status = "filled" if order.executed == order.size else "partiallyfilled"
         settlement = self.account.on_fill(
             fill.symbol, order.side, fill.quantity, fill.price, fee, fill.ts_ns
         )
         order.position_id = settlement.position.id
-        self._order_event(order)
+        if self.merge_fills:
+            # option: the fills of one match (a taker sweeping levels) in one event, sent by
+            # `on_order` (nothing promises one event per fill)
+            self._merged.add(order.order_id)
+        else:
+            # [INF] default: one order event per fill
+            self._order_event(order)
         self._account_event(
             "balance",
             {
@@ -120,6 +128,8 @@ class AccountEvents:
         fan_out(self._account_conns, _text({"type": kind, "data": data}))
 
     def _order_view(self, order: RoxOrder) -> dict[str, Any]:
+        """The `order` event. [DOC] two published forms: full, and short (no clientOrderId,
+        side, fillPx, filledFees, ...); `short_events` sends the short one."""
         avg = order.notional / order.executed if order.executed else Decimal(0)
         view: dict[str, Any] = {
             "orderId": order.order_id,
@@ -128,23 +138,62 @@ class AccountEvents:
             "status": order.status,
             "remainingQty": qty(order.size - order.executed),
             "executedQty": qty(order.executed),
+            # [INF] the docs show 8 decimals: the average is rounded to them
             "avgPx": px(avg),
-            "fillPx": None if order.fill_px is None else px(order.fill_px),
-            # [INF] the fee of the latest fill (pairs with fillPx), in BTC
-            "filledFees": None if order.fill_fee is None else format(order.fill_fee, "f"),
-            "side": order.side.value.lower(),
-            "orderType": order.order_type,
-            "orderSize": qty(order.size),
-            "limitPrice": None if order.limit_price is None else px(order.limit_price),
-            "triggerPrice": None if order.trigger_price is None else px(order.trigger_price),
-            "timeInForce": order.tif,
-            "postOnly": order.post_only,
-            "clientOrderId": order.client_order_id,
-            "entryPositionId": order.position_id,
-            "exitPositionId": None,
-            "reason": order.reason,
-            "timestamp": order.timestamp,
         }
+        if self.short_events:
+            view["timestamp"] = order.timestamp
+            return view
+        fees = order.fees if self.cumulative_fees else order.fill_fee
+        view.update(
+            {
+                "fillPx": None if order.fill_px is None else px(order.fill_px),
+                # [INF] cumulative, like its neighbours (`fees_per_fill`: the latest fill's)
+                "filledFees": None if order.fill_fee is None or fees is None else format(fees, "f"),
+                "side": order.side.value.lower(),
+                "orderType": order.order_type,
+                "orderSize": qty(order.size),
+                "limitPrice": None if order.limit_price is None else px(order.limit_price),
+                "clientOrderId": order.client_order_id if self.echo_client_order_id else None,
+                "entryPositionId": order.position_id,
+                "exitPositionId": None,
+                "reason": order.reason,
+                "timestamp": order.timestamp,
+            }
+        )
+        return view
+
+    def _rest_view(self, order: RoxOrder, unit: str, *, listed: bool) -> dict[str, Any]:
+        """[DOC] the REST order views: `GET /orders/{id}` and the list differ in names."""
+        scale = Decimal(100_000_000) if unit == "sats" else Decimal(1)
+
+        def price(value: Decimal | None) -> str | None:
+            return None if value is None else qty((value * scale).normalize())
+
+        stop = order.order_type in ("stop", "stoplimit")
+        view: dict[str, Any] = {
+            "id": order.order_id,
+            "symbol": order.symbol,
+            "instType": "perpetual",
+            "accountId": self.owner,
+            "orderType" if listed else "type": order.order_type,
+            "timeInForce": order.tif,
+            "side": order.side.value.lower(),
+            "quantity" if listed else "qty": qty(order.size),
+            "price" if listed else "px": price(order.limit_price),
+            "triggerPx": price(order.trigger_price),
+            "status": order.status,
+            "clientOrderId": order.client_order_id if self.echo_client_order_id else None,
+            # [DOC] ms in the GET example, ns in the list example
+            "createdAt": order.created_ns if listed else order.created_ns // 1_000_000,
+            "cancelAt": order.cancel_at_ms,
+            "isTriggered": (order.status != "waitingtrigger") if stop else None,
+            # [DOC example; INF reading] what remains
+            "size": qty(order.size - order.executed),
+            "unit": "sats" if unit == "sats" else "BTC",
+        }
+        if self.rest_amount_filled:
+            view["amountFilled"] = qty(order.executed)  # the generated reference only
         return view
 
     def _position_view(self, pos: SimPosition) -> dict[str, Any]:

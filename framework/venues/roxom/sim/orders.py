@@ -25,7 +25,6 @@ from framework.sim.server import (
 )
 from framework.venues.roxom.auth import (
     canonical_body,
-    canonical_query,
     rest_message,
 )
 from framework.venues.roxom.instruments import INST_TYPE, SPECS, band_refusal
@@ -49,14 +48,19 @@ class OrderEntry:
         return json_response(200, {"data": data, "error": False})
 
     def _check_signature(self, request: HttpRequest, body: dict[str, Any] | None) -> None:
-        pairs = [(k, v) for k, values in request.query.items() for v in values]
+        # [DOC] "every parameter MUST be hashed as it's sent": the query exactly as received
         message = rest_message(
-            request.method, request.path, canonical_query(pairs), canonical_body(body)
+            request.method, request.path, request.raw_query, canonical_body(body)
         )
         if not self._signed(request.headers, message):
             raise _Refused(401, "Authentication failed", "missing or invalid API signature")
 
-    def _handle(self, request: HttpRequest, action: Callable[[dict[str, Any]], Any]) -> Any:
+    def _handle(
+        self,
+        request: HttpRequest,
+        action: Callable[[dict[str, Any]], Any],
+        wrap: Callable[[Any], HttpResponse] | None = None,
+    ) -> Any:
         try:
             body: dict[str, Any] = {}
             if request.body:
@@ -67,7 +71,7 @@ class OrderEntry:
                 if not isinstance(body, dict):
                     raise _Refused(400, "Invalid request", "body must be a JSON object")
             self._check_signature(request, body)
-            return self._ok(action(body))
+            return (wrap or self._ok)(action(body))
         except _Refused as refused:
             return self._error_response(refused.status, refused.message, refused.details)
 
@@ -89,20 +93,63 @@ class OrderEntry:
 
         return self._handle(request, cancel_all)
 
+    def _unit(self, request: HttpRequest) -> str:
+        unit = (request.arg("unit") or "btc").lower()  # [DOC] default btc; any case
+        if unit not in ("btc", "sats"):
+            raise _Refused(400, "Invalid request", "unit must be btc or sats")
+        return unit
+
     def _get(self, request: HttpRequest, order_id: str) -> Any:
-        return self._handle(request, lambda body: self._order_view(self._find(order_id)))
+        # [DOC] {"data":{"order":{...}}}: the GET view, never the event view
+        return self._handle(
+            request,
+            lambda body: {
+                "order": self._rest_view(self._find(order_id), self._unit(request), listed=False)
+            },
+            wrap=lambda data: json_response(200, {"data": data}),
+        )
 
     def _list(self, request: HttpRequest) -> Any:
-        def listing(body: dict[str, Any]) -> list[dict[str, Any]]:
+        def listing(body: dict[str, Any]) -> dict[str, Any]:
+            if request.arg("instType") != INST_TYPE:
+                raise _Refused(400, "Invalid request", "instType is required (perpetual)")
+            unit = self._unit(request)
             symbol = request.arg("symbol") or None
             closed = request.arg("includeClosed") == "true"
-            return [
-                self._order_view(o)
+            orders = [
+                self._rest_view(o, unit, listed=True)
                 for o in self.orders.values()
                 if symbol in (None, o.symbol) and (closed or o.status not in FINAL)
             ]
+            return {"orders": orders}
 
-        return self._handle(request, listing)
+        # [DOC] {"error":false,"data":{"orders":[...]}}
+        return self._handle(
+            request, listing, wrap=lambda data: json_response(200, {"error": False, "data": data})
+        )
+
+    def _instruments(self, request: HttpRequest) -> HttpResponse:
+        """[DOC] `GET /api/v1/market/instruments` with JSON numbers; [INF] in the requested
+        unit (btc), unsigned (public market data)."""
+        items = []
+        for symbol in self.engine.symbols():
+            spec = SPECS[symbol]
+            fields = {
+                "symbol": f'"{symbol}"',
+                "baseAsset": f'"{spec.base}"',
+                "quoteAsset": '"BTC"',
+                "status": '"active"',
+                "min_order_size": format(spec.step, "f"),
+                "max_order_size": "1000000",
+                "tickSize": format(spec.tick, "f"),
+                "contractSize": "1",
+                "makerFee": format(self.fee_rates[True], "f"),
+                "takerFee": format(self.fee_rates[False], "f"),
+                "maxLeverage": "100",
+                "tradingHours": '"24/7"',
+            }
+            items.append("{" + ",".join(f'"{k}":{v}' for k, v in fields.items()) + "}")
+        return HttpResponse(200, ('{"data":[' + ",".join(items) + "]}").encode())
 
     def _find(self, order_id: str) -> RoxOrder:
         order = self.orders.get(order_id)
@@ -123,13 +170,17 @@ class OrderEntry:
             raise _Refused(400, "Invalid request", "side or orderType invalid")
         if tif not in ("gtc", "ioc", "gtd"):
             raise _Refused(400, "Invalid request", f"timeInForce {tif!r} invalid")
-        if body.get("unit", "btc") not in ("btc", "sats"):
+        # [DOC] the text says btc/sats, the docs' own example sends "BTC": any case
+        if str(body.get("unit", "btc")).lower() not in ("btc", "sats"):
             raise _Refused(400, "Invalid request", "unit must be btc or sats")
         size = _decimal(body, "qty")
         limit = _decimal(body, "px") if kind in ("limit", "stoplimit") else None
         trigger = _decimal(body, "triggerPx") if kind in ("stop", "stoplimit") else None
         cancel_at = body.get("cancelAt")
-        if tif == "gtd" and not (isinstance(cancel_at, str | int) and str(cancel_at).isdigit()):
+        # [DOC] cancelAt is an integer (ms)
+        if cancel_at is not None and (type(cancel_at) is not int or cancel_at < 0):
+            raise _Refused(400, "Invalid request", "cancelAt must be an integer (ms)")
+        if tif == "gtd" and cancel_at is None:
             raise _Refused(400, "Invalid request", "gtd orders need cancelAt (ms)")
         coid = body.get("clientOrderId")
         if coid is not None and not isinstance(coid, str):
@@ -150,7 +201,8 @@ class OrderEntry:
             trigger_price=trigger,
             tif=tif,
             post_only=body.get("postOnly") is True,
-            cancel_at_ms=int(cancel_at) if tif == "gtd" else None,
+            cancel_at_ms=cancel_at if tif == "gtd" else None,
+            created_ns=self._clock_ns(),
         )
         self.orders.add(order)
         # [INF] every accepted order reports pendingsubmit first

@@ -21,6 +21,7 @@ from framework.venues.roxom.auth import (
 from framework.venues.roxom.sim.common import (
     _ERROR_MESSAGES,
     AUTH_FAILED,
+    BINARY,
     INVALID_CHANNEL,
     INVALID_SYMBOL,
     MALFORMED,
@@ -51,9 +52,13 @@ class Sessions:
         return None
 
     def _authorize(self, headers: dict[str, str]) -> int | None:
-        # [INF] no credentials at all: the upgrade is refused (401); credentials that do not
-        # verify: accepted, then error 600010 and a close (both forms are documented)
-        return 401 if self._signed(headers, WS_MESSAGE) is None else None
+        # [DOC] "Authentication is done before connection upgrade": missing and bad credentials
+        # alike are refused there ([INF] with 401). The same page also lists error 600010, so
+        # `auth_error_in_band` accepts a bad signature and then sends 600010 and closes.
+        signed = self._signed(headers, WS_MESSAGE)
+        if signed is None or (signed is False and not self.auth_error_in_band):
+            return 401
+        return None
 
     def _credentials(self, request: HttpRequest) -> HttpResponse:
         # [INF] simulator only, loopback: lets a standalone simulator's client sign requests
@@ -75,6 +80,9 @@ class Sessions:
             await conn.close(1008, "authentication failed")
             return
         self._conn_ids[conn] = conn_id
+        # [DOC] text frames only: a binary frame is answered with 60018 ([INF] the connection
+        # stays open)
+        conn.on_binary = lambda data: conn.enqueue(self._error_frame(BINARY, conn_id))
         self._account_conns.add(conn)
         keys: set[tuple[str, str | None]] = set()
         try:

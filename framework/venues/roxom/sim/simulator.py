@@ -100,6 +100,14 @@ class RoxomSimulator(
         self.hold_cancels = False  # cancels stay `pendingcancel` until release_cancels()
         self.mute_account = False  # account events are lost (as while disconnected)
         self._held: list[RoxOrder] = []
+        # documented-mode defaults; each option is a form the venue's material leaves open
+        self.auth_error_in_band = False  # bad signature: upgrade, then 600010 and a close
+        self.short_events = False  # order events in the published short form
+        self.echo_client_order_id = True  # False: the venue ignores clientOrderId
+        self.cumulative_fees = True  # False: filledFees is the latest fill's fee
+        self.merge_fills = False  # one event for the fills of one match
+        self.rest_amount_filled = False  # REST views carry `amountFilled`
+        self._merged: set[str] = set()
         # engine trade id -> the fill id the client derives for our side (`orderId:executedQty`)
         self.fill_ids: dict[str, str] = {}
         self.app = self._build_app()
@@ -163,6 +171,7 @@ class RoxomSimulator(
         app.http("POST", "/api/v1/orders/{order_id}/cancel")(self._cancel)
         app.http("GET", "/api/v1/orders/{order_id}")(self._get)
         app.http("GET", "/api/v1/orders")(self._list)
+        app.http("GET", "/api/v1/market/instruments")(self._instruments)
         app.http("GET", "/sim/credentials")(self._credentials)
         app.ws("/ws", authorize=self._authorize)(self._ws)
         return app
