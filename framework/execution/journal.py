@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -98,10 +99,19 @@ class Journal:
         # write-mostly, read by key: a small page cache (default 2 MiB) keeps a long session flat
         self._db.execute(f"PRAGMA cache_size=-{JOURNAL_CACHE_KIB}")
         self._db.executescript(_SCHEMA)
+        # fault injection (`framework.sim.faults.FaultPlan.journal_hook`): called with the
+        # operation ("intent", "update", "fill", "fsync") before each write; it raises what a
+        # failing disk raises (OSError(ENOSPC)). None in production.
+        self.fault: Callable[[str], None] | None = None
+
+    def _check(self, op: str) -> None:
+        if self.fault is not None:
+            self.fault(op)
 
     def record_intent(self, order: Order) -> int:
         """Commit the intent (survives a process kill from here on); returns the number to pass
         to `durable` before the order's request may leave."""
+        self._check("intent")
         self._insert_intent(order)
         self._written += 1
         return self._written
@@ -133,6 +143,7 @@ class Journal:
 
     def _sync_wal(self) -> None:
         # runs in a worker thread; fsync works on the file, whichever descriptor names it
+        self._check("fsync")
         if self._wal_fd is None:
             self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY)
         os.fsync(self._wal_fd)
@@ -165,6 +176,7 @@ class Journal:
         )
 
     def update(self, order: Order) -> None:
+        self._check("update")
         self._db.execute(
             "UPDATE orders SET status=?, venue_order_id=?, filled_qty=?, avg_price=?, fees=?,"
             " reason=?, updated_ns=?, price=?, quantity=? WHERE client_order_id=?",
@@ -193,6 +205,7 @@ class Journal:
         ts_ns: int,
     ) -> bool:
         """Record a fill; False if this order's fill id was recorded before (a duplicate)."""
+        self._check("fill")
         try:
             self._db.execute(
                 "INSERT INTO fills VALUES (?,?,?,?,?,?,?)",
