@@ -274,6 +274,7 @@ class OrderManager(Reconciling):
             self._transition(order, S.SUBMITTED)
             report = None
             self._stamp_send(order)
+            self._sent_at[order.client_order_id] = trio.current_time()
             try:
                 with trio.fail_after(self.request_timeout_s):
                     report = await client.submit(order)
