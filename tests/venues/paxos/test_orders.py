@@ -55,6 +55,8 @@ def cfg(**extra: object):
             "max_order_notional": "1000000000",
             "max_position": "1000",
             "max_orders_per_second": 1000,
+            # a loopback simulator holds no request: "not found" settles after 0.3 s
+            "not_found_grace_s": 0.3,
         },
     )
 
