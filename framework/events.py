@@ -82,6 +82,8 @@ class VenueState(enum.StrEnum):
     DISCONNECTED = "DISCONNECTED"
     # orders work at the venue that this process (its journal) does not know; `reason` names them
     ORPHAN_ORDERS = "ORPHAN_ORDERS"
+    # trading stopped by the framework (the journal cannot write): `reason` says why
+    HALTED = "HALTED"
 
 
 # --- market data -------------------------------------------------------------------------------

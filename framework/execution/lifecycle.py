@@ -13,12 +13,14 @@ from UNKNOWN in `reconcile`.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import structlog
 import trio
 
@@ -36,6 +38,8 @@ from framework.events import (
     OrderStatus,
     OrderSubmitted,
     OrderUnknown,
+    VenueState,
+    VenueStatus,
 )
 from framework.execution.handle import OrderHandle
 from framework.execution.journal import Journal
@@ -47,9 +51,23 @@ log = structlog.get_logger("botrun.orders")
 
 S = OrderStatus
 _ZERO = Decimal(0)
+# what a failing journal raises (a full disk, an I/O error, a database that went away)
+JOURNAL_ERRORS = (OSError, sqlite3.Error)
+
+
+class JournalFailure(RuntimeError):
+    """The journal could not write: trading was halted (the one line a run exits with)."""
+
+
 # no quantity, price or fee a venue reports is this large: beyond it a number is corrupt
 NUMBER_LIMIT = Decimal("1e15")
 _EXCERPT = 240
+
+
+def _snapshot(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A queued write keeps the order as it was then (`update` writes the row's state at that
+    moment; later writes queue behind it)."""
+    return tuple(attrs.evolve(a) if isinstance(a, Order) else a for a in args)
 
 
 def report_problem(report: ExecutionReport, order: Order) -> str | None:
@@ -202,6 +220,12 @@ class OrderLifecycle:
         self._sent_at: dict[str, float] = {}
         # when an UNKNOWN order is next asked for (backoff), monotonic
         self._next_ask: dict[str, float] = {}
+        # journal writes that failed, retried in order (a venue report is never dropped: it is
+        # applied in memory at once and written when the disk takes it)
+        self._journal_backlog: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        # set when a journal write failed: trading halts (no new orders, open ones cancelled)
+        self.halted: str | None = None
+        self._halt = trio.Event()
 
     def open_orders(self, venue: str | None = None, symbol: str | None = None) -> list[Order]:
         # from the open index, not every order of the session: risk checks call this per order
@@ -342,8 +366,20 @@ class OrderLifecycle:
             self.counts["duplicate_fills"] += 1
             return
         ts = self.clock_ns()
-        if not self.journal.record_fill(
-            order.venue, fill_id, order.client_order_id, price, qty, report.fee, ts
+        # False: the journal has this fill already (a duplicate); None: the write is queued
+        # behind a failing disk, and the fill (new by the in-memory ids) is applied now
+        if (
+            self._journal_write(
+                self.journal.record_fill,
+                order.venue,
+                fill_id,
+                order.client_order_id,
+                price,
+                qty,
+                report.fee,
+                ts,
+            )
+            is False
         ):
             self.counts["duplicate_fills"] += 1
             order.fill_ids.add(fill_id)
@@ -367,7 +403,7 @@ class OrderLifecycle:
             order.status = S.FILLED
         elif order.status in (S.SUBMITTED, S.ACCEPTED, S.UNKNOWN):
             order.status = S.PARTIALLY_FILLED
-        self.journal.update(order)
+        self._journal_write(self.journal.update, order)
         self.counts["fills"] += 1
         cls = OrderFilled if full else OrderPartiallyFilled
         self.publish(
@@ -429,7 +465,54 @@ class OrderLifecycle:
 
     def _touch(self, order: Order) -> None:
         order.updated_ns = self.clock_ns()
-        self.journal.update(order)
+        self._journal_write(self.journal.update, order)
+
+    # --- journal failures ------------------------------------------------------------------------
+
+    def _journal_write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Write through the journal; a failure queues the write (retried in order) and halts
+        trading. Returns what `fn` returned, or None if the write is queued."""
+        if self._journal_backlog:
+            self._journal_backlog.append((fn, _snapshot(args)))
+            return None
+        try:
+            return fn(*args)
+        except JOURNAL_ERRORS as exc:
+            self._journal_backlog.append((fn, _snapshot(args)))
+            self.journal_failed(exc)
+            return None
+
+    def journal_failed(self, exc: BaseException) -> None:
+        """A journal write failed. This is not a bad venue frame: nothing the venue said is
+        dropped (it is applied in memory and its write retried), but trading halts in order:
+        no new order, every open one cancelled, strategies told, and the run then ends."""
+        self.counts["journal_errors"] += 1
+        if self.halted is not None:
+            return
+        self.halted = f"journal write failed: {type(exc).__name__}: {exc}"
+        log.error("journal write failed; halting trading", error=self.halted)
+        if self.risk is not None and not getattr(self.risk, "halted", None):
+            self.risk.halted = self.halted
+        for venue in sorted(self.clients):
+            self.publish(
+                VenueStatus(venue, VenueState.HALTED, 0, reason=self.halted, stream="orders")
+            )
+        self._halt.set()
+
+    def flush_journal_backlog(self) -> bool:
+        """Write what the journal refused, in order; True once nothing is left."""
+        while self._journal_backlog:
+            fn, args = self._journal_backlog[0]
+            try:
+                fn(*args)
+            except sqlite3.IntegrityError:
+                pass  # a fill already written: what the primary key is for
+            except JOURNAL_ERRORS as exc:
+                self.counts["journal_errors"] += 1
+                log.warning("journal still failing", error=f"{type(exc).__name__}: {exc}")
+                return False
+            self._journal_backlog.popleft()
+        return True
 
     def _event(self, order: Order, cls: type[OrderEvent], **extra: Any) -> OrderEvent:
         return cls(

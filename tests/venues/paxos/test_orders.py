@@ -291,7 +291,10 @@ async def _restart_cycle(tmp_path: Path, *, request_sent: bool) -> tuple[PaxosSi
         # second life: same journal, same venue
         async with running(c, journal_path=journal) as second:
             order = second.orders.orders[coid]
-            await until(second, lambda: order.status is not S.SUBMITTED, "reconciled")
+            # ("not found" keeps it UNKNOWN for not_found_grace_s before concluding)
+            await until(
+                second, lambda: order.status not in (S.SUBMITTED, S.UNKNOWN), "reconciled"
+            )
         nursery.cancel_scope.cancel()
     return sim, second
 
