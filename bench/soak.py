@@ -77,7 +77,34 @@ def fault_mix(case: ChaosCase, seed: int) -> FaultPlan:
     case.order_faults(plan, 0.4)
     for kind in case.venue_faults:
         plan.add(kind, 0.3 if kind == "late_fill" else 0.01)
+    # issue #15: what an attacker's proxy did that the layer used to lack
+    plan.add("corrupt_frame", 0.002, path)  # book frames replaced by unreadable ones
+    plan.add("corrupt_frame", 0.001)  # and any frame (order updates among them)
+    rest = rest_order_paths(case)
+    if rest is not None:
+        create, order_paths = rest
+        plan.add("http_hold", 0.02, create, seconds=HOLD_S)  # lands after the client gave up
+        plan.add("http_error_after", 0.03, create)  # 429/5xx after the venue acted
+        for order_path in order_paths:
+            plan.add("corrupt_number", 0.02, order_path)
+            plan.add("http_junk_body", 0.01, order_path)
+            plan.add("http_bad_retry_after", 0.005, order_path)
     return plan
+
+
+# a create held this long reaches the venue after the client's 10 s timeout; "not found" is
+# then kept UNKNOWN for longer (the grace is set above it)
+HOLD_S = 12.0
+
+
+def rest_order_paths(case: ChaosCase) -> tuple[str, list[str]] | None:
+    """(create path, every order path) of a venue whose orders go over REST, else None."""
+    probe = FaultPlan(0)
+    submit = case.lose_submit_reply(probe)
+    if not submit or any(not r.kind.startswith("http_") for r in submit):
+        return None
+    paths = {r.path for r in submit + case.queries_fail(probe) if r.kind.startswith("http_")}
+    return submit[0].path, sorted(paths)
 
 
 class Stats:
@@ -99,6 +126,12 @@ async def soak_venue(case: ChaosCase, seconds: float, seed: int, out: dict[str, 
         engine = run.sim.engine
         engine.limit_history(orders=SIM_HISTORY, fills=SIM_HISTORY)
         run.engine.orders.retain_terminal = SIM_HISTORY
+        run.engine.orders.not_found_grace_s = HOLD_S + 5
+        # a journal disk failure is scripted in the last tenth of the run: trading then halts
+        # (new orders refused, open ones cancelled) and the run goes on without exiting
+        run.engine.orders.exit_on_journal_failure = False
+        run.engine.journal.fault = plan.journal_hook()
+        disk_failed = False
         await run.settle(synced=True)
         # oversized frames must exceed what the client accepts: lower its limit, reconnect
         run.book_session.stream.max_message_size = 1 << 16
@@ -125,6 +158,9 @@ async def soak_venue(case: ChaosCase, seconds: float, seed: int, out: dict[str, 
                 samples.append(round(rss_mib(), 1))
                 objects.append(len(gc.get_objects()))  # live Python objects: leak or allocator?
                 next_sample += seconds / 10
+            if not disk_failed and trio.current_time() >= start + seconds * 0.9:
+                disk_failed = True
+                plan.once("journal_enospc", times=5)
             stats.rounds += 1
             run.step(rng.randint(5, 40))
             _trade(run, rng, stats)
@@ -138,6 +174,8 @@ async def soak_venue(case: ChaosCase, seconds: float, seed: int, out: dict[str, 
         await run.finish_orders()
         problems = run.order_problems()
         sessions = run.engine.sessions
+        orders = run.engine.orders
+        gap_blind = not case.detects_gaps
         out.update(
             venue=case.venue,
             faults=plan.summary(),
@@ -156,6 +194,26 @@ async def soak_venue(case: ChaosCase, seconds: float, seed: int, out: dict[str, 
             settled=len(run.settled),
             lost=sum(p.startswith("lost") for p in problems),
             duplicated=sum(p.startswith("duplicated") for p in problems),
+            # working at the venue after every order here ended, or found there at start-up
+            orphans=sum(
+                o.status not in ("FILLED", "CANCELLED", "REJECTED", "EXPIRED")
+                for o in run.venue_orders()
+            )
+            + orders.counts["orphans"],
+            phantom_fills=sum("in the journal but not at the venue" in p for p in problems),
+            fill_sum_mismatches=sum(
+                any(k in p for k in ("journal filled", "fills total", "fill lost", ": journal "))
+                for p in problems
+            ),
+            books_wrong_synced=sum("synced but different" in m for m in run.mismatches),
+            gap_blind=gap_blind,
+            unreadable_refused=orders.counts["unreadable_reports"],
+            not_found_waits=orders.counts["not_found_waiting"],
+            revived=orders.counts["revived"],
+            working_checks=orders.counts["working_checks"],
+            journal_errors=orders.counts["journal_errors"],
+            halted=orders.halted,
+            held_requests=f"{run.sim.app.held} ({run.sim.app.held_applied} applied late)",
             other_problems=[p for p in problems if not p.startswith(("lost", "duplicated"))],
             unknown_seen=run.engine.orders.counts["unknown"],
             duplicate_fills_refused=run.engine.orders.counts["duplicate_fills"],
@@ -250,6 +308,20 @@ def main() -> int:
         )
         print(f"lost orders:        {r['lost']}")
         print(f"duplicated orders:  {r['duplicated']}")
+        print(f"orphans:            {r['orphans']}")
+        print(f"phantom fills:      {r['phantom_fills']}")
+        print(f"fill-sum mismatches:{r['fill_sum_mismatches']:>2}")
+        wrong = r["books_wrong_synced"]
+        print(
+            f"books wrong SYNCED: {0 if r['gap_blind'] else wrong}"
+            + (f" (feed without sequence numbers: {wrong}, counted apart)" if r["gap_blind"] else "")
+        )
+        print(
+            f"order path:         unreadable reports refused {r['unreadable_refused']}, "
+            f"'not found' waits {r['not_found_waits']}, revived {r['revived']}, "
+            f"working checks {r['working_checks']}, held requests {r['held_requests']}"
+        )
+        print(f"journal:            errors {r['journal_errors']}, halted: {r['halted']}")
         print(f"other mismatches:   {len(r['other_problems'])}")
         for sample in r["other_problems"][:5]:
             print(f"  {sample}")
@@ -271,7 +343,14 @@ def main() -> int:
         )
         print(f"Python objects:     every 10%: {r['object_samples']}")
         print(f"held in memory:     {r['held']} (orders checked and forgotten: {r['settled']})")
-        failed |= bool(r["mismatches"] or r["lost"] or r["duplicated"] or r["other_problems"])
+        failed |= bool(
+            r["mismatches"]
+            or r["lost"]
+            or r["duplicated"]
+            or r["other_problems"]
+            or r["orphans"]
+            or r["phantom_fills"]
+        )
     return 1 if failed else 0
 
 

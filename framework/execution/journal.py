@@ -16,8 +16,10 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import structlog
 import trio
 
+from framework.errors import ConfigError
 from framework.events import OrderStatus, OrderType, Side, TimeInForce
 from framework.model import Order
 
@@ -67,6 +69,11 @@ def _dec(text: str | None) -> Decimal | None:
 
 JOURNAL_CACHE_KIB = 256
 
+log = structlog.get_logger("botrun.journal")
+# the sidecar that says "this journal has held orders": a journal that is then missing, empty or
+# without orders was truncated or deleted (its working orders would be orphaned), not new
+MARKER_SUFFIX = ".orders-marker"
+
 
 class Journal:
     # `durable` fsyncs in a worker thread. Tests that run trio's MockClock with autojump turn
@@ -74,8 +81,13 @@ class Journal:
     # their timeouts while the disk works.
     fsync_in_thread = True
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, accept_empty: bool = False) -> None:
         self.path = str(path)
+        self._marker = None if self.path == ":memory:" else Path(self.path + MARKER_SUFFIX)
+        file = Path(self.path)
+        missing = self._marker is not None and (not file.exists() or file.stat().st_size == 0)
+        if self._marker is not None and self._marker.exists() and missing:
+            self._truncated(accept_empty, "is missing or 0 bytes")
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             # the journal holds the account's order history: user-only permissions
@@ -103,6 +115,33 @@ class Journal:
         # operation ("intent", "update", "fill", "fsync") before each write; it raises what a
         # failing disk raises (OSError(ENOSPC)). None in production.
         self.fault: Callable[[str], None] | None = None
+        self._marked = self._marker is not None and self._marker.exists()
+        if self._marked and not missing:
+            (n,) = self._db.execute("SELECT COUNT(*) FROM orders").fetchone()
+            if n == 0:
+                self._truncated(accept_empty, "holds no order")
+
+    def _truncated(self, accept: bool, what: str) -> None:
+        message = (
+            f"journal {self.path} {what}, but {self.path}{MARKER_SUFFIX} says it held orders:"
+            " it was truncated or deleted, and orders it knew may still work at the venue."
+            " Start with --accept-empty-journal (botrun.accept_empty_journal) to accept it as new"
+        )
+        if not accept:
+            raise ConfigError(message)
+        log.warning("accepting an empty journal", path=self.path, was=what)
+
+    def _mark(self) -> None:
+        """Write the sidecar once: from now on an empty journal here is a lost one."""
+        if self._marker is None or self._marked:
+            return
+        fd = os.open(self._marker, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"this journal holds orders; see framework/execution/journal.py\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._marked = True
 
     def _check(self, op: str) -> None:
         if self.fault is not None:
@@ -113,6 +152,7 @@ class Journal:
         to `durable` before the order's request may leave."""
         self._check("intent")
         self._insert_intent(order)
+        self._mark()
         self._written += 1
         return self._written
 
