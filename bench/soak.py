@@ -314,7 +314,11 @@ def main() -> int:
         wrong = r["books_wrong_synced"]
         print(
             f"books wrong SYNCED: {0 if r['gap_blind'] else wrong}"
-            + (f" (feed without sequence numbers: {wrong}, counted apart)" if r["gap_blind"] else "")
+            + (
+                f" (feed without sequence numbers: {wrong}, counted apart)"
+                if r["gap_blind"]
+                else ""
+            )
         )
         print(
             f"order path:         unreadable reports refused {r['unreadable_refused']}, "

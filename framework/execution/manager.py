@@ -110,9 +110,7 @@ class OrderManager(Reconciling):
         left = len(self._open)
         backlog = len(self._journal_backlog)
         self.counts["halts"] += 1
-        log.error(
-            "trading halted", reason=self.halted, open_orders=left, unwritten_journal=backlog
-        )
+        log.error("trading halted", reason=self.halted, open_orders=left, unwritten_journal=backlog)
         if self.exit_on_journal_failure:
             raise JournalFailure(
                 f"trading halted, {self.halted}; open orders left: {left},"

@@ -388,7 +388,7 @@ class FaultPlan:
     async def after_http(
         self, app: FaultedApp, request: HttpRequest, response: HttpResponse
     ) -> HttpResponse:
-        rule = self._pick(HTTP_AFTER_KINDS + ("corrupt_number",), request.path)
+        rule = self._pick((*HTTP_AFTER_KINDS, "corrupt_number"), request.path)
         if rule is None:
             return response
         if rule.kind == "http_delay":
@@ -426,9 +426,7 @@ class FaultPlan:
         the rule's `keys` (names) or those NUMBER_KEYS matches. Text without such a number is
         returned unchanged (the rule still counts as fired: the frame is what it is)."""
         keys = rule.param("keys") if rule is not None else None
-        form = (rule.param("form") if rule is not None else None) or self.rng.choice(
-            CORRUPT_FORMS
-        )
+        form = (rule.param("form") if rule is not None else None) or self.rng.choice(CORRUPT_FORMS)
         spots = [
             m
             for m in _NUMBER_FIELD.finditer(text)

@@ -143,7 +143,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--accept-empty-journal",
         action="store_true",
-        help="start although the journal looks truncated or deleted (its marker says it held orders)",
+        help="start although the journal looks truncated or deleted (its marker says it held"
+        " orders)",
     )
 
 

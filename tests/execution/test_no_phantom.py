@@ -53,7 +53,7 @@ async def test_an_unreadable_report_is_not_booked_and_the_order_is_queried(
 
 
 async def test_a_late_create_is_kept_unknown_then_found(autojump_clock: MockClock) -> None:
-    """"Not found" answers keep the order UNKNOWN, asked with backoff, for the grace; the
+    """ "Not found" answers keep the order UNKNOWN, asked with backoff, for the grace; the
     create lands late and the order is tracked: never REJECTED on the way."""
     async with running() as h:
         h.om.not_found_grace_s = 60.0

@@ -688,9 +688,7 @@ async def test_a_journal_disk_failure_halts_trading_in_order_and_drops_nothing(
             _submit(run, market, Side.BUY, case.lot * 4, _passive_price(run, market, Side.BUY, 2))
             for _ in range(2)
         ]
-        await run.pulse.until(
-            lambda: all(h.status is S.ACCEPTED for h in working), "working"
-        )
+        await run.pulse.until(lambda: all(h.status is S.ACCEPTED for h in working), "working")
         disk = plan.once("journal_enospc", times=6)
         # the disk is full when we ask to cancel the first order and someone trades through
         # the second
@@ -701,7 +699,9 @@ async def test_a_journal_disk_failure_halts_trading_in_order_and_drops_nothing(
             lambda: all(h.status.is_terminal for h in working), "halted: every order ended"
         )
         refused = _submit(run, market, Side.BUY, case.lot, _passive_price(run, market, Side.BUY, 5))
-        assert refused.status is S.REJECTED and "journal write failed" in (refused.order.reason or "")
+        assert refused.status is S.REJECTED and "journal write failed" in (
+            refused.order.reason or ""
+        )
         assert any(s.state is VenueState.HALTED for s in told)
         await run.pulse.until(lambda: not orders._journal_backlog, "journal caught up")
         assert orders.counts["journal_errors"] >= 1 and orders.halted

@@ -292,9 +292,7 @@ async def _restart_cycle(tmp_path: Path, *, request_sent: bool) -> tuple[PaxosSi
         async with running(c, journal_path=journal) as second:
             order = second.orders.orders[coid]
             # ("not found" keeps it UNKNOWN for not_found_grace_s before concluding)
-            await until(
-                second, lambda: order.status not in (S.SUBMITTED, S.UNKNOWN), "reconciled"
-            )
+            await until(second, lambda: order.status not in (S.SUBMITTED, S.UNKNOWN), "reconciled")
         nursery.cancel_scope.cancel()
     return sim, second
 
