@@ -214,3 +214,25 @@ def test_unencrypted_websocket_only_to_loopback() -> None:
     _refuse_plain_remote("wss://ws.paxos.com/marketdata")
     _refuse_plain_remote("ws://127.0.0.1:9000/marketdata")
     _refuse_plain_remote("ws://localhost:9000/")
+
+
+async def test_a_frame_above_the_streams_limit_is_counted_and_the_stream_reconnects() -> None:
+    """`Stream.max_message_size` is enforced per stream: an oversized frame is refused unread
+    (no 50 MB in memory), counted, and the stream connects again (its books resync)."""
+    big = '{"type":"UPDATE","filler":"' + "x" * 5000 + '"}'
+    venue = ScriptedVenue([[SNAP, big], [SNAP, UPDATE]])
+    events: list[Any] = []
+    statuses = Recorder()
+    async with trio.open_nursery() as nursery:
+        port = await venue.serve(nursery)
+        session = make_session(port, events, statuses)
+        session.stream.max_message_size = 4096
+        nursery.start_soon(session.run)
+        with trio.fail_after(GUARD):
+            await statuses.wait_for(
+                lambda st: any(x.epoch == 2 and x.state is VenueState.CONNECTED for x in st)
+            )
+            await session.wait_frames(2)
+        assert session.counts["oversized_frames"] == 1 and session.counts["bad_frames"] == 0
+        assert venue.connections == 2
+        nursery.cancel_scope.cancel()
