@@ -163,7 +163,8 @@ class OrderManager(Reconciling):
             except JOURNAL_ERRORS as exc:
                 # the intent is not on disk, so the order never leaves
                 self.journal_failed(exc)
-                reason = f"journal write failed: {type(exc).__name__}: {exc}"
+                # (`type` is this method's order-type parameter here)
+                reason = f"journal write failed: {exc.__class__.__name__}: {exc}"
         handle = OrderHandle(order)
         self.orders[order.client_order_id] = order
         self.handles[order.client_order_id] = handle
