@@ -33,6 +33,9 @@ class BotConfig:
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     journal_dir: str = ".botrun"
+    # start even if the journal looks truncated (0 bytes, deleted, emptied while its marker
+    # says it held orders); `--accept-empty-journal`
+    accept_empty_journal: bool = False
     strategy: str = ""  # default strategy file when none is given on the command line
 
 

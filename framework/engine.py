@@ -77,7 +77,7 @@ class Core:
         self.bus = Bus()
         self.router = MarketDataRouter(self.bus)
         self.portfolio = Portfolio(mark=self.router.mid)
-        self.journal = Journal(journal_path)
+        self.journal = Journal(journal_path, accept_empty=config.botrun.accept_empty_journal)
         self.orders = OrderManager(self.journal, self._publish_order_event, clock_ns=clock_ns)
         self.risk = RiskManager(
             config.risk,

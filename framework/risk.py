@@ -29,6 +29,13 @@ class RiskConfig:
     # orders working at the venue that the journal does not know (found at start and after a
     # reconnect): cancel them (true) or only report them (false)
     cancel_orphans: bool = True
+    # an order the venue says it has never seen stays UNKNOWN, asked again with backoff, for at
+    # least this long after its request left (a create held in a gateway may land late), and is
+    # asked once more later even after it is finalised REJECTED
+    not_found_grace_s: float = 90.0
+    # every working order is asked for this often (a lost or unreadable order update cannot
+    # leave a filled order "working"); 0 = only on reconnects and skipped frames
+    working_check_interval_s: float = 30.0
 
 
 class RiskManager:

@@ -102,6 +102,8 @@ max_position = "1000"
 max_open_orders = 50
 max_orders_per_second = 1000
 cancel_all_on_shutdown = true
+# a loopback simulator: no gateway holds a request, so "not found" is settled within 1 s
+not_found_grace_s = 1.0
 
 [venues.paxos]
 endpoint = "sim"

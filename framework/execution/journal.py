@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import structlog
 import trio
 
+from framework.errors import ConfigError
 from framework.events import OrderStatus, OrderType, Side, TimeInForce
 from framework.model import Order
 
@@ -66,6 +69,11 @@ def _dec(text: str | None) -> Decimal | None:
 
 JOURNAL_CACHE_KIB = 256
 
+log = structlog.get_logger("botrun.journal")
+# the sidecar that says "this journal has held orders": a journal that is then missing, empty or
+# without orders was truncated or deleted (its working orders would be orphaned), not new
+MARKER_SUFFIX = ".orders-marker"
+
 
 class Journal:
     # `durable` fsyncs in a worker thread. Tests that run trio's MockClock with autojump turn
@@ -73,8 +81,13 @@ class Journal:
     # their timeouts while the disk works.
     fsync_in_thread = True
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, accept_empty: bool = False) -> None:
         self.path = str(path)
+        self._marker = None if self.path == ":memory:" else Path(self.path + MARKER_SUFFIX)
+        file = Path(self.path)
+        missing = self._marker is not None and (not file.exists() or file.stat().st_size == 0)
+        if self._marker is not None and self._marker.exists() and missing:
+            self._truncated(accept_empty, "is missing or 0 bytes")
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             # the journal holds the account's order history: user-only permissions
@@ -98,11 +111,49 @@ class Journal:
         # write-mostly, read by key: a small page cache (default 2 MiB) keeps a long session flat
         self._db.execute(f"PRAGMA cache_size=-{JOURNAL_CACHE_KIB}")
         self._db.executescript(_SCHEMA)
+        # fault injection (`framework.sim.faults.FaultPlan.journal_hook`): called with the
+        # operation ("intent", "update", "fill", "fsync") before each write; it raises what a
+        # failing disk raises (OSError(ENOSPC)). None in production.
+        self.fault: Callable[[str], None] | None = None
+        self._marked = self._marker is not None and self._marker.exists()
+        if self._marked and not missing:
+            (n,) = self._db.execute("SELECT COUNT(*) FROM orders").fetchone()
+            if n == 0:
+                self._truncated(accept_empty, "holds no order")
+
+    def _truncated(self, accept: bool, what: str) -> None:
+        message = (
+            f"journal {self.path} {what}, but {self.path}{MARKER_SUFFIX} says it held orders:"
+            " it was truncated or deleted, and orders it knew may still work at the venue."
+            " Start with --accept-empty-journal (botrun.accept_empty_journal) to accept it as new"
+        )
+        if not accept:
+            raise ConfigError(message)
+        log.warning("accepting an empty journal", path=self.path, was=what)
+
+    def _mark(self) -> None:
+        """Write the sidecar once: from now on an empty journal here is a lost one."""
+        if self._marker is None or self._marked:
+            return
+        fd = os.open(self._marker, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:
+            # not fsynced: the next intent's `durable` fsync is the WAL's, and a marker lost to a
+            # power cut only weakens this check for that journal
+            os.write(fd, b"this journal holds orders; see framework/execution/journal.py\n")
+        finally:
+            os.close(fd)
+        self._marked = True
+
+    def _check(self, op: str) -> None:
+        if self.fault is not None:
+            self.fault(op)
 
     def record_intent(self, order: Order) -> int:
         """Commit the intent (survives a process kill from here on); returns the number to pass
         to `durable` before the order's request may leave."""
+        self._check("intent")
         self._insert_intent(order)
+        self._mark()
         self._written += 1
         return self._written
 
@@ -133,6 +184,7 @@ class Journal:
 
     def _sync_wal(self) -> None:
         # runs in a worker thread; fsync works on the file, whichever descriptor names it
+        self._check("fsync")
         if self._wal_fd is None:
             self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY)
         os.fsync(self._wal_fd)
@@ -165,6 +217,7 @@ class Journal:
         )
 
     def update(self, order: Order) -> None:
+        self._check("update")
         self._db.execute(
             "UPDATE orders SET status=?, venue_order_id=?, filled_qty=?, avg_price=?, fees=?,"
             " reason=?, updated_ns=?, price=?, quantity=? WHERE client_order_id=?",
@@ -193,6 +246,7 @@ class Journal:
         ts_ns: int,
     ) -> bool:
         """Record a fill; False if this order's fill id was recorded before (a duplicate)."""
+        self._check("fill")
         try:
             self._db.execute(
                 "INSERT INTO fills VALUES (?,?,?,?,?,?,?)",

@@ -13,12 +13,14 @@ from UNKNOWN in `reconcile`.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import structlog
 import trio
 
@@ -36,6 +38,8 @@ from framework.events import (
     OrderStatus,
     OrderSubmitted,
     OrderUnknown,
+    VenueState,
+    VenueStatus,
 )
 from framework.execution.handle import OrderHandle
 from framework.execution.journal import Journal
@@ -47,6 +51,70 @@ log = structlog.get_logger("botrun.orders")
 
 S = OrderStatus
 _ZERO = Decimal(0)
+# what a failing journal raises (a full disk, an I/O error, a database that went away)
+JOURNAL_ERRORS = (OSError, sqlite3.Error)
+
+
+class JournalFailure(RuntimeError):
+    """The journal could not write: trading was halted (the one line a run exits with)."""
+
+
+# no quantity, price or fee a venue reports is this large: beyond it a number is corrupt
+NUMBER_LIMIT = Decimal("1e15")
+_EXCERPT = 240
+
+
+def _snapshot(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A queued write keeps the order as it was then (`update` writes the row's state at that
+    moment; later writes queue behind it)."""
+    return tuple(attrs.evolve(a) if isinstance(a, Order) else a for a in args)
+
+
+def report_problem(report: ExecutionReport, order: Order) -> str | None:
+    """Why the numbers of `report` about `order` cannot be booked, or None if they can.
+
+    Every number is finite, below NUMBER_LIMIT in size, and of the right sign (quantities and
+    prices positive, cumulative amounts not negative; a fee may be a rebate); a fill or a
+    cumulative quantity never exceeds the order's quantity (the report's own, after a modify)."""
+    fields = {
+        "fill_qty": report.fill_qty,
+        "fill_price": report.fill_price,
+        "fee": report.fee,
+        "cum_qty": report.cum_qty,
+        "avg_price": report.avg_price,
+        "price": report.price,
+        "quantity": report.quantity,
+    }
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if not isinstance(value, Decimal | int) or isinstance(value, bool):
+            return f"{name} is {type(value).__name__}, not a Decimal"
+        value = Decimal(value)
+        if not value.is_finite():
+            return f"{name} is {value}"
+        if abs(value) >= NUMBER_LIMIT:
+            return f"{name} {value} out of range"
+        if name == "fee":
+            continue
+        if name in ("cum_qty", "avg_price"):
+            if value < 0:
+                return f"{name} {value} is negative"
+        elif value <= 0:
+            return f"{name} {value} is not positive"
+    total = report.quantity if report.quantity is not None else order.quantity
+    if report.cum_qty is not None and report.cum_qty > total:
+        return f"cum_qty {report.cum_qty} above the order quantity {total}"
+    if (
+        report.fill_qty is not None
+        and report.fill_id not in order.fill_ids
+        and order.filled_qty + report.fill_qty > total
+    ):
+        return (
+            f"fill {report.fill_qty} on top of {order.filled_qty} exceeds the order quantity"
+            f" {total}"
+        )
+    return None
 
 
 # from -> allowed targets. UNKNOWN may resolve to anything; terminal states go nowhere.
@@ -140,6 +208,24 @@ class OrderLifecycle:
         self._submit_ns: dict[str, int] = {}
         self._sent_ns: dict[str, int] = {}
         self._submitting: set[str] = set()  # submits not yet answered (or failed) in this run
+        # orders whose report could not be read: the reconciliation loop asks the venue
+        self._requery: set[str] = set()
+        # orders finalised REJECTED because the venue kept saying "not found": asked once more
+        # at the monotonic time given (a create held in a gateway may still land), and revived
+        # if the venue then knows them
+        self._inferred: dict[str, float] = {}
+        # "not found" answers per order: (monotonic time of the first, how many)
+        self._not_found: dict[str, tuple[float, int]] = {}
+        # monotonic time each submit left in this process (the delivery delay counts from it)
+        self._sent_at: dict[str, float] = {}
+        # when an UNKNOWN order is next asked for (backoff), monotonic
+        self._next_ask: dict[str, float] = {}
+        # journal writes that failed, retried in order (a venue report is never dropped: it is
+        # applied in memory at once and written when the disk takes it)
+        self._journal_backlog: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        # set when a journal write failed: trading halts (no new orders, open ones cancelled)
+        self.halted: str | None = None
+        self._halt = trio.Event()
 
     def open_orders(self, venue: str | None = None, symbol: str | None = None) -> list[Order]:
         # from the open index, not every order of the session: risk checks call this per order
@@ -189,6 +275,12 @@ class OrderLifecycle:
                 client_order_id=report.client_order_id,
             )
             return
+        if order.status is S.REJECTED and order.client_order_id in self._inferred:
+            self._revive(order)
+        problem = report_problem(report, order)
+        if problem is not None:
+            self._unreadable(order, report, problem)
+            return
         if self._sent_ns:
             self._stamp_ack(order)
         if report.venue_order_id and order.venue_order_id != report.venue_order_id:
@@ -209,6 +301,39 @@ class OrderLifecycle:
         if status is order.status:
             return
         self._transition(order, status, reason=report.reason)
+
+    def _revive(self, order: Order) -> None:
+        """An order we concluded never arrived turns out to be at the venue: track it again."""
+        self._inferred.pop(order.client_order_id, None)
+        self.counts["revived"] += 1
+        log.warning(
+            "order concluded never-arrived is at the venue after all; tracking it again",
+            venue=order.venue,
+            symbol=order.symbol,
+            client_order_id=order.client_order_id,
+        )
+        self.final_states[S.REJECTED.value] -= 1
+        order.status = S.UNKNOWN
+        order.reason = "reached the venue late"
+        self._open[order.client_order_id] = order
+        self.orders[order.client_order_id] = order
+        self._touch(order)
+        self.publish(self._event(order, OrderUnknown, reason=order.reason))
+
+    def _unreadable(self, order: Order, report: ExecutionReport, problem: str) -> None:
+        """A report whose numbers cannot be true: never booked; the venue is asked instead."""
+        self.counts["unreadable_reports"] += 1
+        log.warning(
+            "unreadable execution report not booked; querying the venue",
+            venue=order.venue,
+            symbol=order.symbol,
+            client_order_id=order.client_order_id,
+            problem=problem,
+            excerpt=repr(report)[:_EXCERPT],
+        )
+        if order.is_open:
+            self._requery.add(order.client_order_id)
+            self._reconcile_wakeup.set()
 
     def _apply_amendment(self, order: Order, report: ExecutionReport) -> None:
         price = report.price if report.price is not None else order.price
@@ -241,8 +366,20 @@ class OrderLifecycle:
             self.counts["duplicate_fills"] += 1
             return
         ts = self.clock_ns()
-        if not self.journal.record_fill(
-            order.venue, fill_id, order.client_order_id, price, qty, report.fee, ts
+        # False: the journal has this fill already (a duplicate); None: the write is queued
+        # behind a failing disk, and the fill (new by the in-memory ids) is applied now
+        if (
+            self._journal_write(
+                self.journal.record_fill,
+                order.venue,
+                fill_id,
+                order.client_order_id,
+                price,
+                qty,
+                report.fee,
+                ts,
+            )
+            is False
         ):
             self.counts["duplicate_fills"] += 1
             order.fill_ids.add(fill_id)
@@ -266,7 +403,7 @@ class OrderLifecycle:
             order.status = S.FILLED
         elif order.status in (S.SUBMITTED, S.ACCEPTED, S.UNKNOWN):
             order.status = S.PARTIALLY_FILLED
-        self.journal.update(order)
+        self._journal_write(self.journal.update, order)
         self.counts["fills"] += 1
         cls = OrderFilled if full else OrderPartiallyFilled
         self.publish(
@@ -328,7 +465,54 @@ class OrderLifecycle:
 
     def _touch(self, order: Order) -> None:
         order.updated_ns = self.clock_ns()
-        self.journal.update(order)
+        self._journal_write(self.journal.update, order)
+
+    # --- journal failures ------------------------------------------------------------------------
+
+    def _journal_write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Write through the journal; a failure queues the write (retried in order) and halts
+        trading. Returns what `fn` returned, or None if the write is queued."""
+        if self._journal_backlog:
+            self._journal_backlog.append((fn, _snapshot(args)))
+            return None
+        try:
+            return fn(*args)
+        except JOURNAL_ERRORS as exc:
+            self._journal_backlog.append((fn, _snapshot(args)))
+            self.journal_failed(exc)
+            return None
+
+    def journal_failed(self, exc: BaseException) -> None:
+        """A journal write failed. This is not a bad venue frame: nothing the venue said is
+        dropped (it is applied in memory and its write retried), but trading halts in order:
+        no new order, every open one cancelled, strategies told, and the run then ends."""
+        self.counts["journal_errors"] += 1
+        if self.halted is not None:
+            return
+        self.halted = f"journal write failed: {type(exc).__name__}: {exc}"
+        log.error("journal write failed; halting trading", error=self.halted)
+        if self.risk is not None and not getattr(self.risk, "halted", None):
+            self.risk.halted = self.halted
+        for venue in sorted(self.clients):
+            self.publish(
+                VenueStatus(venue, VenueState.HALTED, 0, reason=self.halted, stream="orders")
+            )
+        self._halt.set()
+
+    def flush_journal_backlog(self) -> bool:
+        """Write what the journal refused, in order; True once nothing is left."""
+        while self._journal_backlog:
+            fn, args = self._journal_backlog[0]
+            try:
+                fn(*args)
+            except sqlite3.IntegrityError:
+                pass  # a fill already written: what the primary key is for
+            except JOURNAL_ERRORS as exc:
+                self.counts["journal_errors"] += 1
+                log.warning("journal still failing", error=f"{type(exc).__name__}: {exc}")
+                return False
+            self._journal_backlog.popleft()
+        return True
 
     def _event(self, order: Order, cls: type[OrderEvent], **extra: Any) -> OrderEvent:
         return cls(
@@ -347,6 +531,10 @@ class OrderLifecycle:
         self._locks.pop(order.client_order_id, None)
         self._submit_ns.pop(order.client_order_id, None)
         self._sent_ns.pop(order.client_order_id, None)
+        self._sent_at.pop(order.client_order_id, None)
+        self._not_found.pop(order.client_order_id, None)
+        self._next_ask.pop(order.client_order_id, None)
+        self._requery.discard(order.client_order_id)
         self._retire(order)
 
     def _retire(self, order: Order) -> None:

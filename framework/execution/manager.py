@@ -36,6 +36,7 @@ from framework.events import (
 from framework.execution.checks import modify_refusal, order_refusal
 from framework.execution.handle import ClientOrderIds, OrderHandle
 from framework.execution.journal import Journal
+from framework.execution.lifecycle import JOURNAL_ERRORS, JournalFailure
 from framework.execution.reconcile import Reconciling
 from framework.model import Instrument, Order
 from framework.venue import ExecutionClient
@@ -64,6 +65,10 @@ class OrderManager(Reconciling):
         )
         self.ids = ClientOrderIds()
         self._nursery: trio.Nursery | None = None
+        # after a journal failure: how long the halt waits for open orders to end, and whether
+        # the run then ends with `JournalFailure` (a test inspecting the halted state turns it off)
+        self.halt_timeout_s = 30.0
+        self.exit_on_journal_failure = True
 
     # --- wiring ----------------------------------------------------------------------------------
 
@@ -80,7 +85,37 @@ class OrderManager(Reconciling):
             self._nursery = nursery
             nursery.start_soon(self._reconcile_loop)
             task_status.started()
+            await self._halt.wait()
+            await self._halt_in_order()
             await trio.sleep_forever()
+
+    async def _halt_in_order(self) -> None:
+        """The journal failed: cancel every open order, keep writing the backlog until the disk
+        takes it, then end the run with one line (`JournalFailure`)."""
+        n = self.cancel_all(bulk=True)
+        log.error("trading halted; cancelling open orders", reason=self.halted, cancelling=n)
+        delay = 0.05
+        with trio.move_on_after(self.halt_timeout_s):
+            while True:
+                flushed = self.flush_journal_backlog()
+                if flushed and not self._open:
+                    break
+                for order in self.open_orders():
+                    if order.status is S.UNKNOWN:
+                        self._reconcile_wakeup.set()
+                    elif not order.cancel_pending and order.status is not S.PENDING:
+                        self.cancel(order.client_order_id)
+                await trio.sleep(delay)
+                delay = min(1.0, delay * 2)
+        left = len(self._open)
+        backlog = len(self._journal_backlog)
+        self.counts["halts"] += 1
+        log.error("trading halted", reason=self.halted, open_orders=left, unwritten_journal=backlog)
+        if self.exit_on_journal_failure:
+            raise JournalFailure(
+                f"trading halted, {self.halted}; open orders left: {left},"
+                f" journal writes not done: {backlog}"
+            )
 
     # --- strategy side ---------------------------------------------------------------------------
 
@@ -122,6 +157,17 @@ class OrderManager(Reconciling):
             updated_ns=now,
         )
         reason = self._refusal(order, client)
+        if reason is None and self.halted is not None:
+            reason = f"trading halted: {self.halted}"
+        intent = 0
+        if reason is None:
+            try:
+                intent = self.journal.record_intent(order)
+            except JOURNAL_ERRORS as exc:
+                # the intent is not on disk, so the order never leaves
+                self.journal_failed(exc)
+                # (`type` is this method's order-type parameter here)
+                reason = f"journal write failed: {exc.__class__.__name__}: {exc}"
         handle = OrderHandle(order)
         self.orders[order.client_order_id] = order
         self.handles[order.client_order_id] = handle
@@ -140,7 +186,6 @@ class OrderManager(Reconciling):
             self.publish(self._event(order, OrderRejected, reason=reason))
             self._retire(order)
             return handle
-        intent = self.journal.record_intent(order)
         self._open[order.client_order_id] = order
         self.counts["submitted"] += 1
         self._submit_ns[order.client_order_id] = self.mono_ns()
@@ -260,6 +305,7 @@ class OrderManager(Reconciling):
                 # the disk refused: the intent may not survive a power loss, so it never leaves
                 if order.status is S.PENDING:
                     self._transition(order, S.REJECTED, reason=f"journal fsync failed: {exc}")
+                self.journal_failed(exc)
                 return
             await self._submit_once(order)
         finally:
@@ -277,6 +323,7 @@ class OrderManager(Reconciling):
             self._transition(order, S.SUBMITTED)
             report = None
             self._stamp_send(order)
+            self._sent_at[order.client_order_id] = trio.current_time()
             try:
                 with trio.fail_after(self.request_timeout_s):
                     report = await client.submit(order)

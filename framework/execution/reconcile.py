@@ -39,6 +39,36 @@ class Reconciling(OrderLifecycle):
         super().__init__(*args, **kw)
         self.orphans: dict[str, list[ExecutionReport]] = {}
         self._orphan_scan_due: set[str] = set()  # venues whose listing failed: asked again
+        self._last_working_check = 0.0
+        # ask the venue about an UNKNOWN order at most this often once it said "not found"
+        self.max_ask_interval_s = 10.0
+
+    @property
+    def not_found_grace_s(self) -> float:
+        """`risk.not_found_grace_s`: how long a "not found" order is kept UNKNOWN."""
+        if self._grace_override is not None:
+            return self._grace_override
+        cfg = getattr(self.risk, "cfg", None)
+        return float(getattr(cfg, "not_found_grace_s", 90.0))
+
+    @not_found_grace_s.setter
+    def not_found_grace_s(self, value: float) -> None:
+        self._grace_override = value
+
+    _grace_override: float | None = None
+
+    @property
+    def working_check_interval_s(self) -> float:
+        if self._check_override is not None:
+            return self._check_override
+        cfg = getattr(self.risk, "cfg", None)
+        return float(getattr(cfg, "working_check_interval_s", 30.0))
+
+    @working_check_interval_s.setter
+    def working_check_interval_s(self, value: float) -> None:
+        self._check_override = value
+
+    _check_override: float | None = None
 
     def restore(self, venue: str) -> list[Order]:
         """Load this venue's open orders from the journal (on start)."""
@@ -85,26 +115,114 @@ class Reconciling(OrderLifecycle):
                 self._to_unknown(order, f"reconcile: {exc}")
             return
         self.counts["reconciled"] += 1
+        coid = order.client_order_id
         if report is not None:
+            self._not_found.pop(coid, None)
+            self._next_ask.pop(coid, None)
             self.on_execution(report)
         elif order.status in (S.PENDING, S.SUBMITTED, S.UNKNOWN):
-            # The venue has never seen it: the request did not arrive (crash before send,
-            # lost in transport). Not resent: the strategy decides whether it still wants it.
-            self._transition(order, S.REJECTED, reason="not found at venue (request never arrived)")
+            self._not_found_answer(order)
         else:
             self._transition(order, S.UNKNOWN, reason="venue no longer knows this order")
+
+    def _not_found_answer(self, order: Order) -> None:
+        """The venue says it has never seen the order. It may yet: a request held in a gateway
+        lands after our timeout. So the order stays UNKNOWN, asked again with backoff, until
+        it was asked at least twice and `not_found_grace_s` passed since its request left;
+        only then is it finalised REJECTED, and even then asked once more later."""
+        coid = order.client_order_id
+        now = trio.current_time()
+        first, n = self._not_found.get(coid, (now, 0))
+        n += 1
+        self._not_found[coid] = (first, n)
+        since = self._sent_at.get(coid, first)
+        grace = self.not_found_grace_s
+        if n < 2 or now - since < grace:
+            self.counts["not_found_waiting"] += 1
+            # backoff, but never past the end of the grace (then the next answer settles it)
+            delay = min(
+                self.max_ask_interval_s,
+                self.reconcile_interval_s * 2 ** (n - 1),
+                max(0.0, since + grace - now),
+            )
+            self._next_ask[coid] = now + delay
+            if order.status is not S.UNKNOWN:
+                self._to_unknown(order, "not found at venue yet; the request may still land")
+            return
+        self._not_found.pop(coid, None)
+        self._next_ask.pop(coid, None)
+        self._sent_at.pop(coid, None)
+        # Not resent: the strategy decides whether it still wants it.
+        self._transition(
+            order,
+            S.REJECTED,
+            reason=f"not found at venue for {now - since:.0f}s (request never arrived)",
+        )
+        self._inferred[coid] = now + max(grace, self.reconcile_interval_s)
 
     async def _reconcile_loop(self) -> None:
         while True:
             with trio.move_on_after(self.reconcile_interval_s):
                 await self._reconcile_wakeup.wait()
             self._reconcile_wakeup = trio.Event()
-            for order in [o for o in self._open.values() if o.status is S.UNKNOWN]:
-                async with self._lock(order):
-                    if order.status is S.UNKNOWN:
-                        await self._reconcile(order)
-            for venue in sorted(self._orphan_scan_due):
-                await self.reconcile_orphans(venue)
+            try:
+                await self._reconcile_round()
+            except Exception as exc:
+                # a background loop never dies: say so, back off, go on
+                self.counts["reconcile_loop_errors"] += 1
+                log.exception("reconciliation round failed; retrying", error=repr(exc)[:200])
+                await trio.sleep(self.reconcile_interval_s)
+
+    async def _reconcile_round(self) -> None:
+        now = trio.current_time()
+        due_check = 0 < self.working_check_interval_s <= now - self._last_working_check
+        if due_check:
+            self._last_working_check = now
+        requery, self._requery = self._requery, set()
+        for order in list(self._open.values()):
+            coid = order.client_order_id
+            if order.status is S.UNKNOWN:
+                if self._next_ask.get(coid, 0.0) > now and coid not in requery:
+                    continue
+            elif coid in self._submitting or not (due_check or coid in requery):
+                continue
+            async with self._lock(order):
+                if order.is_open and (order.status is S.UNKNOWN or coid not in self._submitting):
+                    if due_check:
+                        self.counts["working_checks"] += 1
+                    await self._reconcile(order)
+        for coid, due in list(self._inferred.items()):
+            if due > now:
+                continue
+            del self._inferred[coid]
+            order = self.orders.get(coid)
+            if order is not None and order.status is S.REJECTED:
+                await self._requery_inferred(order)
+        for venue in sorted(self._orphan_scan_due):
+            await self.reconcile_orphans(venue)
+
+    async def _requery_inferred(self, order: Order) -> None:
+        """Ask once more about an order finalised as never arrived (it may have landed)."""
+        client = self.clients.get(order.venue)
+        if client is None:
+            return
+        try:
+            with trio.fail_after(self.request_timeout_s):
+                report = await client.query_order(order)
+        except Exception as exc:
+            self.counts["reconcile_errors"] += 1
+            self._inferred[order.client_order_id] = trio.current_time() + self.reconcile_interval_s
+            log.warning(
+                "re-query of a never-arrived order failed; will retry",
+                venue=order.venue,
+                client_order_id=order.client_order_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return
+        self.counts["inferred_requeried"] += 1
+        if report is not None:
+            self._inferred[order.client_order_id] = 0.0  # `on_execution` revives it
+            self.on_execution(report)
 
     # --- orphans ---------------------------------------------------------------------------------
 

@@ -8,7 +8,17 @@ points, so every venue simulator misbehaves the same way without a line of venue
   dropped without a close frame), malformed frame (inserted before the real one), oversized frame;
 - each WebSocket upgrade: refuse the handshake with an HTTP status;
 - each HTTP request: answer 429/5xx instead of handling it, delay the answer after handling it
-  (a delayed acknowledgement), or handle it and lose the reply (a 504 after the fact);
+  (a delayed acknowledgement), or handle it and lose the reply (a 504 after the fact); hold it
+  and handle it only after the client gave up (`http_hold`: a request stuck in a gateway);
+  handle it and then answer 429/5xx (`http_error_after`: the venue acted, the client is told it
+  did not); answer with a junk 200 body (`http_junk_body`: HTML, `null`) or a 429 whose
+  Retry-After is nonsense (`http_bad_retry_after`: `nan`, `100000`); corrupt one number of the
+  answer (`corrupt_number`, also on frames);
+- frames REPLACED by an unreadable one (`corrupt_frame`; `malformed` inserts garbage before the
+  real frame instead), or with one number corrupted (`corrupt_number`: 1E+400, NaN, negative,
+  a thousand times larger: a cumulative fill above the order quantity);
+- the order journal's disk (`journal_enospc`): `plan.journal_hook()` is set as the journal's
+  `fault` hook, and each write it sees while such a rule fires raises OSError(ENOSPC);
 - venue-specific faults the simulator registers as actions (`app.fault_actions`, e.g. Paxos'
   `token_expiry`) run on HTTP requests, and ones only the simulator can perform (e.g.
   `late_fill`, a fill that lands after the cancel request arrived) are asked for with
@@ -23,7 +33,9 @@ builds a plan from a config or command-line string (`botrun sim VENUE --faults S
 
 from __future__ import annotations
 
+import errno
 import random
+import re
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
@@ -69,12 +81,37 @@ FRAME_KINDS = (
     "abort",
     "malformed",
     "oversized",
+    "corrupt_frame",
+    "corrupt_number",
 )
 HANDSHAKE_KINDS = ("refuse",)
-HTTP_KINDS = ("http_error", "http_delay", "http_lost_reply")
+HTTP_KINDS = (
+    "http_error",
+    "http_delay",
+    "http_lost_reply",
+    "http_hold",
+    "http_error_after",
+    "http_junk_body",
+    "http_bad_retry_after",
+)
+# faults on the answer, decided once the request was handled
+HTTP_AFTER_KINDS = ("http_delay", "http_lost_reply", "http_error_after", "http_junk_body")
+# consulted by the journal's fault hook (`FaultPlan.journal_hook`)
+JOURNAL_KINDS = ("journal_enospc",)
 # performed by a venue simulator that supports them (others never fire)
 VENUE_KINDS = ("token_expiry", "late_fill")
-KINDS = FRAME_KINDS + HANDSHAKE_KINDS + HTTP_KINDS + VENUE_KINDS
+KINDS = FRAME_KINDS + HANDSHAKE_KINDS + HTTP_KINDS + VENUE_KINDS + JOURNAL_KINDS
+
+# what `corrupt_number` puts in place of a number: out of range, not a number, negative, and
+# far larger than it was (a cumulative fill above the order's quantity)
+CORRUPT_FORMS = ("1E+400", "NaN", "negative", "times1000")
+# the JSON keys whose numbers `corrupt_number` picks from (unless a rule names its own `keys`):
+# quantities, prices and fees, as venues spell them
+NUMBER_KEYS = re.compile(
+    r"(?i)(qty|quantity|size|amount|fee|filled|price|cum|volume|executed|remaining)"
+)
+JUNK_BODIES = (b"<html><body>502 Bad Gateway</body></html>", b"null", b"", b"[]", b'"ok"')
+BAD_RETRY_AFTER = ("nan", "100000", "-5", "soon", "inf")
 
 # close codes a venue may send (1006 is never sent on the wire; 1008/1009 have own meanings)
 CLOSE_CODES = (1000, 1001, 1011, 1012, 1013)
@@ -88,6 +125,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "http_delay": {"seconds": 0.2},
     "http_error": {"retry_after": "0.05"},
     "late_fill": {"fraction": "0.5"},
+    # longer than any client's request timeout (the defaults are 10 s)
+    "http_hold": {"seconds": 12.0},
+    "http_error_after": {"retry_after": "0.05"},
 }
 
 # Mixes for `--faults chaos` / `--faults gentle`: rates per frame or per request.
@@ -308,6 +348,11 @@ class FaultPlan:
         if kind == "oversized":
             # invalid JSON either way: refused as too big, or skipped as a bad frame
             return conn._put("#" * int(rule.param("bytes"))) and conn._put(text)
+        if kind == "corrupt_frame":
+            # replaced, not inserted: the real frame never arrives
+            return conn._put(self._garbage(text))
+        if kind == "corrupt_number":
+            return conn._put(self.corrupt_number(text, rule))
         raise AssertionError(kind)
 
     def on_handshake(self, path: str) -> int | None:
@@ -322,27 +367,102 @@ class FaultPlan:
             rule = self._pick(set(actions), request.path)
             if rule is not None:
                 actions[rule.kind]()
-        rule = self._pick(("http_error",), request.path)
+        rule = self._pick(("http_error", "http_bad_retry_after"), request.path)
         if rule is None:
             return None
+        if rule.kind == "http_bad_retry_after":
+            retry = str(rule.param("retry_after") or self.rng.choice(BAD_RETRY_AFTER))
+            response = app.error_response(429, "injected fault")
+            return attrs.evolve(response, headers={**response.headers, "Retry-After": retry})
         status = int(rule.param("status") or self.rng.choice(HTTP_STATUSES))
+        return self._error(app, rule, status)
+
+    def hold_for(self, request: HttpRequest) -> float | None:
+        """Seconds to hold this request before handling it (`http_hold`), or None.
+
+        The server handles a held request after that long whether or not the client is still
+        waiting: a create that reaches the venue after the client's timeout."""
+        rule = self._pick(("http_hold",), request.path)
+        return None if rule is None else float(rule.param("seconds"))
+
+    async def after_http(
+        self, app: FaultedApp, request: HttpRequest, response: HttpResponse
+    ) -> HttpResponse:
+        rule = self._pick((*HTTP_AFTER_KINDS, "corrupt_number"), request.path)
+        if rule is None:
+            return response
+        if rule.kind == "http_delay":
+            await trio.sleep(float(rule.param("seconds")))
+            return response
+        if rule.kind == "http_error_after":
+            # the venue acted; the client is told to try again (or that it failed)
+            status = int(rule.param("status") or self.rng.choice(HTTP_STATUSES))
+            return self._error(app, rule, status)
+        if rule.kind == "http_junk_body":
+            body = rule.param("body")
+            if body is None:
+                body = self.rng.choice(JUNK_BODIES)
+            ctype = "text/html" if body.startswith(b"<") else "application/json"
+            return HttpResponse(status=200, body=body, content_type=ctype)
+        if rule.kind == "corrupt_number":
+            text = response.body.decode("utf-8", "replace")
+            return attrs.evolve(response, body=self.corrupt_number(text, rule).encode())
+        # handled, but the answer never makes it back: what a gateway timeout looks like
+        return app.error_response(int(rule.param("status") or 504), "injected fault: reply lost")
+
+    def _error(self, app: FaultedApp, rule: Rule, status: int) -> HttpResponse:
         response = app.error_response(status, "injected fault")
         if status == 429:
             retry = str(rule.param("retry_after"))
             response = attrs.evolve(response, headers={**response.headers, "Retry-After": retry})
         return response
 
-    async def after_http(
-        self, app: FaultedApp, request: HttpRequest, response: HttpResponse
-    ) -> HttpResponse:
-        rule = self._pick(("http_delay", "http_lost_reply"), request.path)
-        if rule is None:
-            return response
-        if rule.kind == "http_delay":
-            await trio.sleep(float(rule.param("seconds")))
-            return response
-        # handled, but the answer never makes it back: what a gateway timeout looks like
-        return app.error_response(int(rule.param("status") or 504), "injected fault: reply lost")
+    # --- numbers -------------------------------------------------------------------------------
+
+    def corrupt_number(self, text: str, rule: Rule | None = None) -> str:
+        """`text` (JSON) with one number (of a quantity, price or fee key) made unreadable.
+
+        The form is the rule's `form` (one of CORRUPT_FORMS) or drawn; the key is drawn among
+        the rule's `keys` (names) or those NUMBER_KEYS matches. Text without such a number is
+        returned unchanged (the rule still counts as fired: the frame is what it is)."""
+        keys = rule.param("keys") if rule is not None else None
+        form = (rule.param("form") if rule is not None else None) or self.rng.choice(CORRUPT_FORMS)
+        spots = [
+            m
+            for m in _NUMBER_FIELD.finditer(text)
+            if (m.group("key") in keys if keys else NUMBER_KEYS.search(m.group("key")))
+        ]
+        if not spots:
+            return text
+        spot = self.rng.choice(spots)
+        raw = spot.group("num")
+        quoted = spot.group("q") == '"'
+        if form == "negative":
+            new = raw[1:] if raw.startswith("-") else "-" + (raw if raw.strip("0.") else "1")
+        elif form == "times1000":
+            try:
+                new = format(Decimal(raw) * 1000 + 1, "f")
+            except ArithmeticError:
+                new = "1000000"
+        else:
+            new = form
+        if not quoted and form == "NaN":
+            new = "NaN"  # not JSON at all: a decoder that parses numbers refuses the frame
+        start, end = spot.span("num")
+        return text[:start] + new + text[end:]
+
+    # --- the journal's disk --------------------------------------------------------------------
+
+    def journal_hook(self) -> Callable[[str], None]:
+        """A `Journal.fault` hook: each journal write (`op`: intent, update, fill, fsync) while a
+        `journal_enospc` rule fires raises OSError(ENOSPC), as a full disk does."""
+
+        def hook(op: str) -> None:
+            rule = self._pick(JOURNAL_KINDS, op)
+            if rule is not None:
+                raise OSError(errno.ENOSPC, f"No space left on device (injected, {op})")
+
+        return hook
 
     # --- reporting -----------------------------------------------------------------------------
 
@@ -356,6 +476,12 @@ class FaultPlan:
             return body[: self.rng.randrange(1, len(body) - 1)]  # the closing bracket is gone
         noise = "".join(chr(self.rng.randrange(33, 127)) for _ in range(self.rng.randrange(1, 40)))
         return "#" + noise
+
+
+# `"key": number` or `"key": "number"` in JSON text
+_NUMBER_FIELD = re.compile(
+    r'"(?P<key>[A-Za-z_][A-Za-z0-9_]*)"\s*:\s*(?P<q>"?)(?P<num>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?P=q)'
+)
 
 
 def _check_kind(kind: str) -> None:

@@ -397,6 +397,10 @@ class SimApp:
         # ASGI receive, "http" (text = the method) once an HTTP request's body is in, before
         # routing. Set it before clients connect; None (the default) costs one attribute test.
         self.observe: Observer | None = None
+        # where held requests (`http_hold`) are handled, beside the connections (set by `serve`)
+        self._background: trio.Nursery | None = None
+        self.held = 0  # requests held (`http_hold`)
+        self.held_applied = 0  # ... and handled after their hold
 
     @property
     def faults(self) -> FaultPlan | None:
@@ -490,7 +494,33 @@ class SimApp:
         injected = await plan.before_http(self, request)
         if injected is not None:
             return injected
+        hold = plan.hold_for(request)
+        if hold is not None:
+            return await self._held(request, hold)
         return await plan.after_http(self, request, await self._route(request))
+
+    async def _held(self, request: HttpRequest, seconds: float) -> HttpResponse:
+        """Handle `request` after `seconds`, whether or not its client is still there (a request
+        stuck in a gateway reaches the venue late): the handling runs in the server's own
+        nursery, so a client that hangs up does not cancel it."""
+        self.held += 1
+        done = trio.Event()
+        result: list[HttpResponse] = []
+
+        async def later() -> None:
+            await trio.sleep(seconds)
+            result.append(await self._route(request))
+            self.held_applied += 1
+            log.info("held request applied", path=request.path, held_s=seconds)
+            done.set()
+
+        if self._background is None:
+            with trio.CancelScope(shield=True):
+                await later()
+        else:
+            self._background.start_soon(later)
+            await done.wait()
+        return result[0]
 
     async def _route(self, request: HttpRequest) -> HttpResponse:
         fault = self._take_fault(request.path)
@@ -616,5 +646,6 @@ async def serve(
     config.loglevel = "WARNING"
     config.graceful_timeout = 0.5
     async with trio.open_nursery() as nursery:
+        app._background = nursery
         binds: list[str] = await nursery.start(partial(hypercorn_serve, app, config, mode="asgi"))
         task_status.started(int(binds[0].rsplit(":", 1)[1]))

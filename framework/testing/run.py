@@ -385,6 +385,10 @@ async def chaos(
             cfg, strategies or [], journal_path=journal_path or str(Path(tmp) / "journal.sqlite")
         )
         engine.orders.reconcile_interval_s = 0.05
+        # faults here hold a request at most ~1 s: "not found" is concluded after 3 s; and
+        # working orders are re-checked often, so a lost order update shows within a test
+        engine.orders.not_found_grace_s = 3.0
+        engine.orders.working_check_interval_s = 0.5
         async with trio.open_nursery() as nursery:
             nursery.start_soon(engine.run, 0)
             with trio.fail_after(HANG_GUARD_S):

@@ -147,6 +147,12 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--confirm-live", action="store_true", help="required with --mode live: real money"
     )
     _add_bus_arguments(p, required=False)
+    p.add_argument(
+        "--accept-empty-journal",
+        action="store_true",
+        help="start although the journal looks truncated or deleted (its marker says it held"
+        " orders)",
+    )
 
 
 def _add_sim_arguments(p: argparse.ArgumentParser) -> None:
@@ -273,6 +279,8 @@ def _apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
         cfg.botrun.mode = args.mode
     if args.duration is not None:
         cfg.botrun.duration_s = args.duration
+    if getattr(args, "accept_empty_journal", False):
+        cfg.botrun.accept_empty_journal = True
     if args.log_format:
         cfg.botrun.log_format = args.log_format
     if args.log_level:

@@ -87,6 +87,7 @@ class WsSession:
         on_status: Callable[[VenueStatus], None],
         on_books_lost: Callable[[Stream, str], None],
         on_reconnected: Callable[[Stream], None] = lambda stream: None,
+        on_gap: Callable[[Stream], None] | None = None,
         queue_size: int = 10_000,
         backoff: Backoff | None = None,
         auth_backoff_s: float = 30.0,
@@ -96,6 +97,10 @@ class WsSession:
         self._on_status = on_status
         self._on_books_lost = on_books_lost
         self._on_reconnected = on_reconnected
+        # a frame of this stream was skipped (unreadable): what it said about our orders is
+        # lost, so they are asked for (`Stream.reconcile_on_reconnect` streams); by default the
+        # same reconciliation as after a reconnect
+        self._on_gap = on_gap or on_reconnected
         self.queue_size = queue_size
         self.backoff = backoff or Backoff()
         self.auth_backoff_s = auth_backoff_s
@@ -164,6 +169,9 @@ class WsSession:
                     else:
                         self._log.error("handshake refused", status=exc.status_code)
                 elif isinstance(exc, _CONNECTION_ERRORS):
+                    if isinstance(exc, ConnectionClosed) and _close_code(exc) == 1009:
+                        # a frame above `Stream.max_message_size`: refused unread, reconnect
+                        self.counts["oversized_frames"] += 1
                     self.counts["disconnects"] += 1
                     self._log.warning("connection ended", reason=_describe(exc))
                 else:
@@ -310,6 +318,9 @@ class WsSession:
                 raise Reconnect(f"resync {symbol}")
 
     def _bad_frame(self, frame: str | bytes, reason: str) -> None:
+        """A frame the decoder refused. Whatever it said is lost: this stream's books may now be
+        wrong (unsynced, told, resynced) and its order news missing (the orders are asked for).
+        """
         self.counts["bad_frames"] += 1
         excerpt = (
             frame[:_EXCERPT]
@@ -317,6 +328,15 @@ class WsSession:
             else frame[:_EXCERPT].decode("utf-8", "replace")
         )
         self._log.warning("bad frame skipped", reason=reason, excerpt=excerpt)
+        stream = self.stream
+        books = stream.books()
+        if books:
+            self.counts["bad_frame_resyncs"] += 1
+            self._on_books_lost(stream, f"bad frame: {reason}"[:200])
+            self._resync.update(books)
+        if stream.reconcile_on_reconnect:
+            self.counts["order_frames_skipped"] += 1
+            self._on_gap(stream)
 
     def _wake_waiters(self) -> None:
         keep = []
@@ -399,6 +419,11 @@ def first_leaf(exc: BaseException) -> BaseException:
         leaves = [e for e in exc.exceptions if not isinstance(e, trio.Cancelled)]
         exc = (leaves or list(exc.exceptions))[0]
     return exc
+
+
+def _close_code(exc: ConnectionClosed) -> int | None:
+    reason = getattr(exc, "reason", None)
+    return getattr(reason, "code", None)
 
 
 def _describe(exc: BaseException) -> str:

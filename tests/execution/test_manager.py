@@ -63,15 +63,17 @@ async def test_an_intent_the_disk_refuses_never_leaves(autojump_clock: MockClock
         raise OSError(5, "Input/output error")
 
     async with running() as h:
+        h.om.exit_on_journal_failure = False
         h.journal.durable = durable  # type: ignore[method-assign]
         handle = h.buy("0.5", "100.25")
         await h.events.until_status(handle, S.REJECTED)
         assert "journal fsync failed" in handle.order.reason
         assert h.client.calls == []
-        # the manager carries on: the next order is sent once the disk is back
+        # a failing disk halts trading: the next order is refused before it leaves
         del h.journal.durable
-        ok = h.buy("0.5", "100.00")
-        await h.events.until_status(ok, S.ACCEPTED)
+        refused = h.buy("0.5", "100.00")
+        assert refused.status is S.REJECTED and "trading halted" in refused.order.reason
+        assert h.client.calls == [] and h.om.counts["journal_errors"] == 1
 
 
 async def test_submit_reaches_the_client_in_one_step_of_its_task(

@@ -339,3 +339,115 @@ async def test_cli_standalone_simulator_injects_faults_and_reports_them() -> Non
             out += chunk
         assert await proc.wait() == 0
     assert b"faults injected: http_error: 5" in out
+
+
+# --- faults the built-in layer used to lack (issue #15) ------------------------------------------
+
+
+async def test_corrupt_frame_replaces_the_frame_instead_of_adding_one() -> None:
+    plan = FaultPlan(4)
+    plan.once("corrupt_frame", "/feed", after=2)
+    got = await _exchange(plan)
+    assert len(got) == len(FRAMES)  # replaced: no frame added, none missing but the victim
+    assert got[:2] + got[3:] == FRAMES[:2] + FRAMES[3:]
+    assert got[2] != FRAMES[2]
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(got[2])
+
+
+@pytest.mark.parametrize("form", ["1E+400", "NaN", "negative", "times1000"])
+async def test_corrupt_number_changes_one_number_of_a_frame(form: str) -> None:
+    plan = FaultPlan(2)
+    frame = '{"type":"fill","qty":"0.5","id":"x7"}'
+    plan.once("corrupt_number", "/feed", form=form)
+    (got,) = await _exchange(plan, [frame])
+    expected = {"1E+400": "1E+400", "NaN": "NaN", "negative": "-0.5", "times1000": "501.0"}[form]
+    assert got == frame.replace('"0.5"', f'"{expected}"')
+
+
+def test_corrupt_number_picks_only_the_named_keys_and_bare_numbers_too() -> None:
+    plan = FaultPlan(1)
+    rule = plan.once("corrupt_number", keys=["fee"], form="NaN")
+    text = '{"price": 101.5, "fee": 0.25, "id": 7}'
+    out = plan.corrupt_number(text, rule)
+    assert out == '{"price": 101.5, "fee": NaN, "id": 7}'
+    # nothing to corrupt: unchanged
+    assert plan.corrupt_number('{"id": "a"}', rule) == '{"id": "a"}'
+
+
+async def test_http_hold_applies_the_request_after_the_client_gave_up() -> None:
+    plan = FaultPlan(1)
+    plan.once("http_hold", "/thing", seconds=0.3)
+    async with trio.open_nursery() as nursery:
+        feed = Feed(plan)
+        await feed.start(nursery)
+        async with httpx.AsyncClient(base_url=feed.http_url, timeout=0.05) as client:
+            with pytest.raises(httpx.TimeoutException):
+                await client.get("/thing")
+        assert feed.handled == 0 and feed.app.held == 1  # the client gave up; not there yet
+        with trio.fail_after(GUARD):
+            await feed.handled_event.wait()  # ... and then it reaches the venue
+        assert feed.handled == 1 and feed.app.held_applied == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_http_error_after_the_venue_acted_junk_bodies_and_bad_retry_after() -> None:
+    plan = FaultPlan(1)
+    plan.once("http_error_after", "/thing", status=429, retry_after="1")
+    plan.once("http_error_after", "/thing", status=503)
+    plan.once("http_junk_body", "/thing", body=b"<html>oops</html>")
+    plan.once("http_junk_body", "/thing", body=b"null")
+    # refused before handling: after the four answers above
+    plan.once("http_bad_retry_after", "/thing", retry_after="nan", after=4)
+    plan.once("http_bad_retry_after", "/thing", retry_after="100000", after=4)
+    plan.once("corrupt_number", "/number", form="1E+400")
+    async with trio.open_nursery() as nursery:
+        feed = Feed(plan)
+        feed.app.http("GET", "/number")(lambda r: HttpResponse(200, b'{"qty":"2"}'))
+        await feed.start(nursery)
+        async with httpx.AsyncClient(base_url=feed.http_url) as client:
+            first = await client.get("/thing")
+            assert first.status_code == 429 and first.headers["retry-after"] == "1"
+            assert feed.handled == 1  # the venue acted before the 429
+            assert (await client.get("/thing")).status_code == 503 and feed.handled == 2
+            html = await client.get("/thing")
+            assert html.status_code == 200 and html.text == "<html>oops</html>"
+            assert (await client.get("/thing")).content == b"null"
+            assert feed.handled == 4
+            nan = await client.get("/thing")
+            assert nan.status_code == 429 and nan.headers["retry-after"] == "nan"
+            huge = await client.get("/thing")
+            assert huge.headers["retry-after"] == "100000" and feed.handled == 4  # not handled
+            assert (await client.get("/number")).content == b'{"qty":"1E+400"}'
+        nursery.cancel_scope.cancel()
+
+
+def test_journal_disk_fails_for_n_writes_then_recovers(tmp_path: Path) -> None:
+    import errno
+    from decimal import Decimal
+
+    from framework.events import OrderType, Side
+    from framework.execution.journal import Journal
+    from framework.model import Order
+
+    plan = FaultPlan(1)
+    plan.once("journal_enospc", times=2)
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.fault = plan.journal_hook()
+    order = Order(
+        client_order_id="c1",
+        venue="v",
+        symbol="S",
+        side=Side.BUY,
+        type=OrderType.LIMIT,
+        quantity=Decimal(1),
+        price=Decimal(1),
+    )
+    for _ in range(2):
+        with pytest.raises(OSError) as info:
+            journal.record_intent(order)
+        assert info.value.errno == errno.ENOSPC
+    assert journal.load("c1") is None  # nothing written while the disk was full
+    journal.record_intent(order)
+    assert journal.load("c1") is not None and plan.counts["journal_enospc"] == 2
+    journal.close()

@@ -71,12 +71,14 @@ def make_session(port: int, events: list[Any], statuses: list[VenueStatus]) -> W
 
 
 async def test_bad_frames_are_counted_and_skipped_and_the_session_stays_up() -> None:
+    """On a stream that keeps no book, a bad frame is skipped and nothing else happens."""
     venue = ScriptedVenue([[SNAP, *BAD, UPDATE]])
     events: list[Any] = []
     statuses: list[VenueStatus] = []
     async with trio.open_nursery() as nursery:
         port = await venue.serve(nursery)
         session = make_session(port, events, statuses)
+        session.stream.books = lambda: []  # type: ignore[method-assign]
         nursery.start_soon(session.run)
         with trio.fail_after(GUARD):
             await session.wait_frames(len(BAD) + 2)
@@ -84,6 +86,58 @@ async def test_bad_frames_are_counted_and_skipped_and_the_session_stays_up() -> 
         assert session.epoch == 1 and venue.connections == 1  # no reconnect
         assert [type(e) for e in events] == [BookSnapshot, BookDelta]
         assert events[1].bids == ((Decimal("100.5"), Decimal("3")),)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_bad_frame_on_a_book_stream_unsyncs_its_books_and_resyncs() -> None:
+    """The skipped frame may have been a book update: the book cannot stay SYNCED. Paxos has
+    no resync request on an open connection, so the stream reconnects for a new snapshot."""
+    venue = ScriptedVenue([[SNAP, "{not json", UPDATE], [SNAP, UPDATE]])
+    events: list[Any] = []
+    lost: list[str] = []
+    statuses = Recorder()
+    async with trio.open_nursery() as nursery:
+        port = await venue.serve(nursery)
+        stream = PublicStream(f"ws://127.0.0.1:{port}", "marketdata", ["BTCUSD"])
+        stream.emit = events.append
+        session = WsSession(
+            stream,
+            on_status=statuses.append,
+            on_books_lost=lambda s, r: lost.append(r),
+            backoff=Backoff(base_s=0.01, cap_s=0.05),
+        )
+        nursery.start_soon(session.run)
+        with trio.fail_after(GUARD):
+            await statuses.wait_for(
+                lambda st: any(x.epoch == 2 and x.state is VenueState.CONNECTED for x in st)
+            )
+            await session.wait_frames(2)
+        assert session.counts["bad_frames"] == 1 and session.counts["bad_frame_resyncs"] == 1
+        assert lost[0].startswith("bad frame")
+        assert session.counts["resyncs"] == 1 and venue.connections == 2
+        # the frame after the bad one on the first connection was never applied
+        assert [type(e) for e in events] == [BookSnapshot, BookSnapshot, BookDelta]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_bad_frame_on_an_order_stream_asks_for_the_orders() -> None:
+    venue = ScriptedVenue([[SNAP, "{not json", UPDATE]])
+    gaps: list[str] = []
+    async with trio.open_nursery() as nursery:
+        port = await venue.serve(nursery)
+        stream = PublicStream(f"ws://127.0.0.1:{port}", "marketdata", ["BTCUSD"])
+        stream.books = lambda: []  # type: ignore[method-assign]
+        stream.reconcile_on_reconnect = True
+        session = WsSession(
+            stream,
+            on_status=lambda s: None,
+            on_books_lost=lambda s, r: None,
+            on_gap=lambda s: gaps.append(s.name),
+        )
+        nursery.start_soon(session.run)
+        with trio.fail_after(GUARD):
+            await session.wait_frames(3)
+        assert gaps == ["marketdata"] and session.counts["order_frames_skipped"] == 1
         nursery.cancel_scope.cancel()
 
 
@@ -96,6 +150,7 @@ async def test_bad_frame_log_names_venue_and_an_excerpt(capsys: Any) -> None:
     async with trio.open_nursery() as nursery:
         port = await venue.serve(nursery)
         session = make_session(port, [], [])
+        session.stream.books = lambda: []  # type: ignore[method-assign]  # (no resync)
         nursery.start_soon(session.run)
         with trio.fail_after(GUARD):
             await session.wait_frames(2)
@@ -159,3 +214,25 @@ def test_unencrypted_websocket_only_to_loopback() -> None:
     _refuse_plain_remote("wss://ws.paxos.com/marketdata")
     _refuse_plain_remote("ws://127.0.0.1:9000/marketdata")
     _refuse_plain_remote("ws://localhost:9000/")
+
+
+async def test_a_frame_above_the_streams_limit_is_counted_and_the_stream_reconnects() -> None:
+    """`Stream.max_message_size` is enforced per stream: an oversized frame is refused unread
+    (no 50 MB in memory), counted, and the stream connects again (its books resync)."""
+    big = '{"type":"UPDATE","filler":"' + "x" * 5000 + '"}'
+    venue = ScriptedVenue([[SNAP, big], [SNAP, UPDATE]])
+    events: list[Any] = []
+    statuses = Recorder()
+    async with trio.open_nursery() as nursery:
+        port = await venue.serve(nursery)
+        session = make_session(port, events, statuses)
+        session.stream.max_message_size = 4096
+        nursery.start_soon(session.run)
+        with trio.fail_after(GUARD):
+            await statuses.wait_for(
+                lambda st: any(x.epoch == 2 and x.state is VenueState.CONNECTED for x in st)
+            )
+            await session.wait_frames(2)
+        assert session.counts["oversized_frames"] == 1 and session.counts["bad_frames"] == 0
+        assert venue.connections == 2
+        nursery.cancel_scope.cancel()

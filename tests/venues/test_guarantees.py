@@ -36,7 +36,16 @@ S = OrderStatus
 ROUNDS = 8
 
 # frame faults every book feed must survive without a wrong synced book
-SAFE_BOOK_FAULTS = ["duplicate", "malformed", "oversized", "close", "abort", "delay", "refuse"]
+SAFE_BOOK_FAULTS = [
+    "duplicate",
+    "malformed",
+    "corrupt_frame",
+    "oversized",
+    "close",
+    "abort",
+    "delay",
+    "refuse",
+]
 
 
 def book_fault_params() -> list[Any]:
@@ -530,3 +539,170 @@ async def test_every_non_loopback_url_is_tls(endpoint: str) -> None:
     runtime = await venue.build(cfg.venues["paxos"], None, factory)
     urls = seen + [await s.url() for s in runtime.streams]
     assert urls and all(u.startswith(("https://", "wss://")) for u in urls), urls
+
+
+# --- faults the attacker's proxy made (issue #15) ----------------------------------------------
+
+
+def _rest_order_paths(case: ChaosCase) -> tuple[str, list[str]] | None:
+    """(create path, every order path) of a venue whose orders go over REST, else None (its
+    chaos case loses a create's answer with an HTTP fault there)."""
+    probe = FaultPlan(0)
+    submit = case.lose_submit_reply(probe)
+    if not submit or any(not r.kind.startswith("http_") for r in submit):
+        return None
+    paths = {r.path for r in submit + case.queries_fail(probe) if r.kind.startswith("http_")}
+    return submit[0].path, sorted(paths)
+
+
+REST_VENUES = [v for v in VENUES if _rest_order_paths(CASES[v]) is not None]
+
+
+async def _trade_a_little(run: ChaosRun, rounds: int = 4) -> list[Any]:
+    """Place passive orders, trade through some, cancel some: the order path under its faults."""
+    case = run.case
+    handles = []
+    for round_ in range(rounds):
+        market = case.markets[round_ % len(case.markets)]
+        placed = [
+            _submit(run, market, side, case.lot * (3 + i), _passive_price(run, market, side, 1 + i))
+            for i, side in enumerate((Side.BUY, Side.SELL))
+        ]
+        handles += placed
+        await run.pulse.until(
+            lambda p=placed: all(h.status not in (S.PENDING, S.SUBMITTED) for h in p),
+            "acknowledged, refused or unknown",
+        )
+        run.step(20)
+        side = Side.SELL if round_ % 2 else Side.BUY
+        run.take(market, side, case.lot * 8, _passive_price(run, market, side.opposite, 4))
+        run.step(1)
+        run.engine.orders.cancel(placed[0].client_order_id)
+    return handles
+
+
+@pytest.mark.parametrize("venue", REST_VENUES)
+async def test_a_create_that_lands_after_the_client_gave_up_is_found_not_rejected(
+    venue: str,
+) -> None:
+    """A create held in a gateway past our timeout reaches the venue late: the order stays
+    UNKNOWN ("not found" is not "never arrived") until the venue has it, then is tracked."""
+    case = CASES[venue]
+    paths = _rest_order_paths(case)
+    assert paths is not None
+    plan = FaultPlan(seed=4)
+    async with chaos(venue, seed=6, faults=plan) as run:
+        await run.settle(synced=True)
+        orders = run.engine.orders
+        orders.request_timeout_s = 0.3  # the client gives up long before the hold ends
+        market = case.markets[0]
+        held = plan.once("http_hold", paths[0], seconds=1.0)
+        handle = _submit(run, market, Side.BUY, case.lot, _passive_price(run, market, Side.BUY, 3))
+        seen: list[S] = []
+        run.engine.bus.subscribe(
+            object, lambda e: seen.append(getattr(e, "status", None)), owner="t"
+        )
+        await run.pulse.until(lambda: handle.status is S.ACCEPTED, "found at the venue")
+        assert held.fired == 1 and run.sim.app.held_applied == 1
+        assert S.REJECTED not in seen and orders.counts["not_found_waiting"] >= 1
+        orders.request_timeout_s = 10.0
+        await run.finish_orders()
+        assert handle.status is S.CANCELLED
+        assert run.order_problems() == []  # no orphan: the late order was found and cancelled
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize("venue", REST_VENUES)
+async def test_an_error_after_the_venue_acted_never_duplicates_the_create(
+    venue: str, status: int
+) -> None:
+    case = CASES[venue]
+    paths = _rest_order_paths(case)
+    assert paths is not None
+    plan = FaultPlan(seed=5)
+    async with chaos(venue, seed=6, faults=plan) as run:
+        await run.settle(synced=True)
+        market = case.markets[0]
+        rule = plan.once("http_error_after", paths[0], status=status, retry_after="0.01")
+        handle = _submit(run, market, Side.BUY, case.lot, _passive_price(run, market, Side.BUY, 3))
+        await run.pulse.until(lambda: handle.status is S.ACCEPTED, "reconciled")
+        assert rule.fired == 1
+        assert len(run.venue_orders()) == 1  # acted on once, never sent again
+        await run.finish_orders()
+        assert run.order_problems() == []
+
+
+@pytest.mark.parametrize("venue", REST_VENUES)
+async def test_corrupt_numbers_in_order_answers_are_never_booked(venue: str) -> None:
+    """1E+400, NaN, negative and too-large numbers in the venue's order answers: no phantom
+    fill, no fill-sum mismatch; the orders are asked for again until the answer reads."""
+    case = CASES[venue]
+    paths = _rest_order_paths(case)
+    assert paths is not None
+    plan = FaultPlan(seed=6)
+    rules = [plan.add("corrupt_number", 0.15, path) for path in paths[1]]
+    async with chaos(venue, seed=6, faults=plan) as run:
+        await run.settle(synced=True)
+        handles = await _trade_a_little(run)
+        await run.finish_orders()
+        assert all(h.status.is_terminal for h in handles)
+        assert sum(r.fired for r in rules) > 0, "never corrupted anything"
+        assert run.order_problems() == []
+
+
+@pytest.mark.parametrize("venue", VENUES)
+async def test_replaced_frames_on_every_stream_leave_no_order_wrong(venue: str) -> None:
+    """Frames replaced by unreadable ones everywhere (order updates among them): the skipped
+    frame triggers a query, so no order is left "working" after it filled, no fill is lost."""
+    plan = FaultPlan(seed=7)
+    rule = plan.add("corrupt_frame", 0.03)
+    async with chaos(venue, seed=6, faults=plan) as run:
+        await run.settle(synced=True)
+        handles = await _trade_a_little(run)
+        await run.finish_orders()
+        assert all(h.status.is_terminal for h in handles)
+        assert rule.fired > 0
+        assert run.order_problems() == []
+
+
+@pytest.mark.parametrize("venue", VENUES)
+async def test_a_journal_disk_failure_halts_trading_in_order_and_drops_nothing(
+    venue: str,
+) -> None:
+    """The disk fails mid-run for a while: no venue report is dropped as a "bad frame" (each is
+    applied and written once the disk is back), new orders are refused, open ones cancelled,
+    the strategies told (HALTED); journal and venue then agree."""
+    from framework.events import VenueState, VenueStatus
+
+    case = CASES[venue]
+    plan = FaultPlan(seed=8)
+    async with chaos(venue, seed=6, faults=plan) as run:
+        await run.settle(synced=True)
+        orders = run.engine.orders
+        orders.exit_on_journal_failure = False
+        run.engine.journal.fault = plan.journal_hook()
+        told: list[VenueStatus] = []
+        run.engine.bus.subscribe(VenueStatus, told.append, owner="t")
+        market = case.markets[0]
+        working = [
+            _submit(run, market, Side.BUY, case.lot * 4, _passive_price(run, market, Side.BUY, 2))
+            for _ in range(2)
+        ]
+        await run.pulse.until(lambda: all(h.status is S.ACCEPTED for h in working), "working")
+        disk = plan.once("journal_enospc", times=6)
+        # the disk is full when we ask to cancel the first order and someone trades through
+        # the second
+        orders.cancel(working[0].client_order_id)
+        run.take(market, Side.SELL, case.lot * 400, _passive_price(run, market, Side.BUY, 4))
+        await run.pulse.until(lambda: disk.fired > 0, "the disk failed")
+        await run.pulse.until(
+            lambda: all(h.status.is_terminal for h in working), "halted: every order ended"
+        )
+        refused = _submit(run, market, Side.BUY, case.lot, _passive_price(run, market, Side.BUY, 5))
+        assert refused.status is S.REJECTED and "journal write failed" in (
+            refused.order.reason or ""
+        )
+        assert any(s.state is VenueState.HALTED for s in told)
+        await run.pulse.until(lambda: not orders._journal_backlog, "journal caught up")
+        assert orders.counts["journal_errors"] >= 1 and orders.halted
+        assert run.order_problems() == []

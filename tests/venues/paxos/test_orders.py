@@ -58,6 +58,8 @@ def cfg(**extra: object):
             "max_order_notional": "1000000000",
             "max_position": "1000",
             "max_orders_per_second": 1000,
+            # a loopback simulator holds no request: "not found" settles after 0.3 s
+            "not_found_grace_s": 0.3,
         },
     )
 
@@ -303,7 +305,8 @@ async def _restart_cycle(tmp_path: Path, *, request_sent: bool) -> tuple[PaxosSi
         # second life: same journal, same venue
         async with running(c, journal_path=journal) as second:
             order = second.orders.orders[coid]
-            await until(second, lambda: order.status is not S.SUBMITTED, "reconciled")
+            # ("not found" keeps it UNKNOWN for not_found_grace_s before concluding)
+            await until(second, lambda: order.status not in (S.SUBMITTED, S.UNKNOWN), "reconciled")
         nursery.cancel_scope.cancel()
     return sim, second
 
