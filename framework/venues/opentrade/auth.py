@@ -17,6 +17,7 @@ from collections.abc import Callable
 import httpx
 import jwt
 import structlog
+import trio
 
 from framework.errors import AuthError
 from framework.transport.tokens import Token, TokenCache
@@ -52,6 +53,12 @@ class TokenSource(TokenCache):
         self._wall = wall
         self._cookie: str | None = None
         self.logins = 0
+        # set whenever a token is stored: arms the proactive refresh from the first token on
+        self.stored = trio.Event()
+
+    def _store(self, token: Token) -> None:
+        super()._store(token)
+        self.stored.set()
 
     async def _fetch(self) -> Token:
         try:
