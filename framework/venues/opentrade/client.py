@@ -346,10 +346,15 @@ class PrivateStream(Stream):
             ids = _order_ids(msg)
             if len(ids) == 1 and requests.resolve_first([("order", ids[0])], msg):
                 return False  # still decoded: it reports the order
-        # [INF] a GET reply without requestId answers the oldest GET of that channel
-        if (command == "GET" or event in ("GET", None)) and requests.resolve_first(
-            (("reply", "GET", channel),), msg
-        ):
+        # [INF] a GET reply without requestId answers the oldest GET of that channel. On
+        # TRADE_PRIVATE only an `"event":"GET"` frame does (every published query reply has
+        # one): an event-less GET frame there is an order command's reply [CODE SDK README:
+        # CREATE], possibly a late one, whose Order items must never be read as a query's
+        # answer (a cancelled order's `amount` taken for a trade would book a false fill)
+        answers_query = event == "GET" or (
+            channel != m.TRADE_PRIVATE and (command == "GET" or event is None)
+        )
+        if answers_query and requests.resolve_first((("reply", "GET", channel),), msg):
             return True
         if channel == m.TRADE_PRIVATE and requests.correlator.in_flight():
             # an order's own item may be the reply its CREATE / MODIFY / CANCEL waits for; the

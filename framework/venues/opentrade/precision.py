@@ -24,10 +24,11 @@ MAX_AMOUNT_DECIMALS = 8
 _AMOUNT_STEP = Decimal(1).scaleb(-MAX_AMOUNT_DECIMALS)
 
 
-def _price_exponent(price: Decimal) -> int:
+def _price_exponent(price: Decimal, decimals: int | None = MAX_PRICE_DECIMALS) -> int:
     """The exponent of the last digit the venue keeps: 7 significant digits, at most 8 decimals."""
     # adjusted() is the exponent of the leading digit: 60123.456 -> 4, so keep down to 10^-2
-    return max(price.adjusted() - (MAX_SIGNIFICANT - 1), -MAX_PRICE_DECIMALS)
+    exponent = price.adjusted() - (MAX_SIGNIFICANT - 1)
+    return exponent if decimals is None else max(exponent, -decimals)
 
 
 def _check_finite_positive(value: Decimal, what: str) -> None:
@@ -35,11 +36,14 @@ def _check_finite_positive(value: Decimal, what: str) -> None:
         raise OrderRefused(f"opentrade {what} must be a positive finite decimal, got {value!r}")
 
 
-def venue_price(price: Decimal) -> Decimal:
+def venue_price(price: Decimal, decimals: int | None = MAX_PRICE_DECIMALS) -> Decimal:
     """The price the venue works for `price` sent as is: cut (truncated) to 7 significant digits
-    and 8 decimals. [DOC "cut"; truncation toward zero INF]"""
+    and 8 decimals. [DOC "cut"; truncation toward zero INF] The document's own last example
+    (0.0001234567) has 10 decimals and is called valid: the simulator passes `decimals=None`
+    (cut to 7 significant digits only) so it takes it; the adapter keeps both limits (safe)."""
     _check_finite_positive(price, "price")
-    return price.quantize(Decimal(1).scaleb(_price_exponent(price)), rounding=ROUND_DOWN)
+    exponent = _price_exponent(price, decimals)
+    return price.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_DOWN)
 
 
 def is_exact_price(price: Decimal) -> bool:

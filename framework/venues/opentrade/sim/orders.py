@@ -88,7 +88,7 @@ class OrderEntry:
         # [DOC] the venue cuts a price to 7 significant digits and rounds an amount to 8
         # decimals; it works (and reports) the order at those values
         amount = venue_amount(_positive(item, "amount"))
-        price = None if order_type == "MARKET" else venue_price(_positive(item, "price"))
+        price = None if order_type == "MARKET" else venue_price(_positive(item, "price"), None)
         if amount <= 0 or (price is not None and price <= 0):
             raise Refused("price and amount must stay positive at the venue's precision")
         tif = item.get("timeInForce") or "GTC"
@@ -250,7 +250,9 @@ class OrderEntry:
         if order is None or not order.is_open:
             raise Refused("order not found or not active")
         price = (
-            venue_price(_positive(item, "price")) if item.get("price") is not None else order.price
+            venue_price(_positive(item, "price"), None)
+            if item.get("price") is not None
+            else order.price
         )
         amount = (
             venue_amount(_positive(item, "amount"))
