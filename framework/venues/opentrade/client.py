@@ -4,8 +4,12 @@ Two connections to the same WS endpoint: a public one (books, public trades; no 
 a private one (JWT on the handshake and as `signature`; BALANCE, TRADE_PRIVATE, and the order
 commands CREATE / CANCEL / MODIFY / GET). Requests go over the core's `RequestChannel`; a reply
 is the first message that names the request: its echoed `requestId` where the venue echoes one,
-else ([DOC] no published reply carries one) an `ACK`/`ERROR`/`GET` for the same command and
-channel, oldest request first, or the order's own `Order` / `OrderUpdate` item. The private
+else ([DOC] no published reply carries one) the order's own `Order` item (CREATE / MODIFY), the
+`OrderUpdate` acknowledgement (CANCEL: the order it names, else the oldest CANCEL of its
+instrument), an `event:"GET"` frame for a query (oldest first), an ERROR naming the order, its
+command or only its channel (oldest request first), or an ACK where one is sent. The cancel
+acknowledgement ends the order; fills whose size the Order items do not carry are read from
+TRADES_HISTORY before the report reaches the core. The private
 stream subscribes TRADE_PRIVATE for every configured market
 before any order is sent (the venue rejects orders for unsubscribed instruments).
 
