@@ -209,9 +209,9 @@ class PrivateStream(Stream):
         # every order report passes here (the execution client holds back the ones whose fill
         # size must first be read from the trade history); default: straight to the core
         self.route_report: Any = self.emit
-        # CANCELs sent and not yet acknowledged, per instrument, oldest first (None: a CANCEL
-        # of the whole pair): the published acknowledgement names no order
-        self.cancels: dict[str, list[str | None]] = {}
+        # orders we asked to cancel whose end is not confirmed yet, per instrument, oldest
+        # first: the published acknowledgement names no order
+        self.cancels: dict[str, list[str]] = {}
 
     def _emit(self, event: Any) -> None:
         if isinstance(event, ExecutionReport):
@@ -222,17 +222,18 @@ class PrivateStream(Stream):
             self._cancel_acknowledged(event)
 
     def _cancel_acknowledged(self, update: OrderRequestUpdate) -> None:
-        """[CODE SDK README] the cancel acknowledgement ends the order it names, else the oldest
-        unacknowledged CANCEL of its instrument (FIFO); a pair-wide one ends nothing here (its
-        caller asks the venue which orders remain)."""
-        queue = self.cancels.get(update.symbol, [])
+        """[CODE SDK README] the cancel acknowledgement ends the order it names. One naming no
+        order (the published form) is not attributed by position: a lost, delayed or repeated
+        frame would end the wrong order. The venue is asked which orders of the instrument are
+        still active (`verify_cancels`), and the cancelled ones among those we asked to cancel
+        end then."""
         coid = update.client_order_id
-        if coid is None and queue:
-            coid = queue.pop(0)
-        elif coid in queue:
-            queue.remove(coid)
         if coid is None:
+            self.verify_cancels(update.symbol)
             return
+        queue = self.cancels.get(update.symbol, [])
+        if coid in queue:
+            queue.remove(coid)
         report = ExecutionReport(
             VENUE,
             coid,
@@ -241,6 +242,9 @@ class PrivateStream(Stream):
             reason="cancel acknowledged (OrderUpdate)",
         )
         self.route_report(report)
+
+    def verify_cancels(self, symbol: str) -> None:
+        """Set by the execution client: check which asked-for cancels of `symbol` are done."""
 
     async def url(self) -> str:
         await self.enabled.wait()
@@ -342,6 +346,8 @@ class PrivateStream(Stream):
         if channel == m.TRADE_PRIVATE and event in ("SNAPSHOT", "GET", None):
             # [DOC] ACK, SNAPSHOT or a GET frame on TRADE_PRIVATE: the subscription is live
             self.ready.set()
+            if event == "SNAPSHOT":
+                requests.resolve_first([("subscribed", channel)], msg)  # decoded all the same
         if rid is not None and event not in ("SNAPSHOT", "UPDATE"):
             return requests.resolve(rid, msg)
         if channel == m.TRADE_PRIVATE and event in ("GET", None):
@@ -470,6 +476,8 @@ class OpenTradeExecution(ExecutionClient):
         self._recover_send, self._recover_recv = trio.open_memory_channel[str](float("inf"))
         self.counts.update({"recovered_fills": 0, "unreadable_fills": 0})
         stream.route_report = self._route_report
+        stream.verify_cancels = self._verify_cancels
+        self._verify_send, self._verify_recv = trio.open_memory_channel[str](float("inf"))
 
     def bind(self, ctx: Any) -> None:
         super().bind(ctx)
@@ -576,12 +584,8 @@ class OpenTradeExecution(ExecutionClient):
         for sym in symbols:
             self.counts["cancel_all"] += 1
             log.warning("opentrade cancel of every order of the pair", venue=VENUE, symbol=sym)
-            queue = self.stream.cancels.setdefault(sym, [])
-            queue.append(None)
             reply = await self._signed(m.cancel_all_orders, sym)
             if reply.get("event") == "ERROR":
-                if None in queue:
-                    queue.remove(None)
                 raise OrderRefused(_error_text(reply))
         # [CODE] the acknowledgement names no order: ask the venue which remain, end the others
         listed = {r.client_order_id for r in await self.list_open_orders()}
@@ -653,6 +657,7 @@ class OpenTradeExecution(ExecutionClient):
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._recover_fills)
+            nursery.start_soon(self._cancels_done)
             await self._refresh_tokens()
 
     async def _refresh_tokens(self) -> None:
@@ -701,9 +706,13 @@ class OpenTradeExecution(ExecutionClient):
                 reply = await requests.call(
                     subscribe,
                     request_id=rid,
+                    # no echo needed: the channel's next ACK, or its SNAPSHOT where a venue
+                    # sends no ACK, or an ERROR naming it, answers the resubscribe
                     keys=[
                         ("ack", "SUBSCRIBE", m.TRADE_PRIVATE),
                         ("error", "SUBSCRIBE", m.TRADE_PRIVATE),
+                        ("subscribed", m.TRADE_PRIVATE),
+                        ("error-any", m.TRADE_PRIVATE),
                     ],
                     timeout_s=self.timeout_s,
                     what="TRADE_PRIVATE resubscribe",
@@ -732,6 +741,45 @@ class OpenTradeExecution(ExecutionClient):
             report = await self.query_order(order)
             if report is not None:
                 self.ctx.on_report(report)
+
+    # --- cancel acknowledgements naming no order -------------------------------------------------
+
+    def _verify_cancels(self, symbol: str) -> None:
+        self._verify_send.send_nowait(symbol)
+
+    async def _cancels_done(self) -> None:
+        """[DOC] "when in doubt, GET ACTIVE_ORDERS": an order we asked to cancel that the venue no
+        longer lists as active has ended; its CANCELLED goes through the fill check."""
+        async for symbol in self._verify_recv:
+            queue = self.stream.cancels.get(symbol, [])
+            if not queue:
+                continue
+            try:
+                active = await self._active_ids(symbol)
+            except (OSError, RequestTimeout, RuntimeError, FrameError) as exc:
+                # not booked: the cancels' own requests, or the core's reconciliation, settle it
+                log.warning("opentrade active-order check failed", venue=VENUE, error=str(exc))
+                continue
+            for coid in [c for c in queue if c not in active]:
+                queue.remove(coid)
+                self._route_report(
+                    ExecutionReport(
+                        VENUE,
+                        coid,
+                        status=OrderStatus.CANCELLED,
+                        reason="cancel acknowledged; not active at the venue",
+                    )
+                )
+
+    async def _active_ids(self, symbol: str) -> set[str]:
+        args = [m.arg("category", "ACTIVE_ORDERS"), m.arg("instrument", [symbol])]
+        reply = await self._signed(m.get, m.TRADE_PRIVATE, args)
+        if reply.get("event") == "ERROR":
+            raise RuntimeError(f"GET TRADE_PRIVATE ACTIVE_ORDERS: {_error_text(reply)}")
+        data = reply.get("data")
+        if not isinstance(data, list):
+            raise FrameError("GET TRADE_PRIVATE reply without data")
+        return set(_order_ids(reply))
 
     # --- fills without a size --------------------------------------------------------------------
 
