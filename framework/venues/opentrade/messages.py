@@ -14,6 +14,7 @@ from framework.errors import OrderRefused
 from framework.events import OrderType, TimeInForce
 from framework.model import Order
 from framework.transport.wire import dec_str
+from framework.venues.opentrade.precision import check_amount, check_price
 
 TRADE_PRIVATE = "TRADE_PRIVATE"
 # core time in force → the venue's. The venue's GTD means "until 4:59 PM New York" (a day
@@ -99,8 +100,9 @@ def create(
         if order.price is None:
             raise OrderRefused("limit order needs a price")
         item["orderType"] = "POST_ONLY" if order.post_only else "LIMIT"
-        item["price"] = dec_str(order.price)
-    item["amount"] = dec_str(order.quantity)
+        # the venue would cut a price with more than 7 significant digits: refuse it here
+        item["price"] = dec_str(check_price(order.price))
+    item["amount"] = dec_str(check_amount(order.quantity))
     tif = _TIF.get(order.tif)
     if tif is None:
         raise OrderRefused(f"opentrade has no time in force {order.tif.value}")
@@ -141,6 +143,6 @@ def modify(
         raise ValueError("refusing to build a MODIFY without an order id")
     item: dict[str, Any] = {"globalInstrumentCd": symbol, "orderId": client_order_id}
     if price is not None:
-        item["price"] = dec_str(price)
-    item["amount"] = dec_str(amount)
+        item["price"] = dec_str(check_price(price))
+    item["amount"] = dec_str(check_amount(amount))
     return _order_command("MODIFY", item, signature)
