@@ -89,6 +89,7 @@ async def test_bad_frames_are_skipped_and_nothing_is_lost() -> None:
     async with running(cfg(5)) as engine:
         await synced(engine)
         sess = session(engine, "powertrade")
+        epoch = sess.epoch
         sim = sim_of(engine)
         for raw in [
             "garbage",
@@ -97,11 +98,13 @@ async def test_bad_frames_are_skipped_and_nothing_is_lost() -> None:
             '{"command_response": {"error_code": "12", "error_text": "boom", "user_tag": "nobody"}}',
         ]:
             sim.broadcast_raw(raw)
-        # a skipped frame may have been a book update: the books resync (issue #15, item 7)
-        await until(engine, lambda: sess.counts["bad_frames"] == 4, "bad frames seen")
+        # a skipped frame may have been a book update: the books resync (issue #15, item 7); on
+        # Power.Trade a resync is a new connection, so the frames queued behind the first bad
+        # one go with the old connection
+        await until(engine, lambda: sess.counts["bad_frames"] >= 1, "a bad frame seen")
+        await until(engine, lambda: sess.epoch > epoch, "reconnected to resync")
         await synced(engine)
         await assert_equal_after_changes(engine, 200)
-        assert sess.counts["bad_frames"] == 4
         with trio.fail_after(5):
             assert engine.book("powertrade", "ETH-USD").is_synced
 
