@@ -73,9 +73,6 @@ class OpenTradeConfig(VenueConfig):
     api_user_env: str = "OPENTRADE_API_USER"
     api_secret_env: str = "OPENTRADE_API_SECRET"
     sim_token_ttl_s: float = 3600.0  # lifetime of the embedded simulator's JWTs
-    # the embedded simulator's wire-form options (OpenTradeSimulator keyword arguments, e.g.
-    # {connect_confirmation = false, cancel_order_item = true}); default: the published forms
-    sim_forms: dict[str, bool] = attrs.Factory(dict)
 
 
 class OpenTradeVenue(_Venue):
@@ -85,9 +82,7 @@ class OpenTradeVenue(_Venue):
     async def start_simulator(self, cfg: OpenTradeConfig, nursery: trio.Nursery) -> SimHandle:
         from framework.venues.opentrade.sim import OpenTradeSimulator
 
-        sim = OpenTradeSimulator.build(
-            cfg.sim_seed, token_ttl_s=cfg.sim_token_ttl_s, **cfg.sim_forms
-        )
+        sim = OpenTradeSimulator.build(cfg.sim_seed, token_ttl_s=cfg.sim_token_ttl_s)
         port = await nursery.start(
             partial(sim.run, port=cfg.sim_port, market_rate_hz=cfg.sim_rate_hz or None)
         )

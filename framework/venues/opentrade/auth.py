@@ -17,7 +17,6 @@ from collections.abc import Callable
 import httpx
 import jwt
 import structlog
-import trio
 
 from framework.errors import AuthError
 from framework.transport.tokens import Token, TokenCache
@@ -27,8 +26,6 @@ log = structlog.get_logger("botrun.opentrade.auth")
 SESSION_COOKIES = ("JSESSIONID", "SESSION")
 LOGIN_PATH = "/auth/login"
 TOKEN_PATH = "/auth/auth/jwt/clients/{api_user}/token"
-# [DOC] the step-2 text's form: GET, singular `client`, the secret as a query parameter
-TOKEN_GET_PATH = "/auth/auth/jwt/client/{api_user}/token"
 
 
 class TokenSource(TokenCache):
@@ -55,13 +52,6 @@ class TokenSource(TokenCache):
         self._wall = wall
         self._cookie: str | None = None
         self.logins = 0
-        self.get_fallbacks = 0
-        # set whenever a token is stored: arms the proactive refresh from the first token on
-        self.stored = trio.Event()
-
-    def _store(self, token: Token) -> None:
-        super()._store(token)
-        self.stored.set()
 
     async def _fetch(self) -> Token:
         try:
@@ -121,12 +111,4 @@ class TokenSource(TokenCache):
             headers={"Cookie": self._cookie, "clientSecret": self._secret, "accept": "*/*"},
             content=b"",
         )
-        if resp.status_code in (404, 405):
-            # the cURL/SDK form is not served here: the step-2 text's GET form
-            self.get_fallbacks += 1
-            resp = await self._http.get(
-                TOKEN_GET_PATH.format(api_user=self._api_user),
-                params={"clientSecret": self._secret},
-                headers={"Cookie": self._cookie, "accept": "*/*"},
-            )
         return resp.status_code, resp.text

@@ -20,15 +20,13 @@ deltas, sequence numbers or checksums. So:
   the test waits. The first step turns the simulator's own 20 ms refresh off (`timed_books`):
   from then on every book frame comes from a step.
 
-Orders go over the private WebSocket (CREATE / CANCEL / GET on TRADE_PRIVATE; replies carry no
-`requestId` and are matched by order id, command/channel and order of replies), not HTTP:
-HTTP carries only login and the JWT. So the order-path faults, the lost
+Orders go over the private WebSocket (CREATE / CANCEL / GET on TRADE_PRIVATE, replies matched by
+`requestId`), not HTTP: HTTP carries only login and the JWT. So the order-path faults, the lost
 submit reply and the failing queries are frame rules on the private reply frames, and the
 generic `http_*` faults would only hit login/token fetches.
 
-Fills: Open Trade's Order items carry no fill size; the adapter reads it from TRADES_HISTORY
-(or a `filledAmount`, where sent) and names each derived fill `<coid>:cum:<filled so far>`,
-and fills missed while the private stream was away come back merged
+Fills: Open Trade reports a cumulative `filledAmount`; the adapter names each derived fill
+`<coid>:cum:<filled so far>`, and fills missed while the private stream was away come back merged
 into one. So fills compare per order total (`fills_by_id = False`).
 """
 
@@ -97,25 +95,19 @@ def _frame(text: str) -> dict[str, Any]:
 
 
 def _command_reply(text: str) -> bool:
-    """The answer to an order command or a GET, not a subscription's frames: on TRADE_PRIVATE,
-    a GET frame (with or without `event`: the CREATE / MODIFY / query replies), an ERROR, an
-    order command's ACK (an option), or the cancel acknowledgement (`OrderUpdate`)."""
+    """The answer to an order command (ACK / ERROR / GET), not a subscription's frames."""
     if '"TRADE_PRIVATE"' not in text:  # cheap: every book frame passes through here
         return False
     msg = _frame(text)
-    if msg.get("channel") != "TRADE_PRIVATE":
-        return False
-    event = msg.get("event")
-    if event in ("GET", None, "ERROR"):
-        return True
-    if event == "ACK":
-        return msg.get("command") in _COMMANDS and msg.get("command") != "SUBSCRIBE"
-    return '"OrderUpdate"' in text
+    return (
+        msg.get("channel") == "TRADE_PRIVATE"
+        and msg.get("command") in _COMMANDS
+        and msg.get("requestId") is not None
+    )
 
 
 def _get_reply(text: str) -> bool:
-    """A query's reply: `"event":"GET"` (the CREATE reply has no `event`)."""
-    return _command_reply(text) and _frame(text).get("event") == "GET"
+    return _command_reply(text) and _frame(text).get("command") == "GET"
 
 
 def _order_faults(plan: FaultPlan, scale: float) -> list[Rule]:
@@ -128,13 +120,13 @@ def _order_faults(plan: FaultPlan, scale: float) -> list[Rule]:
 
 
 def _lose_submit_reply(plan: FaultPlan) -> list[Rule]:
-    """The next CREATE is done but its reply (the GET frame without `event` holding the NEW
-    order) never arrives (the request times out: unknown).
+    """The next CREATE is done but its ACK never arrives (the request times out: unknown).
 
-    The NEW and ACTIVE updates of that order, which the simulator sends right after the reply,
+    The NEW and ACTIVE updates of that order, which the simulator sends right after the ACK,
     are lost too, else they would tell the client what the lost reply did. Only that order's,
-    and only those."""
-    state: dict[str, Any] = {"step": "reply", "coid": None}
+    and only those: if the frame after the ACK is not its NEW (e.g. the token expired and the
+    venue sent an ERROR instead), nothing more is dropped."""
+    state: dict[str, Any] = {"step": "ack", "coid": None}
 
     def match(text: str) -> bool:
         step = state["step"]
@@ -143,24 +135,27 @@ def _lose_submit_reply(plan: FaultPlan) -> list[Rule]:
         msg = _frame(text)
         if msg.get("channel") != "TRADE_PRIVATE":
             return False
+        if step == "ack":
+            if msg.get("command") == "CREATE" and msg.get("event") == "ACK":
+                state["step"] = "new"
+                return True
+            return False
         items = msg.get("data")
         item = items[0] if isinstance(items, list) and len(items) == 1 else None
         order = item if isinstance(item, dict) and item.get("class") == "Order" else {}
-        status = order.get("orderStatus")
-        coid = order.get("clientOrderId") or order.get("orderId")
-        if step == "reply":
-            if msg.get("command") == "GET" and "event" not in msg and status == "NEW":
-                state["step"], state["coid"] = "new", coid
-                return True
-            return False
         update = msg.get("command") == "SUBSCRIBE" and msg.get("event") == "UPDATE"
-        if not (update and coid is not None and coid == state["coid"]):
-            return False
+        status, coid = order.get("orderStatus"), order.get("clientOrderId")
         if step == "new":
-            state["step"] = "active"
-            return status == "NEW"
-        state["step"] = "done"
-        return status == "ACTIVE"  # not a fill or an end: those let the order be known
+            # the very next private frame: the NEW of the order the lost ACK created
+            if update and status == "NEW" and coid is not None:
+                state["step"], state["coid"] = "active", coid
+                return True
+            state["step"] = "done"
+            return False
+        if update and coid is not None and coid == state["coid"]:
+            state["step"] = "done"
+            return status == "ACTIVE"  # not a fill or an end: those let the order be known
+        return False
 
     return [plan.once("drop", _WS, match=match, times=3)]
 

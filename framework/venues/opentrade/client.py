@@ -4,12 +4,8 @@ Two connections to the same WS endpoint: a public one (books, public trades; no 
 a private one (JWT on the handshake and as `signature`; BALANCE, TRADE_PRIVATE, and the order
 commands CREATE / CANCEL / MODIFY / GET). Requests go over the core's `RequestChannel`; a reply
 is the first message that names the request: its echoed `requestId` where the venue echoes one,
-else ([DOC] no published reply carries one) the order's own `Order` item (CREATE / MODIFY), the
-`OrderUpdate` acknowledgement (CANCEL: the order it names, else the oldest CANCEL of its
-instrument), an `event:"GET"` frame for a query (oldest first), an ERROR naming the order, its
-command or only its channel (oldest request first), or an ACK where one is sent. The cancel
-acknowledgement ends the order; fills whose size the Order items do not carry are read from
-TRADES_HISTORY before the report reaches the core. The private
+else ([DOC] no published reply carries one) an `ACK`/`ERROR`/`GET` for the same command and
+channel, oldest request first, or the order's own `Order` / `OrderUpdate` item. The private
 stream subscribes TRADE_PRIVATE for every configured market
 before any order is sent (the venue rejects orders for unsubscribed instruments).
 
@@ -45,14 +41,7 @@ from framework.transport.session import Connection
 from framework.venue import ExecutionClient, Stream
 from framework.venues.opentrade import messages as m
 from framework.venues.opentrade.auth import TokenSource
-from framework.venues.opentrade.decode import (
-    VENUE,
-    CatalogueEntry,
-    Decoder,
-    OrderRequestUpdate,
-    loads,
-    order_report,
-)
+from framework.venues.opentrade.decode import VENUE, CatalogueEntry, Decoder, loads, order_report
 
 log = structlog.get_logger("botrun.opentrade")
 
@@ -206,45 +195,9 @@ class PrivateStream(Stream):
         self.errors: list[str] = []
         self.auth_errors = 0
         self.decoder = Decoder(self._emit, markets=None, on_control=self._control)
-        # every order report passes here (the execution client holds back the ones whose fill
-        # size must first be read from the trade history); default: straight to the core
-        self.route_report: Any = self.emit
-        # orders we asked to cancel whose end is not confirmed yet, per instrument, oldest
-        # first: the published acknowledgement names no order
-        self.cancels: dict[str, list[str]] = {}
 
     def _emit(self, event: Any) -> None:
-        if isinstance(event, ExecutionReport):
-            self.route_report(event)
-            return
         self.emit(event)
-        if isinstance(event, OrderRequestUpdate) and event.request_status == "CANCELLED":
-            self._cancel_acknowledged(event)
-
-    def _cancel_acknowledged(self, update: OrderRequestUpdate) -> None:
-        """[CODE SDK README] the cancel acknowledgement ends the order it names. One naming no
-        order (the published form) is not attributed by position: a lost, delayed or repeated
-        frame would end the wrong order. The venue is asked which orders of the instrument are
-        still active (`verify_cancels`), and the cancelled ones among those we asked to cancel
-        end then."""
-        coid = update.client_order_id
-        if coid is None:
-            self.verify_cancels(update.symbol)
-            return
-        queue = self.cancels.get(update.symbol, [])
-        if coid in queue:
-            queue.remove(coid)
-        report = ExecutionReport(
-            VENUE,
-            coid,
-            status=OrderStatus.CANCELLED,
-            venue_order_id=update.venue_order_id,
-            reason="cancel acknowledged (OrderUpdate)",
-        )
-        self.route_report(report)
-
-    def verify_cancels(self, symbol: str) -> None:
-        """Set by the execution client: check which asked-for cancels of `symbol` are done."""
 
     async def url(self) -> str:
         await self.enabled.wait()
@@ -322,13 +275,7 @@ class PrivateStream(Stream):
         if event == "ERROR":
             if rid is not None and requests.resolve(rid, msg):
                 return True
-            # [INF] an ERROR may name the order it refuses, its command, or only its channel:
-            # the order's request, else the oldest request of that command, else of that channel
-            keys: list[Key] = [("order", c) for c in _order_ids(msg)]
-            if command is not None:
-                keys.append(("error", command, channel))
-            keys += [("error-any", channel), ("error-any",)]
-            if rid is None and requests.resolve_first(keys, msg):
+            if rid is None and requests.resolve_first((("error", command, channel),), msg):
                 return True
             error = f"{msg.get('command')} {msg.get('channel')}: {_error_text(msg)}"
             self.errors.append(error)
@@ -343,28 +290,12 @@ class PrivateStream(Stream):
             else:
                 log.error("opentrade private request refused", venue=VENUE, error=error)
             return True
-        if channel == m.TRADE_PRIVATE and event in ("SNAPSHOT", "GET", None):
-            # [DOC] ACK, SNAPSHOT or a GET frame on TRADE_PRIVATE: the subscription is live
-            self.ready.set()
-            if event == "SNAPSHOT":
-                requests.resolve_first([("subscribed", channel)], msg)  # decoded all the same
         if rid is not None and event not in ("SNAPSHOT", "UPDATE"):
             return requests.resolve(rid, msg)
-        if channel == m.TRADE_PRIVATE and event in ("GET", None):
-            # [CODE] the CREATE / MODIFY reply is a GET frame holding the order's one item
-            # (no requestId): it answers that order's request before any GET of the channel
-            ids = _order_ids(msg)
-            if len(ids) == 1 and requests.resolve_first([("order", ids[0])], msg):
-                return False  # still decoded: it reports the order
-        # [INF] a GET reply without requestId answers the oldest GET of that channel. On
-        # TRADE_PRIVATE only an `"event":"GET"` frame does (every published query reply has
-        # one): an event-less GET frame there is an order command's reply [CODE SDK README:
-        # CREATE], possibly a late one, whose Order items must never be read as a query's
-        # answer (a cancelled order's `amount` taken for a trade would book a false fill)
-        answers_query = event == "GET" or (
-            channel != m.TRADE_PRIVATE and (command == "GET" or event is None)
-        )
-        if answers_query and requests.resolve_first((("reply", "GET", channel),), msg):
+        # [INF] a GET reply without requestId answers the oldest GET of that channel
+        if (command == "GET" or event in ("GET", None)) and requests.resolve_first(
+            (("reply", "GET", channel),), msg
+        ):
             return True
         if channel == m.TRADE_PRIVATE and requests.correlator.in_flight():
             # an order's own item may be the reply its CREATE / MODIFY / CANCEL waits for; the
@@ -397,25 +328,10 @@ class PrivateStream(Stream):
                 self.requests.resolve_first((key,), msg)
 
 
-def _order_ids(msg: dict[str, Any]) -> list[str]:
-    """The client order ids a frame's `Order` items name."""
-    data = msg.get("data")
-    out: list[str] = []
-    if type(data) is list:
-        for item in data:
-            if type(item) is dict and item.get("class", "Order") == "Order":
-                coid = item.get("clientOrderId") or item.get("orderId")
-                if type(coid) in (str, int):
-                    out.append(str(coid))
-    return out
-
-
 def reply_keys(message: dict[str, Any]) -> list[Key]:
     """Besides its `requestId`, what a reply to `message` may name it by."""
     command, channel = message.get("command"), message.get("channel")
     keys: list[Key] = [("ack", command, channel), ("error", command, channel)]
-    # an ERROR naming only its channel (or nothing) answers the oldest request there
-    keys += [("error-any", channel), ("error-any",)]
     if command == "GET":
         keys.append(("reply", "GET", channel))
     data = message.get("data")
@@ -468,26 +384,14 @@ class OpenTradeExecution(ExecutionClient):
         # reconciliation passed by (their updates may have gone with the old subscription)
         self._in_flight: set[str] = set()
         self._recheck: set[str] = set()
-        # fill recovery: orders sent by this session, those seen PARTIALLY_FILLED, and the
-        # reports held back (in order, per order) until their fill size is known
-        self._orders: dict[str, Order] = {}
-        self._partial: set[str] = set()
-        self._held: dict[str, list[ExecutionReport]] = {}
-        self._recover_send, self._recover_recv = trio.open_memory_channel[str](float("inf"))
-        self.counts.update({"recovered_fills": 0, "unreadable_fills": 0})
-        stream.route_report = self._route_report
-        stream.verify_cancels = self._verify_cancels
-        self._verify_send, self._verify_recv = trio.open_memory_channel[str](float("inf"))
 
     def bind(self, ctx: Any) -> None:
         super().bind(ctx)
         self.stream.enabled.set()
 
-    async def _signed(self, build: Any, *args: Any, probe: Any = None, **kw: Any) -> dict[str, Any]:
-        """Send a signed order command; on an auth error, re-authenticate and send it once more.
-        An ERROR names no request: one meant for another (e.g. a dying subscription's) may have
-        answered this one, so a CREATE is not re-sent before `probe` has asked the venue whether
-        the order exists (a CREATE is not idempotent)."""
+    async def _signed(self, build: Any, *args: Any, **kw: Any) -> dict[str, Any]:
+        """Send a signed order command; on an auth error, re-authenticate and send it once more
+        (the venue refused it, so nothing was done)."""
         for attempt in range(2):
             generation = self._auth_gen
             message = build(*args, signature=await self.tokens.token(), **kw)
@@ -496,10 +400,6 @@ class OpenTradeExecution(ExecutionClient):
                 return reply
             if attempt == 0:
                 await self.reauthenticate(since=generation, reconcile=False)
-                if probe is not None:
-                    item = await probe()
-                    if item is not None:
-                        return {"event": "GET", "channel": m.TRADE_PRIVATE, "data": [item]}
         return reply
 
     async def _ready(self, symbol: str) -> None:
@@ -520,17 +420,8 @@ class OpenTradeExecution(ExecutionClient):
         coid = order.client_order_id
         self._in_flight.add(coid)
         try:
-            self._orders[coid] = order
-
-            async def probe() -> dict[str, Any] | None:
-                return await self._find(order, "ORDERS_HISTORY")
-
             reply = await self._signed(
-                m.create,
-                order,
-                request_type=self.request_type,
-                exchange_name=self.exchange_name,
-                probe=probe,
+                m.create, order, request_type=self.request_type, exchange_name=self.exchange_name
             )
         finally:
             self._in_flight.discard(coid)
@@ -548,25 +439,13 @@ class OpenTradeExecution(ExecutionClient):
     async def cancel(self, order: Order) -> ExecutionReport | None:
         if not order.client_order_id:
             raise OrderRefused("no clientOrderId: a CANCEL without one would cancel every order")
-        queue = self.stream.cancels.setdefault(order.symbol, [])
-        queue.append(order.client_order_id)
-        try:
-            reply = await self._signed(m.cancel, order.symbol, order.client_order_id)
-        except BaseException:
-            # no acknowledgement will be matched to it: the core reconciles the order
-            if order.client_order_id in queue:
-                queue.remove(order.client_order_id)
-            raise
+        reply = await self._signed(m.cancel, order.symbol, order.client_order_id)
         if reply.get("event") == "ERROR":
-            if order.client_order_id in queue:
-                queue.remove(order.client_order_id)
             text = _error_text(reply)
             if "not found" in text.lower() or "not active" in text.lower():
                 raise OrderNotFound(text)
             raise OrderRefused(text)
-        # the acknowledgement (an OrderUpdate, or the order's CANCELLED item) ends the order
-        # through the stream, in order with its fills
-        return None
+        return None  # the CANCELLED update follows on TRADE_PRIVATE
 
     async def modify(
         self, order: Order, price: Decimal | None, quantity: Decimal | None
@@ -580,19 +459,12 @@ class OpenTradeExecution(ExecutionClient):
 
     async def cancel_all(self, symbol: str | None = None) -> None:
         """Explicit cancel-all: the only place a CANCEL without an order id is sent."""
-        symbols = [symbol] if symbol else list(self.stream.markets)
-        for sym in symbols:
+        for sym in [symbol] if symbol else self.stream.markets:
             self.counts["cancel_all"] += 1
             log.warning("opentrade cancel of every order of the pair", venue=VENUE, symbol=sym)
             reply = await self._signed(m.cancel_all_orders, sym)
             if reply.get("event") == "ERROR":
                 raise OrderRefused(_error_text(reply))
-        # [CODE] the acknowledgement names no order: ask the venue which remain, end the others
-        listed = {r.client_order_id for r in await self.list_open_orders()}
-        for order in self.ctx.open_orders(VENUE) if self.ctx is not None else []:
-            if order.symbol in symbols and order.client_order_id not in listed:
-                report = ExecutionReport(VENUE, order.client_order_id, status=OrderStatus.CANCELLED)
-                self._route_report(report)
 
     async def query_order(self, order: Order) -> ExecutionReport | None:
         item = await self._find(order, "ACTIVE_ORDERS")
@@ -655,24 +527,11 @@ class OpenTradeExecution(ExecutionClient):
     # --- tokens ---------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._recover_fills)
-            nursery.start_soon(self._cancels_done)
-            await self._refresh_tokens()
-
-    async def _refresh_tokens(self) -> None:
-        """Refresh the JWT before it expires (armed as soon as the first token is fetched), and
-        after an auth error; resubscribe each time."""
+        """Refresh the JWT before it expires, and after an auth error; resubscribe each time."""
         while True:
             wait = self.tokens.seconds_to_refresh()
-            stored = self.tokens.stored
-            timer = trio.move_on_after(wait if wait is not None else float("inf"))
-            with timer:
-                await _first(self.stream.reauth, stored)
-            if not timer.cancelled_caught and not self.stream.reauth.is_set():
-                # a token was stored (the first one, or another task's refresh): re-arm
-                self.tokens.stored = trio.Event()
-                continue
+            with trio.move_on_after(wait if wait is not None else float("inf")):
+                await self.stream.reauth.wait()
             self.stream.reauth = trio.Event()
             if self.stream.conn is None:
                 continue  # not connected yet: the next connection takes a fresh token anyway
@@ -706,13 +565,9 @@ class OpenTradeExecution(ExecutionClient):
                 reply = await requests.call(
                     subscribe,
                     request_id=rid,
-                    # no echo needed: the channel's next ACK, or its SNAPSHOT where a venue
-                    # sends no ACK, or an ERROR naming it, answers the resubscribe
                     keys=[
                         ("ack", "SUBSCRIBE", m.TRADE_PRIVATE),
                         ("error", "SUBSCRIBE", m.TRADE_PRIVATE),
-                        ("subscribed", m.TRADE_PRIVATE),
-                        ("error-any", m.TRADE_PRIVATE),
                     ],
                     timeout_s=self.timeout_s,
                     what="TRADE_PRIVATE resubscribe",
@@ -741,204 +596,6 @@ class OpenTradeExecution(ExecutionClient):
             report = await self.query_order(order)
             if report is not None:
                 self.ctx.on_report(report)
-
-    # --- cancel acknowledgements naming no order -------------------------------------------------
-
-    def _verify_cancels(self, symbol: str) -> None:
-        self._verify_send.send_nowait(symbol)
-
-    async def _cancels_done(self) -> None:
-        """[DOC] "when in doubt, GET ACTIVE_ORDERS": an order we asked to cancel that the venue no
-        longer lists as active has ended; its CANCELLED goes through the fill check."""
-        async for symbol in self._verify_recv:
-            queue = self.stream.cancels.get(symbol, [])
-            if not queue:
-                continue
-            try:
-                active = await self._active_ids(symbol)
-            except (OSError, RequestTimeout, RuntimeError, FrameError) as exc:
-                # not booked: the cancels' own requests, or the core's reconciliation, settle it
-                log.warning("opentrade active-order check failed", venue=VENUE, error=str(exc))
-                continue
-            for coid in [c for c in queue if c not in active]:
-                queue.remove(coid)
-                self._route_report(
-                    ExecutionReport(
-                        VENUE,
-                        coid,
-                        status=OrderStatus.CANCELLED,
-                        reason="cancel acknowledged; not active at the venue",
-                    )
-                )
-
-    async def _active_ids(self, symbol: str) -> set[str]:
-        args = [m.arg("category", "ACTIVE_ORDERS"), m.arg("instrument", [symbol])]
-        reply = await self._signed(m.get, m.TRADE_PRIVATE, args)
-        if reply.get("event") == "ERROR":
-            raise RuntimeError(f"GET TRADE_PRIVATE ACTIVE_ORDERS: {_error_text(reply)}")
-        data = reply.get("data")
-        if not isinstance(data, list):
-            raise FrameError("GET TRADE_PRIVATE reply without data")
-        return set(_order_ids(reply))
-
-    # --- fills without a size --------------------------------------------------------------------
-
-    def _route_report(self, report: ExecutionReport) -> None:
-        """Every order report of the private stream, in order. [DOC] Order items carry no fill
-        size: a PARTIALLY_FILLED, or an end after fills, without one is held back (with every
-        later report of that order) until the trade history has given the filled amount."""
-        coid = report.client_order_id
-        status = report.status
-        if status is OrderStatus.PARTIALLY_FILLED:
-            self._partial.add(coid)
-        held = self._held.get(coid)
-        if held is not None:
-            held.append(report)
-            return
-        if report.cum_qty is None and self._may_have_fills(report):
-            self._held[coid] = [report]
-            self._recover_send.send_nowait(coid)
-            return
-        self._deliver(report)
-
-    def _may_have_fills(self, report: ExecutionReport) -> bool:
-        coid = report.client_order_id
-        if report.status is OrderStatus.PARTIALLY_FILLED:
-            return True
-        if report.status not in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
-            return False
-        if coid in self._partial or (report.avg_price is not None and report.avg_price > 0):
-            return True  # seen partially filled, or a fill price without a size
-        order = self._order(coid)
-        return order is not None and order.filled_qty > 0
-
-    def _deliver(self, report: ExecutionReport) -> None:
-        if report.status is not None and report.status.is_terminal:
-            self._partial.discard(report.client_order_id)
-            self._orders.pop(report.client_order_id, None)
-        self.stream.emit(report)
-
-    def _order(self, coid: str) -> Order | None:
-        order = self._orders.get(coid)
-        if order is None and self.ctx is not None:
-            order = next(
-                (o for o in self.ctx.open_orders(VENUE) if o.client_order_id == coid), None
-            )
-        return order
-
-    async def _recover_fills(self) -> None:
-        async for coid in self._recover_recv:
-            reports = self._held.get(coid, [])
-            order = self._order(coid)
-            cum: tuple[Decimal, Decimal | None] | None = None
-            if order is not None:
-                try:
-                    cum = await self._traded(order)
-                except (OSError, RequestTimeout, RuntimeError, FrameError) as exc:
-                    log.warning(
-                        "opentrade trade history unavailable",
-                        venue=VENUE,
-                        client_order_id=coid,
-                        error=str(exc),
-                    )
-            reports = self._held.pop(coid, reports)
-            if cum is None:
-                # unreadable or unknown: nothing is booked from these reports; their states
-                # are kept only where they are not an end (the core reconciles the order)
-                self.counts["unreadable_fills"] += 1
-                for report in reports:
-                    if report.status is not None and report.status.is_terminal:
-                        continue
-                    self._deliver(report)
-                continue
-            qty, avg = cum
-            self.counts["recovered_fills"] += 1
-            for report in reports:
-                if report.cum_qty is None and qty > 0:
-                    report = attrs.evolve(
-                        report,
-                        cum_qty=qty,
-                        avg_price=avg,
-                        fill_id=f"{coid}:cum:{qty.normalize()}",
-                    )
-                self._deliver(report)
-
-    async def _traded(self, order: Order) -> tuple[Decimal, Decimal | None] | None:
-        """[CODE] `GET TRADE_PRIVATE category=TRADES_HISTORY`: the order's filled amount and
-        average price, from its trades (each an item whose `amount` is the traded size [INF]).
-        None if a number is unreadable or the total exceeds the order."""
-        start = max(0, order.created_ns - 60 * 1_000_000_000)
-        args = [
-            m.arg("category", "TRADES_HISTORY"),
-            m.arg("instrument", [order.symbol]),
-            m.arg("date-from", _date(start)),
-        ]
-        reply = await self._signed(m.get, m.TRADE_PRIVATE, args)
-        if reply.get("event") == "ERROR":
-            raise RuntimeError(f"GET TRADE_PRIVATE TRADES_HISTORY: {_error_text(reply)}")
-        data = reply.get("data")
-        if not isinstance(data, list):
-            raise FrameError("GET TRADE_PRIVATE TRADES_HISTORY reply without data")
-        total, notional, priced = Decimal(0), Decimal(0), True
-        names = {order.client_order_id, order.venue_order_id} - {None}
-        for item in data:
-            if not isinstance(item, dict):
-                continue
-            ids = {str(item.get(k)) for k in ("clientOrderId", "orderId") if item.get(k)}
-            venue_ids = {
-                str(item.get(k)) for k in ("exchangeOrderId", "exchOrderId") if item.get(k)
-            }
-            if not ((ids & names) or (venue_ids & names)):
-                continue
-            qty, price = item.get("amount"), item.get("filledPrice")
-            if not _valid(qty, positive=True) or not _valid(price, positive=False):
-                log.error(
-                    "opentrade unreadable trade",
-                    venue=VENUE,
-                    client_order_id=order.client_order_id,
-                    excerpt=str(item)[:200],
-                )
-                return None
-            total += qty
-            if price > 0:
-                notional += qty * price
-            else:
-                priced = False
-        if total > order.quantity:
-            log.error(
-                "opentrade trades exceed the order",
-                venue=VENUE,
-                client_order_id=order.client_order_id,
-                filled=str(total),
-                quantity=str(order.quantity),
-            )
-            return None
-        avg = notional / total if total > 0 and priced else None
-        return total, avg
-
-
-def _valid(value: Any, *, positive: bool) -> bool:
-    """A venue number fit to book: a finite Decimal (from `loads_decimal`), > 0 or >= 0."""
-    if type(value) is str:
-        try:
-            value = Decimal(value)
-        except ArithmeticError:
-            return False
-    if not isinstance(value, Decimal) or not value.is_finite():
-        return False
-    return value > 0 if positive else value >= 0
-
-
-async def _first(*events: trio.Event) -> None:
-    """Return once any of `events` is set."""
-    async with trio.open_nursery() as nursery:
-
-        async def one(event: trio.Event) -> None:
-            await event.wait()
-            nursery.cancel_scope.cancel()
-
-        for event in events:
-            nursery.start_soon(one, event)
 
 
 # --- catalogue at start --------------------------------------------------------------------------

@@ -214,15 +214,8 @@ def order_report(item: dict[str, Any]) -> ExecutionReport:
     cum = _opt_dec(item, "filledAmount")
     if cum is None and status is OrderStatus.FILLED:
         cum = amount
-    if cum is not None and (cum < 0 or (amount is not None and cum > amount)):
-        # a fill larger than the order (or negative) is unreadable: never booked
-        raise FrameError(f"filled amount {cum} outside 0..{amount}"[:80])
     avg = _opt_dec(item, "filledPrice")
-    if avg is not None and avg < 0:
-        raise FrameError("filledPrice: negative")
-    if (cum is not None and cum <= 0) or (avg is not None and avg <= 0):
-        # without a size, a positive filledPrice stays as a hint that the order has fills
-        # (the core books nothing from an average without a cumulative quantity)
+    if cum is None or cum <= 0 or (avg is not None and avg <= 0):
         avg = None
     price = _opt_dec(item, "price")
     if item.get("orderType") == "MARKET" or (price is not None and price <= 0):
@@ -314,13 +307,6 @@ def catalogue_entry(item: dict[str, Any]) -> CatalogueEntry:
 Reply = Callable[[dict[str, Any]], bool]
 
 
-def _bare(msg: dict[str, Any]) -> bool:
-    return "data" not in msg and "channel" not in msg and "command" not in msg
-
-
-_KNOWN_EVENTS = frozenset({"ACK", "ERROR", "PONG", "SNAPSHOT", "UPDATE", "GET"})
-
-
 class Decoder:
     """Decodes every Open Trade envelope. Control frames (ACK, ERROR, replies to our requests)
     go to `on_control`, which returns True when it consumed the frame (a waiting request)."""
@@ -338,7 +324,6 @@ class Decoder:
         self.on_control = on_control
         self.epoch = 0
         self.pongs = 0
-        self.confirmations = 0
         self.last_pong_ns: int | None = None
         self.skipped_symbols = 0
         self.unchanged_books = 0
@@ -374,11 +359,6 @@ class Decoder:
             return
         if event in ("ACK", "ERROR"):
             self.on_control(msg)
-            return
-        if type(event) is str and event not in _KNOWN_EVENTS and _bare(msg):
-            # [DOC] "Upon connection, you'll receive a confirmation message" (shape not
-            # shown): an event naming no channel or command and carrying no data; skipped
-            self.confirmations += 1
             return
         if self.on_control(msg):
             return  # the reply a request of ours is waiting for

@@ -14,7 +14,6 @@ from framework.errors import OrderRefused
 from framework.events import OrderType, TimeInForce
 from framework.model import Order
 from framework.transport.wire import dec_str
-from framework.venues.opentrade.precision import check_amount, check_price
 
 TRADE_PRIVATE = "TRADE_PRIVATE"
 # core time in force → the venue's. The venue's GTD means "until 4:59 PM New York" (a day
@@ -100,9 +99,8 @@ def create(
         if order.price is None:
             raise OrderRefused("limit order needs a price")
         item["orderType"] = "POST_ONLY" if order.post_only else "LIMIT"
-        # the venue would cut a price with more than 7 significant digits: refuse it here
-        item["price"] = dec_str(check_price(order.price))
-    item["amount"] = dec_str(check_amount(order.quantity))
+        item["price"] = dec_str(order.price)
+    item["amount"] = dec_str(order.quantity)
     tif = _TIF.get(order.tif)
     if tif is None:
         raise OrderRefused(f"opentrade has no time in force {order.tif.value}")
@@ -143,6 +141,6 @@ def modify(
         raise ValueError("refusing to build a MODIFY without an order id")
     item: dict[str, Any] = {"globalInstrumentCd": symbol, "orderId": client_order_id}
     if price is not None:
-        item["price"] = dec_str(check_price(price))
-    item["amount"] = dec_str(check_amount(amount))
+        item["price"] = dec_str(price)
+    item["amount"] = dec_str(amount)
     return _order_command("MODIFY", item, signature)

@@ -2,7 +2,6 @@
 
     POST /auth/login                               form username/password → JSESSIONID cookie
     POST /auth/auth/jwt/clients/{api_user}/token   Cookie + clientSecret header → raw JWT body
-    GET  /auth/auth/jwt/client/{api_user}/token    Cookie, ?clientSecret= (the step-2 text's form)
     WS   /exchange/ws                              public and private channels, order entry
 
 Driven by the shared `MatchingEngine`: a 20 ms publisher sends every subscribed book in full
@@ -11,16 +10,7 @@ TRADE_PRIVATE updates. Venue rules kept: an order for an instrument not subscrib
 TRADE_PRIVATE is rejected; a CANCEL without any id cancels every order of the pair; JWTs expire
 (`exp`), and `expire_tokens()` ends every issued token at once. Numbers go out as JSON numbers
 (`100.0`, `0.0`), never as quoted strings, except where the docs show a string (`price` of a NEW
-update). Choices where the venue documents nothing are marked `[INF]`.
-
-Replies by default in the published forms (shared/venues/opentrade.md): a confirmation frame on
-connect, no `requestId` echo, the CREATE reply a GET frame without `event` holding the Order, the
-MODIFY reply a GET frame to the requester, the cancel acknowledgement one `OrderUpdate` naming no
-order (no Order item follows), ERRORs naming only their channel, Order items without a filled
-amount (TRADES_HISTORY gives one item per fill), prices cut to 7 significant digits and amounts
-rounded to 8 decimals. Constructor options give each other plausible form (`connect_confirmation`,
-`echo_request_id`, `error_command`, `order_acks`, `fill_amounts`, `cancel_order_item`); the
-FlexFills SDK needs `connect_confirmation=False, cancel_order_item=True`.
+update). Choices where the venue documents nothing are marked `[INF]`; the adapter agrees.
 """
 
 from framework.venues.opentrade.sim.common import (

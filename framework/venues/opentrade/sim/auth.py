@@ -54,18 +54,11 @@ class Logins:
         cookie = f"{SESSION_COOKIE}={session}; Path=/; HttpOnly"
         return HttpResponse(200, b"", content_type="text/plain", headers={"set-cookie": cookie})
 
-    def _token_get(self, request: HttpRequest, api_user: str) -> HttpResponse:
-        """[DOC step 2] GET with `clientSecret` as a query parameter; same answer as the POST."""
-        return self._token(request, api_user, secret=request.arg("clientSecret", "") or "")
-
-    def _token(
-        self, request: HttpRequest, api_user: str, *, secret: str | None = None
-    ) -> HttpResponse:
+    def _token(self, request: HttpRequest, api_user: str) -> HttpResponse:
         session = _cookie(request.headers.get("cookie", ""), SESSION_COOKIE)
         if session is None or session not in self._sessions_http:
             return HttpResponse(401, b'{"error":"Unauthorized"}')  # [INF] no/unknown session
-        if secret is None:
-            secret = request.headers.get("clientsecret", "")
+        secret = request.headers.get("clientsecret", "")
         if api_user != self.api_user or not secrets.compare_digest(
             secret.encode(), self.api_secret.encode()
         ):
@@ -101,5 +94,4 @@ class Logins:
         token = headers.get("authorization")
         if token is None:
             return None
-        # the FlexFills SDK sends the bare token; accept a "Bearer " prefix too
         return 401 if self.token_error(token.removeprefix("Bearer ").strip()) else None

@@ -146,10 +146,6 @@ class SimOrderState:
     retired: set[str] = attrs.Factory(set)
     expired: bool = False
     message: str | None = None
-    cancel_requested: bool = False  # a CANCEL named it: the OrderUpdate acknowledges it
-    # each fill: (quantity, price, ts_ns), for TRADES_HISTORY and TRADE_POSITIONS
-    fills: list[tuple[Decimal, Decimal, int]] = attrs.Factory(list)
-    booked: Decimal = Decimal(0)  # filled amount already recorded in `fills`
 
     @property
     def filled(self) -> Decimal:
@@ -193,7 +189,6 @@ class WsSession:
     balance: set[str] = attrs.Factory(set)  # currencies
     orders: set[str] = attrs.Factory(set)  # instruments subscribed on TRADE_PRIVATE
     token: str | None = None  # the signature the private subscriptions were made with
-    handshake_token: str | None = None  # the `Authorization` header of the WS upgrade
     last_ping: float = 0.0
 
 

@@ -83,16 +83,6 @@ class Publisher:
             if symbol in session.orders and self._private_ok(session, "TRADE_PRIVATE"):
                 session.conn.enqueue(frame)
 
-    def _push_frame(self, symbol: str, frame: str, *, also: WsSession | None = None) -> None:
-        """A TRADE_PRIVATE frame to the sessions subscribed to `symbol`, and to `also`."""
-        sent = False
-        for session in list(self.ws_sessions):
-            if symbol in session.orders and self._private_ok(session, "TRADE_PRIVATE"):
-                session.conn.enqueue(frame)
-                sent = sent or session is also
-        if also is not None and not sent and also in self.ws_sessions:
-            also.conn.enqueue(frame)
-
     def _push_balances(self, assets: tuple[str, ...]) -> None:
         for session in list(self.ws_sessions):
             wanted = [a for a in assets if a in session.balance]
@@ -119,30 +109,12 @@ class Publisher:
             "orderStatus": order.status,
             "price": None if order.price is None else num(order.price),
             "amount": num(order.amount),
-            # [INF] filledPrice = average fill price (published items carry no filled amount)
+            # [INF] cumulative filled amount; filledPrice = average fill price
+            "filledAmount": num(order.filled),
             "filledPrice": num(order.avg_price),
             "orderDateTime": _iso_us(order.created_ns),
             "globalInstrumentCd": order.symbol,
             "message": order.message,
-        } | ({"filledAmount": num(order.filled)} if self.fill_amounts else {})
-
-    def _history_item(
-        self, order: SimOrderState, qty: Decimal, price: Decimal, ts: int, cum: Decimal
-    ) -> dict[str, Any]:
-        """A TRADES_HISTORY entry (history items spell `clientOrderId` / `exchangeOrderId`)."""
-        return {
-            "class": "Order",
-            "clientOrderId": order.client_order_id,
-            "exchangeOrderId": order.exch_order_id,
-            "direction": order.side.value,
-            "orderType": order.order_type,
-            "orderStatus": "FILLED" if cum >= order.amount else "PARTIALLY_FILLED",
-            "price": None if order.price is None else num(order.price),
-            "filledPrice": num(price),
-            "amount": num(qty),
-            "orderDateTime": _iso_us(ts),
-            "globalInstrumentCd": order.symbol,
-            "message": None,
         }
 
     def _balance_item(self, asset: str) -> dict[str, Any]:

@@ -12,14 +12,12 @@ import trio
 
 from framework.events import Side
 from framework.sim.engine import (
-    CANCELLED,
     GTC,
     LIMIT,
     MARKET,
     OPEN,
     SimOrder,
 )
-from framework.venues.opentrade.precision import venue_amount, venue_price
 from framework.venues.opentrade.sim.common import (
     ORDER_TYPES,
     TIFS,
@@ -27,14 +25,9 @@ from framework.venues.opentrade.sim.common import (
     SimOrderState,
     WsSession,
     _positive,
-    _text,
     assets_of,
     next_new_york_close_ns,
 )
-
-
-def _nothing() -> None:
-    return None
 
 
 class OrderEntry:
@@ -58,18 +51,15 @@ class OrderEntry:
         symbol = item.get("globalInstrumentCd")
         if symbol not in self.engine.symbols():
             raise Refused(f"unknown instrument {symbol!r}")
-        # Each handler validates, then queues its ACK (an option: no ACK of an order command is
-        # published) itself before touching the engine, so the ACK precedes the order updates.
-        if self.order_acks:
-            ack: Callable[[], Any] = partial(session.conn.enqueue, reply("ACK"))
-        else:
-            ack = _nothing
+        # Each handler validates, then queues its ACK itself before touching the engine, so the
+        # ACK precedes the order updates the engine's callbacks push.
+        ack = partial(session.conn.enqueue, reply("ACK"))
         if command == "CREATE":
             self._create(session, item, symbol, ack)
         elif command == "CANCEL":
-            self._cancel(item, symbol, ack, session)
+            self._cancel(item, symbol, ack)
         else:
-            self._modify(item, symbol, ack, session)
+            self._modify(item, symbol, ack)
         return []
 
     def _create(self, session: WsSession, item: dict, symbol: str, ack: Callable[[], Any]) -> None:
@@ -85,20 +75,15 @@ class OrderEntry:
             order_type = "POST_ONLY"
         if order_type not in ORDER_TYPES:
             raise Refused(f"orderType must be one of {', '.join(ORDER_TYPES)}")
-        # [DOC] the venue cuts a price to 7 significant digits and rounds an amount to 8
-        # decimals; it works (and reports) the order at those values
-        amount = venue_amount(_positive(item, "amount"))
-        price = None if order_type == "MARKET" else venue_price(_positive(item, "price"), None)
-        if amount <= 0 or (price is not None and price <= 0):
-            raise Refused("price and amount must stay positive at the venue's precision")
+        amount = _positive(item, "amount")
+        price = None if order_type == "MARKET" else _positive(item, "price")
         tif = item.get("timeInForce") or "GTC"
         if tif not in TIFS:
             raise Refused(f"timeInForce must be one of {', '.join(TIFS)}")
         request_type = item.get("requestType") or "SMART"
         if request_type not in ("SMART", "DIRECT"):
             raise Refused("requestType must be SMART or DIRECT")
-        # [CODE] the FlexFills SDK names the target venue `exchange`; the docs `exchangeName`
-        exchange = item.get("exchangeName") or item.get("exchange")
+        exchange = item.get("exchangeName")
         if request_type == "DIRECT" and not exchange:
             raise Refused("DIRECT orders need an exchangeName")
         now = self._clock_ns()
@@ -134,12 +119,8 @@ class OrderEntry:
             expire_ns=expire_ns,
         )
         self.orders.add(order, trim=False)
+        # the ACK answers the request; NEW, then the engine's outcome, follow as updates
         ack()
-        # [CODE SDK README / samples line 22] the CREATE reply: the Order item in a GET frame
-        # without `event`, to the requester; NEW, then the engine's outcome, follow as updates
-        session.conn.enqueue(
-            _text({"command": "GET", "channel": "TRADE_PRIVATE", "data": [self._order_item(order)]})
-        )
         new = self._order_item(order)
         new["price"] = None if price is None else format(price, "f")  # [DOC] string here
         self._push_orders(symbol, [new])
@@ -180,85 +161,45 @@ class OrderEntry:
         keys = ("clientOrderId", "orderId", "exchangeOrderId", "exchOrderId")
         return any(item.get(k) not in (None, "") for k in keys)
 
-    def _cancel(
-        self, item: dict, symbol: str, ack: Callable[[], Any], session: WsSession | None = None
-    ) -> None:
+    def _cancel(self, item: dict, symbol: str, ack: Callable[[], Any]) -> None:
         if not self._has_id(item):
             ack()
             # [DOC] a CANCEL with no id cancels every order of the pair
             self._count("cancel_all_pair")
             cancelled = [o for o in self.orders.values() if o.symbol == symbol and o.is_open]
             for order in cancelled:
-                order.cancel_requested = True
                 self._engine_cancel(order)
-            self._send_cancel_ack(session, symbol, None, cancelled)
+            update = {
+                "class": "OrderUpdate",
+                "clientId": 100141,
+                "requestType": "SMART",
+                "tradeSide": None,
+                "instrumentCd": symbol,
+                "exchangeOrderId": None,
+                "clientOrderId": None,
+                "transactionId": self._clock_ns() // 1_000_000,
+                "orderRequestStatus": "CANCELLED",
+                "message": "",
+                "key": f"100141:{symbol}:{len(cancelled)}",
+            }
+            self._push_orders(symbol, [update])
             return
         order = self._find(item, symbol)
         if order is None or not order.is_open:
             raise Refused("order not found or not active")
         ack()
-        order.cancel_requested = True
         self._engine_cancel(order)
-        self._send_cancel_ack(session, symbol, order, [order])
-
-    def _send_cancel_ack(
-        self,
-        session: WsSession | None,
-        symbol: str,
-        order: SimOrderState | None,
-        cancelled: list[SimOrderState],
-    ) -> None:
-        """[CODE SDK README] the cancel acknowledgement: an `OrderUpdate` whose ids are null,
-        pushed on TRADE_PRIVATE (and to the requester even if it did not subscribe)."""
-        update = {
-            "class": "OrderUpdate",
-            "clientId": 100141,
-            "requestType": order.request_type if order else "SMART",
-            "tradeSide": order.side.value if order else None,
-            "instrumentCd": symbol,
-            "exchangeOrderId": None,
-            "clientOrderId": None,
-            "transactionId": self._clock_ns() // 1_000_000,
-            "orderRequestStatus": "CANCELLED",
-            "message": "",
-            "key": f"100141:{symbol}:{next(self._exch_ids) % 1_000_000_000}",
-        }
-        frame = _text(
-            {
-                "command": "SUBSCRIBE",
-                "event": "UPDATE",
-                "channel": "TRADE_PRIVATE",
-                "data": [update],
-            }
-        )
-        self._push_frame(symbol, frame, also=session)
-        if self.cancel_order_item and session is not None:
-            # option: the cancelled orders in the GET reply form (no `event`) to the requester
-            items = [self._order_item(o) for o in cancelled]
-            session.conn.enqueue(
-                _text({"command": "GET", "channel": "TRADE_PRIVATE", "data": items})
-            )
 
     def _engine_cancel(self, order: SimOrderState) -> None:
         if order.engine_id is not None:
             self.engine.cancel(order.engine_id)
 
-    def _modify(
-        self, item: dict, symbol: str, ack: Callable[[], Any], session: WsSession | None = None
-    ) -> None:
+    def _modify(self, item: dict, symbol: str, ack: Callable[[], Any]) -> None:
         order = self._find(item, symbol)
         if order is None or not order.is_open:
             raise Refused("order not found or not active")
-        price = (
-            venue_price(_positive(item, "price"), None)
-            if item.get("price") is not None
-            else order.price
-        )
-        amount = (
-            venue_amount(_positive(item, "amount"))
-            if item.get("amount") is not None
-            else order.amount
-        )
+        price = _positive(item, "price") if item.get("price") is not None else order.price
+        amount = _positive(item, "amount") if item.get("amount") is not None else order.amount
         tick = self.engine.tick(symbol)
         if price is None or price % tick != 0:
             raise Refused(f"price must be a multiple of {tick}")
@@ -290,16 +231,6 @@ class OrderEntry:
         order.price, order.amount = price, amount
         self._count("modified")
         self._engine_submit(order, amount - order.prior_filled)
-        if session is not None:
-            # [CODE SDK README] the MODIFY reply: a GET frame with the Order item (named by
-            # clientOrderId / exchangeOrderId), to the requester whether or not it subscribed
-            reply = self._order_item(order)
-            reply["exchangeOrderId"] = order.exch_order_id
-            session.conn.enqueue(
-                _text(
-                    {"command": "GET", "event": "GET", "channel": "TRADE_PRIVATE", "data": [reply]}
-                )
-            )
 
     def on_order(self, snapshot: SimOrder) -> None:
         if snapshot.owner != self.account or snapshot.client_order_id is None:
@@ -315,19 +246,7 @@ class OrderEntry:
         order.state = snapshot
         if snapshot.reject_reason:
             order.message = snapshot.reject_reason
-        if order.filled > order.booked:
-            # a fill: its size and price from the change of the cumulative figures
-            qty = order.filled - order.booked
-            prior = sum((q * p for q, p, _ in order.fills), Decimal(0))
-            price = (order.avg_price * order.filled - prior) / qty
-            order.fills.append((qty, price, self._clock_ns()))
-            order.booked = order.filled
-        if snapshot.status == CANCELLED and order.cancel_requested and not order.expired:
-            if self.cancel_order_item:
-                self._push_orders(order.symbol, [self._order_item(order)])
-            # else: the OrderUpdate was the acknowledgement [published form]
-        else:
-            self._push_orders(order.symbol, [self._order_item(order)])
+        self._push_orders(order.symbol, [self._order_item(order)])
         self._push_balances(assets_of(order.symbol))
 
     def expire_orders(self, now_ns: int | None = None) -> int:

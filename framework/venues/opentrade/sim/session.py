@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import trio
 
 from framework.errors import FrameError
-from framework.events import Side
 from framework.sim.server import WsConnection
 from framework.transport.wire import loads_decimal
 from framework.venues.opentrade.messages import parse_list_value
@@ -36,15 +33,7 @@ class Sessions:
 
     async def _ws(self, conn: WsConnection) -> None:
         session = WsSession(conn, last_ping=trio.current_time())
-        # [INF] the handshake token (the SDK's `Authorization`, no "Bearer") authenticates the
-        # connection's unsigned private GETs (the SDK's TRADE_POSITIONS carries no signature)
-        auth = conn.headers.get("authorization") if isinstance(conn.headers, dict) else None
-        if auth:
-            session.handshake_token = auth.removeprefix("Bearer ").strip()
         self.ws_sessions.append(session)
-        if self.connect_confirmation:
-            # [DOC] "Upon connection, you'll receive a confirmation message" [INF shape]
-            conn.enqueue(_text({"event": "CONNECTED"}))
         try:
             while True:
                 # [DOC] a PING at least every 2 minutes, else the venue drops the connection
@@ -72,10 +61,8 @@ class Sessions:
 
         def reply(event: str, **extra: Any) -> str:
             body: dict[str, Any] = {"command": command, "event": event, "channel": channel}
-            if event == "ERROR" and not self.error_command:
-                body = {"event": event, "channel": channel}  # [INF] no command on ERROR
-            if rid is not None and self.echo_request_id:
-                body["requestId"] = rid  # [INF] option only: no published reply echoes it
+            if rid is not None:
+                body["requestId"] = rid  # [INF] replies echo the request's requestId
             body.update(extra)
             return _text(body)
 
@@ -86,13 +73,13 @@ class Sessions:
             if command in ("SUBSCRIBE", "UNSUBSCRIBE"):
                 return self._subscribe(session, msg, command, reply)
             if command == "GET":
-                return self._get(msg, reply, session)
+                return self._get(msg, reply)
             if command in ("CREATE", "CANCEL", "MODIFY"):
                 return self._order_command(session, msg, command, reply)
             raise Refused(f"unknown command {command!r}")
         except Refused as exc:
             self._count("errors")
-            # [INF] ERROR payload: {"event":"ERROR","channel","message"} (see `reply`)
+            # [INF] ERROR payload: {"command","event":"ERROR","channel","requestId","message"}
             return [reply("ERROR", message=str(exc))]
 
     # --- subscriptions ---------------------------------------------------------------------
@@ -164,9 +151,7 @@ class Sessions:
 
     # --- GET -------------------------------------------------------------------------------
 
-    def _get(
-        self, msg: dict, reply: Callable[..., str], session: WsSession | None = None
-    ) -> list[str]:
+    def _get(self, msg: dict, reply: Callable[..., str]) -> list[str]:
         channel = msg.get("channel")
         if channel == "ASSET_LIST":
             data = [{"class": "Currency", "code": c, "name": None} for c in self._currencies()]
@@ -191,44 +176,7 @@ class Sessions:
             if error:
                 raise Refused(error)
             return [reply("GET", data=self._private_get(_args(msg)))]
-        if channel == "TRADE_POSITIONS":
-            # [CODE] the FlexFills SDK asks with no signature, on a connection opened with the
-            # token as `Authorization`: either authenticates it
-            token = msg.get("signature") or (session.handshake_token if session else None)
-            error = self.token_error(token)
-            if error:
-                raise Refused(error)
-            return [reply("GET", data=self._positions())]
         raise Refused(f"GET not supported on {channel!r}")
-
-    def _positions(self) -> list[dict[str, Any]]:
-        """[INF] one TradePosition per instrument with fills: net volume and average price."""
-        net: dict[str, tuple[Decimal, Decimal]] = {}
-        for order in self.orders.values():
-            for qty, price, _ts in order.fills:
-                signed = qty if order.side is Side.BUY else -qty
-                volume, notional = net.get(order.symbol, (Decimal(0), Decimal(0)))
-                net[order.symbol] = (volume + signed, notional + signed * price)
-        today = datetime.fromtimestamp(self._clock_ns() / 1e9, UTC).strftime("%Y-%m-%d")
-        out = []
-        for symbol, (volume, notional) in sorted(net.items()):
-            if volume == 0:
-                continue
-            entry = notional / volume
-            out.append(
-                {
-                    "class": "TradePosition",
-                    "direction": "BUY" if volume > 0 else "SELL",
-                    "date": today,
-                    "globalInstrumentCd": symbol,
-                    "openPrice": num(entry),
-                    "entryPrice": num(entry),
-                    "posVolume": num(abs(volume)),
-                    "currentSl": None,
-                    "currentTp": None,
-                }
-            )
-        return out
 
     def _private_get(self, args: dict[str, str]) -> list[dict[str, Any]]:
         category = args.get("category", "ACTIVE_ORDERS")
@@ -240,18 +188,6 @@ class Sessions:
         for order in self.orders.values():
             if symbols is not None and order.symbol not in symbols:
                 continue
-            if category == "TRADES_HISTORY":
-                # [INF] one Order item per fill: `amount` = the fill's size, `filledPrice` its
-                # price, orderDateTime its time (the published example is an Order item)
-                cum = Decimal(0)
-                for qty, price, ts in order.fills:
-                    cum += qty
-                    if (begin is not None and ts < begin) or (end is not None and ts >= end):
-                        continue
-                    item = self._history_item(order, qty, price, ts, cum)
-                    if statuses is None or item["orderStatus"] in statuses:
-                        out.append(item)
-                continue
             if (begin is not None and order.created_ns < begin) or (
                 end is not None and order.created_ns >= end
             ):
@@ -260,6 +196,8 @@ class Sessions:
                 keep = order.is_open
             elif category == "ORDERS_HISTORY":
                 keep = True  # [INF] every order, in its current state, oldest first
+            elif category == "TRADES_HISTORY":
+                keep = order.filled > 0  # [INF] orders with fills
             else:
                 raise Refused(f"unknown category {category!r}")
             if keep and (statuses is None or order.status in statuses):

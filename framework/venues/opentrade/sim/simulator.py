@@ -52,31 +52,7 @@ class OpenTradeSimulator(
         book_interval_s: float = 0.02,
         ping_timeout_s: float = 120.0,
         clock_ns: Callable[[], int] | None = None,
-        connect_confirmation: bool = True,
-        echo_request_id: bool = False,
-        error_command: bool = False,
-        order_acks: bool = False,
-        fill_amounts: bool = False,
-        cancel_order_item: bool = False,
     ) -> None:
-        # Wire forms where the venue's material is silent or conflicts. The defaults are the
-        # published forms (shared/venues/opentrade.md); every other form is opt-in, and the
-        # adapter is tested against each.
-        # [DOC] "Upon connection, you'll receive a confirmation message" (shape INF); the
-        # FlexFills SDK would take it for the reply to its first GET: off for that client
-        self.connect_confirmation = connect_confirmation
-        # [INF] no published reply carries requestId; echoing it is an option only
-        self.echo_request_id = echo_request_id
-        # [INF] ERROR payload: {"event":"ERROR","channel","message"}; option: with "command"
-        self.error_command = error_command
-        # [INF] an ACK for CREATE/CANCEL/MODIFY is not published; option: send one first
-        self.order_acks = order_acks
-        # [INF] published Order items carry no filled amount; option: add `filledAmount`
-        self.fill_amounts = fill_amounts
-        # [INF] the published cancel acknowledgement is the OrderUpdate alone; option: the
-        # cancelled Order item follows (as an update, and in the GET reply form to the
-        # requester, which is the only form the FlexFills SDK's cancel returns on)
-        self.cancel_order_item = cancel_order_item
         self.engine = engine
         self.accounts = accounts
         self.username = username
@@ -152,8 +128,6 @@ class OpenTradeSimulator(
         app = SimApp()
         app.http("POST", "/auth/login")(self._login)
         app.http("POST", "/auth/auth/jwt/clients/{api_user}/token")(self._token)
-        # [DOC] step-2 text: GET .../jwt/client/{api_user}/token?clientSecret=... (singular)
-        app.http("GET", "/auth/auth/jwt/client/{api_user}/token")(self._token_get)
         app.ws(WS_PATH, authorize=self._authorize)(self._ws)
         # fault injection: a `token_expiry` rule fires on login/token requests (as on every
         # simulator) and, since orders go over the WS, on signed TRADE_PRIVATE requests and
@@ -188,8 +162,6 @@ class OpenTradeSimulator(
         """A CREATE of `item` on `session` (its token already checked); refusals raise."""
         self._create(session, item, symbol, ack)
 
-    def modify_order(
-        self, item: dict, symbol: str, ack: Callable[[], Any], session: WsSession | None = None
-    ) -> None:
+    def modify_order(self, item: dict, symbol: str, ack: Callable[[], Any]) -> None:
         """A MODIFY of `item` (its token already checked); refusals raise."""
-        self._modify(item, symbol, ack, session)
+        self._modify(item, symbol, ack)
