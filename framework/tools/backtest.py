@@ -112,8 +112,10 @@ class Backtest:
         latency: dict[str, LatencyModel] | None = None,
         queue: QueueModel | None = None,
         market_tables: MarketTables | None = None,
+        max_frames: int | None = None,
     ) -> None:
         self.config = config
+        self.max_frames = max_frames
         self.latency_models = latency or {}
         self.queue_model = queue
         self.market_tables = market_tables
@@ -323,7 +325,10 @@ class Backtest:
         progress = self.progress
         report_every = 16384
         started = time.perf_counter()
+        limit = self.max_frames if self.max_frames is not None else 1 << 62  # int compare
         for block in self.reader.blocks():
+            if frames >= limit:
+                break
             pos, end = 0, len(block)
             while pos < end:
                 kind, conn, recv_ns, wall_ns, length = unpack(block, pos)
@@ -331,6 +336,8 @@ class Backtest:
                 payload = block[pos : pos + length]
                 pos += length
                 if kind >= TEXT:
+                    if frames >= limit:
+                        break
                     entry = conns.get(conn)
                     if entry is None:
                         self.unknown_conn_frames += 1
@@ -472,6 +479,7 @@ def run_backtest(
     latency: dict[str, LatencyModel] | None = None,
     queue: QueueModel | str | None = None,
     market_tables: bool = False,
+    max_frames: int | None = None,
 ) -> BacktestResult:
     """Replay the recording at `data` (a file or a directory) through `strategies`.
 
@@ -487,6 +495,7 @@ def run_backtest(
         median_ms = 8
         sigma = 0.6
 
+    `max_frames` stops after that many frames (a short slice, for sweeps and tests).
     `market_tables=True` also keeps the recording's normalized market tables (book deltas, top
     of book, trades, venue status) for `result.tables()`. Call from outside trio; in a notebook:
 
@@ -519,6 +528,7 @@ def run_backtest(
         latency=models,
         queue=queue,
         market_tables=tables,
+        max_frames=max_frames,
     )
     started = time.perf_counter()
     with deterministic_scheduling(seed):
