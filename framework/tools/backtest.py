@@ -460,6 +460,7 @@ def backtest_config(meta: dict[str, Any], base: dict[str, Any] | None = None) ->
     """The run's config: `base` (a parsed config.toml as a dict, for strategy params, risk and
     paper settings) with the recorded venues, in paper mode."""
     raw = dict(base or {})
+    raw.pop("backtest", None)  # the realism models: run_backtest reads them, Config does not
     raw["venues"] = {name: v.get("config", {}) for name, v in meta["venues"].items()}
     botrun = dict(raw.get("botrun") or {})
     botrun["mode"] = "paper"

@@ -71,6 +71,7 @@ def export(
     config: dict[str, Any] | None = None,
     seed: int = 0,
     sample_interval_s: float = 1.0,
+    max_frames: int | None = None,
 ) -> tuple[BacktestResult, list[Path]]:
     """Replay `data` (through `strategies`, if any) keeping every table; write them as Parquet."""
     result = run_backtest(
@@ -80,6 +81,7 @@ def export(
         seed=seed,
         sample_interval_s=sample_interval_s,
         market_tables=True,
+        max_frames=max_frames,
     )
     tables = result.tables()
     if not strategies:
