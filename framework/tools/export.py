@@ -56,8 +56,9 @@ def _typed(columns: dict[str, list[Any]]) -> dict[str, Any]:
     for name, values in columns.items():
         if name.endswith("_ns") or name in ("venue_ts", "epoch"):
             out[name] = pa.array(values, type=pa.int64())
-        elif not values or isinstance(next((v for v in values if v is not None), ""), str):
-            out[name] = pa.array(values, type=pa.string())
+        elif not values or any(isinstance(v, str) for v in values):
+            # a text column, or a mixed one (a `choice:0.2,fast` parameter): as text
+            out[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
         else:
             out[name] = pa.array(values, type=pa.float64())
     return out
