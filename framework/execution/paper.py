@@ -34,6 +34,7 @@ from framework.events import (
     Side,
     TimeInForce,
 )
+from framework.execution.fill_models import LatencyModel, QueueModel
 from framework.model import Instrument, Order
 from framework.venue import ExecutionClient
 
@@ -60,6 +61,8 @@ class _Resting:
     # displayed liquidity this order already filled against, by price: paper fills never
     # remove it from the real feed, so it must not fill the same order twice
     consumed: dict[Decimal, Decimal] = attrs.Factory(dict)
+    # displayed size at our price when last seen (the queue model needs the change)
+    level: Decimal = _ZERO
 
 
 class PaperBroker(ExecutionClient):
@@ -84,6 +87,14 @@ class PaperBroker(ExecutionClient):
         self._stops: dict[str, dict[str, Order]] = {}  # symbol -> coid -> untriggered stop
         self._fill_ids = itertools.count(1)
         self.balances: dict[str, Decimal] = dict(cfg.balances)
+        # realism hooks (framework/execution/fill_models.py); None: fixed latency_ms, and the
+        # queue ahead only shrinks to the level's size
+        self.latency_model: LatencyModel | None = None
+        self.queue_model: QueueModel | None = None
+
+    def _latency_s(self) -> float:
+        model = self.latency_model
+        return self.cfg.latency_ms / 1000 if model is None else model.sample_s()
 
     async def run(self) -> None:
         for asset in sorted(self.balances):
@@ -93,7 +104,7 @@ class PaperBroker(ExecutionClient):
     # --- ExecutionClient ---------------------------------------------------------------------
 
     async def submit(self, order: Order) -> ExecutionReport | None:
-        await trio.sleep(self.cfg.latency_ms / 1000)
+        await trio.sleep(self._latency_s())
         book = self._book(order.symbol)
         if book is None or not book.is_synced:
             raise OrderRefused("paper: no synced book to fill against")
@@ -114,7 +125,7 @@ class PaperBroker(ExecutionClient):
         return None
 
     async def cancel(self, order: Order) -> ExecutionReport | None:
-        await trio.sleep(self.cfg.latency_ms / 1000)
+        await trio.sleep(self._latency_s())
         resting = self._resting.get(order.symbol, {}).pop(order.client_order_id, None)
         stop = self._stops.get(order.symbol, {}).pop(order.client_order_id, None)
         if resting is None and stop is None:
@@ -180,6 +191,8 @@ class PaperBroker(ExecutionClient):
             if not (through or at):
                 continue
             if at:
+                # the book will show this trade as a smaller level: not a cancellation
+                rest.level = max(_ZERO, rest.level - left)
                 eaten = min(rest.queue_ahead, left)
                 rest.queue_ahead -= eaten
                 left -= eaten
@@ -220,9 +233,14 @@ class PaperBroker(ExecutionClient):
             order = rest.order
             assert order.price is not None
             # cancellations ahead of us shrink the level; we cannot be further back than it is
-            rest.queue_ahead = min(
-                rest.queue_ahead, book.size_at(order.side is Side.BUY, order.price)
-            )
+            size = book.size_at(order.side is Side.BUY, order.price)
+            if self.queue_model is None:
+                rest.queue_ahead = min(rest.queue_ahead, size)
+            else:
+                rest.queue_ahead = self.queue_model.after_level_change(
+                    rest.queue_ahead, rest.level, size
+                )
+            rest.level = size
             if self._crosses(order, book):
                 # the market traded through our price: we would have been hit at our price,
                 # by liquidity we have not already filled against
@@ -265,7 +283,7 @@ class PaperBroker(ExecutionClient):
             return
         ahead = book.size_at(order.side is Side.BUY, order.price)
         self._resting.setdefault(order.symbol, {})[order.client_order_id] = _Resting(
-            order, ahead, consumed
+            order, ahead, consumed, ahead
         )
 
     @staticmethod

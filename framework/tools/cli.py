@@ -7,6 +7,8 @@ botrun STRATEGY.py --bus URL ...   (strategies against gateways over Redis Strea
 botrun record --venue NAME [--markets M ...] --out DIR [--duration S]
 botrun backtest STRATEGY.py [--data PATH] [--seed N] [--report DIR]
 botrun replay [STRATEGY.py] --data PATH
+botrun optimize STRATEGY.py --param NAME=SPEC ... --trials N --workers W [--storage URL]
+botrun export [STRATEGY.py] [--data PATH] --format parquet --out DIR
 
 The tools under it are libraries (`record.record`, `backtest.run_backtest`,
 `report.write_report`): they take typed arguments and return results; this module turns argv
@@ -44,7 +46,7 @@ from framework.tools.record import (
     record,
     record_config,
 )
-from framework.tools.report import write_report
+from framework.tools.report import MissingExtra, write_report
 from framework.tools.summary import format_summary
 from framework.transport.session import first_leaf
 from framework.venues import load_config as load
@@ -65,6 +67,8 @@ SUBCOMMANDS: dict[str, str] = {
     "backtest": "replay a recording through a strategy and write a report",
     "replay": "replay a recording, through a strategy if given (no report by default)",
     "gateway": "serve one venue account to strategy processes over Redis (--bus)",
+    "optimize": "search a strategy's parameters with Optuna over backtests",
+    "export": "write a recording's (and a backtest's) tables as Parquet",
 }
 _LOG_LEVELS = ["debug", "info", "warning", "error"]
 
@@ -132,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gateway_arguments(
         sub("gateway", "Own one venue account and serve it to strategies over Redis Streams.")
     )
+    _add_optimize_arguments(sub("optimize", "Optuna study over backtests of a strategy."))
+    _add_export_arguments(sub("export", "Normalized tables of a recording (and a backtest)."))
     return top
 
 
@@ -505,7 +511,11 @@ def _main_replay(args: argparse.Namespace) -> int:
         f" torn blocks skipped: {result.torn_blocks}; bad frames: {result.bad_frames}"
     )
     if args.report:
-        html_path, png_path = write_report(result, args.report)
+        try:
+            html_path, png_path = write_report(result, args.report)
+        except MissingExtra as exc:
+            print(f"botrun: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         print(f"  report: {html_path} {png_path}")
     return EXIT_OK
 
@@ -524,6 +534,121 @@ def _progress_bar(state: dict[str, Any]) -> None:
     )
 
 
+# --- botrun optimize / botrun export ----------------------------------------------------------
+
+
+def _add_optimize_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("strategy", help="strategy file")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help="int:LOW..HIGH[:STEP], float:LOW..HIGH[:log], choice:A,B,.. or LOW..HIGH (repeat)",
+    )
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument(
+        "--storage",
+        help="Optuna storage shared by several machines: postgresql://..., sqlite:///..., or a"
+        " journal file path ending in .log",
+    )
+    p.add_argument("--study", default="botrun", help="study name in --storage")
+    p.add_argument("--objective", default="pnl", help="pnl, sharpe, sortino or pnl_drawdown")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default=str(SAMPLE), help="a .brec file or a directory of them")
+    p.add_argument("--config", default="config.toml", help="base params, risk, paper")
+    p.add_argument("--max-frames", type=int, help="backtest only the first N frames")
+    p.add_argument("--sample-s", type=float, default=1.0, help="PnL sampling period")
+    p.add_argument("--out", default="optimize-results", help="directory for trials.parquet")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _read_base_config(path: str) -> dict[str, Any]:
+    if not Path(path).is_file():
+        return {}
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _main_optimize(args: argparse.Namespace) -> int:
+    from framework.tools import optimize as opt
+
+    try:
+        specs = [opt.parse_param(p) for p in args.param]
+    except ValueError as exc:
+        print(f"botrun: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.trials < 1 or args.workers < 1:
+        print("botrun: --trials and --workers must be >= 1", file=sys.stderr)
+        return EXIT_CONFIG
+    load_strategy_class(args.strategy)  # a bad path fails here, not in every worker
+    try:
+        result = opt.optimize(
+            args.strategy,
+            args.data,
+            specs,
+            trials=args.trials,
+            workers=args.workers,
+            objective_name=args.objective,
+            seed=args.seed,
+            storage=args.storage,
+            study_name=args.study,
+            config=_read_base_config(args.config),
+            sample_s=args.sample_s,
+            max_frames=args.max_frames,
+            out_dir=args.out,
+            progress=not args.no_progress,
+        )
+    except (MissingExtra, ValueError) as exc:
+        print(f"botrun: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(opt.format_table(result.rows, specs))
+    print(f"best {args.objective}: {result.best_value:.6g}; trials: {result.parquet}")
+    print(opt.params_block(result.best_params))
+    return EXIT_OK
+
+
+def _add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("strategy", nargs="?", help="also backtest this strategy (orders, fills, ...)")
+    p.add_argument("--data", default=str(SAMPLE), help="a .brec file or a directory of them")
+    p.add_argument("--format", default="parquet", choices=["parquet"])
+    p.add_argument("--out", required=True, help="directory for the .parquet files")
+    p.add_argument("--config", default="config.toml", help="strategy params, risk, paper")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample-s", type=float, default=1.0, help="equity sampling period")
+    p.add_argument("--log-level", default="warning", choices=_LOG_LEVELS)
+
+
+def _main_export(args: argparse.Namespace) -> int:
+    from framework.tools.export import export
+
+    logs.configure("auto", args.log_level)
+    base = _read_base_config(args.config)
+    strategies: list[Strategy] = []
+    if args.strategy:
+        cls = load_strategy_class(args.strategy)
+        strategies = [cls((base.get("strategy") or {}).get("params") or {})]
+    try:
+        result, paths = export(
+            args.data,
+            args.out,
+            strategies=strategies,
+            config=base,
+            seed=args.seed,
+            sample_interval_s=args.sample_s,
+        )
+    except (MissingExtra, RecordError) as exc:
+        print(f"botrun: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"exported {result.frames:,} frames into {len(paths)} tables in {args.out}:")
+    for path in paths:
+        print(f"  {path.name}")
+    return EXIT_OK
+
+
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _main_run,
     "gateway": _main_gateway,
@@ -531,6 +656,8 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "record": _main_record,
     "backtest": _main_replay,
     "replay": _main_replay,
+    "optimize": _main_optimize,
+    "export": _main_export,
 }
 
 

@@ -160,7 +160,9 @@ def test_cli_backtest_writes_summary_and_report(tmp_path: Path, capsys) -> None:
     text = capsys.readouterr().out
     assert "botrun summary (paper mode)" in text and "events/s" in text
     html = (out / "report.html").read_text()
-    assert "<svg" in html and "Drawdown" in html and "<script" not in html
+    # drawn by plotly, its JavaScript inline (opens offline), with the statistics table
+    assert "Drawdown" in html and "<table class='stats'>" in html and "plotly" in html
+    assert 'src="https://cdn.plot.ly' not in html
     assert (out / "report.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
