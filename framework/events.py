@@ -82,6 +82,8 @@ class VenueState(enum.StrEnum):
     DISCONNECTED = "DISCONNECTED"
     # orders work at the venue that this process (its journal) does not know; `reason` names them
     ORPHAN_ORDERS = "ORPHAN_ORDERS"
+    # the kill switch engaged: working orders are being cancelled and the run ends
+    HALTED = "HALTED"
 
 
 # --- market data -------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from framework.execution.journal import Journal
 from framework.execution.manager import OrderManager
 from framework.execution.paper import PaperBroker, PaperConfig
 from framework.model import Instrument, Order
+from framework.venue import Capabilities
 
 S = OrderStatus
 VENUE, SYM = "paxos", "BTCUSD"
@@ -81,6 +82,9 @@ class Setup:
         self,
         bids: tuple[tuple[D, D], ...] = levels(("99", "2"), ("98", "3")),
         asks: tuple[tuple[D, D], ...] = levels(("100", "1"), ("101", "2"), ("102", "5")),
+        balances: dict[str, D] | None = None,
+        capabilities: Capabilities | None = None,
+        instrument: Instrument | None = None,
     ) -> None:
         self.book = OrderBook(VENUE, SYM)
         assert self.book.apply_snapshot(BookSnapshot(VENUE, SYM, bids, asks, None, 0, 1))
@@ -89,13 +93,14 @@ class Setup:
             maker_fee_rate=MAKER,
             taker_fee_rate=TAKER,
             latency_ms=5.0,
-            balances={"USD": D("10000"), "BTC": D("1")},
+            balances=balances or {"USD": D("10000"), "BTC": D("1")},
         )
         self.broker = PaperBroker(
             VENUE,
             cfg,
             book=lambda s: self.book if s == SYM else None,
-            instruments={SYM: Instrument(VENUE, SYM, "BTC", "USD")},
+            instruments={SYM: instrument or Instrument(VENUE, SYM, "BTC", "USD")},
+            capabilities=capabilities,
         )
         self.broker.bind(self.ctx)
 
@@ -183,7 +188,7 @@ async def test_market_order_walks_levels_at_taker_fee(autojump_clock: MockClock)
 
 
 async def test_market_order_larger_than_book_cancels_the_rest(autojump_clock: MockClock) -> None:
-    s = Setup()
+    s = Setup(balances={"USD": D("10000"), "BTC": D("6")})
     o = s.order(Side.SELL, "6")
     await s.broker.submit(o)
     assert s.ctx.fills() == [
@@ -191,7 +196,7 @@ async def test_market_order_larger_than_book_cancels_the_rest(autojump_clock: Mo
         (D("98"), D("3"), Liquidity.TAKER),
     ]
     assert s.ctx.statuses()[-1] == (S.CANCELLED, "unfilled remainder of an immediate order")
-    assert s.broker.balances["BTC"] == D("-4")
+    assert s.broker.balances["BTC"] == D("1")  # 5 of the 6 sold
 
 
 async def test_limit_crossing_takes_up_to_its_price_then_rests(autojump_clock: MockClock) -> None:
@@ -436,7 +441,7 @@ async def test_stop_market_waits_for_a_trade_at_its_stop_then_takes(
 async def test_sell_stop_market_triggers_through_its_stop_and_cancels_the_unfillable_rest(
     autojump_clock: MockClock,
 ) -> None:
-    s = Setup()
+    s = Setup(balances={"USD": D("10000"), "BTC": D("6")})
     o = s.order(Side.SELL, "6", stop="98.5")
     await s.broker.submit(o)
     s.trade("99", "1")  # above a sell stop: nothing

@@ -22,6 +22,7 @@ from framework.venue import Credentials, Endpoints, SimHandle, Urls, VenueConfig
 from framework.venue import Venue as _Venue
 from framework.venue import secret as _secret
 from framework.venues.powertrade.auth import make_token
+from framework.venues.powertrade.capabilities import CAPABILITIES
 from framework.venues.powertrade.client import (
     EntityRules,
     PowerTradeExecution,
@@ -71,6 +72,7 @@ def _read_pem(value: str) -> str:
 class PowerTradeVenue(_Venue):
     name = NAME
     config_type = PowerTradeConfig
+    capabilities = CAPABILITIES
 
     async def start_simulator(self, cfg: PowerTradeConfig, nursery: trio.Nursery) -> SimHandle:
         from framework.venues.powertrade.sim import PowerTradeSimulator
