@@ -39,6 +39,10 @@ class BotConfig:
     slow_handler_ms: float = 100.0
     # stop the run at the first handler error (also `botrun --fail-fast`)
     fail_fast: bool = False
+    # a venue that cannot be reached at start is retried this many times, the wait doubling
+    # from start_backoff_s, before the run gives up with one line (exit code 5)
+    start_retries: int = 2
+    start_backoff_s: float = 0.5
 
 
 @attrs.define(kw_only=True)
@@ -132,6 +136,8 @@ def check_sense(cfg: Config) -> None:
     """Values that parse but make no sense (a negative limit, a run that would never end by
     `duration_s < 0`) are refused with one line naming the key."""
     _not_negative("botrun.duration_s", cfg.botrun.duration_s)
+    _not_negative("botrun.start_retries", cfg.botrun.start_retries)
+    _not_negative("botrun.start_backoff_s", cfg.botrun.start_backoff_s)
     if cfg.botrun.slow_handler_ms <= 0:
         raise ConfigError("botrun.slow_handler_ms: must be positive")
     risk = cfg.risk

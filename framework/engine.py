@@ -67,6 +67,26 @@ class HandlerFailed(Exception):
     """A handler raised under `--fail-fast` (exit code 4)."""
 
 
+class VenueUnreachable(Exception):
+    """A venue could not be reached at start, after retries (exit code 5)."""
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A failure to reach the venue (worth a retry), not a refusal or a bug."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_unreachable(e) for e in exc.exceptions)
+    import trio_websocket
+
+    return isinstance(
+        exc,
+        httpx.TransportError
+        | OSError
+        | trio.BrokenResourceError
+        | trio.TooSlowError
+        | trio_websocket.HandshakeError,
+    )
+
+
 def http_client(base_url: str, *, timeout_s: float = 10.0) -> httpx.AsyncClient:
     """An httpx client; plain HTTP is refused for anything but loopback (TLS stays verified)."""
     parts = urlsplit(base_url)
@@ -613,7 +633,7 @@ class Engine:
             sim = await venue.start_simulator(vcfg, nursery)
             self.simulators[name] = sim
             log.info("embedded simulator serving", venue=name, port=sim.port)
-        runtime = await venue.build(vcfg, sim, http_client)
+        runtime = await self._build_with_retry(name, venue, vcfg, sim)
         self.runtimes[name] = runtime
         self.orders.add_instruments(runtime.instruments)
         client: ExecutionClient | None = None
@@ -627,6 +647,40 @@ class Engine:
             await self.orders.reconcile_venue(name)
         for stream in runtime.streams:
             self._start_stream(stream, nursery)
+
+    async def _build_with_retry(
+        self, name: str, venue: Any, vcfg: Any, sim: SimHandle | None
+    ) -> VenueRuntime:
+        """`venue.build`, retried with backoff while the venue cannot be reached; then one
+        `VenueUnreachable` naming the venue, its endpoint and what to check."""
+        attempts = max(1, self.config.botrun.start_retries + 1)
+        delay = self.config.botrun.start_backoff_s
+        for attempt in range(1, attempts + 1):
+            try:
+                return await venue.build(vcfg, sim, http_client)
+            except Exception as exc:
+                if not _unreachable(exc):
+                    raise
+                leaf = exc
+                while isinstance(leaf, BaseExceptionGroup):
+                    leaf = leaf.exceptions[0]
+                if attempt == attempts:
+                    where = vcfg.sim_url or vcfg.endpoint
+                    raise VenueUnreachable(
+                        f"venue {name} unreachable at start ({where}) after {attempts} attempts:"
+                        f" {type(leaf).__name__}: {leaf or 'no detail'}"
+                        f" (check venues.{name}.endpoint / sim_url and the network)"
+                    ) from exc
+                log.warning(
+                    "venue unreachable; retrying",
+                    venue=name,
+                    attempt=attempt,
+                    retry_in_s=delay,
+                    error=f"{type(leaf).__name__}: {leaf}",
+                )
+                await trio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
 
     def _start_stream(self, stream: Stream, nursery: trio.Nursery) -> None:
         router = self.router

@@ -263,6 +263,8 @@ class Backtest:
         report_every = 16384
         started = time.perf_counter()
         for block in self.reader.blocks():
+            if self.core.stop_asked:
+                break  # the kill switch (or --fail-fast) ended the run: as live, stop here
             pos, end = 0, len(block)
             while pos < end:
                 kind, conn, recv_ns, wall_ns, length = unpack(block, pos)
@@ -408,13 +410,14 @@ def run_backtest(
     sample_interval_s: float = 1.0,
     progress: Callable[[dict[str, Any]], None] | None = None,
     use_simulator_streams: bool = False,
+    strict: bool = False,
 ) -> BacktestResult:
     """Replay the recording at `data` (a file or a directory) through `strategies`.
 
     `config` is a raw config dict (as from config.toml) for strategy params, risk and paper
     settings; its venues are replaced by the recorded ones. Call from outside trio.
     """
-    reader = RecordReader(data)
+    reader = RecordReader(data, strict=strict)  # strict: a damaged block is an error
     cfg = backtest_config(reader.meta, config)
     clock = ReplayClock()
     backtest = Backtest(
@@ -436,6 +439,7 @@ def run_backtest(
         "frames": backtest.frames,
         "bad_frames": backtest.bad_frames,
         "torn_blocks": reader.torn_blocks,
+        "damaged": [d.describe() for d in reader.damaged],
         "files": len(reader.files),
         "seed": seed,
     }
