@@ -298,7 +298,12 @@ class Core:
             strategy.on_start()
         except Exception as exc:
             # a strategy that did not start must not idle for the whole run
-            log.exception("on_start raised; the run does not start", strategy=strategy.name)
+            # one line here; the CLI prints the traceback with --debug
+            log.error(
+                "on_start raised; the run does not start",
+                strategy=strategy.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
             raise StrategyStartError(strategy.name, exc) from exc
 
     def add_timer(self, owner: str, seconds: float, callback: Callable[[], None]) -> None:
