@@ -286,8 +286,11 @@ def _fail(message: str) -> int:
     return EXIT_CONFIG
 
 
-def _strategy_class(path: str) -> type[Strategy]:
-    """The strategy class in `path`; a file that does not load is a user error, one line."""
+def _strategy_class(path: str, debug: bool = False) -> type[Strategy]:
+    """The strategy class in `path`; a file that does not load is a user error, one line
+    (with `debug`, the original exception and its traceback)."""
+    if debug:
+        return load_strategy_class(path)
     try:
         return load_strategy_class(path)
     except ConfigError:
@@ -359,7 +362,7 @@ def _main_run(args: argparse.Namespace) -> int:
     if not strategy_path:
         raise ConfigError("strategy: give a strategy file or set [botrun].strategy")
     _new_output("--summary-json", args.summary_json, directory=False)
-    strategy_cls = _strategy_class(strategy_path)
+    strategy_cls = _strategy_class(strategy_path, args.debug)
     logs.configure(cfg.botrun.log_format, cfg.botrun.log_level)
     engine = Engine(cfg, [strategy_cls(cfg.strategy.params)])
     trio.run(_run_engine, engine)
@@ -502,7 +505,7 @@ def _main_replay(args: argparse.Namespace) -> int:
     _new_output("--summary-json", args.summary_json, directory=False)
     strategies: list[Strategy] = []
     if strategy_path:
-        cls = _strategy_class(strategy_path)
+        cls = _strategy_class(strategy_path, args.debug)
         strategies = [cls((base.get("strategy") or {}).get("params") or {})]
     elif args.command == "backtest":
         raise ConfigError("strategy: give a strategy file or set [botrun].strategy")

@@ -193,7 +193,7 @@ def test_usage_error_exits_2_with_one_line(capsys) -> None:
     assert len(err) == 1 and "--out" in err[0]
 
 
-def test_unexpected_error_is_one_line_and_a_traceback_only_with_debug(
+def test_strategy_file_raising_is_one_line_exit_2_and_a_traceback_only_with_debug(
     tmp_path: Path, capsys
 ) -> None:
     from framework.tools.cli import main
@@ -201,10 +201,11 @@ def test_unexpected_error_is_one_line_and_a_traceback_only_with_debug(
     bad = tmp_path / "broken.py"
     bad.write_text("raise ZeroDivisionError('broken strategy file')\n")
     args = [str(bad), "--config", str(ROOT / "config.toml")]
-    assert main(args) == 1
+    assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "botrun: error: ZeroDivisionError: broken strategy file (--debug shows the traceback)"
+        f"botrun: config error: strategy: {bad} raised ZeroDivisionError: broken strategy file"
+        " while loading (--debug shows the traceback)"
     ]
     with pytest.raises(ZeroDivisionError):
         main([*args, "--debug"])
