@@ -573,6 +573,8 @@ class Engine:
         # optional raw-frame tap given to every session (`botrun record`)
         self.frame_tap: Callable[[Stream, str | bytes, int], None] | None = None
         self.started = trio.Event()
+        # set once the run has shut down and taken its final summary
+        self.finished = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._stop = trio.Event()
         self.final_summary: dict[str, Any] | None = None
@@ -612,6 +614,7 @@ class Engine:
             self.final_summary = self.summary()
             nursery.cancel_scope.cancel()
         self.journal.close()
+        self.finished.set()
 
     def _attach(self, strategy: Strategy) -> None:
         self.core.attach(strategy)
