@@ -9,6 +9,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import trio
 
 from framework.events import (
@@ -357,3 +358,55 @@ async def test_a_handler_blocking_the_loop_is_warned_about_by_name() -> None:
     warned = [e for e in logs if e["event"] == "handler blocked the event loop"]
     assert warned and warned[0]["handler"] == "Slow.on_book" and warned[0]["took_ms"] == 500.0
     assert warned[0]["strategy"] == "Slow"
+
+
+# --- the example strategies run on every venue, in paper and sandbox ----------------------------
+
+VENUE_MARKETS = {
+    "paxos": "BTCUSD",
+    "powertrade": "BTC-USD",
+    "opentrade": "BTC/USD",
+    "roxom": "US500-BTC",
+}
+
+
+def _example(name: str) -> type[Strategy]:
+    from framework.tools.loader import load_strategy_class
+
+    return load_strategy_class(str(REPO / "strategies" / f"{name}.py"))
+
+
+@pytest.mark.parametrize("mode", ["paper", "sandbox"])
+@pytest.mark.parametrize("venue", sorted(VENUE_MARKETS))
+async def test_the_market_maker_quotes_on_every_venue(
+    venue: str, mode: str, tmp_path: Path
+) -> None:
+    cfg = config(
+        {venue: {"endpoint": "sim", "markets": [VENUE_MARKETS[venue]], "sim_seed": 3}},
+        botrun={"mode": mode},
+        # quotes stay put once placed (no requote races): this test is about what is accepted
+        strategy={"params": {"size": "0.002", "refresh_s": 0.2, "requote_ticks": 10**9}},
+        risk={"max_order_notional": "1000000"},
+    )
+    mm = _example("market_maker")(cfg.strategy.params)
+    rejected: list[str] = []
+    async with running(cfg, [mm], journal_path=str(tmp_path / "journal.sqlite")) as engine:
+        engine.bus.subscribe(
+            OrderEvent,
+            lambda e: rejected.append(e.reason) if type(e).__name__ == "OrderRejected" else None,
+            owner="test",
+        )
+
+        def quoting() -> bool:
+            sides = {o.side for o in engine.orders.open_orders(venue) if o.status is S.ACCEPTED}
+            return sides == {Side.BUY, Side.SELL}
+
+        await until(engine, quoting, f"two-sided quotes on {venue} ({mode})")
+        # nothing refused before leaving, nothing the venue refused for what the order was
+        # (a quote's cancel racing its fill is the lifecycle's business, not this test's)
+        assert engine.orders.counts["refused"] == 0
+        words = ("post", "digits", "take", "time in force", "insufficient", "precision")
+        assert [r for r in rejected if any(w in (r or "").lower() for w in words)] == []
+        quotes = engine.orders.open_orders(venue)
+        # post-only exactly where the venue has it
+        assert {o.post_only for o in quotes} == {engine.core.capabilities(venue).post_only}
