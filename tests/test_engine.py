@@ -410,3 +410,19 @@ async def test_the_market_maker_quotes_on_every_venue(
         quotes = engine.orders.open_orders(venue)
         # post-only exactly where the venue has it
         assert {o.post_only for o in quotes} == {engine.core.capabilities(venue).post_only}
+
+
+@pytest.mark.parametrize("mode", ["paper", "sandbox"])
+@pytest.mark.parametrize("venue", sorted(VENUE_MARKETS))
+async def test_the_taker_fills_on_every_venue(venue: str, mode: str, tmp_path: Path) -> None:
+    cfg = config(
+        {venue: {"endpoint": "sim", "markets": [VENUE_MARKETS[venue]], "sim_seed": 3}},
+        botrun={"mode": mode},
+        strategy={"params": {"size": "0.002", "interval_s": 0.2}},
+        risk={"max_order_notional": "1000000"},
+    )
+    taker = _example("taker")(cfg.strategy.params)
+    async with running(cfg, [taker], journal_path=str(tmp_path / "journal.sqlite")) as engine:
+        await until(engine, lambda: engine.portfolio.fill_count >= 2, f"fills on {venue}")
+        assert engine.orders.counts["refused"] == 0
+        assert engine.orders.state_counts().get("REJECTED", 0) == 0
