@@ -53,8 +53,6 @@ def qty_text(value: Decimal, lot: Decimal | None) -> str:
     return f"{value.quantize(Decimal(1).scaleb(-places)) + 0:f}"
 
 
-
-
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"botrun summary ({summary['mode']} mode)"]
     kill = summary.get("kill_switch")
