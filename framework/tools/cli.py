@@ -1,10 +1,11 @@
 """`botrun` command line: every subcommand's arguments are parsed here, and only here.
 
 botrun [run] STRATEGY.py [--config FILE] [--venue NAME] [--mode paper|sandbox|live] [--duration S]
+             [--fail-fast] [--summary-json PATH]
 botrun sim VENUE [--port N] [--seed N] [--rate HZ] [--faults SPEC]
 botrun record --venue NAME [--markets M ...] --out DIR [--duration S]
-botrun backtest STRATEGY.py [--data PATH] [--seed N] [--report DIR]
-botrun replay [STRATEGY.py] --data PATH
+botrun backtest STRATEGY.py [--data PATH] [--seed N] [--report DIR] [--strict] [--fail-fast]
+botrun replay [STRATEGY.py] --data PATH [--strict]
 
 The tools under it are libraries (`record.record`, `backtest.run_backtest`,
 `report.write_report`): they take typed arguments and return results; this module turns argv
