@@ -82,6 +82,9 @@ class VenueState(enum.StrEnum):
     DISCONNECTED = "DISCONNECTED"
     # orders work at the venue that this process (its journal) does not know; `reason` names them
     ORPHAN_ORDERS = "ORPHAN_ORDERS"
+    # the venue throttles this process's requests (e.g. Paxos: every request from the IP for
+    # five minutes after one 429); `reason` says until when. CONNECTED again when it ends
+    THROTTLED = "THROTTLED"
     # the kill switch engaged: working orders are being cancelled and the run ends
     HALTED = "HALTED"
 

@@ -194,6 +194,12 @@ class MatchingEngine:
     def lot(self, symbol: str) -> Decimal:
         return self._books[symbol].lot
 
+    @property
+    def settling(self) -> bool:
+        """True while callbacks of one change are still queued behind the one being delivered:
+        a listener that must act once per whole change (a top-of-book summary) waits for False."""
+        return bool(self._pending)
+
     def add_listener(self, listener: EngineListener) -> None:
         self._listeners.append(listener)
 

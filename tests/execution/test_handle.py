@@ -8,7 +8,7 @@ import trio
 import trio.testing
 from trio.testing import MockClock
 
-from framework.execution.orders import ClientOrderIds
+from framework.execution.handle import ClientOrderIds
 from framework.model import Order
 from tests.execution.harness import (
     HANG_GUARD_S,

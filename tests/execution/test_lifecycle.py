@@ -23,7 +23,8 @@ from framework.events import (
     Side,
 )
 from framework.execution.journal import Journal
-from framework.execution.orders import TRANSITIONS, OrderManager
+from framework.execution.lifecycle import TRANSITIONS
+from framework.execution.manager import OrderManager
 from framework.model import Order
 from tests.execution.harness import (
     VENUE,

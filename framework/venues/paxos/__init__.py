@@ -11,9 +11,11 @@ import attrs
 import httpx
 import trio
 
+from framework.errors import ConfigError, FrameError, HttpProblem
 from framework.model import Instrument
 from framework.transport.endpoints import credentials_from_env, env_secrets, select_urls
 from framework.transport.rest import request_json
+from framework.transport.wire import dec
 from framework.venue import (
     Credentials,
     Endpoints,
@@ -35,6 +37,7 @@ from framework.venues.paxos.client import (
     TokenSource,
 )
 from framework.venues.paxos.decode import VENUE as NAME
+from framework.venues.paxos.throttle import RestThrottle
 
 # websocket base, REST base, OAuth base
 ENDPOINTS = Endpoints(
@@ -76,6 +79,10 @@ class PaxosConfig(VenueConfig):
     client_secret_env: str = "PAXOS_CLIENT_SECRET"
     poll_interval_s: float = 0.5
     balance_interval_s: float = 5.0
+    # [DOC] one 429 throttles every request of the IP for five minutes; while throttled, one
+    # sparse probe (cancel, query, token) at most every `throttle_probe_s` [INF]
+    throttle_s: float = 300.0
+    throttle_probe_s: float = 30.0
 
 
 class PaxosVenue(_Venue):
@@ -115,7 +122,10 @@ class PaxosVenue(_Venue):
         urls = select_urls(NAME, ENDPOINTS, cfg, sim)
         ws_base, rest_base, oauth_base = urls.ws, urls.http, urls.auth
         rest = http(rest_base, timeout_s=cfg.request_timeout_s)
-        instruments = await self._instruments(rest, cfg.markets)
+        # one throttle for every Paxos REST request of the process (catalogue, tokens, orders,
+        # pollers): one 429 holds them all for five minutes [DOC rate-limits]
+        throttle = RestThrottle(NAME, window_s=cfg.throttle_s, probe_every_s=cfg.throttle_probe_s)
+        instruments = await self._instruments(rest, cfg.markets, throttle)
         streams = []
         if cfg.book_source == "public":
             streams.append(PublicStream(ws_base, "marketdata", cfg.markets))
@@ -129,7 +139,9 @@ class PaxosVenue(_Venue):
             client_id, secret, profile_id = self._credentials(cfg, sim)
             oauth = http(oauth_base, timeout_s=cfg.request_timeout_s)
             if cfg.book_source == "sor":
-                sor_tokens = TokenSource(oauth, "/oauth2/token", client_id, secret, (SOR_SCOPE,))
+                sor_tokens = TokenSource(
+                    oauth, "/oauth2/token", client_id, secret, (SOR_SCOPE,), throttle=throttle
+                )
                 streams.append(
                     SorStream(
                         ws_base,
@@ -141,13 +153,16 @@ class PaxosVenue(_Venue):
                     )
                 )
             if profile_id:
-                tokens = TokenSource(oauth, "/oauth2/token", client_id, secret, REST_SCOPES)
+                tokens = TokenSource(
+                    oauth, "/oauth2/token", client_id, secret, REST_SCOPES, throttle=throttle
+                )
                 execution = PaxosExecution(
                     rest,
                     tokens,
                     profile_id,
                     poll_interval_s=cfg.poll_interval_s,
                     balance_interval_s=cfg.balance_interval_s,
+                    throttle=throttle,
                 )
         return VenueRuntime(streams=streams, execution=execution, instruments=instruments)
 
@@ -172,25 +187,37 @@ class PaxosVenue(_Venue):
         return None
 
     @staticmethod
-    async def _instruments(rest: httpx.AsyncClient, markets: list[str]) -> dict[str, Instrument]:
+    async def _instruments(
+        rest: httpx.AsyncClient, markets: list[str], throttle: RestThrottle | None = None
+    ) -> dict[str, Instrument]:
         # market data needs no auth; the catalogue gives the tick per market
-        data = await request_json(rest, "GET", "markets", venue=NAME)
-        known = {m["market"]: m for m in data.get("markets", [])}
+        if throttle is not None:
+            throttle.admit("probe")
+        try:
+            data = await request_json(rest, "GET", "markets", venue=NAME)
+        except HttpProblem as exc:
+            if exc.status == 429 and throttle is not None:
+                throttle.on_429("markets")
+            raise
+        listed = data.get("markets") if type(data) is dict else None
+        if type(listed) is not list:
+            raise ConfigError(f"paxos /markets: unexpected body {str(data)[:80]!r}")
+        known = {m.get("market"): m for m in listed if type(m) is dict}
         out = {}
         for market in markets:
             info = known.get(market)
             if info is None:
-                from framework.errors import ConfigError
-
                 raise ConfigError(f"venues.paxos.markets: {market} is not listed by the venue")
-            out[market] = Instrument(
-                NAME,
-                market,
-                info["base_asset"],
-                info["quote_asset"],
-                tick=Decimal(info["tick_rate"]),
-                lot=_AMOUNT_STEP,
-            )
+            try:
+                tick = dec(info.get("tick_rate"), "tick_rate")  # NaN, inf, junk: refused
+            except FrameError as exc:
+                raise ConfigError(f"paxos /markets: {market}: {exc}") from None
+            base, quote = info.get("base_asset"), info.get("quote_asset")
+            if not 0 < tick < Decimal("1e9") or not isinstance(base, str) or not base:
+                raise ConfigError(f"paxos /markets: {market}: unusable entry {str(info)[:120]}")
+            if not isinstance(quote, str) or not quote:
+                raise ConfigError(f"paxos /markets: {market}: unusable entry {str(info)[:120]}")
+            out[market] = Instrument(NAME, market, base, quote, tick=tick, lot=_AMOUNT_STEP)
         return out
 
 

@@ -22,8 +22,13 @@ def _section(seed: int) -> dict[str, Any]:
         "sim_rate_hz": 0,  # the test moves the market
         "markets": ["BTCUSD", "ETHUSD"],
         "trades": False,
-        "poll_interval_s": 0.02,
+        # ~33 order polls a second: under the documented 50/s five-minute average, so a long
+        # soak is not throttled by the simulator's (truthful) rate limit
+        "poll_interval_s": 0.03,
         "balance_interval_s": 60.0,
+        # injected 429s are one-offs, not the venue's 5-minute throttle: a probe soon after
+        # one finds the door open (the documented 30 s spacing is tested on its own)
+        "throttle_probe_s": 0.05,
     }
 
 
@@ -92,8 +97,15 @@ def _queries_fail(plan: FaultPlan) -> list[Rule]:
     return [plan.add("http_error", 1.0, _QUERY, status=503)]
 
 
+def _fill_id(sim: Any, fill: Any) -> str:
+    from framework.venues.paxos.sim import execution_id
+
+    return execution_id(fill.trade_id)  # [DOC] Paxos execution ids are numeric strings
+
+
 CASE = ChaosCase(
     venue="paxos",
+    fill_id=_fill_id,
     markets=("BTCUSD", "ETHUSD"),
     section=_section,
     book_stream="marketdata",

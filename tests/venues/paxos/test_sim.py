@@ -31,9 +31,11 @@ from framework.venues.paxos.sim import (
     SOR_SCOPE,
     WRITE_ORDER,
     PaxosSimulator,
+    execution_id,
     match_number,
     parse_iso_ns,
 )
+from tests.venues.paxos.spec_check import check_response, validate
 
 ALL_SCOPES = f"{SOR_SCOPE} {WRITE_ORDER} {READ_ORDER} {READ_PROFILE}"
 PLAIN_NUMBER = re.compile(r"(0|[1-9]\d*)(\.\d*[1-9])?")  # no exponent, no trailing zeros
@@ -76,7 +78,8 @@ async def _token(sim: PaxosSimulator, scope: str = ALL_SCOPES) -> str:
 @pytest.fixture
 async def api(sim: PaxosSimulator) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {await _token(sim)}"}
-    async with httpx.AsyncClient(base_url=sim.http_url, headers=headers) as http:
+    hooks = {"response": [check_response]}  # every REST body against the published schema
+    async with httpx.AsyncClient(base_url=sim.http_url, headers=headers, event_hooks=hooks) as http:
         yield http
 
 
@@ -559,12 +562,31 @@ async def test_sor_top_of_book_and_execution_data(sim: PaxosSimulator) -> None:
 ORDERS = "/v2/profiles/sim-profile/orders"
 
 
-def _assert_problem(r: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+GENERIC_TITLES = {  # [DOC] the OpenAPI examples' titles for `about:blank` problems
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def _assert_problem(r: httpx.Response, status: int, slug: str | None = None) -> dict[str, Any]:
+    """A documented problem: `about:blank` with the HTTP title (slug None), or the slug's type."""
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/problem+json"
     body = r.json()
-    assert set(body) == {"type", "title", "status", "detail", "meta"}
-    assert body["type"] == PROBLEM + slug and body["status"] == status
+    validate("Problem", body)
+    assert set(body) <= {"type", "title", "status", "detail", "meta"}
+    assert body["status"] == status and isinstance(body["detail"], str) and body["detail"]
+    if slug is None:
+        assert (body["type"], body["title"]) == ("about:blank", GENERIC_TITLES[status])
+        assert "meta" not in body
+    else:
+        assert body["type"] == PROBLEM + slug
     return body
 
 
@@ -595,6 +617,14 @@ async def test_rest_order_lifecycle(sim: PaxosSimulator, api: httpx.AsyncClient)
         "volume_weighted_average_price",
         "time_in_force",
         "created_at",
+        # [DOC] the rest of the `Order` schema (expiration_date only on GTT orders)
+        "modified_at",
+        "metadata",
+        "stop_price",
+        "is_triggered",
+        "recipient_profile_id",
+        "identity_id",
+        "identity_account_id",
     }
     assert re.fullmatch(
         r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", created["id"]
@@ -603,7 +633,7 @@ async def test_rest_order_lifecycle(sim: PaxosSimulator, api: httpx.AsyncClient)
     assert (created["price"], created["base_amount"], created["quote_amount"]) == (
         "59000.5",
         "0.25",
-        "",
+        "0",  # [DOC] "0" when unused, as the published list example
     )
     assert created["amount_filled"] == "0.00000000" and created["time_in_force"] == "GTC"
     assert ISO_MS.fullmatch(created["created_at"])
@@ -622,6 +652,18 @@ async def test_rest_order_lifecycle(sim: PaxosSimulator, api: httpx.AsyncClient)
         await api.post(ORDERS, json={**order, "price": "1"}), 409, "already-exists"
     )
     assert dup["meta"]["existing"]["id"] == created["id"]
+    assert dup["title"] == "Already Exists"
+    assert dup["detail"] == "order already exists with ref_id 'r-1'"
+    # [DOC] meta.existing as the published example (partial order)
+    assert set(dup["meta"]["existing"]) == {
+        "id",
+        "profile_id",
+        "ref_id",
+        "status",
+        "side",
+        "market",
+        "quote_amount",
+    }
 
     listed = (
         await api.get(
@@ -635,12 +677,10 @@ async def test_rest_order_lifecycle(sim: PaxosSimulator, api: httpx.AsyncClient)
     r = await api.delete(f"{ORDERS}/{created['id']}")
     assert (r.status_code, r.json()) == (200, {})
     assert (await api.get(f"{ORDERS}/{created['id']}")).json()["status"] == "CANCELLED"
-    again = _assert_problem(
-        await api.delete(f"{ORDERS}/{created['id']}"), 403, "order-not-cancellable"
-    )
+    again = _assert_problem(await api.delete(f"{ORDERS}/{created['id']}"), 403)
     assert again["detail"] == "order is not in cancellable state"
-    _assert_problem(await api.get(f"{ORDERS}/no-such-order"), 404, "not-found")
-    _assert_problem(await api.delete(f"{ORDERS}/no-such-order"), 404, "not-found")
+    _assert_problem(await api.get(f"{ORDERS}/no-such-order"), 404)
+    _assert_problem(await api.delete(f"{ORDERS}/no-such-order"), 404)
     balances = {
         b["asset"]: b
         for b in (
@@ -678,12 +718,12 @@ async def test_rest_fills_partial_fill_and_executions(
         ORDERS, json={"side": "SELL", "market": "BTCUSD", "type": "MARKET", "base_amount": "0.1"}
     )
     sell = (await api.get(f"{ORDERS}/{r.json()['id']}")).json()
-    assert sell["status"] == "FILLED" and sell["time_in_force"] == "IOC" and sell["price"] == ""
+    assert sell["status"] == "FILLED" and sell["time_in_force"] == "IOC" and sell["price"] == "0"
 
     r = await api.get("/v2/executions", params={"profile_id": "sim-profile", "order_id": order_id})
     executions = r.json()["items"]
     fills = sim.engine.fills(owner="sim-profile")
-    assert {e["execution_id"] for e in executions} == {f.trade_id for f in fills}
+    assert {e["execution_id"] for e in executions} == {execution_id(f.trade_id) for f in fills}
     for e in executions:
         assert set(e) == {
             "execution_id",
@@ -694,8 +734,13 @@ async def test_rest_fills_partial_fill_and_executions(
             "price",
             "commission",
             "commission_asset",
+            "rebate",
+            "rebate_asset",
+            "gross_trade_amount",
             "executed_at",
         }
+        assert e["execution_id"].isdigit()  # [DOC] uint64 as a numeric string
+        assert (e["rebate"], e["rebate_asset"]) == ("0", "USD")  # no rebate schedule here
         assert e["order_id"] == order_id and e["side"] == "BUY" and e["commission_asset"] == "USD"
         assert ISO_MS.fullmatch(e["executed_at"])
     assert sum(Decimal(e["amount"]) for e in executions) == Decimal("0.1") + ask_size
@@ -737,15 +782,11 @@ async def test_rest_rejections_and_validation(sim: PaxosSimulator, api: httpx.As
         await api.post(ORDERS, json={**base, "base_amount": "0.123456789"}), 400, "exceed-precision"
     )
     missing = {k: v for k, v in base.items() if k != "side"}
-    assert (
-        "side"
-        in _assert_problem(await api.post(ORDERS, json=missing), 400, "bad-request")["detail"]
-    )
-    _assert_problem(await api.post(ORDERS, content=b"{oops"), 400, "bad-request")
+    assert "side" in _assert_problem(await api.post(ORDERS, json=missing), 400)["detail"]
+    _assert_problem(await api.post(ORDERS, content=b"{oops"), 400)
     _assert_problem(
         await api.post(ORDERS, json={**base, "type": "MARKET", "time_in_force": "GTC"}),
         400,
-        "bad-request",
     )
     _assert_problem(
         await api.post(ORDERS, json={**base, "base_amount": "100"}), 403, "insufficient-funds"
@@ -767,13 +808,13 @@ async def test_rest_rejections_and_validation(sim: PaxosSimulator, api: httpx.As
     r = await api.post(ORDERS, json={**base, "type": "POST_ONLY_LIMIT", "price": str(best_ask)})
     assert (await api.get(f"{ORDERS}/{r.json()['id']}")).json()["status"] == "REJECTED"
     assert sim.engine.fills(owner="sim-profile") == []
-    _assert_problem(await api.delete(f"{ORDERS}/{r.json()['id']}"), 403, "order-not-cancellable")
+    _assert_problem(await api.delete(f"{ORDERS}/{r.json()['id']}"), 403)
 
     rejected = (
         await api.get("/v2/orders", params={"status": "REJECTED", "market": "BTCUSD"})
     ).json()
     assert len(rejected["items"]) == 2
-    _assert_problem(await api.get("/v2/orders", params={"limit": 1001}), 400, "bad-request")
+    _assert_problem(await api.get("/v2/orders", params={"limit": 1001}), 400)
 
 
 async def test_rest_market_buy_by_quote_amount_and_gtt(
@@ -786,7 +827,7 @@ async def test_rest_market_buy_by_quote_amount_and_gtt(
     assert r.status_code == 200
     created = r.json()
     assert (created["base_amount"], created["quote_amount"], created["time_in_force"]) == (
-        "",
+        "0",
         "25.5",
         "IOC",
     )
@@ -800,10 +841,35 @@ async def test_rest_market_buy_by_quote_amount_and_gtt(
             json={"side": "SELL", "market": "ETHUSD", "type": "MARKET", "quote_amount": "10"},
         ),
         400,
-        "bad-request",
     )
 
-    # GTT is accepted (and rests like GTC in the simulator)
+    # [DOC] a market buy sized by base_amount is refused (400 about:blank)
+    refused = _assert_problem(
+        await api.post(
+            ORDERS,
+            json={"side": "BUY", "market": "ETHUSD", "type": "MARKET", "base_amount": "0.01"},
+        ),
+        400,
+    )
+    assert refused["detail"].startswith("base_amount invalid")
+    _assert_problem(
+        await api.post(
+            ORDERS,
+            json={
+                "side": "BUY",
+                "market": "ETHUSD",
+                "type": "MARKET",
+                "base_amount": "0.01",
+                "quote_amount": "10",
+            },
+        ),
+        400,
+    )
+    _assert_problem(
+        await api.post(ORDERS, json={"side": "SELL", "market": "ETHUSD", "type": "MARKET"}), 400
+    )
+
+    # GTT far ahead rests with its expiration_date (RFC 3339 in the Order)
     body = {
         "side": "SELL",
         "market": "ETHUSD",
@@ -816,17 +882,17 @@ async def test_rest_market_buy_by_quote_amount_and_gtt(
     r = await api.post(ORDERS, json=body)
     resting = (await api.get(f"{ORDERS}/{r.json()['id']}")).json()
     assert (resting["status"], resting["time_in_force"]) == ("OPEN", "GTT")
+    assert resting["expiration_date"] == "2100-01-01T00:00:00.000Z"
     eth = (await api.get("/v2/profiles/sim-profile/balances", params={"assets": "ETH"})).json()
     assert eth["items"][0]["trading"] == "1"
 
 
 async def test_rest_auth(sim: PaxosSimulator) -> None:
     async with httpx.AsyncClient(base_url=sim.http_url) as http:
-        _assert_problem(await http.get("/v2/orders"), 401, "unauthorized")
+        _assert_problem(await http.get("/v2/orders"), 401)
         _assert_problem(
             await http.get("/v2/orders", headers={"Authorization": "Bearer nope"}),
             401,
-            "unauthorized",
         )
         read_only = {"Authorization": f"Bearer {await _token(sim, READ_ORDER)}"}
         assert (await http.get("/v2/orders", headers=read_only)).status_code == 200
@@ -837,12 +903,10 @@ async def test_rest_auth(sim: PaxosSimulator) -> None:
             "price": "59000",
             "base_amount": "0.1",
         }
-        _assert_problem(await http.post(ORDERS, json=body, headers=read_only), 403, "forbidden")
-        _assert_problem(
-            await http.get("/v2/profiles/sim-profile/balances", headers=read_only), 403, "forbidden"
-        )
+        _assert_problem(await http.post(ORDERS, json=body, headers=read_only), 403)
+        _assert_problem(await http.get("/v2/profiles/sim-profile/balances", headers=read_only), 403)
         sim.revoke_all_tokens()
-        _assert_problem(await http.get("/v2/orders", headers=read_only), 401, "unauthorized")
+        _assert_problem(await http.get("/v2/orders", headers=read_only), 401)
         # market data needs no token
         assert (await http.get("/v2/markets")).status_code == 200
 
@@ -875,13 +939,13 @@ async def test_rest_market_data(sim: PaxosSimulator) -> None:
         assert [r["match_number"] for r in recent] == [
             match_number(f.trade_id) for f in reversed(fills)
         ]
-        _assert_problem(await http.get("/v2/markets/NOPE/order-book"), 404, "not-found")
+        _assert_problem(await http.get("/v2/markets/NOPE/order-book"), 404)
 
 
 async def test_inject_http_error(sim: PaxosSimulator, api: httpx.AsyncClient) -> None:
     sim.app.inject_http_error("/v2/orders", 503, count=2)
-    _assert_problem(await api.get("/v2/orders"), 503, "service-unavailable")
-    _assert_problem(await api.get("/v2/orders"), 503, "service-unavailable")
+    _assert_problem(await api.get("/v2/orders"), 503)
+    _assert_problem(await api.get("/v2/orders"), 503)
     assert (await api.get("/v2/orders")).status_code == 200
     sim.app.inject_http_error("/v2/profiles", 429, body={"title": "slow down"})
     r = await api.post(

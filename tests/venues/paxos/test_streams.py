@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
+
+import trio
+import trio.testing
 
 from framework.events import PublicTrade, Side, Ticker
 from tests.helpers import config, drain, running, session, until
@@ -50,3 +54,23 @@ async def test_stablecoin_prices_arrive_as_tickers() -> None:
         assert tickers[0].symbol == "USDCUSD"
         assert Decimal("0.99") < tickers[0].last < Decimal("1.01")
         assert tickers[0].venue_ts is not None
+
+
+async def test_a_quiet_valid_book_stays_synced_and_connected_for_minutes(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """[DOC] Paxos public feeds send nothing while a market is idle and have no heartbeat:
+    liveness is WebSocket ping/pong only. Minutes without a frame (the clock jumps 10 minutes
+    at once; the old 30 s staleness rule flipped STALE and reconnected here) leave the book
+    SYNCED on the same connection, and the SOR stream rests on ping/pong the same way."""
+    from framework.venues.paxos.client import PublicStream, SorStream
+
+    assert PublicStream.stale_after_s == math.inf and PublicStream.ping_interval_s
+    assert SorStream.stale_after_s == math.inf and SorStream.ping_interval_s
+    async with running(config(paxos(trades=False))) as engine:
+        await until(engine, lambda: engine.book("paxos", "BTCUSD").is_synced, "synced")
+        md = session(engine, "marketdata")
+        mock_clock.jump(600)
+        await trio.testing.wait_all_tasks_blocked()
+        assert md.counts["stale"] == 0 and md.epoch == 1
+        assert engine.book("paxos", "BTCUSD").is_synced

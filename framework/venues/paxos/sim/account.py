@@ -26,6 +26,7 @@ from framework.venues.paxos.sim.common import (
     _Problem,
     _time_arg,
     assets_of,
+    execution_id,
     iso_ms,
     match_number,
     problem,
@@ -39,6 +40,7 @@ class AccountViews:
     # --- REST: executions, balances, markets -----------------------------------------------
 
     def _list_executions(self, request: HttpRequest) -> HttpResponse:
+        self._expire_due()
         try:
             self._require(request, READ_ORDER)
             offset, limit = _paging(request)
@@ -82,20 +84,27 @@ class AccountViews:
             if owner != self.profile_id:
                 continue
             order = self.orders.by_engine(engine_id)
+            is_maker = owner == fill.maker_owner and engine_id == fill.maker_order_id
+            rebate = notional * self.maker_rebate_rate if is_maker else Decimal(0)
             items.append(
                 {
-                    "execution_id": fill.trade_id,
+                    # [DOC] a uint64 as a numeric string ("12422531")
+                    "execution_id": execution_id(fill.trade_id),
                     # an order placed on the engine directly (not via REST) gets a stable id too
                     "order_id": order.id
                     if order
                     else str(uuid.uuid5(uuid.NAMESPACE_OID, engine_id)),
+                    "executed_at": iso_ms(fill.ts_ns),
                     "market": fill.symbol,
                     "side": side.value,
                     "amount": wire(fill.quantity),
                     "price": wire(fill.price),
                     "commission": wire(notional * fee_rate),
                     "commission_asset": quote,
-                    "executed_at": iso_ms(fill.ts_ns),
+                    # [DOC] fiat only; [INF] non-zero for maker fills under a rebate schedule
+                    "rebate": wire(rebate),
+                    "rebate_asset": quote,
+                    "gross_trade_amount": wire(notional),
                 }
             )
         return items
@@ -149,15 +158,15 @@ class AccountViews:
 
     def _order_book(self, request: HttpRequest, market: str) -> HttpResponse:
         if market not in self.engine.symbols():
-            # [INF] unknown market on the public market-data endpoints: 404 not-found
-            return problem(404, "not-found", f"market {market} not found")
+            # [INF] unknown market on the public market-data endpoints: 404 (about:blank)
+            return problem(404, None, f"market not found: {market}")
         bids, asks = self.engine.book(market)
         return json_response(200, {"market": market, "asks": _levels(asks), "bids": _levels(bids)})
 
     def _recent_executions(self, request: HttpRequest, market: str) -> HttpResponse:
         if market not in self.engine.symbols():
-            # [INF] unknown market on the public market-data endpoints: 404 not-found
-            return problem(404, "not-found", f"market {market} not found")
+            # [INF] unknown market on the public market-data endpoints: 404 (about:blank)
+            return problem(404, None, f"market not found: {market}")
         fills = self.engine.fills(symbol=market)[-RECENT_EXECUTIONS:]
         # [INF] items shaped like /executiondata frames without `market`
         items = [

@@ -71,12 +71,20 @@ class OAuth:
     def _require(self, request: HttpRequest, scope: str) -> None:
         token = self._valid_token(request.headers)
         if token is None:
-            raise _Problem(problem(401, "unauthorized", "missing, invalid or expired access token"))
+            raise _Problem(
+                problem(
+                    401,
+                    None,
+                    "no authorization header set"
+                    if "authorization" not in request.headers
+                    else "invalid or expired access token",
+                )
+            )
         if scope not in token.scopes:
-            # [INF] slug and wording of the missing-scope problem
-            raise _Problem(problem(403, "forbidden", f"token lacks scope {scope}"))
+            # [INF] a missing scope is a generic 403 (about:blank); detail wording
+            raise _Problem(problem(403, None, f"token lacks scope {scope}"))
 
     def _require_profile(self, profile_id: str) -> None:
         if profile_id != self.profile_id:
             # [INF] a profile id other than ours is an unknown profile: 404
-            raise _Problem(problem(404, "not-found", "profile not found"))
+            raise _Problem(problem(404, None, f"profile not found: {profile_id}"))

@@ -82,6 +82,12 @@ STABLE_STEP = Decimal("0.0001")
 STABLE_MIN, STABLE_MAX = Decimal("0.9990"), Decimal("1.0010")
 
 
+GTT_MIN_NS = 10 * 1_000_000_000  # [DOC] GTT must be more than 10 s after placing the order
+
+
+REF_ID_REUSE_NS = 24 * 3600 * 1_000_000_000  # [DOC] ref_id reusable 24 h after the order closed
+
+
 RECENT_EXECUTIONS = 2000  # [DOC] GET /markets/{market}/recent-executions
 
 
@@ -98,21 +104,6 @@ _ISO = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:
 
 
 _BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-_PROBLEM_SLUGS = {
-    400: "bad-request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not-found",
-    405: "method-not-allowed",
-    409: "already-exists",
-    429: "too-many-requests",
-    500: "internal-server-error",
-    502: "bad-gateway",
-    503: "service-unavailable",
-    504: "gateway-timeout",
-}
 
 
 Level = tuple[Decimal, Decimal]
@@ -171,6 +162,11 @@ def match_number(trade_id: str) -> str:
     return "".join(reversed(chars))
 
 
+def execution_id(trade_id: str) -> str:
+    """The engine's trade id ("T0000000042") as Paxos' numeric uint64 string ("42")."""
+    return str(int(trade_id.lstrip("T")))
+
+
 def _levels(levels: Iterable[Level]) -> list[dict[str, str]]:
     return [{"price": wire(price), "amount": wire(size)} for price, size in levels]
 
@@ -187,24 +183,58 @@ def assets_of(market: str) -> tuple[str, str]:
 # --- errors --------------------------------------------------------------------------------------
 
 
+# [DOC] generic errors are `"type":"about:blank"` with the HTTP reason as title; only the
+# specific problems below have a `.../problems/<slug>` type (OpenAPI `components/examples`)
+GENERIC_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+SPECIFIC_TITLES = {
+    "already-exists": "Already Exists",
+    "insufficient-funds": "Insufficient Funds",
+    "exceed-precision": "Exceeds Maximum Precision Allowed",
+    "minimum-commission-exceeds-notional": "Minimum Commission Exceeds Notional",
+    "notional-value-too-large": "Notional Value Too Large",  # [INF] title text
+    "unavailable-market": "Unavailable Market",  # [INF] title text
+    "market-conditions-prevented-execution": "Market Conditions Prevented Execution",  # [INF]
+}
+
+
 def problem(
-    status: int, slug: str, detail: str, meta: dict[str, Any] | None = None
+    status: int, slug: str | None, detail: str, meta: dict[str, Any] | None = None
 ) -> HttpResponse:
-    """A Paxos `application/problem+json` error."""
-    body = {
-        "type": PROBLEM_BASE + slug,
-        # [INF] the title is the slug in words ("Already exists"); `meta` is {} unless given
-        "title": slug.replace("-", " ").capitalize(),
-        "status": status,
-        "detail": detail,
-        "meta": meta or {},
-    }
+    """A Paxos `application/problem+json` error: `slug` None for a generic (about:blank) one."""
+    if slug is None:
+        body: dict[str, Any] = {
+            "type": "about:blank",
+            "title": GENERIC_TITLES.get(status, "Error"),
+            "status": status,
+            "detail": detail,
+        }
+    else:
+        body = {
+            "type": PROBLEM_BASE + slug,
+            "title": SPECIFIC_TITLES[slug],
+            "status": status,
+            "detail": detail,
+        }
+    if meta:
+        body["meta"] = meta  # [DOC] the samples carry `meta` only when it says something
     return json_response(status, body, content_type=PROBLEM_JSON)
 
 
 def _status_problem(status: int, detail: str) -> HttpResponse:
-    # [INF] routing errors (404/405/500) and injected faults are problem+json too
-    return problem(status, _PROBLEM_SLUGS.get(status, "error"), detail)
+    # routing errors (404/405/500) and injected faults are generic problems too
+    return problem(status, None, detail)
 
 
 class _Problem(Exception):
@@ -216,7 +246,7 @@ class _Problem(Exception):
 
 
 def _bad_request(detail: str) -> _Problem:
-    return _Problem(problem(400, "bad-request", detail))
+    return _Problem(problem(400, None, detail))
 
 
 # --- state ---------------------------------------------------------------------------------------
@@ -244,6 +274,8 @@ class _PaxosOrder:
     created_ns: int
     engine: SimOrder | None = None  # the live engine order (None if the sim rejected it itself)
     reject_reason: str | None = None
+    expires_ns: int | None = None  # GTT expiry
+    metadata: dict[str, str] = attrs.Factory(dict)
 
     @property
     def status(self) -> str:

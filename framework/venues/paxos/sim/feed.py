@@ -11,6 +11,7 @@ import trio
 from framework.events import Side
 from framework.sim.engine import (
     SimFill,
+    SimOrder,
 )
 from framework.sim.server import (
     WsConnection,
@@ -60,10 +61,23 @@ class PublicFeed:
                 "asks": level if side is Side.SELL else [],
             }
             fan_out(sor, _text({"channel": "market_data", "payload": payload}))
-        tob = self._sor_subs.get(("market_data.top_of_book", symbol))
-        if tob:
+        if self._sor_subs.get(("market_data.top_of_book", symbol)):
+            self._tob_dirty.add(symbol)
+        self._flush_top_of_book()
+
+    def on_order(self, order: SimOrder) -> None:
+        self._flush_top_of_book()
+
+    def _flush_top_of_book(self) -> None:
+        """TOP_OF_BOOK once a whole engine change is delivered (never mid-sweep), after that
+        change's UPDATEs, so it never runs ahead of the book it summarises."""
+        if not self._tob_dirty or self.engine.settling:
+            return
+        dirty, self._tob_dirty = self._tob_dirty, set()
+        for symbol in sorted(dirty):
+            tob = self._sor_subs.get(("market_data.top_of_book", symbol))
             top = self._top_levels(symbol)
-            if top != self._top.get(symbol):
+            if tob and top != self._top.get(symbol):
                 self._top[symbol] = top
                 fan_out(tob, self._top_of_book_frame(symbol, top))
 
@@ -143,6 +157,16 @@ class PublicFeed:
     def _snapshot_fragments(self, symbol: str) -> list[str]:
         bids, asks = self.engine.book(symbol)
         size = self.snapshot_fragment_levels
+        if size is None:
+            # [DOC] the documented form: one SNAPSHOT, `final_snapshot: true`, whatever the depth
+            frame = {
+                "type": "SNAPSHOT",
+                "market": symbol,
+                "bids": _levels(bids),
+                "asks": _levels(asks),
+                "final_snapshot": True,
+            }
+            return [_text(frame)]
         count = max(1, math.ceil(max(len(bids), len(asks)) / size))
         frames = []
         for i in range(count):

@@ -25,7 +25,9 @@ from framework.sim.server import (
 from framework.venues.paxos.sim.common import (
     AMOUNT_DECIMALS,
     ENGINE_LOT,
+    GTT_MIN_NS,
     READ_ORDER,
+    REF_ID_REUSE_NS,
     TAKER_BAND,
     WRITE_ORDER,
     _amount,
@@ -61,17 +63,23 @@ class OrderEntry:
         return json_response(200, self._order_json(order, acknowledged=True))
 
     def _new_order(self, body: dict[str, Any]) -> _PaxosOrder:
+        self._expire_due()
         ref_id = body.get("ref_id")
         if ref_id is not None and not isinstance(ref_id, str):
             raise _bad_request("ref_id must be a string")
-        previous = self.orders.by_client(ref_id) if ref_id else None
+        previous = self._ref_in_use(ref_id) if ref_id else None
         if previous is not None:
-            existing = self._order_json(previous)
+            # [DOC] 409 already-exists; `meta.existing` is the partial order of the sample
+            existing = {
+                k: v
+                for k, v in self._order_json(previous).items()
+                if k in ("id", "profile_id", "ref_id", "status", "side", "market", "quote_amount")
+            }
             raise _Problem(
                 problem(
                     409,
                     "already-exists",
-                    "order with this ref_id already exists",
+                    f"order already exists with ref_id '{ref_id}'",
                     {"existing": existing},
                 )
             )
@@ -80,39 +88,53 @@ class OrderEntry:
             raise _bad_request(f"missing required field(s): {', '.join(missing)}")
         side, market, kind = body["side"], body["market"], body["type"]
         if side not in ("BUY", "SELL"):
-            raise _bad_request(f"invalid side {side!r}")
+            raise _bad_request(f"side invalid: {side!r}")
         if kind in ("STOP_MARKET", "STOP_LIMIT"):
             # [INF] stop orders are not simulated: refused as a bad request
-            raise _bad_request(f"order type {kind} is not supported by the simulator")
+            raise _bad_request(f"type invalid: {kind} is not supported by the simulator")
         if kind not in (LIMIT, MARKET, "POST_ONLY_LIMIT"):
-            raise _bad_request(f"invalid type {kind!r}")
+            raise _bad_request(f"type invalid: {kind!r}")
         if market not in self.engine.symbols():
             raise _Problem(problem(403, "unavailable-market", f"market {market} is not available"))
         tif = body.get("time_in_force") or (IOC if kind == MARKET else GTC)
         if tif not in (GTC, IOC, FOK, "GTT"):
-            raise _bad_request(f"invalid time_in_force {tif!r}")
+            raise _bad_request(f"time_in_force invalid: {tif!r}")
         if kind == MARKET and tif != IOC:
-            raise _bad_request("MARKET orders are IOC only")
+            raise _bad_request("time_in_force invalid: MARKET orders are IOC only")
+        expires_ns = self._gtt_expiry(body, tif)
         price = _amount(body, "price")
         base_amount = _amount(body, "base_amount")
         quote_amount = _amount(body, "quote_amount")
         order_side = Side(side)
         if kind == MARKET:
             price = None  # [INF] a price on a MARKET order is ignored
-            if (base_amount is None) == (quote_amount is None):
-                raise _bad_request("MARKET orders need exactly one of base_amount, quote_amount")
-            if quote_amount is not None and order_side is Side.SELL:
-                raise _bad_request("quote_amount is for MARKET buys only")
+            # [DOC] MARKET BUY: "set quote_amount to the dollar amount you want to spend";
+            # MARKET SELL: base_amount "the exact amount to sell". [INF] detail texts
+            if order_side is Side.BUY:
+                if base_amount is not None:
+                    raise _bad_request("base_amount invalid: market buy orders take quote_amount")
+                if quote_amount is None:
+                    raise _bad_request("quote_amount invalid: required for market buy orders")
+            else:
+                if quote_amount is not None:
+                    raise _bad_request("quote_amount invalid: market sell orders take base_amount")
+                if base_amount is None:
+                    raise _bad_request("base_amount invalid: required for market sell orders")
         else:
             if price is None or base_amount is None:
                 raise _bad_request(f"{kind} orders need price and base_amount")
             if quote_amount is not None:
-                raise _bad_request(f"quote_amount is not allowed on {kind} orders")
+                raise _bad_request(f"quote_amount invalid: not allowed on {kind} orders")
         self._check_precision(market, price, base_amount, quote_amount)
         quantity = (
             base_amount if base_amount is not None else self._base_for_quote(market, quote_amount)
         )
         self._check_funds(market, order_side, price, quantity, quote_amount)
+        metadata = body.get("metadata") or {}
+        if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
+            raise _bad_request("metadata invalid: must be an object of strings")
 
         order = _PaxosOrder(
             # [INF] ids are random UUIDv4 strings, from the seeded generator (reproducible runs)
@@ -126,8 +148,12 @@ class OrderEntry:
             base_amount=base_amount,
             quote_amount=quote_amount,
             created_ns=self._clock_ns(),
+            expires_ns=expires_ns,
+            metadata=dict(metadata),
         )
         self.orders.add(order)
+        if order.ref_id:
+            self._ref_ids[order.ref_id] = order
         if (
             kind == LIMIT
             and price is not None
@@ -136,6 +162,10 @@ class OrderEntry:
             # [INF] created, then rejected (Paxos does not say at which step it refuses)
             order.reject_reason = "taker limit price 15% or more from mid"
             return order
+        if quantity <= 0:
+            # [INF] a quote amount that buys nothing on the current asks (empty or too small)
+            order.reject_reason = "quote_amount buys nothing at the current asks"
+            return order
         order.engine = self.engine.submit(
             self.profile_id,
             market,
@@ -143,14 +173,73 @@ class OrderEntry:
             MARKET if kind == MARKET else LIMIT,
             quantity,
             price,
-            GTC if tif == "GTT" else tif,  # [INF] GTT is accepted and works as GTC (no expiry)
+            GTC if tif == "GTT" else tif,  # GTT rests as GTC until `_expire_due` cancels it
             post_only=kind == "POST_ONLY_LIMIT",
             client_order_id=order.ref_id,
         )
         self.orders.bind_engine(order.engine.order_id, order)
+        order.created_ns = order.engine.created_ns  # one creation time in every view
         if order.engine.status == OPEN:
             self._maybe_open[order.id] = order
+            if expires_ns is not None:
+                self._gtt[order.id] = order
         return order
+
+    def _gtt_expiry(self, body: dict[str, Any], tif: str) -> int | None:
+        """[DOC] GTT: `expiration_date` is unix ms as a 13-digit string, and "GTT must be greater
+        than 10 seconds after the order is placed, otherwise the order will be rejected"."""
+        raw = body.get("expiration_date")
+        if tif != "GTT":
+            if raw not in (None, ""):
+                raise _bad_request("expiration_date invalid: only for time_in_force GTT")
+            return None
+        if not isinstance(raw, str) or len(raw) != 13 or not raw.isdigit():
+            raise _bad_request("expiration_date invalid: unix milliseconds, 13 digits")
+        expires_ns = int(raw) * 1_000_000
+        if expires_ns <= self._clock_ns() + GTT_MIN_NS:
+            # [INF] a bad request; detail text
+            raise _bad_request("expiration_date invalid: must be more than 10 seconds from now")
+        return expires_ns
+
+    def _expire_due(self) -> None:
+        """Cancel GTT orders whose `expiration_date` has passed (status CANCELLED: Paxos has no
+        EXPIRED status [INF]). Run before every REST answer and by a background loop."""
+        if not self._gtt:
+            return
+        now = self._clock_ns()
+        for order in list(self._gtt.values()):
+            live = order.engine
+            if live is None or live.status != OPEN:
+                del self._gtt[order.id]
+            elif order.expires_ns is not None and order.expires_ns <= now:
+                self.engine.cancel(live.order_id)
+                del self._gtt[order.id]
+
+    def _ref_in_use(self, ref_id: str) -> _PaxosOrder | None:
+        """The order holding `ref_id`: open, or closed less than 24 h ago. [DOC] "Can be reused
+        if the order has been closed for more than 24 hours" (time-based, not history size)."""
+        order = self._ref_ids.get(ref_id)
+        if order is None:
+            return None
+        closed = self._closed_ns(order)
+        if closed is not None and self._clock_ns() - closed > REF_ID_REUSE_NS:
+            del self._ref_ids[ref_id]
+            return None
+        return order
+
+    def _prune_ref_ids(self) -> None:
+        now = self._clock_ns()
+        for ref_id, order in list(self._ref_ids.items()):
+            closed = self._closed_ns(order)
+            if closed is not None and now - closed > REF_ID_REUSE_NS:
+                del self._ref_ids[ref_id]
+
+    @staticmethod
+    def _closed_ns(order: _PaxosOrder) -> int | None:
+        live = order.engine
+        if live is None:
+            return order.created_ns  # rejected at once
+        return None if live.status == OPEN else live.updated_ns
 
     def _check_precision(
         self,
@@ -202,7 +291,18 @@ class OrderEntry:
             asset, needed = quote, self._market_buy_cost(market, quantity)
         available, _ = self._balance(asset)
         if needed > available:
-            raise _Problem(problem(403, "insufficient-funds", f"insufficient {asset} balance"))
+            # [DOC] detail and meta as the published example
+            detail = (
+                f"insufficient {asset} funds in profile {self.profile_id}: "
+                f"{wire(needed)} needed, {wire(available)} available"
+            )
+            meta = {
+                "profile_id": self.profile_id,
+                "asset": asset,
+                "available": wire(available),
+                "needed": wire(needed),
+            }
+            raise _Problem(problem(403, "insufficient-funds", detail, meta))
 
     def _market_buy_cost(self, market: str, quantity: Decimal) -> Decimal:
         _, asks = self.engine.book(market)
@@ -228,6 +328,7 @@ class OrderEntry:
         return mid is not None and abs(price - mid) >= TAKER_BAND * mid
 
     def _get_order(self, request: HttpRequest, profile_id: str, order_id: str) -> HttpResponse:
+        self._expire_due()
         try:
             self._require(request, READ_ORDER)
             self._require_profile(profile_id)
@@ -237,6 +338,7 @@ class OrderEntry:
         return json_response(200, self._order_json(order))
 
     def _cancel_order(self, request: HttpRequest, profile_id: str, order_id: str) -> HttpResponse:
+        self._expire_due()
         try:
             self._require(request, WRITE_ORDER)
             self._require_profile(profile_id)
@@ -247,16 +349,17 @@ class OrderEntry:
         if fraction is not None and order.engine is not None and order.engine.status == OPEN:
             late_fill(self.engine, order.engine, fraction)
         if order.engine is None or self.engine.cancel(order.engine.order_id) is None:
-            return problem(403, "order-not-cancellable", "order is not in cancellable state")
+            return problem(403, None, "order is not in cancellable state")
         return json_response(200, {})  # [DOC] acknowledges the request only
 
     def _find_order(self, order_id: str) -> _PaxosOrder:
         order = self.orders.get(order_id)
         if order is None:
-            raise _Problem(problem(404, "not-found", "order not found"))
+            raise _Problem(problem(404, None, f"order not found: {order_id}"))
         return order
 
     def _list_orders(self, request: HttpRequest) -> HttpResponse:
+        self._expire_due()
         try:
             self._require(request, READ_ORDER)
             offset, limit = _paging(request)
@@ -276,10 +379,13 @@ class OrderEntry:
         return json_response(200, _page([self._order_json(o) for o in orders], offset, limit))
 
     def _order_json(self, order: _PaxosOrder, acknowledged: bool = False) -> dict[str, Any]:
+        """[DOC] every field of the `Order` schema. Amounts unused by the order type are "0"
+        (as the published list example: "price":"0","base_amount":"0" on a MARKET BUY)."""
         live = order.engine
         filled = Decimal(0) if acknowledged or live is None else live.filled
         average = Decimal(0) if acknowledged or live is None else live.avg_price
-        return {
+        modified = order.created_ns if acknowledged or live is None else live.updated_ns
+        out: dict[str, Any] = {
             "id": order.id,
             "profile_id": self.profile_id,
             "ref_id": order.ref_id or "",  # [INF] "" when the client sent none
@@ -287,11 +393,21 @@ class OrderEntry:
             "market": order.market,
             "side": order.side.value,
             "type": order.type,
-            "price": "" if order.price is None else wire(order.price),
-            "base_amount": "" if order.base_amount is None else wire(order.base_amount),
-            "quote_amount": "" if order.quote_amount is None else wire(order.quote_amount),
+            "price": "0" if order.price is None else wire(order.price),
+            "base_amount": "0" if order.base_amount is None else wire(order.base_amount),
+            "quote_amount": "0" if order.quote_amount is None else wire(order.quote_amount),
+            "metadata": dict(order.metadata),
+            "created_at": iso_ms(order.created_ns),
+            "modified_at": iso_ms(max(modified, order.created_ns)),
             "amount_filled": _fixed8(filled),
             "volume_weighted_average_price": _fixed8(average),
             "time_in_force": order.time_in_force,
-            "created_at": iso_ms(order.created_ns),
+            "stop_price": "0",  # [INF] no stop orders simulated
+            "is_triggered": False,
+            "recipient_profile_id": "",
+            "identity_id": "",
+            "identity_account_id": "",
         }
+        if order.expires_ns is not None:
+            out["expiration_date"] = iso_ms(order.expires_ns)  # RFC 3339 here [DOC]
+        return out

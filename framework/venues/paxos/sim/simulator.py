@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
+import trio
+
 from framework.sim.accounts import Accounts
 from framework.sim.engine import (
     OPEN,
@@ -36,6 +38,7 @@ from framework.venues.paxos.sim.common import (
     assets_of,
 )
 from framework.venues.paxos.sim.feed import PublicFeed
+from framework.venues.paxos.sim.limits import RateLimiter
 from framework.venues.paxos.sim.orders import OrderEntry
 from framework.venues.paxos.sim.sor import SmartOrderRouting
 
@@ -61,12 +64,20 @@ class PaxosSimulator(
         profile_id: str = "sim-profile",
         token_ttl_s: float = 3600,
         heartbeat_s: float = 1.0,
-        snapshot_fragment_levels: int = 50,
+        # None: one SNAPSHOT frame with `final_snapshot: true` (the documented form); a number:
+        # fragments of that many levels (an older form the adapter still accepts)
+        snapshot_fragment_levels: int | None = None,
+        # [INF] maker rebate as a fraction of the notional (0: `rebate` "0"); reported per
+        # execution as `rebate` / `rebate_asset`
+        maker_rebate_rate: Decimal = Decimal(0),
+        # [DOC] per-endpoint 5-minute average limits (requests/s); `rate_limit_scale` shrinks
+        # them for tests (1.0 = the documented figures)
+        rate_limit_scale: float = 1.0,
         stablecoin_period_s: float = 1.0,
         seed: int = 0,
         clock_ns: Callable[[], int] | None = None,
     ) -> None:
-        if snapshot_fragment_levels < 1:
+        if snapshot_fragment_levels is not None and snapshot_fragment_levels < 1:
             raise ValueError("snapshot_fragment_levels must be at least 1")
         self.engine = engine
         self.accounts = accounts
@@ -76,6 +87,8 @@ class PaxosSimulator(
         self.token_ttl_s = token_ttl_s
         self.heartbeat_s = heartbeat_s
         self.snapshot_fragment_levels = snapshot_fragment_levels
+        self.maker_rebate_rate = maker_rebate_rate
+        self.limiter = RateLimiter(rate_limit_scale)
         self.stablecoin_period_s = stablecoin_period_s
         self.markets: dict[str, SyntheticMarket] = {}
         self.crowds = self.markets  # LoopbackSimulator runs them
@@ -95,6 +108,11 @@ class PaxosSimulator(
         )
         # orders that may still rest (pruned lazily), so that locks do not scan all history
         self._maybe_open: dict[str, _PaxosOrder] = {}
+        # ref_id -> the order holding it, kept until 24 h after it closed (time, not count)
+        self._ref_ids: dict[str, _PaxosOrder] = {}
+        self._gtt: dict[str, _PaxosOrder] = {}  # working GTT orders by id
+        # SOR top-of-book markets whose UPDATEs changed since the last TOP_OF_BOOK
+        self._tob_dirty: set[str] = set()
         self._last_trade: dict[str, SimFill] = {f.symbol: f for f in engine.fills()}
         self._stable_price = Decimal("1.0000")
         # subscribers
@@ -141,7 +159,14 @@ class PaxosSimulator(
         return sim
 
     def background(self) -> list[Callable[[], Awaitable[None]]]:
-        return [self._heartbeat_loop, self._stablecoin_loop]
+        return [self._heartbeat_loop, self._stablecoin_loop, self._expiry_loop]
+
+    async def _expiry_loop(self) -> None:
+        # GTT expiry reaches the public book even when nobody calls the REST API
+        while True:
+            await trio.sleep(0.1)
+            self._expire_due()
+            self._prune_ref_ids()
 
     @property
     def client_secret(self) -> str:
@@ -163,16 +188,29 @@ class PaxosSimulator(
 
     def _build_app(self) -> SimApp:
         app = SimApp(error_response=_status_problem)
-        app.http("POST", "/oauth2/token")(self._token)
-        app.http("POST", "/v2/profiles/{profile_id}/orders")(self._create_order)
-        app.http("GET", "/v2/profiles/{profile_id}/orders/{order_id}")(self._get_order)
-        app.http("DELETE", "/v2/profiles/{profile_id}/orders/{order_id}")(self._cancel_order)
-        app.http("GET", "/v2/orders")(self._list_orders)
-        app.http("GET", "/v2/executions")(self._list_executions)
-        app.http("GET", "/v2/profiles/{profile_id}/balances")(self._balances)
-        app.http("GET", "/v2/markets")(self._list_markets)
-        app.http("GET", "/v2/markets/{market}/order-book")(self._order_book)
-        app.http("GET", "/v2/markets/{market}/recent-executions")(self._recent_executions)
+        limit = self.limiter.wrap
+        # [DOC] guides/developer/rate-limits.mdx: /oauth2/token 1/s; order-book and
+        # recent-executions 10/s; all others 50/s (5-minute averages per endpoint and IP)
+        app.http("POST", "/oauth2/token")(limit("token", 1, self._token))
+        app.http("POST", "/v2/profiles/{profile_id}/orders")(
+            limit("create", 50, self._create_order)
+        )
+        app.http("GET", "/v2/profiles/{profile_id}/orders/{order_id}")(
+            limit("get-order", 50, self._get_order)
+        )
+        app.http("DELETE", "/v2/profiles/{profile_id}/orders/{order_id}")(
+            limit("cancel", 50, self._cancel_order)
+        )
+        app.http("GET", "/v2/orders")(limit("orders", 50, self._list_orders))
+        app.http("GET", "/v2/executions")(limit("executions", 50, self._list_executions))
+        app.http("GET", "/v2/profiles/{profile_id}/balances")(limit("balances", 50, self._balances))
+        app.http("GET", "/v2/markets")(limit("markets", 50, self._list_markets))
+        app.http("GET", "/v2/markets/{market}/order-book")(
+            limit("order-book", 10, self._order_book)
+        )
+        app.http("GET", "/v2/markets/{market}/recent-executions")(
+            limit("recent-executions", 10, self._recent_executions)
+        )
         app.ws("/marketdata")(self._ws_marketdata)
         app.ws("/marketdata/{market}")(self._ws_marketdata)
         app.ws("/marketdata/stablecoin")(self._ws_stablecoin)
