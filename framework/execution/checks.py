@@ -122,7 +122,10 @@ def capability_refusal(order: Order, caps: Capabilities) -> str | None:
     venue = order.venue
     if order.type not in caps.order_types:
         return f"{venue} does not take {order.type.value} orders"
-    if order.tif not in caps.tifs_for(order.type):
+    # a MARKET order left at GTC (OrderManager.submit's default; `Strategy.buy/sell` send IOC)
+    # is not judged on its TIF: adapters send the venue's own market TIF
+    market_default = order.type is OrderType.MARKET and order.tif is TimeInForce.GTC
+    if not market_default and order.tif not in caps.tifs_for(order.type):
         allowed = ", ".join(sorted(t.value for t in caps.tifs_for(order.type)))
         kind = order.type.value
         return f"{venue} {kind} orders take no {order.tif.value} (must be one of {allowed})"

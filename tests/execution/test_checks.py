@@ -225,8 +225,8 @@ def _caps(venue: str) -> Any:
         ("powertrade", {"tif": TimeInForce.FOK}, "LIMIT orders take no FOK"),
         (
             "powertrade",
-            {"type": OrderType.MARKET, "price": None, "tif": TimeInForce.GTC},
-            "MARKET orders take no GTC (must be one of IOC)",
+            {"type": OrderType.MARKET, "price": None, "tif": TimeInForce.FOK},
+            "MARKET orders take no FOK (must be one of IOC)",
         ),
         ("powertrade", {"type": OrderType.STOP_MARKET, "price": None}, "does not take STOP_MARKET"),
         # Paxos: no DAY; stops only as sell stop-loss (and the adapter sends no stops)
