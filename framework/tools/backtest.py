@@ -329,6 +329,8 @@ class Backtest:
         for block in self.reader.blocks():
             if frames >= limit:
                 break
+            if self.core.stop_asked:
+                break  # the kill switch (or --fail-fast) ended the run: as live, stop here
             pos, end = 0, len(block)
             while pos < end:
                 kind, conn, recv_ns, wall_ns, length = unpack(block, pos)
@@ -481,6 +483,7 @@ def run_backtest(
     queue: QueueModel | str | None = None,
     market_tables: bool = False,
     max_frames: int | None = None,
+    strict: bool = False,
 ) -> BacktestResult:
     """Replay the recording at `data` (a file or a directory) through `strategies`.
 
@@ -504,7 +507,7 @@ def run_backtest(
         result = run_backtest("data/", [MyStrategy({"size": "0.01"})], seed=1)
         frames = result.dataframes()   # {"fills": DataFrame, "equity": ..., ...} (pandas)
     """
-    reader = RecordReader(data)
+    reader = RecordReader(data, strict=strict)  # strict: a damaged block is an error
     cfg = backtest_config(reader.meta, config)
     bt_cfg = (config or {}).get("backtest") or {}
     models = {
@@ -540,6 +543,7 @@ def run_backtest(
         "frames": backtest.frames,
         "bad_frames": backtest.bad_frames,
         "torn_blocks": reader.torn_blocks,
+        "damaged": [d.describe() for d in reader.damaged],
         "files": len(reader.files),
         "seed": seed,
     }
