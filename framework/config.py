@@ -37,6 +37,15 @@ class BotConfig:
     # says it held orders); `--accept-empty-journal`
     accept_empty_journal: bool = False
     strategy: str = ""  # default strategy file when none is given on the command line
+    # a strategy handler (or timer) running longer than this blocks every feed: it is warned
+    # about by name
+    slow_handler_ms: float = 100.0
+    # stop the run at the first handler error (also `botrun --fail-fast`)
+    fail_fast: bool = False
+    # a venue that cannot be reached at start is retried this many times, the wait doubling
+    # from start_backoff_s, before the run gives up with one line (exit code 5)
+    start_retries: int = 2
+    start_backoff_s: float = 0.5
 
 
 @attrs.define(kw_only=True)
@@ -101,6 +110,12 @@ def parse(raw: dict[str, Any], catalog: VenueCatalog) -> Config:
     for name, section in venues_raw.items():
         if name not in known:
             raise ConfigError(f"venues.{name}: unknown venue (known: {', '.join(known)})")
+        if not isinstance(section, dict):
+            raise ConfigError(f"venues.{name}: must be a table ([venues.{name}])")
+        for key, value in section.items():
+            # cattrs would take a string as a list of its characters ("B is not listed")
+            if key.endswith("markets") and isinstance(value, str):
+                raise ConfigError(f'venues.{name}.{key}: must be a list, e.g. {key} = ["{value}"]')
         venue = catalog.load(name)
         try:
             cfg.venues[name] = _venue_converter(venue.config_type).structure(
@@ -111,7 +126,47 @@ def parse(raw: dict[str, Any], catalog: VenueCatalog) -> Config:
         cfg.venue_impls[name] = venue
     if not cfg.venues:
         raise ConfigError("venues: configure at least one venue")
+    check_sense(cfg)
     return cfg
+
+
+def _not_negative(where: str, value: Decimal | float | int) -> None:
+    if value < 0:
+        raise ConfigError(f"{where}: must not be negative (got {value})")
+
+
+def check_sense(cfg: Config) -> None:
+    """Values that parse but make no sense (a negative limit, a run that would never end by
+    `duration_s < 0`) are refused with one line naming the key."""
+    _not_negative("botrun.duration_s", cfg.botrun.duration_s)
+    _not_negative("botrun.start_retries", cfg.botrun.start_retries)
+    _not_negative("botrun.start_backoff_s", cfg.botrun.start_backoff_s)
+    if cfg.botrun.slow_handler_ms <= 0:
+        raise ConfigError("botrun.slow_handler_ms: must be positive")
+    risk = cfg.risk
+    for key in ("max_order_notional", "max_position", "max_open_orders", "max_orders_per_second"):
+        value = getattr(risk, key)
+        if value <= 0:
+            raise ConfigError(f"risk.{key}: must be positive (got {value})")
+    _not_negative("risk.max_loss", risk.max_loss)
+    paper = cfg.paper
+    # a negative fee is a rebate: allowed down to -100 %, a fee above 100 % is a typo
+    for key in ("maker_fee_rate", "taker_fee_rate"):
+        rate = getattr(paper, key)
+        if not Decimal(-1) < rate < Decimal(1):
+            raise ConfigError(f"paper.{key}: must be a fraction between -1 and 1 (got {rate})")
+    _not_negative("paper.latency_ms", paper.latency_ms)
+    for asset, amount in paper.balances.items():
+        _not_negative(f"paper.balances.{asset}", amount)
+    for name, venue in cfg.venues.items():
+        _not_negative(f"venues.{name}.sim_rate_hz", venue.sim_rate_hz)
+        if venue.request_timeout_s <= 0:
+            raise ConfigError(f"venues.{name}.request_timeout_s: must be positive")
+        if not 0 <= venue.sim_port <= 65535:
+            raise ConfigError(f"venues.{name}.sim_port: must be a port (0-65535)")
+        for market in venue.markets:
+            if not isinstance(market, str) or not market:
+                raise ConfigError(f"venues.{name}.markets: must be a list of market names")
 
 
 def _venue_converter(cls: type) -> cattrs.Converter:
@@ -121,6 +176,14 @@ def _venue_converter(cls: type) -> cattrs.Converter:
         cls, make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True)
     )
     return conv
+
+
+def _literal(message: str) -> str:
+    # "unknown error (papr not in literal typing.Literal['paper', 'sandbox', 'live'])"
+    found = re.search(r"\(?(.*) not in literal typing\.Literal\[(.*)\]\)?$", message)
+    if not found:
+        return message
+    return f"must be one of {found[2]} (got {found[1].removeprefix('unknown error (')!r})"
 
 
 def _pretty(message: str) -> str:
@@ -134,8 +197,9 @@ def _pretty(message: str) -> str:
         if extra:
             keys = sorted(extra[1].split(", "))
             return ", ".join(f"{where}.{k}" if where else k for k in keys) + ": unknown key"
+        what = _literal(what)
         return f"{where}: {what}" if where else what
-    return message
+    return _literal(message)
 
 
 def load(path: str | Path, catalog: VenueCatalog) -> Config:

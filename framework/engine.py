@@ -37,6 +37,8 @@ from framework.events import (
     PublicTrade,
     Side,
     TimeInForce,
+    VenueState,
+    VenueStatus,
 )
 from framework.execution.handle import OrderHandle
 from framework.execution.journal import Journal
@@ -48,9 +50,41 @@ from framework.portfolio import Portfolio
 from framework.risk import RiskManager
 from framework.strategy import Strategy
 from framework.transport.session import WsSession, is_loopback
-from framework.venue import ExecutionClient, SimHandle, Stream, VenueRuntime
+from framework.venue import Capabilities, ExecutionClient, SimHandle, Stream, VenueRuntime
 
 log = structlog.get_logger("botrun.runner")
+
+
+class StrategyStartError(Exception):
+    """A strategy's `on_start` raised: the run does not start (exit code 4)."""
+
+    def __init__(self, strategy: str, exc: BaseException) -> None:
+        super().__init__(f"strategy {strategy}: on_start raised {type(exc).__name__}: {exc}")
+        self.strategy = strategy
+
+
+class HandlerFailed(Exception):
+    """A handler raised under `--fail-fast` (exit code 4)."""
+
+
+class VenueUnreachable(Exception):
+    """A venue could not be reached at start, after retries (exit code 5)."""
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A failure to reach the venue (worth a retry), not a refusal or a bug."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_unreachable(e) for e in exc.exceptions)
+    import trio_websocket
+
+    return isinstance(
+        exc,
+        httpx.TransportError
+        | OSError
+        | trio.BrokenResourceError
+        | trio.TooSlowError
+        | trio_websocket.HandshakeError,
+    )
 
 
 def http_client(base_url: str, *, timeout_s: float = 10.0) -> httpx.AsyncClient:
@@ -86,7 +120,8 @@ class Core:
             book=lambda v, s: self.router.books.get((v, s)),
             clock=trio.current_time,
             total_pnl=self.portfolio.total_pnl,
-            on_kill=lambda: self.orders.cancel_all(bulk=True),
+            on_kill=self._kill,
+            capabilities=self.capabilities,
         )
         self.orders.risk = self.risk
         router = self.router
@@ -99,6 +134,121 @@ class Core:
         # one cancel scope per timer task (a trio scope can be entered only once)
         self._timers: list[trio.CancelScope] = []
         self._timers_stopped = False
+        # a strategy (or the kill switch, or `--fail-fast`) asked the run to end; a backtest
+        # stops feeding frames when it is set
+        self.stop_asked = False
+        # why the run ended early, in order (kill switch, fail-fast, ...), for the summary
+        self.halt_reasons: list[str] = []
+        # `--fail-fast`: the first handler error stops the run; it is kept here to be raised
+        self.fail_fast = config.botrun.fail_fast
+        self.failure: BaseException | None = None
+        self.bus.on_handler_error = self._handler_error
+        # a handler taking longer than this blocks every feed: warned about with its name
+        self.slow_handler_s = config.botrun.slow_handler_ms / 1000
+        self.perf: Callable[[], float] = time.perf_counter
+        self.slow_handlers: dict[str, int] = {}
+
+    def capabilities(self, venue: str) -> Capabilities | None:
+        """What venue `venue` takes (declared by its package), or None if it is not configured."""
+        impl = self.config.venue_impls.get(venue)
+        return impl.capabilities if impl is not None else None
+
+    # --- halting -------------------------------------------------------------------------------
+
+    def _kill(self) -> None:
+        """The kill switch engaged (risk refuses new orders already): cancel every working order,
+        tell the strategies, flatten if configured, and end the run."""
+        reason = self.risk.kill_reason or "kill switch"
+        self.halt_reasons.append(f"kill switch: {reason}")
+        self.orders.cancel_all(bulk=True)
+        for venue in self.config.venues:
+            self.bus.publish(
+                VenueStatus(venue, VenueState.HALTED, 0, reason=f"kill switch: {reason}")
+            )
+        for strategy in self.strategies:
+            try:
+                strategy.on_kill_switch(reason)
+            except Exception:
+                log.exception("on_kill_switch raised", strategy=strategy.name)
+        if self.config.risk.flatten_on_kill:
+            self.flatten()
+        self.stop_requested()
+
+    def flatten(self) -> int:
+        """Close every open position with a market order (the kill switch lets these through);
+        returns how many were sent."""
+        sent = 0
+        self.risk.flattening = True
+        try:
+            for venue, symbol in self.portfolio.symbols():
+                qty = self.portfolio.position(venue, symbol)
+                if qty == 0 or venue not in self.orders.clients:
+                    continue
+                handle = self.orders.submit(
+                    venue=venue,
+                    symbol=symbol,
+                    side=Side.SELL if qty > 0 else Side.BUY,
+                    quantity=abs(qty),
+                    type=OrderType.MARKET,
+                    tif=TimeInForce.IOC,
+                    strategy="kill-switch",
+                )
+                log.warning(
+                    "flattening",
+                    venue=venue,
+                    symbol=symbol,
+                    quantity=str(qty),
+                    client_order_id=handle.client_order_id,
+                    refused=handle.order.reason,
+                )
+                sent += 1
+        finally:
+            self.risk.flattening = False
+        return sent
+
+    def _handler_error(self, owner: str, exc: BaseException) -> None:
+        if self.fail_fast and self.failure is None:
+            self.failure = HandlerFailed(
+                f"strategy {owner}: handler raised {type(exc).__name__}: {exc}"
+            )
+            self.halt_reasons.append(f"--fail-fast: {self.failure}")
+            self.stop_requested()
+
+    def _timed(
+        self, owner: str, handler: Callable[[Any], None], name: str | None = None
+    ) -> Callable[[Any], None]:
+        """`handler`, warned about (by name) when one call blocks the loop too long."""
+        if getattr(handler, "__func__", None) is getattr(
+            Strategy, getattr(handler, "__name__", ""), 0
+        ):
+            return handler  # the base class's empty handler: nothing to time on the hot path
+        perf = self.perf
+        limit = self.slow_handler_s
+        name = name or getattr(handler, "__qualname__", repr(handler))
+
+        def timed(event: Any) -> None:
+            t0 = perf()
+            try:
+                handler(event)
+            finally:
+                took = perf() - t0
+                if took > limit:
+                    self._slow(owner, name, took)
+
+        return timed
+
+    def _slow(self, owner: str, name: str, took: float) -> None:
+        n = self.slow_handlers.get(name, 0) + 1
+        self.slow_handlers[name] = n
+        if n <= 3 or str(n).rstrip("0") == "1":
+            log.warning(
+                "handler blocked the event loop",
+                strategy=owner,
+                handler=name,
+                took_ms=round(took * 1000, 1),
+                limit_ms=round(self.slow_handler_s * 1000, 1),
+                times=n,
+            )
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Run the order manager in `nursery`; timers and strategy tasks run there too."""
@@ -115,6 +265,7 @@ class Core:
             self.config.paper,
             book=lambda symbol, _v=name: books.get((_v, symbol)),
             instruments=instruments,
+            capabilities=self.capabilities(name),
         )
         self.bus.subscribe(PublicTrade, client.on_trade, venue=name, owner="paper")
         self.bus.subscribe(BookDelta, client.on_book, venue=name, owner="paper")
@@ -145,17 +296,35 @@ class Core:
         strategy.attach(EngineContext(self, strategy.name))
         try:
             strategy.on_start()
-        except Exception:
-            log.exception("on_start raised", strategy=strategy.name)
+        except Exception as exc:
+            # a strategy that did not start must not idle for the whole run
+            # one line here; the CLI prints the traceback with --debug
+            log.error(
+                "on_start raised; the run does not start",
+                strategy=strategy.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise StrategyStartError(strategy.name, exc) from exc
 
     def add_timer(self, owner: str, seconds: float, callback: Callable[[], None]) -> None:
+        name = getattr(callback, "__qualname__", "timer")
+        timed = self._timed(owner, lambda _: callback(), name)
+        errors = 0
+
         async def tick() -> None:
+            nonlocal errors
             while True:
                 await trio.sleep(seconds)
                 try:
-                    callback()
-                except Exception:
-                    log.exception("timer raised; isolated", strategy=owner)
+                    timed(None)
+                except Exception as exc:
+                    errors += 1
+                    self.bus.handler_errors[owner] += 1
+                    if errors <= 3:
+                        log.exception("timer raised; isolated", strategy=owner, timer=name)
+                    elif str(errors).rstrip("0") == "1":
+                        log.error("timer keeps raising", strategy=owner, timer=name, errors=errors)
+                    self._handler_error(owner, exc)
 
         assert self._nursery is not None
         self._nursery.start_soon(self._in_timer_scope, tick)
@@ -179,6 +348,7 @@ class Core:
         self._nursery.start_soon(guarded)
 
     def stop_requested(self) -> None:
+        self.stop_asked = True
         self._on_stop()
 
     # --- shutdown and summary ------------------------------------------------------------------
@@ -189,7 +359,7 @@ class Core:
         self._timers_stopped = True
         for scope in self._timers:
             scope.cancel()
-        self.risk.halted = "shutting down"
+        self.risk.halted = self.risk.halted or "shutting down"
         if self.config.risk.cancel_all_on_shutdown:
             n = self.orders.cancel_all(bulk=True)
             if n:
@@ -204,12 +374,36 @@ class Core:
 
     def summary(self) -> dict[str, Any]:
         """The run's summary as data (framework.tools.summary formats it)."""
+        positions = self.portfolio.summary()
+        totals: dict[str, dict[str, Decimal]] = {}
+        for p in positions:
+            inst = self.orders.instruments.get((p["venue"], p["symbol"]))
+            p["quote"] = inst.quote if inst else ""
+            p["base"] = inst.base if inst else ""
+            p["tick"] = inst.tick if inst else None
+            p["lot"] = inst.lot if inst else None
+            # PnL in different currencies is never added up: one total per quote currency
+            t = totals.setdefault(p["quote"], {"realized_pnl": Decimal(0), "fees": Decimal(0)})
+            t["realized_pnl"] += p["realized_pnl"]
+            t["fees"] += p["fees"]
+            t.setdefault("unrealized_pnl", Decimal(0))
+            if p["unrealized_pnl"] is not None:
+                t["unrealized_pnl"] += p["unrealized_pnl"]
+            t["turnover"] = t.get("turnover", Decimal(0)) + p["turnover"]
+        equity: dict[str, dict[str, Decimal]] = {}
+        for (venue, asset), balance in sorted(self.portfolio.balances.items()):
+            equity.setdefault(venue, {})[asset] = balance.total
         return {
             "mode": self.mode,
             "events": dict(self.router.event_counts),
             "orders": dict(self.orders.state_counts()),
             "fills": self.portfolio.fill_count,
-            "positions": self.portfolio.summary(),
+            "positions": positions,
+            "totals": totals,
+            "balances": equity,
+            "kill_switch": self.risk.kill_reason,
+            "halt_reasons": list(self.halt_reasons),
+            "slow_handlers": dict(self.slow_handlers),
             "sessions": {
                 f"{s.venue}/{s.stream.name}": dict(s.counts) | {"frames": s.frames_received}
                 for s in self.router.sessions
@@ -286,6 +480,9 @@ class EngineContext:
     def venue_client(self, venue: str) -> Any:
         return self._core.orders.clients[venue]
 
+    def capabilities(self, venue: str) -> Capabilities:
+        return self._core.capabilities(venue) or Capabilities()
+
     def markets(self) -> dict[str, list[str]]:
         return {name: list(v.markets) for name, v in self._core.config.venues.items()}
 
@@ -297,7 +494,8 @@ class EngineContext:
         venue: str | None = None,
         symbol: str | None = None,
     ) -> None:
-        self._core.bus.subscribe(event_type, handler, venue=venue, symbol=symbol, owner=self._owner)
+        timed = self._core._timed(self._owner, handler)
+        self._core.bus.subscribe(event_type, timed, venue=venue, symbol=symbol, owner=self._owner)
 
     def every(self, seconds: float, callback: Callable[[], None]) -> None:
         self._core.add_timer(self._owner, seconds, callback)
@@ -375,6 +573,8 @@ class Engine:
         # optional raw-frame tap given to every session (`botrun record`)
         self.frame_tap: Callable[[Stream, str | bytes, int], None] | None = None
         self.started = trio.Event()
+        # set once the run has shut down and taken its final summary
+        self.finished = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._stop = trio.Event()
         self.final_summary: dict[str, Any] | None = None
@@ -414,6 +614,7 @@ class Engine:
             self.final_summary = self.summary()
             nursery.cancel_scope.cancel()
         self.journal.close()
+        self.finished.set()
 
     def _attach(self, strategy: Strategy) -> None:
         self.core.attach(strategy)
@@ -440,7 +641,7 @@ class Engine:
             sim = await venue.start_simulator(vcfg, nursery)
             self.simulators[name] = sim
             log.info("embedded simulator serving", venue=name, port=sim.port)
-        runtime = await venue.build(vcfg, sim, http_client)
+        runtime = await self._build_with_retry(name, venue, vcfg, sim)
         self.runtimes[name] = runtime
         self.orders.add_instruments(runtime.instruments)
         client: ExecutionClient | None = None
@@ -454,6 +655,40 @@ class Engine:
             await self.orders.reconcile_venue(name)
         for stream in runtime.streams:
             self._start_stream(stream, nursery)
+
+    async def _build_with_retry(
+        self, name: str, venue: Any, vcfg: Any, sim: SimHandle | None
+    ) -> VenueRuntime:
+        """`venue.build`, retried with backoff while the venue cannot be reached; then one
+        `VenueUnreachable` naming the venue, its endpoint and what to check."""
+        attempts = max(1, self.config.botrun.start_retries + 1)
+        delay = self.config.botrun.start_backoff_s
+        for attempt in range(1, attempts + 1):
+            try:
+                return await venue.build(vcfg, sim, http_client)
+            except Exception as exc:
+                if not _unreachable(exc):
+                    raise
+                leaf = exc
+                while isinstance(leaf, BaseExceptionGroup):
+                    leaf = leaf.exceptions[0]
+                if attempt == attempts:
+                    where = vcfg.sim_url or vcfg.endpoint
+                    raise VenueUnreachable(
+                        f"venue {name} unreachable at start ({where}) after {attempts} attempts:"
+                        f" {type(leaf).__name__}: {leaf or 'no detail'}"
+                        f" (check venues.{name}.endpoint / sim_url and the network)"
+                    ) from exc
+                log.warning(
+                    "venue unreachable; retrying",
+                    venue=name,
+                    attempt=attempt,
+                    retry_in_s=delay,
+                    error=f"{type(leaf).__name__}: {leaf}",
+                )
+                await trio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
 
     def _start_stream(self, stream: Stream, nursery: trio.Nursery) -> None:
         router = self.router

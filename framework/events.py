@@ -85,7 +85,8 @@ class VenueState(enum.StrEnum):
     # the venue throttles this process's requests (e.g. Paxos: every request from the IP for
     # five minutes after one 429); `reason` says until when. CONNECTED again when it ends
     THROTTLED = "THROTTLED"
-    # trading stopped by the framework (the journal cannot write): `reason` says why
+    # trading stopped by the framework: the kill switch engaged, or the journal cannot write
+    # (working orders are being cancelled and the run ends); `reason` says why
     HALTED = "HALTED"
 
 

@@ -19,6 +19,8 @@ class _Book:
     avg_price: Decimal = _ZERO
     realized: Decimal = _ZERO
     fees: Decimal = _ZERO
+    turnover: Decimal = _ZERO  # sum of price x quantity of every fill (quote units)
+    volume: Decimal = _ZERO  # sum of quantities (base units)
 
 
 class Portfolio:
@@ -36,6 +38,8 @@ class Portfolio:
         book = self._pos.setdefault((fill.venue, fill.symbol), _Book())
         signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
         book.fees += fill.fee
+        book.turnover += fill.price * fill.quantity
+        book.volume += fill.quantity
         q = book.quantity
         if q == 0 or (q > 0) == (signed > 0):
             total = q + signed
@@ -116,6 +120,9 @@ class Portfolio:
                     "realized_pnl": self.realized_pnl(venue, symbol),
                     "unrealized_pnl": self.unrealized_pnl(venue, symbol, mark),
                     "mark": mark,
+                    "fees": self._pos[(venue, symbol)].fees,
+                    "turnover": self._pos[(venue, symbol)].turnover,
+                    "volume": self._pos[(venue, symbol)].volume,
                 }
             )
         return positions

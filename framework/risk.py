@@ -12,7 +12,9 @@ import structlog
 from framework.data.book import OrderBook
 from framework.errors import BookNotSynced
 from framework.events import OrderType, Position, Side
+from framework.execution.checks import capability_refusal
 from framework.model import Order
+from framework.venue import Capabilities
 
 log = structlog.get_logger("botrun.risk")
 
@@ -26,6 +28,9 @@ class RiskConfig:
     # realized+unrealized loss (quote units, positive number) that trips the kill switch; 0 = off
     max_loss: Decimal = Decimal("0")
     cancel_all_on_shutdown: bool = True
+    # once the kill switch engages: after cancelling every working order, also close every
+    # position with a market order (false: leave positions as they are, for the operator)
+    flatten_on_kill: bool = False
     # orders working at the venue that the journal does not know (found at start and after a
     # reconnect): cancel them (true) or only report them (false)
     cancel_orphans: bool = True
@@ -49,6 +54,7 @@ class RiskManager:
         clock: Callable[[], float],
         total_pnl: Callable[[], Decimal] | None = None,
         on_kill: Callable[[], object] | None = None,
+        capabilities: Callable[[str], Capabilities | None] | None = None,
     ) -> None:
         self.cfg = cfg
         # post-trade: the run's realized+unrealized PnL (for max_loss), and what the kill switch
@@ -59,13 +65,26 @@ class RiskManager:
         self._open_orders = open_orders
         self._book = book
         self._clock = clock
+        # what each venue takes: refused here, before an order leaves, in every mode
+        self._capabilities = capabilities
         self._recent: deque[float] = deque()
         self.halted: str | None = None
+        # the kill switch's reason (not set by an ordinary shutdown, which also sets `halted`)
+        self.kill_reason: str | None = None
+        # the engine is closing positions after the kill switch: reducing orders may go
+        self.flattening = False
 
     def check(self, order: Order) -> str | None:
         """None if the order may go, else the reason it may not."""
         cfg = self.cfg
+        caps = self._capabilities(order.venue) if self._capabilities is not None else None
+        if caps is not None:
+            refusal = capability_refusal(order, caps)
+            if refusal is not None:
+                return refusal
         if self.halted:
+            if self.flattening and self._reduces(order):
+                return None  # the kill switch closing a position
             return f"kill switch engaged: {self.halted}"
         now = self._clock()
         while self._recent and now - self._recent[0] >= 1.0:
@@ -98,6 +117,11 @@ class RiskManager:
         self._recent.append(now)
         return None
 
+    def _reduces(self, order: Order) -> bool:
+        position = self._position(order.venue, order.symbol)
+        signed = order.quantity if order.side is Side.BUY else -order.quantity
+        return position != 0 and (position > 0) != (signed > 0) and abs(signed) <= abs(position)
+
     def _reference_price(self, order: Order) -> Decimal | None:
         book = self._book(order.venue, order.symbol)
         if book is None:
@@ -116,13 +140,17 @@ class RiskManager:
             reason = f"{position.venue} {position.symbol} position {position.quantity} above max"
         elif cfg.max_loss > 0 and self._total_pnl is not None and self._total_pnl() < -cfg.max_loss:
             reason = f"loss above max_loss {cfg.max_loss}"
-        if reason and self.breach(reason) and self._on_kill is not None:
-            self._on_kill()
+        if reason:
+            self.breach(reason)
 
     def breach(self, reason: str) -> bool:
-        """Engage the kill switch; True the first time."""
+        """Engage the kill switch (new orders refused, then `on_kill`: the engine cancels, tells
+        the strategies, flattens if configured and stops the run); True the first time."""
         if self.halted:
             return False
         self.halted = reason
+        self.kill_reason = reason
         log.error("kill switch engaged", reason=reason)
+        if self._on_kill is not None:
+            self._on_kill()
         return True

@@ -43,8 +43,10 @@ from framework.events import (
     TopOfBook,
     VenueStatus,
 )
+from framework.execution.checks import venue_price
 from framework.execution.handle import OrderHandle
 from framework.model import Instrument, Order
+from framework.venue import Capabilities
 
 
 class StrategyContext(Protocol):
@@ -85,6 +87,9 @@ class StrategyContext(Protocol):
     def position(self, venue: str, symbol: str) -> Decimal: ...
     def balance(self, venue: str, asset: str) -> Balance | None: ...
     def instrument(self, venue: str, symbol: str) -> Instrument | None: ...
+    def capabilities(self, venue: str) -> Capabilities:
+        """What the venue takes (its package's declaration; permissive if it declares none)."""
+
     def venue_client(self, venue: str) -> Any:
         """The venue's execution client, for venue-specific actions."""
 
@@ -151,6 +156,10 @@ class Strategy:
     def on_position(self, event: Position) -> None: ...
     def on_venue_status(self, event: VenueStatus) -> None: ...
     def on_book_status(self, event: BookStatus) -> None: ...
+    def on_kill_switch(self, reason: str) -> None:
+        """The kill switch engaged: new orders are refused, working ones are being cancelled
+        (positions closed with `risk.flatten_on_kill`), and the run ends after this. A
+        `VenueStatus` with state HALTED reaches `on_venue_status` too."""
 
     # --- attachment -----------------------------------------------------------------------------
 
@@ -329,6 +338,17 @@ class Strategy:
     def instrument(self, venue: str, symbol: str) -> Instrument | None:
         """The venue catalogue's view of a symbol (tick, lot, limits)."""
         return self.ctx.instrument(venue, symbol)
+
+    def capabilities(self, venue: str) -> Capabilities:
+        """What `venue` takes (order types, time in force, post-only, modify, precision)."""
+        return self.ctx.capabilities(venue)
+
+    def venue_price(self, venue: str, symbol: str, price: Decimal, side: Side) -> Decimal:
+        """`price` rounded to what `venue` keeps for `symbol` (tick, significant digits,
+        decimals), away from the market for `side` (a bid down, an ask up)."""
+        return venue_price(
+            price, self.capabilities(venue), self.instrument(venue, symbol), passive_for=side
+        )
 
     def book(self, venue: str, symbol: str) -> OrderBook:
         # called from nearly every book handler: one dict lookup on the context's live mapping

@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from framework.errors import OrderRefused
-from framework.events import ExecutionReport, OrderType
+from framework.events import ExecutionReport, OrderType, Side, TimeInForce
 from framework.model import Instrument, Order
 
 Endpoint = Literal["sim", "sandbox", "production"]
@@ -89,6 +89,42 @@ class Credentials:
             for f in attrs.fields(type(self))
             if f.metadata.get("secret") and getattr(self, f.name)
         ]
+
+
+_ALL_TIFS = frozenset(TimeInForce)
+
+
+@attrs.frozen(kw_only=True)
+class Capabilities:
+    """What a venue takes, declared once as data (`framework/venues/<venue>/capabilities.py`,
+    from its reference `shared/venues/<venue>.md`). `framework.execution.checks` refuses what
+    the venue would refuse before an order leaves, in every mode (paper, sandbox, live,
+    backtest), and the paper broker fills only what the venue would take. The defaults are
+    permissive: a venue that declares nothing is refused nothing locally."""
+
+    order_types: frozenset[OrderType] = frozenset(OrderType)
+    # time in force per order type; a type missing here takes every TimeInForce
+    tifs: dict[OrderType, frozenset[TimeInForce]] = attrs.Factory(dict)
+    post_only: bool = True
+    modify: bool = False
+    # sides a STOP_MARKET order may take (Paxos: "only sell stop loss orders are supported")
+    stop_market_sides: frozenset[Side] = frozenset(Side)
+    # how a MARKET BUY is sized on the wire: "base" quantity, or "quote" amount to spend (the
+    # adapter converts; the framework's order stays in base units)
+    market_buy_sizing: Literal["base", "quote"] = "base"
+    # price precision the venue keeps; None = no rule beyond the instrument's tick
+    price_significant_digits: int | None = None
+    price_max_decimals: int | None = None
+    quantity_max_decimals: int | None = None
+    # the account model: "spot" (pay in quote, deliver base) or "margin" (perpetuals: an order
+    # needs its initial margin, in quote units, free)
+    account: Literal["spot", "margin"] = "spot"
+    leverage: Decimal = Decimal(1)
+    # where each rule comes from (the reference's section), for the reader
+    reference: str = ""
+
+    def tifs_for(self, order_type: OrderType) -> frozenset[TimeInForce]:
+        return self.tifs.get(order_type, _ALL_TIFS)
 
 
 class Connection(Protocol):
@@ -249,6 +285,8 @@ class SimHandle:
 class Venue(abc.ABC):
     name: ClassVar[str]
     config_type: ClassVar[type[VenueConfig]] = VenueConfig
+    # what the venue takes (order types, TIFs, post-only, modify, precision, account model)
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     @abc.abstractmethod
     async def start_simulator(self, cfg: Any, nursery: trio.Nursery) -> SimHandle: ...

@@ -1,7 +1,10 @@
 """Spread-quoting market maker: one bid and one ask around mid, inside an inventory limit.
 
 Every `refresh_s` it re-quotes if mid moved more than `requote_ticks` since the quotes went out,
-or a side is missing. Quotes are post-only so they never take. When inventory reaches
+or a side is missing. Quotes are post-only where the venue has post-only orders (its declared
+capabilities); where it has none (Power.Trade) they are plain limits kept one tick off the other
+side, so they do not cross either. Prices are rounded to what the venue keeps (tick, and e.g.
+Open Trade's 7 significant digits), bids down and asks up. When inventory reaches
 `max_inventory` in one direction, only the side that reduces it is quoted.
 """
 
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from framework import BookNotSynced, OrderFill, OrderRejected, Strategy
+from framework import BookNotSynced, OrderFill, OrderRejected, Side, Strategy
 
 
 class MarketMaker(Strategy):
@@ -23,14 +26,16 @@ class MarketMaker(Strategy):
         inst = self.instrument(self.venue, self.symbol)
         self.tick = inst.tick if inst and inst.tick else Decimal(str(p.get("tick", "0.01")))
         self.quoted_mid: Decimal | None = None
+        self.post_only = self.capabilities(self.venue).post_only
         self.every(float(p.get("refresh_s", 0.5)), self.requote)
 
     def requote(self) -> None:
         try:
-            mid = self.book(self.venue, self.symbol).mid()
+            book = self.book(self.venue, self.symbol)
+            mid, best_bid, best_ask = book.mid(), book.best_bid(), book.best_ask()
         except BookNotSynced:
             return  # never quote off a book we cannot trust
-        if mid is None:
+        if mid is None or best_bid is None or best_ask is None:
             return
         working = self.open_orders(self.venue, self.symbol)
         sides = {o.side for o in working}
@@ -45,10 +50,15 @@ class MarketMaker(Strategy):
         offset = mid * self.half_spread_bps / Decimal(10_000)
         bid = ((mid - offset) / self.tick).to_integral_value(ROUND_FLOOR) * self.tick
         ask = ((mid + offset) / self.tick).to_integral_value(ROUND_CEILING) * self.tick
+        # never at or through the other side: a maker quote, post-only or not
+        bid = self.venue_price(self.venue, self.symbol, min(bid, best_ask[0] - self.tick), Side.BUY)
+        ask = self.venue_price(
+            self.venue, self.symbol, max(ask, best_bid[0] + self.tick), Side.SELL
+        )
         if inventory + self.size <= self.max_inventory:
-            self.buy(self.venue, self.symbol, self.size, bid, post_only=True)
+            self.buy(self.venue, self.symbol, self.size, bid, post_only=self.post_only)
         if inventory - self.size >= -self.max_inventory:
-            self.sell(self.venue, self.symbol, self.size, ask, post_only=True)
+            self.sell(self.venue, self.symbol, self.size, ask, post_only=self.post_only)
         self.quoted_mid = mid
 
     def on_filled(self, event: OrderFill) -> None:

@@ -179,3 +179,51 @@ def test_parse_resolves_venues_through_the_catalog_it_is_given() -> None:
         config.parse({"venue_impls": {}, "venues": {"toy": {}}}, catalog)
     # the registry's catalogue resolves the real venues the same way
     assert parse(with_paxos()).venue_impls == {"paxos": CATALOG.load("paxos")}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (with_paxos(botrun={"duration_s": -1}), "botrun.duration_s: must not be negative"),
+        (with_paxos(risk={"max_position": "-1"}), "risk.max_position: must be positive"),
+        (with_paxos(risk={"max_open_orders": 0}), "risk.max_open_orders: must be positive"),
+        (with_paxos(risk={"max_loss": "-5"}), "risk.max_loss: must not be negative"),
+        (with_paxos(paper={"taker_fee_rate": "1.5"}), "paper.taker_fee_rate: must be a fraction"),
+        (with_paxos(paper={"latency_ms": -3}), "paper.latency_ms: must not be negative"),
+        (
+            with_paxos(paper={"balances": {"USD": "-10"}}),
+            "paper.balances.USD: must not be negative",
+        ),
+        (
+            {"venues": {"paxos": {"markets": "BTCUSD"}}},
+            'venues.paxos.markets: must be a list, e.g. markets = ["BTCUSD"]',
+        ),
+        ({"venues": {"paxos": {"request_timeout_s": 0}}}, "venues.paxos.request_timeout_s"),
+        (
+            with_paxos(botrun={"mode": "yolo"}),
+            "botrun.mode: must be one of 'paper', 'sandbox', 'live' (got 'yolo')",
+        ),
+        (
+            {"venues": {"paxos": {"endpoint": "prod"}}},
+            "venues.paxos.endpoint: must be one of 'sim', 'sandbox', 'production' (got 'prod')",
+        ),
+    ],
+)
+def test_values_are_checked_for_sense_not_only_type(raw: dict[str, Any], message: str) -> None:
+    got = error_of(raw)
+    assert got.startswith(message), got
+    assert "typing" not in got
+
+
+def test_a_negative_maker_fee_is_a_rebate_and_allowed() -> None:
+    cfg = parse(with_paxos(paper={"maker_fee_rate": "-0.0001"}))
+    assert cfg.paper.maker_fee_rate == D("-0.0001")
+
+
+def test_quickstart_balances_cover_the_examples() -> None:
+    # the market maker quotes `size` on both sides at once: the shipped balances must pay for
+    # both quotes (and the taker's orders) at the simulator's prices, with room to spare
+    cfg = load(REPO / "config.toml")
+    size = D(str(cfg.strategy.params["size"]))
+    assert cfg.paper.balances["BTC"] >= 10 * size
+    assert cfg.paper.balances["USD"] >= 10 * size * D("100000")

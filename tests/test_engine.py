@@ -9,6 +9,9 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+import trio
+
 from framework.events import (
     BookSnapshot,
     BookStatus,
@@ -17,6 +20,7 @@ from framework.events import (
     OrderType,
     Side,
     TimeInForce,
+    VenueState,
     VenueStatus,
 )
 from framework.strategy import Strategy
@@ -225,3 +229,200 @@ def test_framework_run_runs_a_strategy_against_the_paxos_simulator() -> None:
     # accepted, then cancelled by the shutdown (cancel_all_on_shutdown)
     assert summary["orders"] == {"CANCELLED": 1}
     assert strategy.handle.status is S.CANCELLED
+
+
+# --- the kill switch halts ----------------------------------------------------------------------
+
+
+class KillListener(Strategy):
+    def on_start(self) -> None:
+        self.kills: list[str] = []
+        self.statuses: list[VenueStatus] = []
+
+    def on_kill_switch(self, reason: str) -> None:
+        self.kills.append(reason)
+
+    def on_venue_status(self, event: VenueStatus) -> None:
+        self.statuses.append(event)
+
+
+async def _kill_by_fee(engine, strategy: KillListener):
+    book = engine.book("paxos", "BTCUSD")
+    await until(engine, lambda: book.is_synced, "synced")
+    resting = strategy.buy("paxos", "BTCUSD", Decimal("0.001"), book.best_bid()[0] - 100)
+    await until(engine, lambda: resting.status is S.ACCEPTED, "resting")
+    # a taker fill pays a fee: the loss passes max_loss
+    strategy.buy("paxos", "BTCUSD", Decimal("0.001"))
+    await until(engine, lambda: bool(strategy.kills), "kill switch told")
+    return resting
+
+
+async def test_kill_switch_cancels_tells_the_strategy_stops_and_is_in_the_summary() -> None:
+    listener = KillListener()
+    async with running(paper(max_loss="0.01"), [listener]) as engine:
+        resting = await _kill_by_fee(engine, listener)
+        assert listener.kills == ["loss above max_loss 0.01"]
+        halted = [s for s in listener.statuses if s.state is VenueState.HALTED]
+        assert halted and "kill switch" in halted[0].reason
+        with trio.fail_after(20):
+            await engine.finished.wait()  # the run ends by itself
+        assert resting.status is S.CANCELLED
+        summary = engine.final_summary
+        assert summary["kill_switch"] == "loss above max_loss 0.01"
+        assert summary["halt_reasons"] == ["kill switch: loss above max_loss 0.01"]
+        # without flatten_on_kill the position is left for the operator
+        assert engine.portfolio.position("paxos", "BTCUSD") == Decimal("0.001")
+
+
+async def test_kill_switch_flattens_positions_when_configured() -> None:
+    listener = KillListener()
+    async with running(paper(max_loss="0.01", flatten_on_kill=True), [listener]) as engine:
+        await _kill_by_fee(engine, listener)
+        await until(
+            engine,
+            lambda: engine.portfolio.position("paxos", "BTCUSD") == 0,
+            "flattened",
+        )
+        assert engine.risk.kill_reason == "loss above max_loss 0.01"
+
+
+class FailsToStart(Strategy):
+    def on_start(self) -> None:
+        raise RuntimeError("cannot start")
+
+
+async def test_on_start_raising_aborts_the_run() -> None:
+    from framework.engine import Engine, StrategyStartError
+
+    engine = Engine(paper(), [FailsToStart()])
+    with trio.fail_after(20):
+        try:
+            await engine.run(duration_s=3600)
+        except BaseException as exc:  # trio may wrap it in a group
+            leaf = exc
+            while isinstance(leaf, BaseExceptionGroup):
+                (leaf,) = leaf.exceptions
+            assert isinstance(leaf, StrategyStartError) and "cannot start" in str(leaf)
+        else:
+            raise AssertionError("the run went on after on_start raised")
+
+
+async def test_fail_fast_stops_the_run_at_the_first_handler_error() -> None:
+    cfg = paper()
+    cfg.botrun.fail_fast = True
+    bad = Raiser()
+    async with running(cfg, [bad]) as engine:
+        with trio.fail_after(20):
+            await engine.finished.wait()  # the first error ended the run
+        summary = engine.final_summary
+        assert summary["handler_errors"] == {"Raiser": 1}
+        assert summary["halt_reasons"][0].startswith("--fail-fast: strategy Raiser")
+
+
+async def test_a_handler_raising_on_every_event_logs_a_few_tracebacks_then_counts() -> None:
+    from structlog.testing import capture_logs
+
+    bad = Raiser()
+    with capture_logs() as logs:
+        async with running(paper(), [bad]) as engine:
+            sim = engine.simulators["paxos"].simulator
+            await until(engine, lambda: bad.books >= 1, "books")
+            sim.markets["BTCUSD"].steps(30)
+            await until(engine, lambda: bad.books >= 12, "more books")
+    raised = [e for e in logs if e["event"] == "handler raised; isolated"]
+    counted = [e for e in logs if e["event"] == "handler keeps raising; tracebacks suppressed"]
+    assert len(raised) == 3 and all(e.get("exc_info") for e in raised)
+    assert [e["errors"] for e in counted][:1] == [10]
+
+
+class Slow(Strategy):
+    def on_book(self, event) -> None:
+        self.clock[0] += 0.5  # the fake clock says this call took 500 ms
+
+
+async def test_a_handler_blocking_the_loop_is_warned_about_by_name() -> None:
+    from structlog.testing import capture_logs
+
+    from framework.engine import Engine
+
+    slow = Slow()
+    slow.clock = [0.0]
+    engine = Engine(paper(), [slow])
+    engine.core.perf = lambda: slow.clock[0]
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(engine.run, 0)
+            await engine.started.wait()
+            await until(engine, lambda: engine.core.slow_handlers, "slow handler seen")
+            nursery.cancel_scope.cancel()
+    warned = [e for e in logs if e["event"] == "handler blocked the event loop"]
+    assert warned and warned[0]["handler"] == "Slow.on_book" and warned[0]["took_ms"] == 500.0
+    assert warned[0]["strategy"] == "Slow"
+
+
+# --- the example strategies run on every venue, in paper and sandbox ----------------------------
+
+VENUE_MARKETS = {
+    "paxos": "BTCUSD",
+    "powertrade": "BTC-USD",
+    "opentrade": "BTC/USD",
+    "roxom": "US500-BTC",
+}
+
+
+def _example(name: str) -> type[Strategy]:
+    from framework.tools.loader import load_strategy_class
+
+    return load_strategy_class(str(REPO / "strategies" / f"{name}.py"))
+
+
+@pytest.mark.parametrize("mode", ["paper", "sandbox"])
+@pytest.mark.parametrize("venue", sorted(VENUE_MARKETS))
+async def test_the_market_maker_quotes_on_every_venue(
+    venue: str, mode: str, tmp_path: Path
+) -> None:
+    cfg = config(
+        {venue: {"endpoint": "sim", "markets": [VENUE_MARKETS[venue]], "sim_seed": 3}},
+        botrun={"mode": mode},
+        # quotes stay put once placed (no requote races): this test is about what is accepted
+        strategy={"params": {"size": "0.002", "refresh_s": 0.2, "requote_ticks": 10**9}},
+        risk={"max_order_notional": "1000000"},
+    )
+    mm = _example("market_maker")(cfg.strategy.params)
+    rejected: list[str] = []
+    async with running(cfg, [mm], journal_path=str(tmp_path / "journal.sqlite")) as engine:
+        engine.bus.subscribe(
+            OrderEvent,
+            lambda e: rejected.append(e.reason) if type(e).__name__ == "OrderRejected" else None,
+            owner="test",
+        )
+
+        def quoting() -> bool:
+            sides = {o.side for o in engine.orders.open_orders(venue) if o.status is S.ACCEPTED}
+            return sides == {Side.BUY, Side.SELL}
+
+        await until(engine, quoting, f"two-sided quotes on {venue} ({mode})")
+        # nothing refused before leaving, nothing the venue refused for what the order was
+        # (a quote's cancel racing its fill is the lifecycle's business, not this test's)
+        assert engine.orders.counts["refused"] == 0
+        words = ("post", "digits", "take", "time in force", "insufficient", "precision")
+        assert [r for r in rejected if any(w in (r or "").lower() for w in words)] == []
+        quotes = engine.orders.open_orders(venue)
+        # post-only exactly where the venue has it
+        assert {o.post_only for o in quotes} == {engine.core.capabilities(venue).post_only}
+
+
+@pytest.mark.parametrize("mode", ["paper", "sandbox"])
+@pytest.mark.parametrize("venue", sorted(VENUE_MARKETS))
+async def test_the_taker_fills_on_every_venue(venue: str, mode: str, tmp_path: Path) -> None:
+    cfg = config(
+        {venue: {"endpoint": "sim", "markets": [VENUE_MARKETS[venue]], "sim_seed": 3}},
+        botrun={"mode": mode},
+        strategy={"params": {"size": "0.002", "interval_s": 0.2}},
+        risk={"max_order_notional": "1000000"},
+    )
+    taker = _example("taker")(cfg.strategy.params)
+    async with running(cfg, [taker], journal_path=str(tmp_path / "journal.sqlite")) as engine:
+        await until(engine, lambda: engine.portfolio.fill_count >= 2, f"fills on {venue}")
+        assert engine.orders.counts["refused"] == 0
+        assert engine.orders.state_counts().get("REJECTED", 0) == 0

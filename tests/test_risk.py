@@ -258,3 +258,39 @@ def test_a_fill_that_takes_the_loss_past_max_loss_engages_the_kill_switch() -> N
     pnl[0] = D("-1.01")
     risk.after_fill(position("1"))
     assert risk.halted == "loss above max_loss 1" and len(kills) == 1
+
+
+def test_venue_capabilities_are_checked_before_any_limit() -> None:
+    from framework.venues import load_venue
+
+    caps = {"powertrade": load_venue("powertrade").capabilities}
+    risk = RiskManager(
+        RiskConfig(),
+        position=lambda v, s: D(0),
+        open_orders=lambda v, s: [],
+        book=lambda v, s: None,
+        clock=lambda: 0.0,
+        capabilities=caps.get,
+    )
+    o = order()
+    o.venue, o.post_only = "powertrade", True
+    assert risk.check(o) == (
+        "powertrade has no post-only orders (quote a limit that does not cross instead)"
+    )
+    o.post_only = False
+    assert risk.check(o) is None
+    unknown = order()  # a venue with no declaration: nothing refused on its account
+    assert risk.check(unknown) is None
+
+
+def test_while_flattening_only_reducing_orders_pass_the_kill_switch() -> None:
+    w = World()
+    w.positions[(VENUE, SYM)] = D("2")
+    assert w.risk.breach("test")
+    w.risk.flattening = True
+    assert w.risk.check(order(Side.SELL, "2")) is None  # closes the long
+    assert "kill switch" in (w.risk.check(order(Side.SELL, "3")) or "")  # would flip it
+    assert "kill switch" in (w.risk.check(order(Side.BUY, "1")) or "")  # adds to it
+    w.risk.flattening = False
+    assert "kill switch" in (w.risk.check(order(Side.SELL, "2")) or "")
+    assert w.risk.kill_reason == "test"

@@ -17,6 +17,10 @@ import structlog
 
 log = structlog.get_logger("botrun.bus")
 
+# a handler that raises on every event would print a traceback per event: the first few are
+# logged in full, then one line at each power of ten of the owner's error count
+TRACEBACKS_PER_OWNER = 3
+
 Handler = Callable[[Any], None]
 
 
@@ -36,6 +40,8 @@ class Bus:
         # resolved once per type (MRO walk); plain tuples: the hot path unpacks them in C
         self._routes: dict[type, tuple[tuple[Handler, str | None, str | None, str], ...]] = {}
         self.handler_errors: Counter[str] = Counter()
+        # called after a handler raised (owner, exception): the engine's `--fail-fast` stops there
+        self.on_handler_error: Callable[[str, BaseException], None] | None = None
 
     def subscribe(
         self,
@@ -76,15 +82,26 @@ class Bus:
                     continue
             try:
                 handler(event)
-            except Exception:
-                self._isolate(owner, event)
+            except Exception as exc:
+                self._isolate(owner, event, exc)
 
-    def _isolate(self, owner: str, event: Any) -> None:
+    def _isolate(self, owner: str, event: Any, exc: BaseException) -> None:
         self.handler_errors[owner] += 1
-        log.exception(
-            "handler raised; isolated",
-            strategy=owner,
-            event_type=type(event).__name__,
-            venue=getattr(event, "venue", None),
-            symbol=getattr(event, "symbol", None),
-        )
+        n = self.handler_errors[owner]
+        where = {
+            "strategy": owner,
+            "event_type": type(event).__name__,
+            "venue": getattr(event, "venue", None),
+            "symbol": getattr(event, "symbol", None),
+        }
+        if n <= TRACEBACKS_PER_OWNER:
+            log.exception("handler raised; isolated", **where)
+        elif str(n).rstrip("0") == "1":
+            log.error(
+                "handler keeps raising; tracebacks suppressed",
+                errors=n,
+                error=f"{type(exc).__name__}: {exc}",
+                **where,
+            )
+        if self.on_handler_error is not None:
+            self.on_handler_error(owner, exc)

@@ -7,6 +7,13 @@ through it, and when the book crosses it. Stop orders wait, accepted, until a pu
 at or through their stop price, then work as a market (STOP_MARKET) or limit (STOP_LIMIT) order
 against the book of that moment. Paper fills produce the same execution reports, hence the same
 order events, as real ones.
+
+The broker refuses what its venue refuses: the venue's declared `Capabilities` (post-only,
+modify, order types, time in force; the same checks also run before an order leaves, in risk),
+and what the account cannot pay for. A spot venue needs the quote to pay (price x quantity plus
+the taker fee) or the base to deliver, net of what open orders already reserve; a margin venue
+(Roxom's perpetuals) needs the order's initial margin (reference price x quantity / leverage)
+free of what positions and open orders use, as the venue's simulator checks it.
 """
 
 from __future__ import annotations
@@ -34,8 +41,10 @@ from framework.events import (
     Side,
     TimeInForce,
 )
+from framework.execution.checks import capability_refusal, modify_capability_refusal
+from framework.execution.fill_models import LatencyModel, QueueModel
 from framework.model import Instrument, Order
-from framework.venue import ExecutionClient
+from framework.venue import Capabilities, ExecutionClient
 
 log = structlog.get_logger("botrun.paper")
 _ZERO = Decimal(0)
@@ -60,6 +69,8 @@ class _Resting:
     # displayed liquidity this order already filled against, by price: paper fills never
     # remove it from the real feed, so it must not fill the same order twice
     consumed: dict[Decimal, Decimal] = attrs.Factory(dict)
+    # displayed size at our price when last seen (the queue model needs the change)
+    level: Decimal = _ZERO
 
 
 class PaperBroker(ExecutionClient):
@@ -75,15 +86,28 @@ class PaperBroker(ExecutionClient):
         *,
         book: Callable[[str], OrderBook | None],
         instruments: dict[str, Instrument],
+        capabilities: Capabilities | None = None,
     ) -> None:
         self.venue = venue
         self.cfg = cfg
+        # what the venue takes; permissive if it declares nothing
+        self.capabilities = capabilities or Capabilities()
+        # margin accounts: signed size and average entry per symbol (the venue's positions)
+        self._positions: dict[str, tuple[Decimal, Decimal]] = {}
         self._book = book
         self._instruments = instruments
         self._resting: dict[str, dict[str, _Resting]] = {}  # symbol -> coid -> resting
         self._stops: dict[str, dict[str, Order]] = {}  # symbol -> coid -> untriggered stop
         self._fill_ids = itertools.count(1)
         self.balances: dict[str, Decimal] = dict(cfg.balances)
+        # realism hooks (framework/execution/fill_models.py); None: fixed latency_ms, and the
+        # queue ahead only shrinks to the level's size
+        self.latency_model: LatencyModel | None = None
+        self.queue_model: QueueModel | None = None
+
+    def _latency_s(self) -> float:
+        model = self.latency_model
+        return self.cfg.latency_ms / 1000 if model is None else model.sample_s()
 
     async def run(self) -> None:
         for asset in sorted(self.balances):
@@ -93,12 +117,18 @@ class PaperBroker(ExecutionClient):
     # --- ExecutionClient ---------------------------------------------------------------------
 
     async def submit(self, order: Order) -> ExecutionReport | None:
-        await trio.sleep(self.cfg.latency_ms / 1000)
+        await trio.sleep(self._latency_s())
         book = self._book(order.symbol)
         if book is None or not book.is_synced:
             raise OrderRefused("paper: no synced book to fill against")
+        refusal = capability_refusal(order, self.capabilities)
+        if refusal is not None:
+            raise OrderRefused(refusal)
         if order.post_only and order.type is OrderType.LIMIT and self._crosses(order, book):
             raise OrderRefused("post-only order would take liquidity")
+        refusal = self._funds_refusal(order, book)
+        if refusal is not None:
+            raise OrderRefused(refusal)
         self._report(
             ExecutionReport(
                 self.venue,
@@ -114,7 +144,7 @@ class PaperBroker(ExecutionClient):
         return None
 
     async def cancel(self, order: Order) -> ExecutionReport | None:
-        await trio.sleep(self.cfg.latency_ms / 1000)
+        await trio.sleep(self._latency_s())
         resting = self._resting.get(order.symbol, {}).pop(order.client_order_id, None)
         stop = self._stops.get(order.symbol, {}).pop(order.client_order_id, None)
         if resting is None and stop is None:
@@ -130,6 +160,32 @@ class PaperBroker(ExecutionClient):
                         self._report(
                             ExecutionReport(self.venue, coid, status=OrderStatus.CANCELLED)
                         )
+
+    async def modify(
+        self, order: Order, price: Decimal | None, quantity: Decimal | None
+    ) -> ExecutionReport | None:
+        """Amend a resting order where the venue supports it (its queue place is lost)."""
+        await trio.sleep(self.cfg.latency_ms / 1000)
+        refusal = modify_capability_refusal(self.venue, price, self.capabilities)
+        if refusal is not None:
+            raise OrderRefused(refusal)
+        rest = self._resting.get(order.symbol, {}).get(order.client_order_id)
+        if rest is None:
+            raise OrderRefused(f"paper: {order.client_order_id} is not resting")
+        new_price = order.price if price is None else price
+        new_qty = order.quantity if quantity is None else quantity
+        if new_qty <= order.filled_qty:
+            raise OrderRefused("quantity must stay above the filled quantity")
+        book = self._book(order.symbol)
+        if book is not None and book.is_synced and new_price is not None:
+            rest.queue_ahead = book.size_at(order.side is Side.BUY, new_price)
+        return ExecutionReport(
+            self.venue,
+            order.client_order_id,
+            status=OrderStatus.PARTIALLY_FILLED if order.filled_qty else OrderStatus.ACCEPTED,
+            price=new_price,
+            quantity=new_qty,
+        )
 
     async def query_order(self, order: Order) -> ExecutionReport | None:
         coid = order.client_order_id
@@ -180,6 +236,8 @@ class PaperBroker(ExecutionClient):
             if not (through or at):
                 continue
             if at:
+                # the book will show this trade as a smaller level: not a cancellation
+                rest.level = max(_ZERO, rest.level - left)
                 eaten = min(rest.queue_ahead, left)
                 rest.queue_ahead -= eaten
                 left -= eaten
@@ -220,9 +278,14 @@ class PaperBroker(ExecutionClient):
             order = rest.order
             assert order.price is not None
             # cancellations ahead of us shrink the level; we cannot be further back than it is
-            rest.queue_ahead = min(
-                rest.queue_ahead, book.size_at(order.side is Side.BUY, order.price)
-            )
+            size = book.size_at(order.side is Side.BUY, order.price)
+            if self.queue_model is None:
+                rest.queue_ahead = min(rest.queue_ahead, size)
+            else:
+                rest.queue_ahead = self.queue_model.after_level_change(
+                    rest.queue_ahead, rest.level, size
+                )
+            rest.level = size
             if self._crosses(order, book):
                 # the market traded through our price: we would have been hit at our price,
                 # by liquidity we have not already filled against
@@ -236,6 +299,86 @@ class PaperBroker(ExecutionClient):
                 self._fill(order, order.price, qty, Liquidity.MAKER)
                 if order.remaining <= 0:
                     resting.pop(order.client_order_id, None)
+
+    # --- funds ---------------------------------------------------------------------------------
+
+    def _working(self) -> list[Order]:
+        orders = [r.order for rest in self._resting.values() for r in rest.values()]
+        return orders + [o for stops in self._stops.values() for o in stops.values()]
+
+    def _estimate(self, order: Order, book: OrderBook) -> Decimal | None:
+        """What the order pays per unit at worst: its limit, its trigger, or the book's walk."""
+        if order.price is not None:
+            return order.price
+        if order.type is OrderType.STOP_MARKET and order.stop_price is not None:
+            return order.stop_price
+        levels = book.asks() if order.side is Side.BUY else book.bids()
+        left, cost = order.quantity, _ZERO
+        for price, size in levels:
+            take = min(left, size)
+            cost += take * price
+            left -= take
+            if left <= 0:
+                return cost / order.quantity
+        return levels[-1][0] if levels else None
+
+    def _reserved(self, asset: str) -> Decimal:
+        """What open orders hold of `asset` on a spot account."""
+        total = _ZERO
+        fee = 1 + max(self.cfg.taker_fee_rate, self.cfg.maker_fee_rate, _ZERO)
+        for o in self._working():
+            inst = self._instruments.get(o.symbol)
+            if inst is None:
+                continue
+            if o.side is Side.BUY and inst.quote == asset:
+                price = o.price if o.price is not None else o.stop_price
+                total += (price or _ZERO) * o.remaining * fee
+            elif o.side is Side.SELL and inst.base == asset:
+                total += o.remaining
+        return total
+
+    def _margin_used(self) -> Decimal:
+        lev = self.capabilities.leverage
+        used = sum((abs(q) * avg / lev for q, avg in self._positions.values()), _ZERO)
+        for o in self._working():
+            price = o.price if o.price is not None else o.stop_price
+            if price is not None:
+                used += o.remaining * price / lev
+        return used
+
+    def _funds_refusal(self, order: Order, book: OrderBook) -> str | None:
+        inst = self._instruments.get(order.symbol)
+        if inst is None:
+            return None
+        price = self._estimate(order, book)
+        if price is None:
+            return "paper: no price to execute against"
+        if self.capabilities.account == "margin":
+            qty, _ = self._positions.get(order.symbol, (_ZERO, _ZERO))
+            signed = order.quantity if order.side is Side.BUY else -order.quantity
+            if qty != 0 and (qty > 0) != (signed > 0) and abs(signed) <= abs(qty):
+                return None  # reducing a position frees margin
+            needed = price * order.quantity / self.capabilities.leverage
+            free = self.balances.get(inst.quote, _ZERO) - self._margin_used()
+            if needed > free:
+                return (
+                    f"insufficient balance: margin {needed} {inst.quote} above free {free}"
+                    f" (leverage {self.capabilities.leverage})"
+                )
+            return None
+        if order.side is Side.BUY:
+            fee = 1 + max(self.cfg.taker_fee_rate, self.cfg.maker_fee_rate, _ZERO)
+            needed = price * order.quantity * fee
+            free = self.balances.get(inst.quote, _ZERO) - self._reserved(inst.quote)
+            if needed > free:
+                return f"insufficient funds: {needed} {inst.quote} needed, {free} available"
+        else:
+            free = self.balances.get(inst.base, _ZERO) - self._reserved(inst.base)
+            if order.quantity > free:
+                return (
+                    f"insufficient funds: {order.quantity} {inst.base} to deliver, {free} available"
+                )
+        return None
 
     # --- mechanics ---------------------------------------------------------------------------
 
@@ -265,7 +408,7 @@ class PaperBroker(ExecutionClient):
             return
         ahead = book.size_at(order.side is Side.BUY, order.price)
         self._resting.setdefault(order.symbol, {})[order.client_order_id] = _Resting(
-            order, ahead, consumed
+            order, ahead, consumed, ahead
         )
 
     @staticmethod
@@ -318,7 +461,13 @@ class PaperBroker(ExecutionClient):
         rate = self.cfg.maker_fee_rate if liquidity is Liquidity.MAKER else self.cfg.taker_fee_rate
         fee = price * qty * rate
         inst = self._instruments.get(order.symbol)
-        if inst is not None:
+        if inst is not None and self.capabilities.account == "margin":
+            # a perpetual: the position changes, the wallet (in quote) takes PnL and fees
+            signed = qty if order.side is Side.BUY else -qty
+            self.balances[inst.quote] = (
+                self.balances.get(inst.quote, _ZERO) + self._settle(order.symbol, signed, price)
+            ) - fee
+        elif inst is not None:
             signed = qty if order.side is Side.BUY else -qty
             self.balances[inst.base] = self.balances.get(inst.base, _ZERO) + signed
             self.balances[inst.quote] = self.balances.get(inst.quote, _ZERO) - signed * price - fee
@@ -335,8 +484,29 @@ class PaperBroker(ExecutionClient):
             )
         )
         if inst is not None:
-            self._publish_balance(inst.base)
+            if self.capabilities.account != "margin":
+                self._publish_balance(inst.base)
             self._publish_balance(inst.quote)
+
+    def _settle(self, symbol: str, signed: Decimal, price: Decimal) -> Decimal:
+        """Apply a fill to a margin position; returns the PnL it realized (quote units)."""
+        qty, avg = self._positions.get(symbol, (_ZERO, _ZERO))
+        pnl = _ZERO
+        if qty == 0 or (qty > 0) == (signed > 0):
+            total = qty + signed
+            avg = (avg * abs(qty) + price * abs(signed)) / abs(total)
+            qty = total
+        else:
+            closing = min(abs(qty), abs(signed))
+            pnl = (price - avg) * closing * (1 if qty > 0 else -1)
+            new = qty + signed
+            if new == 0:
+                avg = _ZERO
+            elif (new > 0) != (qty > 0):
+                avg = price
+            qty = new
+        self._positions[symbol] = (qty, avg)
+        return pnl
 
     def _report(self, report: ExecutionReport) -> None:
         if self.ctx is not None:
@@ -344,6 +514,10 @@ class PaperBroker(ExecutionClient):
 
     def _publish_balance(self, asset: str) -> None:
         if self.ctx is not None:
-            self.ctx.publish(
-                Balance(self.venue, asset, self.balances[asset], _ZERO, time.time_ns())
+            total = self.balances.get(asset, _ZERO)
+            locked = (
+                min(total, self._reserved(asset))
+                if self.capabilities.account != "margin"
+                else _ZERO
             )
+            self.ctx.publish(Balance(self.venue, asset, total - locked, locked, time.time_ns()))

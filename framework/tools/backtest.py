@@ -40,13 +40,22 @@ import trio.testing
 from framework.config import Config
 from framework.engine import Core, http_client
 from framework.errors import FrameError
-from framework.events import OrderFill
+from framework.events import (
+    BookDelta,
+    BookSnapshot,
+    OrderEvent,
+    OrderFill,
+    Position,
+    PublicTrade,
+    VenueStatus,
+)
+from framework.execution.fill_models import LatencyModel, QueueModel, latency_model, queue_model
 from framework.execution.handle import ClientOrderIds
 from framework.model import Instrument
 from framework.strategy import Strategy
 from framework.tools.record import BINARY, CONN, RECORD_HEADER, TEXT, RecordReader
 from framework.tools.replay_clock import ReplayClock, Wakeups, deterministic_scheduling
-from framework.tools.results import BacktestResult, FillRecord
+from framework.tools.results import BacktestResult, FillRecord, MarketTables
 from framework.venue import Stream
 from framework.venues import parse_config
 
@@ -100,8 +109,18 @@ class Backtest:
         sample_interval_s: float = 1.0,
         progress: Callable[[dict[str, Any]], None] | None = None,
         use_simulator_streams: bool = False,
+        latency: dict[str, LatencyModel] | None = None,
+        queue: QueueModel | None = None,
+        market_tables: MarketTables | None = None,
+        max_frames: int | None = None,
     ) -> None:
         self.config = config
+        self.max_frames = max_frames
+        self.latency_models = latency or {}
+        self.queue_model = queue
+        self.market_tables = market_tables
+        self.orders: list[tuple[Any, ...]] = []
+        self.positions: list[tuple[Any, ...]] = []
         self.strategies = strategies
         self.clock = clock
         self._wall_offset_ns = 0
@@ -148,10 +167,22 @@ class Backtest:
                 i["symbol"]: Instrument(**_decimals(i)) for i in vmeta.get("instruments", [])
             }
             core.orders.add_instruments(instruments)
-            core.add_client(name, core.paper_broker(name, instruments))
+            broker = core.paper_broker(name, instruments)
+            broker.latency_model = self.latency_models.get(name)
+            broker.queue_model = self.queue_model
+            core.add_client(name, broker)
             for stream in await self._replay_streams(name, vcfg, vmeta.get("streams", [])):
                 self._add_replay_stream(stream)
         core.bus.subscribe(OrderFill, self._on_fill, owner="backtest")
+        core.bus.subscribe(OrderEvent, self._on_order, owner="backtest")
+        core.bus.subscribe(Position, self._on_position, owner="backtest")
+        tables = self.market_tables
+        if tables is not None:
+            core.bus.subscribe(BookSnapshot, tables.on_book, owner="export")
+            core.bus.subscribe(BookDelta, tables.on_book, owner="export")
+            core.bus.subscribe(PublicTrade, tables.on_trade, owner="export")
+            core.bus.subscribe(VenueStatus, tables.on_status, owner="export")
+            tables.books = self.router.books
 
     async def _replay_streams(self, name: str, vcfg: Any, names: list[str]) -> list[Stream]:
         venue = self.config.venue_impls[name]
@@ -198,6 +229,38 @@ class Backtest:
                     str(event.quantity),
                     str(event.ts_ns),
                 ),
+                float(event.fee),
+                event.liquidity.value if event.liquidity else "",
+            )
+        )
+
+    def _on_order(self, event: OrderEvent) -> None:
+        order = self.core.orders.orders.get(event.client_order_id)
+        self.orders.append(
+            (
+                event.ts_ns,
+                event.venue,
+                event.symbol,
+                event.client_order_id,
+                type(event).__name__,
+                event.status.value,
+                order.side.value if order else "",
+                float(order.price) if order and order.price is not None else math.nan,
+                float(order.quantity) if order else math.nan,
+                float(order.filled_qty) if order else math.nan,
+                getattr(event, "reason", "") or "",
+            )
+        )
+
+    def _on_position(self, event: Position) -> None:
+        self.positions.append(
+            (
+                event.ts_ns,
+                event.venue,
+                event.symbol,
+                float(event.quantity),
+                float(event.avg_price),
+                float(event.realized_pnl),
             )
         )
 
@@ -262,7 +325,12 @@ class Backtest:
         progress = self.progress
         report_every = 16384
         started = time.perf_counter()
+        limit = self.max_frames if self.max_frames is not None else 1 << 62  # int compare
         for block in self.reader.blocks():
+            if frames >= limit:
+                break
+            if self.core.stop_asked:
+                break  # the kill switch (or --fail-fast) ended the run: as live, stop here
             pos, end = 0, len(block)
             while pos < end:
                 kind, conn, recv_ns, wall_ns, length = unpack(block, pos)
@@ -270,6 +338,8 @@ class Backtest:
                 payload = block[pos : pos + length]
                 pos += length
                 if kind >= TEXT:
+                    if frames >= limit:
+                        break
                     entry = conns.get(conn)
                     if entry is None:
                         self.unknown_conn_frames += 1
@@ -392,6 +462,7 @@ def backtest_config(meta: dict[str, Any], base: dict[str, Any] | None = None) ->
     """The run's config: `base` (a parsed config.toml as a dict, for strategy params, risk and
     paper settings) with the recorded venues, in paper mode."""
     raw = dict(base or {})
+    raw.pop("backtest", None)  # the realism models: run_backtest reads them, Config does not
     raw["venues"] = {name: v.get("config", {}) for name, v in meta["venues"].items()}
     botrun = dict(raw.get("botrun") or {})
     botrun["mode"] = "paper"
@@ -408,15 +479,47 @@ def run_backtest(
     sample_interval_s: float = 1.0,
     progress: Callable[[dict[str, Any]], None] | None = None,
     use_simulator_streams: bool = False,
+    latency: dict[str, LatencyModel] | None = None,
+    queue: QueueModel | str | None = None,
+    market_tables: bool = False,
+    max_frames: int | None = None,
+    strict: bool = False,
 ) -> BacktestResult:
     """Replay the recording at `data` (a file or a directory) through `strategies`.
 
     `config` is a raw config dict (as from config.toml) for strategy params, risk and paper
-    settings; its venues are replaced by the recorded ones. Call from outside trio.
+    settings; its venues are replaced by the recorded ones. Its optional `[backtest]` table sets
+    the realism models (framework/execution/fill_models.py), which `latency` (venue -> model)
+    and `queue` override:
+
+        [backtest]
+        queue = "proportional"            # or {kind = "power", power = 2}
+        [backtest.latency.paxos]
+        kind = "lognormal"                # fixed (ms) | lognormal (median_ms, sigma) | percentiles
+        median_ms = 8
+        sigma = 0.6
+
+    `max_frames` stops after that many frames (a short slice, for sweeps and tests).
+    `market_tables=True` also keeps the recording's normalized market tables (book deltas, top
+    of book, trades, venue status) for `result.tables()`. Call from outside trio; in a notebook:
+
+        from framework.tools.backtest import run_backtest
+        result = run_backtest("data/", [MyStrategy({"size": "0.01"})], seed=1)
+        frames = result.dataframes()   # {"fills": DataFrame, "equity": ..., ...} (pandas)
     """
-    reader = RecordReader(data)
+    reader = RecordReader(data, strict=strict)  # strict: a damaged block is an error
     cfg = backtest_config(reader.meta, config)
+    bt_cfg = (config or {}).get("backtest") or {}
+    models = {
+        name: latency_model(spec, seed=seed) for name, spec in (bt_cfg.get("latency") or {}).items()
+    }
+    models.update(latency or {})
+    if isinstance(queue, str):
+        queue = queue_model(queue)
+    if queue is None and bt_cfg.get("queue") is not None:
+        queue = queue_model(bt_cfg["queue"])
     clock = ReplayClock()
+    tables = MarketTables() if market_tables else None
     backtest = Backtest(
         reader,
         cfg,
@@ -426,6 +529,10 @@ def run_backtest(
         sample_interval_s=sample_interval_s,
         progress=progress,
         use_simulator_streams=use_simulator_streams,
+        latency=models,
+        queue=queue,
+        market_tables=tables,
+        max_frames=max_frames,
     )
     started = time.perf_counter()
     with deterministic_scheduling(seed):
@@ -436,6 +543,7 @@ def run_backtest(
         "frames": backtest.frames,
         "bad_frames": backtest.bad_frames,
         "torn_blocks": reader.torn_blocks,
+        "damaged": [d.describe() for d in reader.damaged],
         "files": len(reader.files),
         "seed": seed,
     }
@@ -454,4 +562,9 @@ def run_backtest(
             key: (tuple(book.bids()), tuple(book.asks())) if book.is_synced else ("unsynced",)
             for key, book in backtest.router.books.items()
         },
+        orders=backtest.orders,
+        positions=backtest.positions,
+        seed=seed,
+        params={s.name: dict(getattr(s, "params", {}) or {}) for s in strategies},
+        market=tables,
     )

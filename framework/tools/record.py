@@ -20,9 +20,14 @@ venue shrink 5-10x) and appended as one write:
   monotonic receive stamp (`recv_ns`, what the decoder got) and the wall clock (`wall_ns`).
 
 Crash safety: files are only appended to, one block per `write`, so a crash can only leave the
-last block short or garbled; its length and CRC do not check out and the reader stops there,
-counting it in `torn_blocks` (everything before it is intact). A crash loses at most the block
-being gathered (≤ `flush_interval_s` of data).
+last block short or garbled; its length and CRC do not check out and nothing good follows, so
+the reader ends there, counting it in `torn_blocks` (everything before it is intact). A crash
+loses at most the block being gathered (≤ `flush_interval_s` of data).
+
+Damage: a bad block *followed* by good ones (a flipped bit, a bad sector) is not an end. The
+reader resynchronises on the next block whose magic and CRC check out and reports what it lost
+(`RecordReader.damaged`: bytes, about how many frames, how much time); `strict=True` (`botrun
+backtest --strict`) makes it an error instead.
 
 Rotation: a new file (`<prefix>-000001.brec`, ...) once one exceeds `max_file_bytes`; each file
 starts with META and the CONN records of the connections still open, so every file can be read
@@ -234,15 +239,56 @@ def recording_files(path: str | Path) -> list[Path]:
     return [p]
 
 
-class RecordReader:
-    """Reads a recording. A torn or corrupt block ends that file's data (counted, skipped)."""
+@attrs.define
+class Damage:
+    """A damaged stretch of a recording, skipped: the reader resumed at the next good block."""
 
-    def __init__(self, path: str | Path) -> None:
+    path: str
+    offset: int  # where the damaged bytes start
+    skipped_bytes: int
+    # wall clock of the last record before and the first record after the gap (0 = unknown)
+    before_wall_ns: int = 0
+    after_wall_ns: int = 0
+    # frames lost: the damaged blocks' records cannot be read; estimated from the good blocks'
+    # average (records per block x blocks the damaged bytes would hold)
+    frames_lost_estimate: int = 0
+
+    @property
+    def seconds_lost(self) -> float | None:
+        if self.before_wall_ns and self.after_wall_ns:
+            return max(0.0, (self.after_wall_ns - self.before_wall_ns) / 1e9)
+        return None
+
+    def describe(self) -> str:
+        lost = self.seconds_lost
+        span = f"{lost:.3f} s of data" if lost is not None else "an unknown time span"
+        return (
+            f"{self.path}: damaged block at byte {self.offset}: {self.skipped_bytes:,} bytes"
+            f" skipped, about {self.frames_lost_estimate:,} frames and {span} lost"
+        )
+
+
+class RecordReader:
+    """Reads a recording. A block whose magic, lengths or CRC do not check out is damage: the
+    reader resynchronises on the next good block (magic, then a header whose CRC checks out) and
+    records what was lost in `damaged` (with `strict`, raises `RecordError` instead). A bad block
+    with no good block after it is a torn tail, the normal end of a file written by a process
+    that crashed: counted in `torn_blocks`, not damage."""
+
+    def __init__(self, path: str | Path, *, strict: bool = False) -> None:
         self.files = recording_files(path)
+        self.strict = strict
         self.torn_blocks = 0
         self.total_bytes = sum(f.stat().st_size for f in self.files)
         self.bytes_read = 0  # compressed bytes consumed so far (progress)
         self._meta: dict[str, Any] | None = None
+        # by (file, offset): reading the same file twice reports its damage once
+        self._damage: dict[tuple[str, int], Damage] = {}
+        self._records_per_block: list[int] = [0, 0]  # records, blocks (for the estimate)
+
+    @property
+    def damaged(self) -> list[Damage]:
+        return list(self._damage.values())
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -267,39 +313,101 @@ class RecordReader:
         for block in self.blocks():
             yield from iter_records(block)
 
+    @staticmethod
+    def _block_at(data: bytes | memoryview, pos: int) -> tuple[bytes, int] | None:
+        """The raw bytes of the intact block at `pos` and its size on disk, or None."""
+        hsize = BLOCK_HEADER.size
+        if pos + hsize > len(data):
+            return None
+        magic, raw_len, comp_len, crc = BLOCK_HEADER.unpack_from(data, pos)
+        if magic != BLOCK_MAGIC or pos + hsize + comp_len > len(data):
+            return None
+        comp = data[pos + hsize : pos + hsize + comp_len]
+        if zlib.crc32(comp) != crc:
+            return None
+        try:
+            raw = zlib.decompress(comp)
+        except zlib.error:
+            return None
+        if len(raw) != raw_len:
+            return None
+        return raw, hsize + comp_len
+
     def _file_blocks(self, path: Path, count: bool = True) -> Iterator[bytes]:
-        with open(path, "rb") as f:
-            if f.read(len(MAGIC)) != MAGIC:
-                raise RecordError(f"{path}: not a botrun recording")
-            if count:
-                self.bytes_read += len(MAGIC)
-            hsize = BLOCK_HEADER.size
-            while True:
-                header = f.read(hsize)
-                if not header:
-                    return  # clean end of file
-                if len(header) < hsize:
-                    self._torn(count)
+        data = path.read_bytes()
+        if data[: len(MAGIC)] != MAGIC:
+            raise RecordError(f"{path}: not a botrun recording")
+        if count:
+            self.bytes_read += len(MAGIC)
+        pos, end = len(MAGIC), len(data)
+        last_raw: bytes | None = None
+        sizes: list[int] = []
+        while pos < end:
+            found = self._block_at(data, pos)
+            if found is None:
+                nxt = self._resync(data, pos + 1)
+                if nxt is None:
+                    self._torn(count)  # nothing good follows: a torn tail
                     return
-                magic, raw_len, comp_len, crc = BLOCK_HEADER.unpack(header)
-                if magic != BLOCK_MAGIC:
-                    self._torn(count)
-                    return
-                comp = f.read(comp_len)
-                if len(comp) < comp_len or zlib.crc32(comp) != crc:
-                    self._torn(count)
-                    return
-                try:
-                    raw = zlib.decompress(comp)
-                except zlib.error:
-                    self._torn(count)
-                    return
-                if len(raw) != raw_len:
-                    self._torn(count)
-                    return
+                damage = self._note_damage(path, pos, nxt, last_raw, data, sizes)
+                if self.strict:
+                    raise RecordError(f"{damage.describe()} (--strict)")
                 if count:
-                    self.bytes_read += hsize + comp_len
-                yield raw
+                    self.bytes_read += nxt - pos
+                pos = nxt
+                continue
+            raw, size = found
+            sizes.append(size)
+            if count:
+                self.bytes_read += size
+            n = self._records_per_block
+            n[1] += 1
+            n[0] += sum(1 for _ in iter_records(raw)) if n[1] <= 64 else 0
+            last_raw = raw
+            pos += size
+            yield raw
+
+    def _resync(self, data: bytes, start: int) -> int | None:
+        """The offset of the next intact block at or after `start`, or None."""
+        pos = data.find(BLOCK_MAGIC, start)
+        while pos != -1:
+            if self._block_at(data, pos) is not None:
+                return pos
+            pos = data.find(BLOCK_MAGIC, pos + 1)
+        return None
+
+    def _note_damage(
+        self,
+        path: Path,
+        start: int,
+        resume: int,
+        last_raw: bytes | None,
+        data: bytes,
+        sizes: list[int],
+    ) -> Damage:
+        key = (str(path), start)
+        known = self._damage.get(key)
+        if known is not None:
+            return known
+        before = 0
+        if last_raw is not None:
+            for rec in iter_records(last_raw):
+                before = rec.wall_ns or before
+        after = 0
+        found = self._block_at(data, resume)
+        if found is not None:
+            for rec in iter_records(found[0]):
+                if rec.kind in (TEXT, BINARY):
+                    after = rec.wall_ns
+                    break
+        records, blocks = self._records_per_block
+        sampled = min(blocks, 64)
+        per_block = records / sampled if sampled else 0
+        avg_size = sum(sizes) / len(sizes) if sizes else resume - start
+        estimate = round(per_block * max(1.0, (resume - start) / avg_size)) if avg_size else 0
+        damage = Damage(str(path), start, resume - start, before, after, estimate)
+        self._damage[key] = damage
+        return damage
 
     def _torn(self, count: bool) -> None:
         if count:

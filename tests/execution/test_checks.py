@@ -15,6 +15,7 @@ from framework.events import (
     ExecutionReport,
     OrderRejected,
     OrderType,
+    Side,
     TimeInForce,
 )
 from framework.execution.journal import Journal
@@ -191,3 +192,116 @@ def test_submit_needs_a_running_manager() -> None:
     h = Harness(Journal(":memory:"), None, 1.0)
     with pytest.raises(RuntimeError, match="not running"):
         h.buy()
+
+
+# --- venue capabilities: declared once per venue, refused the same way in every mode ----------
+
+
+def _cap_order(venue: str, **kw: Any) -> Order:
+    fields: dict[str, Any] = {
+        "client_order_id": "c1",
+        "venue": venue,
+        "symbol": "X",
+        "side": Side.BUY,
+        "type": OrderType.LIMIT,
+        "quantity": D("0.01"),
+        "price": D("100"),
+    }
+    fields.update(kw)
+    return Order(**fields)
+
+
+def _caps(venue: str) -> Any:
+    from framework.venues import load_venue
+
+    return load_venue(venue).capabilities
+
+
+@pytest.mark.parametrize(
+    ("venue", "kw", "reason"),
+    [
+        # Power.Trade: no post-only field in new_order, no FOK, MARKET must be IOC
+        ("powertrade", {"post_only": True}, "powertrade has no post-only orders"),
+        ("powertrade", {"tif": TimeInForce.FOK}, "LIMIT orders take no FOK"),
+        (
+            "powertrade",
+            {"type": OrderType.MARKET, "price": None, "tif": TimeInForce.FOK},
+            "MARKET orders take no FOK (must be one of IOC)",
+        ),
+        ("powertrade", {"type": OrderType.STOP_MARKET, "price": None}, "does not take STOP_MARKET"),
+        # Paxos: no DAY; stops only as sell stop-loss (and the adapter sends no stops)
+        ("paxos", {"tif": TimeInForce.DAY}, "LIMIT orders take no DAY"),
+        (
+            "paxos",
+            {"type": OrderType.STOP_LIMIT, "stop_price": D("99")},
+            "does not take STOP_LIMIT",
+        ),
+        # Open Trade: 7 significant digits, 8 decimals
+        ("opentrade", {"price": D("123456.78")}, "more than 7 significant digits"),
+        ("opentrade", {"price": D("0.000000001")}, "more than 8 decimals"),
+        ("opentrade", {"quantity": D("0.000000001")}, "quantity 1E-9 has more than 8 decimals"),
+        # Roxom: gtc, ioc, gtd only
+        ("roxom", {"tif": TimeInForce.FOK}, "LIMIT orders take no FOK"),
+    ],
+)
+def test_capabilities_refuse_what_the_venue_refuses(
+    venue: str, kw: dict[str, Any], reason: str
+) -> None:
+    from framework.execution.checks import capability_refusal
+
+    refusal = capability_refusal(_cap_order(venue, **kw), _caps(venue))
+    assert refusal is not None and reason in refusal, refusal
+
+
+@pytest.mark.parametrize(
+    ("venue", "kw"),
+    [
+        ("paxos", {"post_only": True}),
+        ("paxos", {"type": OrderType.MARKET, "price": None, "tif": TimeInForce.IOC}),
+        ("opentrade", {"post_only": True, "price": D("123456.7")}),
+        ("opentrade", {"tif": TimeInForce.DAY}),
+        ("powertrade", {"tif": TimeInForce.DAY}),
+        ("roxom", {"type": OrderType.STOP_MARKET, "price": None, "stop_price": D("99")}),
+        ("roxom", {"post_only": True, "tif": TimeInForce.GTD}),
+    ],
+)
+def test_capabilities_let_through_what_the_venue_takes(venue: str, kw: dict[str, Any]) -> None:
+    from framework.execution.checks import capability_refusal
+
+    assert capability_refusal(_cap_order(venue, **kw), _caps(venue)) is None
+
+
+def test_declared_capabilities_follow_the_references() -> None:
+    assert not _caps("powertrade").post_only and not _caps("powertrade").modify
+    assert _caps("opentrade").modify and _caps("opentrade").price_significant_digits == 7
+    assert _caps("opentrade").price_max_decimals == 8
+    assert _caps("paxos").market_buy_sizing == "quote"
+    assert _caps("paxos").stop_market_sides == frozenset({Side.SELL})
+    assert _caps("roxom").account == "margin" and _caps("roxom").post_only
+
+
+def test_modify_is_refused_where_the_venue_has_none() -> None:
+    from framework.execution.checks import modify_capability_refusal
+
+    assert "does not support modifying" in modify_capability_refusal(
+        "powertrade", D("1"), _caps("powertrade")
+    )
+    assert modify_capability_refusal("opentrade", D("1234.567"), _caps("opentrade")) is None
+    assert "significant digits" in modify_capability_refusal(
+        "opentrade", D("1234.5678"), _caps("opentrade")
+    )
+
+
+def test_venue_price_rounds_passively_to_what_the_venue_keeps() -> None:
+    from framework.execution.checks import price_precision_refusal, venue_price
+    from framework.model import Instrument
+
+    ot = _caps("opentrade")
+    inst = Instrument("opentrade", "BTC/USD", "BTC", "USD", tick=D("0.01"))
+    bid = venue_price(D("123456.78"), ot, inst, passive_for=Side.BUY)
+    ask = venue_price(D("123456.71"), ot, inst, passive_for=Side.SELL)
+    assert (bid, ask) == (D("123456.7"), D("123456.8"))
+    assert price_precision_refusal(bid, ot) is None and price_precision_refusal(ask, ot) is None
+    px = _caps("paxos")
+    assert venue_price(D("100.013"), px, inst, passive_for=Side.BUY) == D("100.01")
+    assert venue_price(D("100.011"), px, inst, passive_for=Side.SELL) == D("100.02")

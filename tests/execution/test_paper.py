@@ -33,6 +33,7 @@ from framework.execution.journal import Journal
 from framework.execution.manager import OrderManager
 from framework.execution.paper import PaperBroker, PaperConfig
 from framework.model import Instrument, Order
+from framework.venue import Capabilities
 
 S = OrderStatus
 VENUE, SYM = "paxos", "BTCUSD"
@@ -81,6 +82,9 @@ class Setup:
         self,
         bids: tuple[tuple[D, D], ...] = levels(("99", "2"), ("98", "3")),
         asks: tuple[tuple[D, D], ...] = levels(("100", "1"), ("101", "2"), ("102", "5")),
+        balances: dict[str, D] | None = None,
+        capabilities: Capabilities | None = None,
+        instrument: Instrument | None = None,
     ) -> None:
         self.book = OrderBook(VENUE, SYM)
         assert self.book.apply_snapshot(BookSnapshot(VENUE, SYM, bids, asks, None, 0, 1))
@@ -89,13 +93,14 @@ class Setup:
             maker_fee_rate=MAKER,
             taker_fee_rate=TAKER,
             latency_ms=5.0,
-            balances={"USD": D("10000"), "BTC": D("1")},
+            balances=balances or {"USD": D("10000"), "BTC": D("1")},
         )
         self.broker = PaperBroker(
             VENUE,
             cfg,
             book=lambda s: self.book if s == SYM else None,
-            instruments={SYM: Instrument(VENUE, SYM, "BTC", "USD")},
+            instruments={SYM: instrument or Instrument(VENUE, SYM, "BTC", "USD")},
+            capabilities=capabilities,
         )
         self.broker.bind(self.ctx)
 
@@ -183,7 +188,7 @@ async def test_market_order_walks_levels_at_taker_fee(autojump_clock: MockClock)
 
 
 async def test_market_order_larger_than_book_cancels_the_rest(autojump_clock: MockClock) -> None:
-    s = Setup()
+    s = Setup(balances={"USD": D("10000"), "BTC": D("6")})
     o = s.order(Side.SELL, "6")
     await s.broker.submit(o)
     assert s.ctx.fills() == [
@@ -191,7 +196,7 @@ async def test_market_order_larger_than_book_cancels_the_rest(autojump_clock: Mo
         (D("98"), D("3"), Liquidity.TAKER),
     ]
     assert s.ctx.statuses()[-1] == (S.CANCELLED, "unfilled remainder of an immediate order")
-    assert s.broker.balances["BTC"] == D("-4")
+    assert s.broker.balances["BTC"] == D("1")  # 5 of the 6 sold
 
 
 async def test_limit_crossing_takes_up_to_its_price_then_rests(autojump_clock: MockClock) -> None:
@@ -436,7 +441,7 @@ async def test_stop_market_waits_for_a_trade_at_its_stop_then_takes(
 async def test_sell_stop_market_triggers_through_its_stop_and_cancels_the_unfillable_rest(
     autojump_clock: MockClock,
 ) -> None:
-    s = Setup()
+    s = Setup(balances={"USD": D("10000"), "BTC": D("6")})
     o = s.order(Side.SELL, "6", stop="98.5")
     await s.broker.submit(o)
     s.trade("99", "1")  # above a sell stop: nothing
@@ -577,3 +582,96 @@ async def test_open_orders_listed_are_the_resting_orders_and_the_armed_stops(
     assert listed[stop.client_order_id].side is Side.SELL
     await s.broker.cancel_all()
     assert await s.broker.list_open_orders() == []
+
+
+# --- paper refuses what the venue refuses ------------------------------------------------------
+
+
+def _venue_caps(name: str) -> Capabilities:
+    from framework.venues import load_venue
+
+    return load_venue(name).capabilities
+
+
+async def test_post_only_is_refused_on_a_venue_without_post_only(autojump_clock: MockClock) -> None:
+    s = Setup(capabilities=_venue_caps("powertrade"))
+    with pytest.raises(OrderRefused, match="no post-only"):
+        await s.broker.submit(s.order(Side.BUY, "0.1", "95", post_only=True))
+    assert s.ctx.reports == []  # never accepted, never resting
+    # the same order without post-only is taken, as the venue takes it
+    await s.broker.submit(s.order(Side.BUY, "0.1", "95"))
+    assert s.ctx.statuses() == [(S.ACCEPTED, None)]
+
+
+async def test_modify_follows_the_venue(autojump_clock: MockClock) -> None:
+    refuses = Setup(capabilities=_venue_caps("paxos"))
+    o = refuses.order(Side.BUY, "0.1", "95")
+    await refuses.broker.submit(o)
+    with pytest.raises(OrderRefused, match="does not support modifying"):
+        await refuses.broker.modify(o, D("96"), None)
+    # Open Trade has MODIFY: paper amends the resting order
+    takes = Setup(capabilities=_venue_caps("opentrade"))
+    o = takes.order(Side.BUY, "0.1", "95")
+    await takes.broker.submit(o)
+    report = await takes.broker.modify(o, D("96"), D("0.2"))
+    assert report is not None and (report.price, report.quantity) == (D("96"), D("0.2"))
+    assert report.status is S.ACCEPTED
+
+
+async def test_buying_more_than_the_quote_balance_is_refused(autojump_clock: MockClock) -> None:
+    s = Setup(balances={"USD": D("10"), "BTC": D("0")})
+    with pytest.raises(OrderRefused, match=r"insufficient funds: .* USD needed, 10 available"):
+        await s.broker.submit(s.order(Side.BUY, "6"))  # ~600 USD of BTC with 10 USD
+    with pytest.raises(OrderRefused, match="insufficient funds"):
+        await s.broker.submit(s.order(Side.BUY, "1", "95"))
+    assert s.broker.balances == {"USD": D("10"), "BTC": D("0")}
+    assert s.ctx.fills() == []
+
+
+async def test_selling_what_the_account_does_not_hold_is_refused(autojump_clock: MockClock) -> None:
+    s = Setup(balances={"USD": D("10000"), "BTC": D("0")})
+    with pytest.raises(OrderRefused, match=r"0\.5 BTC to deliver, 0 available"):
+        await s.broker.submit(s.order(Side.SELL, "0.5"))
+    assert s.ctx.fills() == []
+
+
+async def test_open_orders_reserve_what_they_may_spend(autojump_clock: MockClock) -> None:
+    s = Setup(balances={"USD": D("200"), "BTC": D("1")})
+    # a resting bid at 95 for 1 reserves 95 (+ fee); another such bid does not fit in 200
+    await s.broker.submit(s.order(Side.BUY, "1", "95"))
+    await s.broker.submit(s.order(Side.BUY, "1", "90"))
+    with pytest.raises(OrderRefused, match="insufficient funds"):
+        await s.broker.submit(s.order(Side.BUY, "0.2", "90"))
+    # and a resting ask reserves the base it would deliver
+    await s.broker.submit(s.order(Side.SELL, "0.7", "110"))
+    with pytest.raises(OrderRefused, match=r"0\.5 BTC to deliver, 0\.3 available"):
+        await s.broker.submit(s.order(Side.SELL, "0.5", "111"))
+    locked = [b for b in s.ctx.published if isinstance(b, Balance)]
+    assert locked == []  # nothing filled yet: no balance event was due
+
+
+async def test_margin_venue_checks_initial_margin_as_the_venue_does(
+    autojump_clock: MockClock,
+) -> None:
+    # Roxom: perpetuals quoted in BTC at 10x; an order needs price x qty / 10 free
+    s = Setup(
+        balances={"BTC": D("10")},
+        capabilities=_venue_caps("roxom"),
+        instrument=Instrument(VENUE, SYM, "SPY", "BTC"),
+    )
+    with pytest.raises(
+        OrderRefused, match=r"insufficient balance: margin 10\.50 BTC above free 10 "
+    ):
+        await s.broker.submit(s.order(Side.BUY, "1.05", "100"))  # 105 notional, 10.5 margin
+    await s.broker.submit(s.order(Side.BUY, "0.5", "100"))  # takes 0.5 @ 100: 5 margin used
+    assert s.ctx.fills() == [(D("100"), D("0.5"), Liquidity.TAKER)]
+    # no base asset is bought on a perpetual: the wallet only pays the fee
+    assert s.broker.balances == {"BTC": D("10") - D("50") * TAKER}
+    with pytest.raises(OrderRefused, match="insufficient balance"):
+        await s.broker.submit(s.order(Side.BUY, "0.6", "95"))  # 5.7 more margin, ~5 free
+    # reducing the position needs no margin
+    await s.broker.submit(s.order(Side.SELL, "0.5", "99"))
+    assert s.ctx.fills()[-1] == (D("99"), D("0.5"), Liquidity.TAKER)
+    realized = (D("99") - D("100")) * D("0.5")
+    fees = (D("50") + D("49.5")) * TAKER
+    assert s.broker.balances == {"BTC": D("10") + realized - fees}

@@ -160,7 +160,9 @@ def test_cli_backtest_writes_summary_and_report(tmp_path: Path, capsys) -> None:
     text = capsys.readouterr().out
     assert "botrun summary (paper mode)" in text and "events/s" in text
     html = (out / "report.html").read_text()
-    assert "<svg" in html and "Drawdown" in html and "<script" not in html
+    # drawn by plotly, its JavaScript inline (opens offline), with the statistics table
+    assert "Drawdown" in html and "<table class='stats'>" in html and "plotly" in html
+    assert 'src="https://cdn.plot.ly' not in html
     assert (out / "report.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
@@ -175,3 +177,55 @@ def test_decimal_levels_survive(tmp_path: Path) -> None:
     result = run_backtest(SAMPLE, [])
     bids, _ = result.books[("paxos", "BTCUSD")]
     assert all(type(p) is Decimal and type(s) is Decimal for p, s in bids)
+
+
+def test_a_flipped_bit_at_25_percent_of_the_sample_is_skipped_loudly(
+    tmp_path: Path, capsys
+) -> None:
+    data = bytearray(recording_files(SAMPLE)[0].read_bytes())
+    data[len(data) // 4] ^= 0x10
+    damaged = tmp_path / "damaged.brec"
+    damaged.write_bytes(bytes(data))
+    intact = RecordReader(SAMPLE)
+    total = sum(1 for r in intact.records() if r.kind == TEXT)
+    args = ["replay", "--data", str(damaged), "--no-progress", "--config", str(tmp_path / "x")]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    # the replay went on past the damage to the end of the file
+    replayed = int(out.split("replay: ")[1].split(" frames")[0].replace(",", ""))
+    assert total / 2 < replayed < total
+    (line,) = [x for x in err.splitlines() if "recording damaged" in x]
+    assert "frames and" in line and "s of data lost" in line
+    assert "damaged stretches skipped: 1; torn tail: 0" in out
+    # strict: the damage is an error, one line, its own exit code
+    assert main([*args, "--strict"]) == 6
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("botrun: recording:") and "--strict" in err[0]
+
+
+class Loser(Strategy):
+    """Takes liquidity on every book until the kill switch says stop."""
+
+    def on_start(self) -> None:
+        self.kills: list[str] = []
+        self.venue, self.symbol = self.default_market()
+
+    def on_book(self, event) -> None:
+        if not self.kills and not self.open_orders():
+            self.buy(self.venue, self.symbol, Decimal("0.001"))
+
+    def on_kill_switch(self, reason: str) -> None:
+        self.kills.append(reason)
+
+
+def test_the_kill_switch_stops_a_backtest_too(tmp_path: Path) -> None:
+    loser = Loser()
+    result = run_backtest(
+        SAMPLE,
+        [loser],
+        config={"risk": {"max_loss": "1"}, "paper": {"taker_fee_rate": "0.01"}},
+    )
+    assert loser.kills == ["loss above max_loss 1"]
+    assert result.summary["kill_switch"] == "loss above max_loss 1"
+    total = sum(1 for r in RecordReader(SAMPLE).records() if r.kind == TEXT)
+    assert result.frames < total  # the replay stopped once the switch engaged

@@ -193,7 +193,7 @@ def test_usage_error_exits_2_with_one_line(capsys) -> None:
     assert len(err) == 1 and "--out" in err[0]
 
 
-def test_unexpected_error_is_one_line_and_a_traceback_only_with_debug(
+def test_strategy_file_raising_is_one_line_exit_2_and_a_traceback_only_with_debug(
     tmp_path: Path, capsys
 ) -> None:
     from framework.tools.cli import main
@@ -201,10 +201,11 @@ def test_unexpected_error_is_one_line_and_a_traceback_only_with_debug(
     bad = tmp_path / "broken.py"
     bad.write_text("raise ZeroDivisionError('broken strategy file')\n")
     args = [str(bad), "--config", str(ROOT / "config.toml")]
-    assert main(args) == 1
+    assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "botrun: error: ZeroDivisionError: broken strategy file (--debug shows the traceback)"
+        f"botrun: config error: strategy: {bad} raised ZeroDivisionError: broken strategy file"
+        " while loading (--debug shows the traceback)"
     ]
     with pytest.raises(ZeroDivisionError):
         main([*args, "--debug"])
@@ -293,3 +294,136 @@ def test_record_subcommand_records_and_prints_what_it_wrote(tmp_path: Path, caps
     assert frames > 0  # the simulator's snapshot arrives on connect
     assert f"recorded {frames:,} frames into {len(files)} file(s)" in captured.out
     assert "botrun summary (paper mode)" in captured.out
+
+
+# --- every failure is one line with a documented exit code -------------------------------------
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_strategy_file_with_a_syntax_error_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    from framework.tools.cli import main
+
+    bad = tmp_path / "syntax.py"
+    bad.write_text("from framework import Strategy\nclass X(Strategy)\n    pass\n")
+    args = [str(bad), "--config", str(ROOT / "config.toml")]
+    assert main(args) == 2
+    line = _one_line(capsys)
+    assert line.startswith(f"botrun: config error: strategy: {bad} line 2:") and "fix" in line
+    with pytest.raises(SyntaxError):
+        main([*args, "--debug"])
+
+
+def test_strategy_file_with_a_missing_import_is_one_line_exit_2(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from framework.tools.cli import main
+
+    bad = tmp_path / "missing.py"
+    bad.write_text("import botrun_no_such_package\n")
+    args = [str(bad), "--config", str(ROOT / "config.toml")]
+    assert main(args) == 2
+    line = _one_line(capsys)
+    assert "imports 'botrun_no_such_package', which is not installed" in line
+    monkeypatch.setenv("BOTRUN_DEBUG", "1")  # the environment's --debug
+    with pytest.raises(ModuleNotFoundError):
+        main(args)
+
+
+def test_sim_on_a_port_in_use_is_one_line_exit_2(capsys) -> None:
+    import socket
+
+    from framework.tools.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["sim", "paxos", "--port", str(port)]) == 2
+    line = _one_line(capsys)
+    assert f"127.0.0.1:{port} is in use" in line and "--port 0" in line
+
+
+def test_outputs_that_are_existing_files_are_refused_before_any_work(
+    tmp_path: Path, capsys
+) -> None:
+    from framework.tools.cli import main
+
+    existing = tmp_path / "existing"
+    existing.write_text("keep me")
+    assert main(["backtest", "strategies/taker.py", "--report", str(existing)]) == 2
+    assert "--report: " in _one_line(capsys)
+    assert main(["record", "--venue", "paxos", "--out", str(existing)]) == 2
+    line = _one_line(capsys)
+    assert line == f"botrun: config error: --out: {existing} is an existing file; give a directory"
+    assert existing.read_text() == "keep me"
+
+
+def test_record_with_an_unknown_market_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    from framework.tools.cli import main
+
+    code = main(["record", "--venue", "paxos", "--markets", "NOPE", "--out", str(tmp_path / "r")])
+    assert code == 2
+    assert _one_line(capsys) == (
+        "botrun: config error: venues.paxos.markets: NOPE is not listed by the venue"
+    )
+
+
+def test_a_venue_unreachable_at_start_is_retried_then_one_line_exit_5(
+    tmp_path: Path, capsys
+) -> None:
+    from framework.tools.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        "[botrun]\nstart_retries = 1\nstart_backoff_s = 0\nlog_level = 'error'\n"
+        "[venues.paxos]\nsim_url = 'http://127.0.0.1:1'\nrequest_timeout_s = 1\n"
+    )
+    assert main(["strategies/taker.py", "--config", str(cfg)]) == 5
+    line = _one_line(capsys)
+    assert line.startswith("botrun: venue paxos unreachable at start (http://127.0.0.1:1)")
+    assert "after 2 attempts" in line
+
+
+def test_negative_duration_is_a_config_error(capsys) -> None:
+    from framework.tools.cli import main
+
+    assert main(["strategies/taker.py", "--duration", "-1"]) == 2
+    assert "--duration: must not be negative" in _one_line(capsys)
+
+
+def test_the_kill_switch_exits_3_and_says_so(tmp_path: Path) -> None:
+    cfg = tmp_path / "kill.toml"
+    cfg.write_text(
+        "[botrun]\nduration_s = 60\nlog_level = 'error'\n"
+        "[strategy.params]\nsize = '0.01'\ninterval_s = 0.2\n"
+        "[risk]\nmax_loss = '0.5'\nflatten_on_kill = true\n"
+        "[paper]\ntaker_fee_rate = '0.001'\n"
+        "[venues.paxos]\nmarkets = ['BTCUSD']\n"
+    )
+    out_json = tmp_path / "summary.json"
+    proc = run_botrun("strategies/taker.py", "--config", str(cfg), "--summary-json", str(out_json))
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "KILL SWITCH ENGAGED: loss above max_loss 0.5" in proc.stdout
+    assert "position paxos BTCUSD: 0 (flat)" in proc.stdout  # flattened
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "botrun: kill switch engaged: loss above max_loss 0.5"
+    )
+    import json
+
+    data = json.loads(out_json.read_text())
+    assert data["exit_code"] == 3 and data["kill_switch"] == "loss above max_loss 0.5"
+
+
+def test_help_documents_every_exit_code(capsys) -> None:
+    from framework.tools.cli import EXIT_CODES, main
+
+    assert main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for code in EXIT_CODES:
+        assert f"{code} " in text
+    assert "kill switch" in text and "BOTRUN_DEBUG=1" in text

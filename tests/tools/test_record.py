@@ -267,3 +267,54 @@ async def test_record_writes_meta_and_frames_until_stopped(tmp_path: Path) -> No
     assert result.frames >= 30
     # the engine shut down as on Ctrl-C and summarised the run
     assert result.summary["mode"] == "paper" and engine.final_summary == result.summary
+
+
+def _block_offsets(data: bytes) -> list[int]:
+    from framework.tools.record import BLOCK_HEADER
+
+    offsets, pos = [], len(MAGIC)
+    while pos < len(data):
+        offsets.append(pos)
+        _magic, _raw, comp_len, _crc = BLOCK_HEADER.unpack_from(data, pos)
+        pos += BLOCK_HEADER.size + comp_len
+    return offsets
+
+
+@pytest.mark.parametrize("where", ["magic", "header", "data"])
+def test_a_damaged_block_is_skipped_and_reading_resumes_at_the_next_good_one(
+    tmp_path: Path, where: str
+) -> None:
+    items = frames(300)
+    write(tmp_path, items, flush_interval_s=0.0)  # one frame per block
+    (path,) = recording_files(tmp_path)
+    data = bytearray(path.read_bytes())
+    offsets = _block_offsets(bytes(data))
+    victim = offsets[100]  # a block in the middle, holding one frame
+    flip = {"magic": victim, "header": victim + 9, "data": victim + 20}[where]
+    data[flip] ^= 0x10
+    path.write_bytes(bytes(data))
+    reader = RecordReader(tmp_path)
+    got = replayed(reader)
+    lost = [item for item in items if item not in got]
+    assert len(lost) == 1 and len(got) == len(items) - 1  # one frame lost, the rest read
+    assert reader.torn_blocks == 0  # damage, not a torn tail
+    (damage,) = reader.damaged
+    assert damage.offset == victim and damage.skipped_bytes == offsets[101] - victim
+    assert damage.frames_lost_estimate == 1
+    # wall clock of the frames either side: two frames 1000 ns apart, one lost between
+    assert damage.seconds_lost == pytest.approx(2e-6)
+    assert "about 1 frames" in damage.describe()
+
+
+def test_strict_reading_fails_on_damage_but_not_on_a_torn_tail(tmp_path: Path) -> None:
+    items = frames(50)
+    write(tmp_path, items, flush_interval_s=0.0)
+    (path,) = recording_files(tmp_path)
+    good = path.read_bytes()
+    path.write_bytes(good[:-5])  # torn tail: the normal end of a crashed writer
+    assert replayed(RecordReader(tmp_path, strict=True)) == items[:-1]
+    data = bytearray(good)
+    data[_block_offsets(good)[20] + 20] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(RecordError, match="damaged block at byte"):
+        replayed(RecordReader(tmp_path, strict=True))

@@ -23,6 +23,7 @@ from framework.venue import Credentials, Endpoints, SimHandle, Urls, VenueConfig
 from framework.venue import Venue as _Venue
 from framework.venue import secret as _secret
 from framework.venues.opentrade.auth import TokenSource
+from framework.venues.opentrade.capabilities import CAPABILITIES
 from framework.venues.opentrade.client import (
     OpenTradeExecution,
     PrivateStream,
@@ -78,6 +79,7 @@ class OpenTradeConfig(VenueConfig):
 class OpenTradeVenue(_Venue):
     name = NAME
     config_type = OpenTradeConfig
+    capabilities = CAPABILITIES
 
     async def start_simulator(self, cfg: OpenTradeConfig, nursery: trio.Nursery) -> SimHandle:
         from framework.venues.opentrade.sim import OpenTradeSimulator

@@ -27,6 +27,7 @@ from framework.venue import (
 )
 from framework.venue import Venue as _Venue
 from framework.venue import secret as _secret
+from framework.venues.paxos.capabilities import CAPABILITIES
 from framework.venues.paxos.client import (
     REST_SCOPES,
     SOR_SCOPE,
@@ -87,6 +88,7 @@ class PaxosConfig(VenueConfig):
 class PaxosVenue(_Venue):
     name = NAME
     config_type = PaxosConfig
+    capabilities = CAPABILITIES
 
     async def start_simulator(self, cfg: PaxosConfig, nursery: trio.Nursery) -> SimHandle:
         from framework.venues.paxos.sim import PaxosSimulator

@@ -22,6 +22,7 @@ from framework.venue import Credentials, Endpoints, SimHandle, Urls, VenueConfig
 from framework.venue import Venue as _Venue
 from framework.venue import secret as _secret
 from framework.venues.powertrade.auth import make_token
+from framework.venues.powertrade.capabilities import CAPABILITIES
 from framework.venues.powertrade.client import (
     NOT_FOUND_GRACE_S,
     SIM_NOT_FOUND_GRACE_S,
@@ -85,6 +86,7 @@ def _read_pem(value: str) -> str:
 class PowerTradeVenue(_Venue):
     name = NAME
     config_type = PowerTradeConfig
+    capabilities = CAPABILITIES
 
     async def start_simulator(self, cfg: PowerTradeConfig, nursery: trio.Nursery) -> SimHandle:
         from framework.venues.powertrade.sim import PowerTradeSimulator

@@ -21,6 +21,7 @@ from framework.venue import Credentials, Endpoints, SimHandle, Urls, VenueConfig
 from framework.venue import Venue as _Venue
 from framework.venue import secret as _secret
 from framework.venues.roxom.auth import HmacSigner, RsaSigner, Signer
+from framework.venues.roxom.capabilities import CAPABILITIES
 from framework.venues.roxom.client import MARKET_CHANNELS, RoxomExecution, RoxomStream
 from framework.venues.roxom.instruments import SPECS, fetch_instruments
 from framework.venues.roxom.instruments import VENUE as NAME
@@ -72,6 +73,7 @@ class RoxomConfig(VenueConfig):
 class RoxomVenue(_Venue):
     name = NAME
     config_type = RoxomConfig
+    capabilities = CAPABILITIES
 
     async def start_simulator(self, cfg: RoxomConfig, nursery: trio.Nursery) -> SimHandle:
         from framework.venues.roxom.sim import RoxomSimulator
