@@ -31,7 +31,7 @@ from framework.venues.powertrade.client import (
     PowerTradeStream,
     fetch_entities,
 )
-from framework.venues.powertrade.decode import VENUE as NAME
+from framework.venues.powertrade.decode_frames import VENUE as NAME
 
 log = structlog.get_logger("botrun.powertrade")
 

@@ -44,11 +44,11 @@ from framework.transport.rest import request_json
 from framework.transport.session import Connection
 from framework.transport.wire import dec, dec_str
 from framework.venue import ExecutionClient, Stream
-from framework.venues.powertrade.decode import (
+from framework.venues.powertrade.decode import Decoder
+from framework.venues.powertrade.decode_frames import (
     ALREADY_SUBSCRIBED,
     FULLY_EXECUTED,
     VENUE,
-    Decoder,
     is_cancel_refusal,
     text,
     ts_any,
@@ -250,7 +250,7 @@ async def _fetch_entities_once(
 
 
 def _split(message: str | bytes) -> tuple[str, dict[str, Any]]:
-    from framework.venues.powertrade.decode import loads
+    from framework.venues.powertrade.decode_frames import loads
 
     return loads(message)
 

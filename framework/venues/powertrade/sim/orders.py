@@ -17,7 +17,7 @@ from framework.sim.engine import (
     SimOrder,
 )
 from framework.sim.faults import late_fill, roll_late_fill
-from framework.venues.powertrade.decode import FULLY_EXECUTED, NOT_FOUND
+from framework.venues.powertrade.decode_frames import FULLY_EXECUTED, NOT_FOUND
 from framework.venues.powertrade.sim.common import (
     CYCLE_S,
     DUPLICATE_ID,

@@ -9,7 +9,7 @@ from typing import Any
 from framework.sim.messages import HttpRequest, HttpResponse
 from framework.sim.server import json_response
 from framework.venues.powertrade.auth import verify_token
-from framework.venues.powertrade.decode import FULLY_EXECUTED
+from framework.venues.powertrade.decode_frames import FULLY_EXECUTED
 from framework.venues.powertrade.sim.common import _Order, _Refuse, _us, log, wire
 
 # [DOC order-details] the REST spelling differs from the WS cancel's ("order id", "client order id")

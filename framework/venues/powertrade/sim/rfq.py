@@ -15,7 +15,7 @@ from framework.sim.engine import (
     OPEN,
     SimOrder,
 )
-from framework.venues.powertrade.decode import NOT_FOUND
+from framework.venues.powertrade.decode_frames import NOT_FOUND
 from framework.venues.powertrade.sim.common import (
     _RUN,
     _ZERO,
