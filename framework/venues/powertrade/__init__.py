@@ -23,15 +23,14 @@ from framework.venue import Venue as _Venue
 from framework.venue import secret as _secret
 from framework.venues.powertrade.auth import make_token
 from framework.venues.powertrade.capabilities import CAPABILITIES
-from framework.venues.powertrade.client import (
+from framework.venues.powertrade.client import PowerTradeStream
+from framework.venues.powertrade.decode_frames import VENUE as NAME
+from framework.venues.powertrade.entities import EntityRules, fetch_entities
+from framework.venues.powertrade.execution import (
     NOT_FOUND_GRACE_S,
     SIM_NOT_FOUND_GRACE_S,
-    EntityRules,
     PowerTradeExecution,
-    PowerTradeStream,
-    fetch_entities,
 )
-from framework.venues.powertrade.decode_frames import VENUE as NAME
 
 log = structlog.get_logger("botrun.powertrade")
 

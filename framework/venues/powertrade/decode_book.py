@@ -9,12 +9,7 @@ from typing import Any
 
 from framework.data.l3book import L3Book, L3Inconsistent
 from framework.errors import FrameError
-from framework.events import (
-    BookDelta,
-    BookInvalidated,
-    PublicTrade,
-    Side,
-)
+from framework.events import BookDelta, BookInvalidated, PublicTrade, Side
 from framework.transport.wire import dec
 from framework.venues.powertrade.decode_frames import (
     _BUY,
@@ -31,10 +26,7 @@ from framework.venues.powertrade.decode_frames import (
     side_of,
     text,
 )
-from framework.venues.powertrade.events import (
-    RfqAdded,
-    RfqRemoved,
-)
+from framework.venues.powertrade.events import RfqAdded, RfqRemoved
 
 
 class BookDecoding:

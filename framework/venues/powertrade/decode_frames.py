@@ -12,10 +12,7 @@ import orjson
 import structlog
 
 from framework.errors import FrameError
-from framework.events import (
-    Liquidity,
-    Side,
-)
+from framework.events import Liquidity, Side
 from framework.transport.wire import dec
 from framework.venues.powertrade.events import RfqLeg
 

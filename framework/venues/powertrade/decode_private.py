@@ -8,12 +8,7 @@ import time
 from typing import Any
 
 from framework.errors import FrameError
-from framework.events import (
-    Balance,
-    ExecutionReport,
-    OrderStatus,
-    Position,
-)
+from framework.events import Balance, ExecutionReport, OrderStatus, Position
 from framework.transport.wire import dec
 from framework.venues.powertrade.decode_frames import (
     _LIQUIDITY,

@@ -18,13 +18,7 @@ from framework.venues.powertrade.decode_frames import (
     side_of,
     text,
 )
-from framework.venues.powertrade.events import (
-    OwnRfqUpdate,
-    Rfq,
-    RfqAdded,
-    RfqRemoved,
-    RfqSnapshot,
-)
+from framework.venues.powertrade.events import OwnRfqUpdate, Rfq, RfqAdded, RfqRemoved, RfqSnapshot
 
 
 class RfqDecoding:

@@ -15,14 +15,9 @@ from framework.errors import AuthError, OrderRefused, RequestTimeout
 from framework.events import OrderStatus, OrderType, Side, TimeInForce
 from framework.model import Order
 from framework.venues.powertrade.auth import make_token, new_key_pair
-from framework.venues.powertrade.client import (
-    EntityRules,
-    PowerTradeExecution,
-    PowerTradeStream,
-    frame,
-    order_body,
-    pt_num,
-)
+from framework.venues.powertrade.client import PowerTradeStream, frame
+from framework.venues.powertrade.entities import EntityRules
+from framework.venues.powertrade.execution import PowerTradeExecution, order_body, pt_num
 
 D = Decimal
 RULES = EntityRules("BTC-USD", "4", "active", "BTC", "USD", D("0.0001"), D(100), D("0.00001"),

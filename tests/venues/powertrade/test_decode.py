@@ -128,7 +128,7 @@ def test_lines_9_and_10_login_replies_reach_the_login_waiter(n: int) -> None:
 
 
 def test_line_12_entities_and_rules_response_is_a_reply_and_parses_to_rules() -> None:
-    from framework.venues.powertrade.client import parse_entities
+    from framework.venues.powertrade.entities import parse_entities
 
     h = Harness()
     h.waiting.add("unique_request_id")

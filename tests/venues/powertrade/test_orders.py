@@ -20,7 +20,8 @@ from framework.engine import Engine
 from framework.events import OrderEvent, OrderStatus, Side, TimeInForce, VenueState, VenueStatus
 from framework.sim.faults import FaultPlan
 from framework.venues.powertrade import PowerTradeConfig
-from framework.venues.powertrade.client import PowerTradeExecution, PowerTradeStream
+from framework.venues.powertrade.client import PowerTradeStream
+from framework.venues.powertrade.execution import PowerTradeExecution
 from framework.venues.powertrade.sim import PowerTradeSimulator
 from tests.helpers import HANG_GUARD_S, config, running, session, until
 

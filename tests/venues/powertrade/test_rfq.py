@@ -13,7 +13,6 @@ import trio
 from framework.events import OrderStatus, Side
 from framework.strategy import Strategy
 from framework.tools.cli import load_strategy_class
-from framework.venues.powertrade.client import PowerTradeExecution
 from framework.venues.powertrade.events import (
     OwnRfqUpdate,
     RfqAdded,
@@ -21,6 +20,7 @@ from framework.venues.powertrade.events import (
     RfqRemoved,
     RfqSnapshot,
 )
+from framework.venues.powertrade.execution import PowerTradeExecution
 from framework.venues.powertrade.sim import RFQ_OWNER, PowerTradeSimulator
 from tests.helpers import HANG_GUARD_S, config, running, session, until
 

@@ -20,8 +20,9 @@ from framework.errors import FetchError, OrderNotFound
 from framework.events import OrderStatus, OrderType, Side
 from framework.model import Order
 from framework.sim.server import SimApp, WsConnection, serve
-from framework.venues.powertrade.client import PowerTradeExecution, fetch_entities
 from framework.venues.powertrade.decode import Decoder
+from framework.venues.powertrade.entities import fetch_entities
+from framework.venues.powertrade.execution import PowerTradeExecution
 from framework.venues.powertrade.sim import PowerTradeSimulator, _Client
 from tests.helpers import HANG_GUARD_S, config, running, session, until
 from tests.venues.powertrade.test_sim import FakeConn, logged_in, messages, order, send
