@@ -292,7 +292,8 @@ class FailsToStart(Strategy):
 
 
 async def test_on_start_raising_aborts_the_run() -> None:
-    from framework.engine import Engine, StrategyStartError
+    from framework.core import StrategyStartError
+    from framework.engine import Engine
 
     engine = Engine(paper(), [FailsToStart()])
     with trio.fail_after(20):

@@ -11,7 +11,7 @@ Layers, lowest first (a module may import from its own layer or lower):
   1  framework.venue                         (the contract)
   2  framework.transport.*, framework.data.*
   3  framework.execution.*, framework.risk, framework.portfolio
-  4  framework.strategy, framework.config, framework.engine
+  4  framework.strategy, framework.config, framework.core, framework.engine
   4.5 framework.distributed.*                (gateway and remote strategies over Redis)
   5  framework.sim.*
   6  framework.venues.*
@@ -48,7 +48,7 @@ LAYERS: list[tuple[float, tuple[str, ...]]] = [
     (1, ("framework.venue",)),
     (2, ("framework.transport.*", "framework.data.*")),
     (3, ("framework.execution.*", "framework.risk", "framework.portfolio")),
-    (4, ("framework.strategy", "framework.config", "framework.engine")),
+    (4, ("framework.strategy", "framework.config", "framework.core", "framework.engine")),
     # over the engine (a gateway composes one), under the tools: strategies and gateways on a bus
     (4.5, ("framework.distributed.*",)),
     (5, ("framework.sim.*",)),

@@ -2,7 +2,7 @@
 
 Nothing is mocked between the file and the strategy: each recorded frame goes to the `decode` of
 the venue's own `Stream` (built offline by `Venue.replay_stream`, or else by `build()` against the
-venue's embedded simulator), then the same parts a live run composes (framework.engine.Core): the
+venue's embedded simulator), then the same parts a live run composes (framework.core.Core): the
 market-data router and its L2 books, the bus and the strategy handlers; orders go through the real
 order manager, risk checks and paper broker.
 
@@ -38,7 +38,8 @@ import trio
 import trio.testing
 
 from framework.config import Config
-from framework.engine import Core, http_client
+from framework.core import Core
+from framework.engine import http_client
 from framework.errors import FrameError
 from framework.events import (
     BookDelta,

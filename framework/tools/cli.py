@@ -38,7 +38,8 @@ import trio
 
 from framework import logs
 from framework.config import Config
-from framework.engine import Engine, HandlerFailed, StrategyStartError, VenueUnreachable
+from framework.core import HandlerFailed, StrategyStartError
+from framework.engine import Engine, VenueUnreachable
 from framework.errors import ConfigError
 from framework.strategy import Strategy
 from framework.tools.backtest import SAMPLE, run_backtest
