@@ -177,7 +177,7 @@ async def test_session_tap_records_exactly_the_frames_decoded(tmp_path: Path) ->
 def test_session_without_tap_decodes_with_the_stream_decode_itself() -> None:
     # no tap: the hot loop calls the stream's own bound `decode` (no wrapper, no extra call)
     from framework.transport.session import WsSession, _tapped
-    from framework.venues.paxos.client import PublicStream
+    from framework.venues.paxos.streams import PublicStream
 
     stream = PublicStream("ws://127.0.0.1:1", "marketdata", ["BTCUSD"])
     sess = WsSession(stream, on_status=lambda s: None, on_books_lost=lambda s, r: None)

@@ -11,7 +11,7 @@ from trio_websocket import WebSocketRequest, serve_websocket
 
 from framework.events import BookDelta, BookSnapshot, VenueState, VenueStatus
 from framework.transport.session import Backoff, WsSession
-from framework.venues.paxos.client import PublicStream
+from framework.venues.paxos.streams import PublicStream
 
 GUARD = 20
 

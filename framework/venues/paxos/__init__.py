@@ -28,16 +28,11 @@ from framework.venue import (
 from framework.venue import Venue as _Venue
 from framework.venue import secret as _secret
 from framework.venues.paxos.capabilities import CAPABILITIES
-from framework.venues.paxos.client import (
-    REST_SCOPES,
-    SOR_SCOPE,
-    PaxosExecution,
-    PublicStream,
-    SorStream,
-    TokenSource,
-)
+from framework.venues.paxos.client import PaxosExecution
 from framework.venues.paxos.decode import VENUE as NAME
+from framework.venues.paxos.streams import PublicStream, SorStream
 from framework.venues.paxos.throttle import RestThrottle
+from framework.venues.paxos.tokens import REST_SCOPES, SOR_SCOPE, TokenSource
 
 # websocket base, REST base, OAuth base
 ENDPOINTS = Endpoints(

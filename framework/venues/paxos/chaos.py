@@ -48,7 +48,7 @@ def _removes_level(text: str, symbol: str, side: Side, price: Decimal) -> bool:
 
 
 def _streams() -> dict[str, Any]:
-    from framework.venues.paxos.client import PublicStream, SorStream
+    from framework.venues.paxos.streams import PublicStream, SorStream
 
     ws = "ws://127.0.0.1:1"
     markets = ["BTCUSD", "ETHUSD"]

@@ -1,4 +1,4 @@
-"""Paxos sessions: public WS streams, the SOR WS stream, OAuth2 tokens and REST v2 execution.
+"""Paxos REST v2 execution (the WS streams are in `streams`, OAuth2 tokens in `tokens`).
 
 No Paxos WebSocket carries orders: order entry, own fills and balances are REST v2. Fills are
 taken from `/executions` (each has an `execution_id`, the venue fill id used for de-duplication)
@@ -7,7 +7,6 @@ before the order's new status is reported, so an order is never FILLED ahead of 
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -20,7 +19,6 @@ import structlog
 import trio
 
 from framework.errors import (
-    AuthError,
     BookNotSynced,
     FrameError,
     HttpProblem,
@@ -39,17 +37,13 @@ from framework.events import (
 )
 from framework.model import Order
 from framework.transport.rest import order_outcome, request_json
-from framework.transport.session import Connection
-from framework.transport.tokens import Token, TokenCache
 from framework.transport.wire import dec, dec_str
-from framework.venue import ExecutionClient, ExecutionContext, Stream
-from framework.venues.paxos.decode import VENUE, PublicDecoder, SorDecoder
+from framework.venue import ExecutionClient, ExecutionContext
+from framework.venues.paxos.decode import VENUE
 from framework.venues.paxos.throttle import RestThrottle, Throttled
+from framework.venues.paxos.tokens import TokenSource
 
 log = structlog.get_logger("botrun.paxos")
-
-SOR_SCOPE = "exchange:read_aggregated_marketdata_stream"
-REST_SCOPES = ("exchange:write_order", "exchange:read_order", "funding:read_profile")
 
 _STATUS = {
     "PENDING_SUBMISSION": OrderStatus.SUBMITTED,
@@ -59,216 +53,6 @@ _STATUS = {
     "CANCELLED": OrderStatus.CANCELLED,
     "REJECTED": OrderStatus.REJECTED,
 }
-
-
-class TokenSource(TokenCache):
-    """OAuth2 client-credentials token in the core's token cache: refreshed once (1 - margin) of
-    its lifetime has passed (never sooner than 1 s), and after a 401."""
-
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        token_path: str,
-        client_id: str,
-        client_secret: str,
-        scopes: tuple[str, ...],
-        *,
-        refresh_margin: float = 0.2,
-        throttle: RestThrottle | None = None,
-    ) -> None:
-        super().__init__(self._fetch, margin=refresh_margin, min_margin_s=0.0, min_wait_s=1.0)
-        self.throttle = throttle
-        self._http = http
-        self._path = token_path
-        self._client_id = client_id
-        self._secret = client_secret
-        self._scopes = scopes
-
-    async def _fetch(self) -> Token:
-        probing = self.throttle.admit("probe") if self.throttle is not None else False
-        try:
-            body = await request_json(
-                self._http,
-                "POST",
-                self._path,
-                venue=VENUE,
-                idempotent=True,  # asking for a token again is harmless
-                # [DOC] /oauth2/token allows 1 request/s on average: never a burst of retries
-                max_retries=0,
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": self._client_id,
-                    "client_secret": self._secret,
-                    "scope": " ".join(self._scopes),
-                },
-            )
-        except HttpProblem as exc:
-            if exc.status == 429 and self.throttle is not None:
-                self.throttle.on_429(self._path)
-            elif probing and self.throttle is not None:
-                self.throttle.on_probe_answered()
-            if exc.status in (400, 401, 403):
-                raise AuthError(f"paxos token refused: HTTP {exc.status} {exc.detail}") from None
-            raise
-        if probing and self.throttle is not None:
-            self.throttle.on_probe_answered()
-        if type(body) is not dict:
-            raise AuthError("paxos token response is not a JSON object")
-        token, ttl = body.get("access_token"), body.get("expires_in")
-        if (
-            not isinstance(token, str)
-            or not token
-            or type(ttl) not in (int, float)
-            or not 0 < ttl < 10 * 365 * 86400  # NaN, inf, negative: unreadable
-        ):
-            raise AuthError("paxos token response without access_token/expires_in")
-        return Token(token, float(ttl))
-
-
-# --- WebSocket streams ---------------------------------------------------------------------------
-
-
-class PublicStream(Stream):
-    """One public path; subscription is by URL, the client sends nothing."""
-
-    # [DOC] public feeds are silent when a market is idle and have no heartbeat: liveness is
-    # WebSocket ping/pong alone (a missing pong reconnects). No data is never "stale": a quiet
-    # valid book stays SYNCED, and a reconnect would cost a subscription (1/s/IP) for nothing
-    ping_interval_s = 20.0
-    stale_after_s = math.inf
-
-    def __init__(self, ws_base: str, kind: str, markets: list[str]) -> None:
-        # the decoder first: `emit` and `epoch` below are the decoder's own (set by the core)
-        self.decoder = PublicDecoder(lambda event: None, set(markets) if markets else None)
-        super().__init__()
-        self.venue = VENUE
-        self.kind = kind
-        self.name = kind.replace("/", "-")
-        self.markets = markets
-        self._base = ws_base.rstrip("/")
-        # every frame goes straight to the decoder's method for this path, and its events
-        # straight to the core: no forwarding call per frame or per event (the hot path)
-        self.decode = {  # type: ignore[method-assign]
-            "marketdata": self.decoder.marketdata,
-            "executiondata": self.decoder.executiondata,
-            "marketdata/stablecoin": self.decoder.stablecoin,
-        }[kind]
-
-    @property  # type: ignore[override]
-    def emit(self) -> Callable[[Any], None]:
-        return self.decoder.emit
-
-    @emit.setter
-    def emit(self, fn: Callable[[Any], None]) -> None:
-        self.decoder.emit = fn
-
-    @property  # type: ignore[override]
-    def epoch(self) -> int:
-        return self.decoder.epoch
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self.decoder.epoch = value
-
-    async def url(self) -> str:
-        # one market: its own path; several: the all-markets path, filtered on `market`
-        suffix = f"/{self.markets[0]}" if len(self.markets) == 1 else ""
-        return f"{self._base}/{self.kind}{suffix}"
-
-    def decode(self, frame: str | bytes, recv_ns: int) -> None:
-        """Replaced per instance by the decoder's method for this path (see __init__)."""
-        raise NotImplementedError
-
-    def books(self) -> list[str]:
-        return list(self.markets) if self.kind == "marketdata" else []
-
-
-class SorStream(Stream):
-    """The authenticated Smart Order Routing WS: book, top of book, executions, heartbeat."""
-
-    name = "sor"
-    # [DOC] the heartbeat is "periodic", its period undocumented, and the server keeps the
-    # socket alive with ping/pong: liveness rests on ping/pong, so a quiet book never goes
-    # STALE because neither data nor a heartbeat came for some seconds
-    ping_interval_s = 20.0
-    stale_after_s = math.inf
-
-    def __init__(
-        self,
-        ws_base: str,
-        tokens: TokenSource,
-        markets: list[str],
-        *,
-        book: bool,
-        top_of_book: bool,
-        executions: bool,
-    ) -> None:
-        super().__init__()
-        self.venue = VENUE
-        self._url = ws_base.rstrip("/") + "/"
-        self._tokens = tokens
-        self.markets = markets
-        self._book, self._tob, self._exec = book, top_of_book, executions
-        self.decoder = SorDecoder(self._emit, self._on_reply)
-        self.errors: list[str] = []
-
-    def _emit(self, event: Any) -> None:
-        self.emit(event)
-
-    async def url(self) -> str:
-        return self._url
-
-    async def handshake_headers(self) -> list[tuple[str, str]]:
-        return [("Authorization", f"Bearer {await self._tokens.token()}")]
-
-    def _channels(self, markets: list[str]) -> list[dict[str, Any]]:
-        channels: list[dict[str, Any]] = []
-        for market in markets:
-            if self._book:
-                channels.append({"type": "market_data", "params": {"market": market}})
-            if self._tob:
-                channels.append({"type": "market_data.top_of_book", "params": {"market": market}})
-            if self._exec:
-                channels.append({"type": "execution_data", "params": {"market": market}})
-        return channels
-
-    def on_auth_rejected(self) -> None:
-        self._tokens.invalidate()  # revoked or expired: the next attempt asks for a new one
-
-    async def on_connected(self, conn: Connection) -> None:
-        channels = [{"type": "heartbeat"}, *self._channels(self.markets)]
-        await conn.send({"type": "subscribe", "channels": channels})
-
-    async def resync(self, conn: Connection, symbol: str) -> bool:
-        # a fresh SNAPSHOT comes with a new subscription; UPDATEs buffered meanwhile are
-        # replayed by time against it (core book logic)
-        channel = [{"type": "market_data", "params": {"market": symbol}}]
-        await conn.send({"type": "unsubscribe", "channels": channel})
-        await conn.send({"type": "subscribe", "channels": channel})
-        return True
-
-    def decode(self, frame: str | bytes, recv_ns: int) -> None:
-        self.decoder.epoch = self.epoch
-        self.decoder.decode(frame, recv_ns)
-
-    def _on_reply(self, msg: dict) -> None:
-        if msg.get("type") == "error":
-            self.errors.append(str(msg.get("error")))
-            raise FrameError(f"SOR error: {msg.get('error')}")
-        channels = msg.get("channels") or []
-        if type(channels) is not list or any(type(c) is not dict for c in channels):
-            raise FrameError(f"{msg.get('type')} reply: channels is not a list of objects")
-        for channel in channels:
-            if channel.get("success") is False and channel.get("error") != "NO_EFFECT_ACTION":
-                error = (
-                    f"{msg.get('type')} {channel.get('type')} {channel.get('params')}: "
-                    f"{channel.get('error')}"
-                )
-                self.errors.append(error)
-                log.error("SOR channel refused", venue=VENUE, error=error)
-
-    def books(self) -> list[str]:
-        return list(self.markets) if self._book else []
 
 
 # --- REST execution ------------------------------------------------------------------------------
@@ -716,14 +500,3 @@ class PaxosExecution(ExecutionClient):
             fee=commission - rebate,
             fee_asset=fee_asset,
         )
-
-
-def make_token_source(
-    http_factory: Callable[..., httpx.AsyncClient],
-    oauth_base: str,
-    token_path: str,
-    client_id: str,
-    secret: str,
-    scopes: tuple[str, ...],
-) -> TokenSource:
-    return TokenSource(http_factory(oauth_base), token_path, client_id, secret, scopes)

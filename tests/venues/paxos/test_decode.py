@@ -253,7 +253,7 @@ def test_mistyped_market_on_the_fast_path_is_a_frame_error() -> None:
 
 
 def test_sor_reply_with_malformed_channels_is_a_frame_error() -> None:
-    from framework.venues.paxos.client import SorStream
+    from framework.venues.paxos.streams import SorStream
 
     stream = SorStream(
         "ws://127.0.0.1:1", None, ["BTCUSD"], book=True, top_of_book=False, executions=False

@@ -26,8 +26,9 @@ from framework.events import (
 )
 from framework.model import Order
 from framework.venues.paxos import PaxosVenue
-from framework.venues.paxos.client import PaxosExecution, TokenSource, market_buy_quote
+from framework.venues.paxos.client import PaxosExecution, market_buy_quote
 from framework.venues.paxos.throttle import RestThrottle
+from framework.venues.paxos.tokens import TokenSource
 
 D = Decimal
 VID = "f190b163-208f-4d73-8deb-4fb8b24add00"

@@ -63,7 +63,7 @@ async def test_a_quiet_valid_book_stays_synced_and_connected_for_minutes(
     liveness is WebSocket ping/pong only. Minutes without a frame (the clock jumps 10 minutes
     at once; the old 30 s staleness rule flipped STALE and reconnected here) leave the book
     SYNCED on the same connection, and the SOR stream rests on ping/pong the same way."""
-    from framework.venues.paxos.client import PublicStream, SorStream
+    from framework.venues.paxos.streams import PublicStream, SorStream
 
     assert PublicStream.stale_after_s == math.inf and PublicStream.ping_interval_s
     assert SorStream.stale_after_s == math.inf and SorStream.ping_interval_s
