@@ -144,7 +144,7 @@ def _apply_overrides(cfg: Config, args: argparse.Namespace) -> None:
         cfg.botrun.log_format = args.log_format
     if args.log_level:
         cfg.botrun.log_level = args.log_level
-    if args.fail_fast:
+    if getattr(args, "fail_fast", False):  # `gateway` runs no strategy: it has no such flag
         cfg.botrun.fail_fast = True
     if cfg.botrun.duration_s < 0:
         raise ConfigError("--duration: must not be negative (0 = until Ctrl-C)")
