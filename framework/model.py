@@ -52,6 +52,8 @@ class Order:
     fill_ids: set[str] = attrs.field(factory=set, repr=False)
     # a cancel asked for while the submit was still in flight; sent as soon as it lands
     cancel_pending: bool = False
+    # the total quantity a modify asked for: a venue report may then name it (never more)
+    modify_quantity: Decimal | None = None
 
     @property
     def remaining(self) -> Decimal:

@@ -102,6 +102,11 @@ def report_problem(report: ExecutionReport, order: Order) -> str | None:
                 return f"{name} {value} is negative"
         elif value <= 0:
             return f"{name} {value} is not positive"
+    # a report's own quantity counts only up to what the order is or a modify asked for: a
+    # corrupted quantity must not make a corrupted fill look in range
+    allowed = max(order.quantity, order.modify_quantity or order.quantity)
+    if report.quantity is not None and report.quantity > allowed:
+        return f"quantity {report.quantity} above the order's {allowed}"
     total = report.quantity if report.quantity is not None else order.quantity
     if report.cum_qty is not None and report.cum_qty > total:
         return f"cum_qty {report.cum_qty} above the order quantity {total}"

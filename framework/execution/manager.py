@@ -216,6 +216,8 @@ class OrderManager(Reconciling):
             self.counts["modify_refused"] += 1
             return False
         assert order is not None
+        if quantity is not None:
+            order.modify_quantity = quantity
         self._nursery_spawn(self._send_modify, order, price, quantity)
         return True
 

@@ -29,6 +29,10 @@ def _section(seed: int) -> dict[str, Any]:
         # injected 429s are one-offs, not the venue's 5-minute throttle: a probe soon after
         # one finds the door open (the documented 30 s spacing is tested on its own)
         "throttle_probe_s": 0.05,
+        # and their window is short: the venue's 300 s throttle is tested on its own (MockClock,
+        # tests/venues/paxos/test_rest_client.py); here a 429 among other faults must not park
+        # every reconciliation for five minutes of a test's wall time
+        "throttle_s": 1.0,
     }
 
 
