@@ -42,33 +42,33 @@ class Reconciling(OrderLifecycle):
         self._last_working_check = 0.0
         # ask the venue about an UNKNOWN order at most this often once it said "not found"
         self.max_ask_interval_s = 10.0
+        # risk settings set on this manager directly (tests, the chaos kit) win over the config
+        self._overrides: dict[str, float] = {}
+
+    def _risk_setting(self, name: str, default: float) -> float:
+        """A `risk.<name>` value as set on this manager, else as configured, else `default`."""
+        override = self._overrides.get(name)
+        if override is not None:
+            return override
+        return float(getattr(getattr(self.risk, "cfg", None), name, default))
 
     @property
     def not_found_grace_s(self) -> float:
         """`risk.not_found_grace_s`: how long a "not found" order is kept UNKNOWN."""
-        if self._grace_override is not None:
-            return self._grace_override
-        cfg = getattr(self.risk, "cfg", None)
-        return float(getattr(cfg, "not_found_grace_s", 90.0))
+        return self._risk_setting("not_found_grace_s", 90.0)
 
     @not_found_grace_s.setter
     def not_found_grace_s(self, value: float) -> None:
-        self._grace_override = value
-
-    _grace_override: float | None = None
+        self._overrides["not_found_grace_s"] = value
 
     @property
     def working_check_interval_s(self) -> float:
-        if self._check_override is not None:
-            return self._check_override
-        cfg = getattr(self.risk, "cfg", None)
-        return float(getattr(cfg, "working_check_interval_s", 30.0))
+        """`risk.working_check_interval_s`: how often working orders are asked about."""
+        return self._risk_setting("working_check_interval_s", 30.0)
 
     @working_check_interval_s.setter
     def working_check_interval_s(self, value: float) -> None:
-        self._check_override = value
-
-    _check_override: float | None = None
+        self._overrides["working_check_interval_s"] = value
 
     def restore(self, venue: str) -> list[Order]:
         """Load this venue's open orders from the journal (on start)."""
