@@ -102,6 +102,10 @@ def parse(raw: dict[str, Any], catalog: VenueCatalog) -> Config:
     venues_raw = raw.pop("venues", {})
     if not isinstance(venues_raw, dict):
         raise ConfigError("venues: must be a table of venue sections")
+    # [backtest] (the realism models) is read by `botrun backtest`/`run_backtest`, which check it;
+    # one config.toml serves live, paper and backtest runs, so other runs accept and ignore it
+    if not isinstance(raw.pop("backtest", {}), dict):
+        raise ConfigError("backtest: must be a table ([backtest])")
     try:
         cfg = _CONV.structure(raw, Config)
     except Exception as exc:

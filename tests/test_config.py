@@ -227,3 +227,11 @@ def test_quickstart_balances_cover_the_examples() -> None:
     size = D(str(cfg.strategy.params["size"]))
     assert cfg.paper.balances["BTC"] >= 10 * size
     assert cfg.paper.balances["USD"] >= 10 * size * D("100000")
+
+
+def test_one_config_serves_live_and_backtest_runs() -> None:
+    """`[backtest]` (the realism models) belongs to backtests; a live or paper run on the same
+    config.toml accepts it, and a `[backtest]` that is not a table is still refused."""
+    raw = with_paxos(backtest={"queue": "proportional", "latency": {"paxos": {"kind": "fixed"}}})
+    assert "paxos" in parse(raw).venues
+    assert error_of(with_paxos(backtest="fast")) == "backtest: must be a table ([backtest])"
