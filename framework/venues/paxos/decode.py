@@ -19,7 +19,15 @@ from orjson import JSONDecodeError
 from orjson import loads as _loads
 
 from framework.errors import FrameError
-from framework.events import BookDelta, BookSnapshot, Level, PublicTrade, Ticker, TopOfBook
+from framework.events import (
+    BookDelta,
+    BookSnapshot,
+    Level,
+    PublicTrade,
+    Ticker,
+    TopOfBook,
+    positional_factory,
+)
 from framework.transport.wire import DecimalCache, PriceCache, dec, iso_to_ns, loads_object
 
 VENUE = "paxos"
@@ -49,6 +57,9 @@ class _Execution(msgspec.Struct, gc=False):
     match_number: str
 
 
+# the fast paths build their events without attrs' frozen __init__ (same objects, cheaper)
+_book_delta = positional_factory(BookDelta)
+_public_trade = positional_factory(PublicTrade)
 _decode_update = msgspec.json.Decoder(_Update).decode
 _decode_execution = msgspec.json.Decoder(_Execution).decode
 # what a frame that is not of the shape raises (a ValidationError is one)
@@ -138,9 +149,13 @@ class PublicDecoder:
             if _ZERO <= level[1] < _HUGE:
                 side = u.side
                 if side == "BUY":
-                    delta = BookDelta(VENUE, u.market, (level,), _EMPTY, None, recv_ns, self.epoch)
+                    delta = _book_delta(
+                        VENUE, u.market, (level,), _EMPTY, None, recv_ns, self.epoch
+                    )
                 elif side == "SELL":
-                    delta = BookDelta(VENUE, u.market, _EMPTY, (level,), None, recv_ns, self.epoch)
+                    delta = _book_delta(
+                        VENUE, u.market, _EMPTY, (level,), None, recv_ns, self.epoch
+                    )
         except ArithmeticError:
             pass  # not a number, or out of range: the careful path names the problem
         # emitted outside the `try`: an error raised downstream is not this frame's fault
@@ -245,7 +260,7 @@ class PublicDecoder:
                 # would (a positive price, an amount in [0, 1e30)): anything else goes there
                 price, amount = self.prices[t.price], _D(t.amount)
                 if _ZERO <= amount < _HUGE:
-                    trade = PublicTrade(
+                    trade = _public_trade(
                         VENUE,
                         t.market,
                         price,
