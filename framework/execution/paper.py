@@ -237,9 +237,12 @@ class PaperBroker(ExecutionClient):
     # --- market data (subscribed on the bus by the runner) -----------------------------------
 
     def on_trade(self, trade: PublicTrade) -> None:
-        self._fill_resting(trade)
+        # both look up the symbol first: asked here, a trade where nothing works costs no call
+        if self._resting.get(trade.symbol):
+            self._fill_resting(trade)
         # after the resting orders: the trade that sets a stop off happened before it worked
-        self._trigger_stops(trade)
+        if self._stops.get(trade.symbol):
+            self._trigger_stops(trade)
 
     def _fill_resting(self, trade: PublicTrade) -> None:
         resting = self._resting.get(trade.symbol)
