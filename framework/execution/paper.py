@@ -301,9 +301,11 @@ class PaperBroker(ExecutionClient):
             return
         for rest in list(resting.values()):
             order = rest.order
-            assert order.price is not None
+            price = order.price
+            assert price is not None
+            buy = order.side is Side.BUY
             # cancellations ahead of us shrink the level; we cannot be further back than it is
-            size = book.size_at(order.side is Side.BUY, order.price)
+            size = book.size_at(buy, price)
             if self.queue_model is None:
                 rest.queue_ahead = min(rest.queue_ahead, size)
             else:
@@ -311,7 +313,10 @@ class PaperBroker(ExecutionClient):
                     rest.queue_ahead, rest.level, size
                 )
             rest.level = size
-            if self._crosses(order, book):
+            # `_crosses`, inlined (this runs per resting order per delta): the book is synced,
+            # checked above, and nothing in this loop changes its levels
+            best = book.best_ask() if buy else book.best_bid()
+            if best is not None and (best[0] <= price if buy else best[0] >= price):
                 # the market traded through our price: we would have been hit at our price,
                 # by liquidity we have not already filled against
                 qty = _ZERO
