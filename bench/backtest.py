@@ -17,6 +17,11 @@ Measured in one process, in interleaved rounds (median reported):
 It prints events/s for (b) and (c) and their ratio to (a)'s frames/s (the issue's "fraction of
 the ceiling"), and checks the run: every frame replayed, no bad frames, books synced at the end.
 
+"Events" are the normalized events the router delivered (`BacktestResult.events`: book
+snapshots and deltas, trades, balances). A Paxos frame holds exactly one (a single-level UPDATE,
+a trade, or a whole snapshot), so events = frames + the paper broker's opening balances (3):
+events/s and frames/s are the same figure here, and the ratio compares like with like.
+
 Usage: python bench/backtest.py [--frames 1000000] [--rounds 3] [--seed 1] [--profile noop|mm]
 """
 

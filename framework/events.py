@@ -9,7 +9,9 @@ reconnect, so a strategy can tell frames of an old connection from the new one).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any, TypeVar
 
 import attrs
 
@@ -341,3 +343,46 @@ class VenueStatus:
     epoch: int
     reason: str = ""
     stream: str = ""
+
+
+# --- building events on a hot path ---------------------------------------------------------------
+
+_E = TypeVar("_E")
+
+
+def positional_factory(cls: type[_E]) -> Callable[..., _E]:
+    """`make(*fields)` for an event class: the same object `cls(*fields)` builds, a third
+    cheaper (~0.15 us of ~0.5 us for a 7-field event; decoders build one per frame).
+
+    attrs' frozen `__init__` stores each field through `object.__setattr__` (a bound wrapper
+    made per instance, then a type lookup per field); this stores straight into the slots. Only
+    for classes where that is all `__init__` does: every field positional, no default, no
+    validator or converter, no pre/post-init hook (checked here, once).
+    """
+    fields = attrs.fields(cls)  # type: ignore[misc]
+    if not (
+        attrs.has(cls) and "__slots__" in cls.__dict__ and cls.__setattr__ is not object.__setattr__
+    ):
+        raise TypeError(f"{cls.__name__}: not a frozen slotted attrs class")
+    if hasattr(cls, "__attrs_pre_init__") or hasattr(cls, "__attrs_post_init__"):
+        raise TypeError(f"{cls.__name__}: has an init hook")
+    for f in fields:
+        if (
+            not f.init
+            or f.kw_only
+            or f.default is not attrs.NOTHING
+            or f.validator is not None
+            or f.converter is not None
+            or f.alias != f.name
+        ):
+            raise TypeError(f"{cls.__name__}.{f.name}: more than a plain positional field")
+    names = [f.name for f in fields]
+    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    for name in names:
+        scope[f"_set_{name}"] = cls.__dict__[name].__set__  # the slot's member descriptor
+    body = "".join(f"    _set_{name}(self, {name})\n" for name in names)
+    source = f"def make({', '.join(names)}):\n    self = _new(_cls)\n{body}    return self\n"
+    exec(source, scope)  # what attrs itself does to build __init__
+    make = scope["make"]
+    make.__qualname__ = f"positional_factory({cls.__name__})"
+    return make  # type: ignore[no-any-return]

@@ -111,11 +111,35 @@ class OrderBook:
         # a delta both updates it and proves the feed alive again.
         self.state = _SYNCED
         self.last_update_ns = delta.recv_ns
-        self._set_levels(delta.bids, delta.asks)
-        bids, asks = self._bid_prices, self._ask_prices
-        if bids and asks and bids[-1] >= asks[0]:
-            self.mark_unsynced("crossed book")
-            return False
+        # `_set_levels`, inlined: this runs for every delta, and a call costs what the rest of
+        # a one-level delta does
+        added = False
+        side, prices = self._bids, self._bid_prices
+        for price, size in delta.bids:
+            if size > _ZERO:
+                if price not in side:
+                    insort(prices, price)
+                    added = True
+                side[price] = size
+            elif side.pop(price, None) is not None:
+                del prices[bisect_left(prices, price)]
+        side, prices = self._asks, self._ask_prices
+        for price, size in delta.asks:
+            if size > _ZERO:
+                if price not in side:
+                    insort(prices, price)
+                    added = True
+                side[price] = size
+            elif side.pop(price, None) is not None:
+                del prices[bisect_left(prices, price)]
+        # Only a new level can cross the book: a SYNCED (or STALE) book is never crossed (a
+        # snapshot or delta that crosses it unsyncs it), and a size change or a removal leaves
+        # the best prices where they were or further apart
+        if added:
+            bids, asks = self._bid_prices, self._ask_prices
+            if bids and asks and bids[-1] >= asks[0]:
+                self.mark_unsynced("crossed book")
+                return False
         return True
 
     def _set_levels(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:

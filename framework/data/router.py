@@ -9,7 +9,6 @@ set on it (the engine wires them to the order manager and the portfolio).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Protocol
@@ -57,7 +56,9 @@ class MarketDataRouter:
         self.bus = bus
         self.books: dict[tuple[str, str], OrderBook] = {}
         self.sessions: list[Any] = []  # the Feeds added, in order (the summary lists them)
-        self.event_counts: Counter[str] = Counter()
+        # events routed, by venue. A plain dict, not a Counter: incrementing a Counter (a dict
+        # subclass) costs ~100 ns against ~35 for a dict, on every event
+        self.event_counts: dict[str, int] = {}
         self._book_owner: dict[tuple[str, str], Feed] = {}
         # where what is not market data goes (set by the composition root)
         self.on_execution: Callable[[ExecutionReport], None] = _ignore
@@ -120,7 +121,8 @@ class MarketDataRouter:
             elif t is Position:
                 self.on_position(event)
             self.bus.publish(event)
-        self.event_counts[event.venue] += 1
+        counts = self.event_counts
+        counts[event.venue] = counts.get(event.venue, 0) + 1
 
     def _on_snapshot(self, snap: BookSnapshot) -> None:
         book = self.books.get((snap.venue, snap.symbol))

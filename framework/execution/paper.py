@@ -98,6 +98,10 @@ class PaperBroker(ExecutionClient):
         self._instruments = instruments
         self._resting: dict[str, dict[str, _Resting]] = {}  # symbol -> coid -> resting
         self._stops: dict[str, dict[str, Order]] = {}  # symbol -> coid -> untriggered stop
+        # coid -> (final status, filled quantity) of every order this broker finished: a venue
+        # still answers about an order after it ends (a cancel that lost the race with the last
+        # fill is followed by a query, and "never heard of it" would undo the FILLED)
+        self._final: dict[str, tuple[OrderStatus, Decimal]] = {}
         self._fill_ids = itertools.count(1)
         self.balances: dict[str, Decimal] = dict(cfg.balances)
         # realism hooks (framework/execution/fill_models.py); None: fixed latency_ms, and the
@@ -149,6 +153,7 @@ class PaperBroker(ExecutionClient):
         stop = self._stops.get(order.symbol, {}).pop(order.client_order_id, None)
         if resting is None and stop is None:
             raise OrderNotFound(f"paper: {order.client_order_id} is not resting")
+        self._finish(order, OrderStatus.CANCELLED)
         return ExecutionReport(self.venue, order.client_order_id, status=OrderStatus.CANCELLED)
 
     async def cancel_all(self, symbol: str | None = None) -> None:
@@ -156,7 +161,11 @@ class PaperBroker(ExecutionClient):
             for sym, orders in working.items():
                 if symbol in (None, sym):
                     for coid in list(orders):
-                        orders.pop(coid)
+                        held = orders.pop(coid)
+                        self._finish(
+                            held.order if isinstance(held, _Resting) else held,
+                            OrderStatus.CANCELLED,
+                        )
                         self._report(
                             ExecutionReport(self.venue, coid, status=OrderStatus.CANCELLED)
                         )
@@ -190,8 +199,21 @@ class PaperBroker(ExecutionClient):
     async def query_order(self, order: Order) -> ExecutionReport | None:
         coid = order.client_order_id
         if coid in self._resting.get(order.symbol, {}) or coid in self._stops.get(order.symbol, {}):
-            return ExecutionReport(self.venue, order.client_order_id, status=OrderStatus.ACCEPTED)
-        # paper state does not survive a restart: an order we do not hold is gone
+            return ExecutionReport(
+                self.venue,
+                coid,
+                status=OrderStatus.PARTIALLY_FILLED if order.filled_qty else OrderStatus.ACCEPTED,
+                venue_order_id=f"paper-{coid}",
+                cum_qty=order.filled_qty,
+            )
+        final = self._final.get(coid)
+        if final is not None:
+            status, filled = final
+            return ExecutionReport(
+                self.venue, coid, status=status, venue_order_id=f"paper-{coid}", cum_qty=filled
+            )
+        # paper state does not survive a restart: an order it never held (or held before one)
+        # is unknown here
         return None
 
     async def list_open_orders(self) -> list[ExecutionReport]:
@@ -215,9 +237,12 @@ class PaperBroker(ExecutionClient):
     # --- market data (subscribed on the bus by the runner) -----------------------------------
 
     def on_trade(self, trade: PublicTrade) -> None:
-        self._fill_resting(trade)
+        # both look up the symbol first: asked here, a trade where nothing works costs no call
+        if self._resting.get(trade.symbol):
+            self._fill_resting(trade)
         # after the resting orders: the trade that sets a stop off happened before it worked
-        self._trigger_stops(trade)
+        if self._stops.get(trade.symbol):
+            self._trigger_stops(trade)
 
     def _fill_resting(self, trade: PublicTrade) -> None:
         resting = self._resting.get(trade.symbol)
@@ -276,9 +301,11 @@ class PaperBroker(ExecutionClient):
             return
         for rest in list(resting.values()):
             order = rest.order
-            assert order.price is not None
+            price = order.price
+            assert price is not None
+            buy = order.side is Side.BUY
             # cancellations ahead of us shrink the level; we cannot be further back than it is
-            size = book.size_at(order.side is Side.BUY, order.price)
+            size = book.size_at(buy, price)
             if self.queue_model is None:
                 rest.queue_ahead = min(rest.queue_ahead, size)
             else:
@@ -286,7 +313,10 @@ class PaperBroker(ExecutionClient):
                     rest.queue_ahead, rest.level, size
                 )
             rest.level = size
-            if self._crosses(order, book):
+            # `_crosses`, inlined (this runs per resting order per delta): the book is synced,
+            # checked above, and nothing in this loop changes its levels
+            best = book.best_ask() if buy else book.best_bid()
+            if best is not None and (best[0] <= price if buy else best[0] >= price):
                 # the market traded through our price: we would have been hit at our price,
                 # by liquidity we have not already filled against
                 qty = _ZERO
@@ -391,6 +421,7 @@ class PaperBroker(ExecutionClient):
             return
         assert order.price is not None
         if order.tif is TimeInForce.FOK and self._available(order, book) < order.quantity:
+            self._finish(order, OrderStatus.CANCELLED)
             self._report(
                 ExecutionReport(
                     self.venue,
@@ -446,6 +477,7 @@ class PaperBroker(ExecutionClient):
 
     def _end_unfilled(self, order: Order) -> None:
         if order.remaining > 0:
+            self._finish(order, OrderStatus.CANCELLED)
             self._report(
                 ExecutionReport(
                     self.venue,
@@ -483,6 +515,9 @@ class PaperBroker(ExecutionClient):
                 liquidity=liquidity,
             )
         )
+        if order.remaining <= 0:
+            # the report above completed it (the order manager applies fills as they come)
+            self._finish(order, OrderStatus.FILLED)
         if inst is not None:
             if self.capabilities.account != "margin":
                 self._publish_balance(inst.base)
@@ -507,6 +542,10 @@ class PaperBroker(ExecutionClient):
             qty = new
         self._positions[symbol] = (qty, avg)
         return pnl
+
+    def _finish(self, order: Order, status: OrderStatus) -> None:
+        """Remember how the order ended, for `query_order`."""
+        self._final[order.client_order_id] = (status, order.filled_qty)
 
     def _report(self, report: ExecutionReport) -> None:
         if self.ctx is not None:

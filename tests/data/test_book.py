@@ -278,3 +278,46 @@ def test_deltas_match_dict_model(
     assert book.best_ask() == (want_asks[0] if want_asks else None)
     assert book.bids(3) == want_bids[:3]
     assert book.asks(3) == want_asks[:3]
+
+
+# --- property: a delta unsyncs the book exactly when the book it leaves is crossed --------------
+
+any_prices = st.integers(min_value=980, max_value=1020).map(lambda n: D(n) / 10)
+crossing_updates = st.lists(
+    st.tuples(
+        st.lists(st.tuples(any_prices, sizes), max_size=3),
+        st.lists(st.tuples(any_prices, sizes), max_size=3),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(initial, initial_asks, crossing_updates)
+def test_delta_unsyncs_exactly_when_it_crosses_the_book(
+    bids0: dict[D, D], asks0: dict[D, D], ops: list[tuple[list[Level], list[Level]]]
+) -> None:
+    # the book checks crossing only after a delta that adds a level (a size change or a
+    # removal cannot cross a book that was not crossed): a model that checks after every
+    # delta must agree on every step
+    book = OrderBook(VENUE, SYM)
+    assert book.apply_snapshot(snap(tuple(bids0.items()), tuple(asks0.items())))
+    model = {"bid": dict(bids0), "ask": dict(asks0)}
+    for bids, asks in ops:
+        for name, levels in (("bid", bids), ("ask", asks)):
+            for price, size in levels:
+                if size > 0:
+                    model[name][price] = size
+                else:
+                    model[name].pop(price, None)
+        crossed = (
+            bool(model["bid"]) and bool(model["ask"]) and (max(model["bid"]) >= min(model["ask"]))
+        )
+        assert book.apply_delta(delta(bids=tuple(bids), asks=tuple(asks))) is not crossed
+        if crossed:
+            assert book.state is BookState.UNSYNCED and "crossed" in book.unsync_reason
+            return
+        assert book.levels_unchecked() == (
+            sorted(model["bid"].items(), reverse=True),
+            sorted(model["ask"].items()),
+        )

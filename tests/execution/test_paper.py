@@ -145,6 +145,14 @@ class Setup:
         self.broker.on_trade(PublicTrade(VENUE, SYM, D(price), D(size), None, None, None, 0, 1))
 
 
+async def final_state(s: Setup, o: Order) -> tuple[OrderStatus | None, D | None]:
+    """What `query_order` answers about `o`: its status and cumulative fills."""
+    report = await s.broker.query_order(o)
+    assert report is not None
+    assert report.venue_order_id == f"paper-{o.client_order_id}"
+    return report.status, report.cum_qty
+
+
 # --- taking ---------------------------------------------------------------------------------------
 
 
@@ -211,11 +219,11 @@ async def test_limit_crossing_takes_up_to_its_price_then_rests(autojump_clock: M
     assert o.remaining == D("1")
     resting = await s.broker.query_order(o)
     assert resting is not None
-    assert resting.status is S.ACCEPTED
+    assert (resting.status, resting.cum_qty) == (S.PARTIALLY_FILLED, D("3"))
     cancelled = await s.broker.cancel(o)
     assert cancelled is not None
     assert cancelled.status is S.CANCELLED
-    assert await s.broker.query_order(o) is None
+    assert await final_state(s, o) == (S.CANCELLED, D("3"))
 
 
 async def test_ioc_limit_takes_then_cancels_the_rest(autojump_clock: MockClock) -> None:
@@ -224,7 +232,7 @@ async def test_ioc_limit_takes_then_cancels_the_rest(autojump_clock: MockClock) 
     await s.broker.submit(o)
     assert s.ctx.fills() == [(D("100"), D("1"), Liquidity.TAKER)]
     assert s.ctx.statuses()[-1][0] is S.CANCELLED
-    assert await s.broker.query_order(o) is None
+    assert await final_state(s, o) == (S.CANCELLED, D("1"))
 
 
 async def test_post_only_crossing_is_refused(autojump_clock: MockClock) -> None:
@@ -233,12 +241,12 @@ async def test_post_only_crossing_is_refused(autojump_clock: MockClock) -> None:
     with pytest.raises(OrderRefused, match="post-only"):
         await s.broker.submit(o)
     assert s.ctx.reports == []
-    assert await s.broker.query_order(o) is None
+    assert await s.broker.query_order(o) is None  # refused: the venue never had it
     # not crossing: it rests
     o2 = s.order(Side.BUY, "1", "99.5", post_only=True)
     await s.broker.submit(o2)
     assert s.ctx.statuses() == [(S.ACCEPTED, None)]
-    assert await s.broker.query_order(o2) is not None
+    assert await final_state(s, o2) == (S.ACCEPTED, D("0"))
 
 
 async def test_fok_not_fillable_cancels_without_fills(autojump_clock: MockClock) -> None:
@@ -247,7 +255,7 @@ async def test_fok_not_fillable_cancels_without_fills(autojump_clock: MockClock)
     await s.broker.submit(o)
     assert s.ctx.fills() == []
     assert s.ctx.statuses() == [(S.ACCEPTED, None), (S.CANCELLED, "FOK not fully fillable")]
-    assert await s.broker.query_order(o) is None
+    assert await final_state(s, o) == (S.CANCELLED, D("0"))
     assert s.broker.balances == {"USD": D("10000"), "BTC": D("1")}
 
 
@@ -289,7 +297,8 @@ async def test_trade_at_price_consumes_queue_ahead_first(autojump_clock: MockClo
     s.trade("99", "5")
     assert s.ctx.fills()[-1] == (D("99"), D("0.5"), Liquidity.MAKER)
     assert o.remaining == 0
-    assert await s.broker.query_order(o) is None  # done: no longer resting
+    # done, no longer resting; asked about it, the venue still says how it ended
+    assert await final_state(s, o) == (S.FILLED, D("1"))
     s.trade("99", "5")
     assert len(s.ctx.fills()) == 2
 
@@ -332,7 +341,7 @@ async def test_book_crossing_resting_order_fills_it(autojump_clock: MockClock) -
     assert await s.broker.query_order(o) is not None
     s.delta(asks=levels(("98.5", "2")))  # traded through: fills the rest at our price
     assert s.ctx.fills()[-1] == (D("99"), D("0.3"), Liquidity.MAKER)
-    assert await s.broker.query_order(o) is None
+    assert await final_state(s, o) == (S.FILLED, D("1"))
 
 
 async def test_shrinking_level_moves_us_up_the_queue(autojump_clock: MockClock) -> None:
@@ -366,7 +375,7 @@ async def test_cancel_all_reports_each_resting_order(autojump_clock: MockClock) 
     await s.broker.cancel_all(SYM)
     cancelled = {r.client_order_id for r in s.ctx.reports if r.status is S.CANCELLED}
     assert cancelled == {a.client_order_id, b.client_order_id}
-    assert await s.broker.query_order(a) is None
+    assert await final_state(s, a) == (S.CANCELLED, D("0"))
 
 
 # --- through the real order manager ---------------------------------------------------------------
@@ -389,6 +398,34 @@ async def test_paper_fills_reach_the_order_manager(autojump_clock: MockClock) ->
     assert order.avg_price == D("100.5")  # 1 @ 100, 1 @ 101
     assert order.fees == (D("100") + D("101")) * TAKER
     assert isinstance(events[-1], OrderFilled)
+
+
+async def test_cancel_that_loses_the_race_with_the_last_fill_leaves_the_order_filled(
+    autojump_clock: MockClock,
+) -> None:
+    # the cancel is on its way (paper latency) when a trade fills the resting order: the
+    # broker refuses the cancel, the manager asks what became of the order, and the answer
+    # must be FILLED (it was "never heard of it", which tried to turn FILLED into UNKNOWN)
+    s = Setup()
+    events: list[Any] = []
+    om = with_manager(s, events.append)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(om.run)
+        handle = om.submit(venue=VENUE, symbol=SYM, side=Side.BUY, quantity=D("1"), price=D("99"))
+        with trio.fail_after(60):
+            while handle.order.status is not S.ACCEPTED:
+                await trio.sleep(0.001)
+        assert om.cancel(handle.client_order_id)
+        await trio.sleep(0.001)  # the cancel has left; the broker is sleeping its latency
+        s.trade("99", "5")  # 2 ahead of us, then our 1
+        assert handle.order.status is S.FILLED
+        with trio.fail_after(60):
+            while om.counts["reconciled"] == 0:
+                await trio.sleep(0.001)
+        nursery.cancel_scope.cancel()
+    assert handle.order.status is S.FILLED
+    assert handle.order.filled_qty == D("1")
+    assert om.counts["impossible_transitions"] == 0
 
 
 async def test_rested_remainder_does_not_refill_against_liquidity_it_already_took(
@@ -433,7 +470,7 @@ async def test_stop_market_waits_for_a_trade_at_its_stop_then_takes(
     assert fill.fee == D("200") * TAKER
     assert s.ctx.statuses() == [(S.ACCEPTED, None)]  # filled whole: nothing left to cancel
     assert s.broker.balances == {"USD": D("10000") - D("200") - D("200") * TAKER, "BTC": D("3")}
-    assert await s.broker.query_order(o) is None
+    assert await final_state(s, o) == (S.FILLED, D("2"))
     s.trade("102", "5")
     assert len(s.ctx.fills()) == 1  # triggered once
 
@@ -470,12 +507,12 @@ async def test_stop_limit_triggers_takes_what_crosses_and_rests_the_rest(
     ]
     assert o.remaining == D("1")
     resting = await s.broker.query_order(o)
-    assert resting is not None and resting.status is S.ACCEPTED
+    assert resting is not None and resting.status is S.PARTIALLY_FILLED
     s.trade("101", "0.4")  # now it rests as a limit order at 101, first in its queue
     assert s.ctx.fills()[-1] == (D("101"), D("0.4"), Liquidity.MAKER)
     cancelled = await s.broker.cancel(o)  # cancel after the trigger
     assert cancelled is not None and cancelled.status is S.CANCELLED
-    assert await s.broker.query_order(o) is None
+    assert await final_state(s, o) == (S.CANCELLED, D("3.4"))
     s.trade("100", "5")
     assert o.remaining == D("0.6")
 
@@ -510,7 +547,7 @@ async def test_stop_cancelled_before_its_trigger_never_fills(autojump_clock: Moc
     await s.broker.cancel_all(SYM)
     assert s.ctx.statuses()[-1] == (S.CANCELLED, None)
     assert s.ctx.reports[-1].client_order_id == a.client_order_id
-    assert await s.broker.query_order(a) is None
+    assert await final_state(s, a) == (S.CANCELLED, D("0"))
 
 
 async def test_stop_stays_armed_while_the_book_is_not_synced(autojump_clock: MockClock) -> None:

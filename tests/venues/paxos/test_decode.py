@@ -260,3 +260,71 @@ def test_sor_reply_with_malformed_channels_is_a_frame_error() -> None:
     )  # type: ignore[arg-type]
     with pytest.raises(FrameError, match="channels"):
         stream.decode('{"type":"subscribe","channels":[1]}', 1)
+
+
+# The typed (msgspec) fast path must never accept what the careful path refuses, nor turn a frame
+# into anything else: for each frame, both give the same events, the same error, the same count.
+_UPD = '{"type":"UPDATE","market":"BTCUSD","side":"SELL","price":"%s","amount":"%s"}'
+_TRD = '{"market":"%s","price":"%s","amount":"%s","executed_at":"%s","match_number":"%s"}'
+FAST_PATH_FRAMES = [
+    _UPD % ("19958.5", "0.25"),
+    _UPD % ("19958.5", "0"),
+    _UPD % ("19958.5", "-0.1"),
+    _UPD % ("19958.5", "NaN"),
+    _UPD % ("19958.5", "sNaN"),
+    _UPD % ("19958.5", "Infinity"),
+    _UPD % ("19958.5", "1e30"),
+    _UPD % ("-1", "1"),
+    _UPD % ("Infinity", "1"),
+    _UPD % ("1,5", "1"),
+    _UPD % (" 2 ", "1"),
+    '{"type":"UPDATE","market":"ETHUSD","side":"BUY","price":"1","amount":"1","extra":[1]}',
+    '{"type":"UPDATE","type":"SNAPSHOT","market":"BTCUSD","side":"BUY","price":"1","amount":"1"}',
+    '{"type":"SNAPSHOT","market":"BTCUSD","side":"BUY","price":"1","amount":"1"}',
+    '{"type":"UPDATE","market":"BTCUSD","side":"buy","price":"1","amount":"1"}',
+    '{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":"1","amount":1}',
+    '{"type":"UPDATE","market":"BTCUSD","side":"BUY","price":"1"}',
+    '{"market":"BTCUSD","side":"BUY","price":"1","amount":"1"}',
+    "not json",
+]
+FAST_PATH_TRADES = [
+    _TRD % ("BTCUSD", "60000.25", "0.5", "2026-11-18T11:06:50.000Z", "A1"),
+    _TRD % ("BTCUSD", "60000.25", "0.5", "2026-11-18T11:06:50.000Z", "A1"),  # replayed
+    _TRD % ("BTCUSD", "-1", "0.5", "2026-11-18T11:06:50.1Z", "A2"),  # finite: careful takes it
+    _TRD % ("BTCUSD", "1", "-0.5", "2026-11-18T11:06:50Z", "A3"),
+    _TRD % ("BTCUSD", "1", "1e31", "2026-11-18T11:06:50.123456789Z", "A4"),
+    _TRD % ("BTCUSD", "NaN", "1", "2026-11-18T11:06:50Z", "A5"),
+    _TRD % ("BTCUSD", "1", "1", "2026-11-18T11:06:5", "A6"),
+    _TRD % ("BTCUSD", "1", "1", "2026-11-18T11:06:50.1234567890Z", "A7"),
+    _TRD % ("BTCUSD", "1", "1", "2026-11-18T11:06:50Z", ""),
+    _TRD % ("ETHUSD", "1", "1", "2026-11-18T11:06:50Z", "A8"),  # another market
+    _TRD % ("ETHUSD", "NaN", "1", "2026-11-18T11:06:50Z", "A9"),
+    '{"market":"BTCUSD","price":1,"amount":"1","executed_at":"2026-11-18T11:06:50Z",'
+    '"match_number":"B1"}',
+    '{"error":"nope"}',
+]
+
+
+def _outcomes(decode: Any, frames: list[str], out: list[Any]) -> list[Any]:
+    seen = []
+    for frame in frames:
+        before = len(out)
+        try:
+            decode(frame, 7)
+            seen.append(("ok", out[before:]))
+        except FrameError as exc:
+            seen.append(("error", str(exc), out[before:]))
+    return seen
+
+
+@pytest.mark.parametrize("markets", [None, {"BTCUSD"}])
+def test_the_typed_fast_path_decodes_exactly_as_the_careful_path(markets: Any) -> None:
+    fast, fast_out = public(markets)
+    careful, careful_out = public(markets)
+    for frames, name in ((FAST_PATH_FRAMES, "marketdata"), (FAST_PATH_TRADES, "executiondata")):
+        assert _outcomes(getattr(fast, name), frames, fast_out) == _outcomes(
+            getattr(careful, "_" + name), frames, careful_out
+        )
+    assert fast.skipped_markets == careful.skipped_markets
+    assert any(isinstance(e, BookDelta) for e in fast_out)
+    assert any(isinstance(e, PublicTrade) for e in fast_out)
