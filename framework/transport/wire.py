@@ -30,6 +30,15 @@ def dec(value: Any, field: str) -> Decimal:
     return d
 
 
+def positive(value: Any, field: str) -> Decimal:
+    """`dec`, and above zero and below 1e30: a traded price or size (a negative, zero or absurd
+    one is a bad frame, not a trade)."""
+    d = dec(value, field)
+    if not _ZERO < d < _HUGE:
+        raise FrameError(f"{field}: out of range: {value!r}"[:80])
+    return d
+
+
 def dec_str(d: Decimal) -> str:
     """Plain decimal notation, never exponent form: Decimal('1E+2') -> '100'."""
     text = format(d, "f")

@@ -28,7 +28,14 @@ from framework.events import (
     TopOfBook,
     positional_factory,
 )
-from framework.transport.wire import DecimalCache, PriceCache, dec, iso_to_ns, loads_object
+from framework.transport.wire import (
+    DecimalCache,
+    PriceCache,
+    dec,
+    iso_to_ns,
+    loads_object,
+    positive,
+)
 
 VENUE = "paxos"
 _EMPTY: tuple[Level, ...] = ()
@@ -256,10 +263,10 @@ class PublicDecoder:
         trade = None
         if t.match_number and (self.markets is None or t.market in self.markets):
             try:
-                # the careful path takes any finite price and amount; here, only what the books
-                # would (a positive price, an amount in [0, 1e30)): anything else goes there
+                # here only a positive price and an amount in (0, 1e30); anything else goes to
+                # the careful path, which refuses it with the reason
                 price, amount = self.prices[t.price], _D(t.amount)
-                if _ZERO <= amount < _HUGE:
+                if _ZERO < amount < _HUGE:
                     trade = _public_trade(
                         VENUE,
                         t.market,
@@ -289,7 +296,8 @@ class PublicDecoder:
         match_number = msg.get("match_number")
         if type(match_number) is not str or not match_number:
             raise FrameError("missing match_number")
-        price, amount = dec(msg.get("price"), "price"), dec(msg.get("amount"), "amount")
+        price = positive(msg.get("price"), "price")
+        amount = positive(msg.get("amount"), "amount")
         ts = iso_to_ns(msg.get("executed_at"), "executed_at")
         if self.markets is not None and market not in self.markets:
             self.skipped_markets += 1
@@ -359,8 +367,8 @@ class SorDecoder:
                 PublicTrade(
                     VENUE,
                     _market(payload),
-                    dec(payload.get("price"), "price"),
-                    dec(payload.get("amount"), "amount"),
+                    positive(payload.get("price"), "price"),
+                    positive(payload.get("amount"), "amount"),
                     None,
                     None,
                     iso_to_ns(payload.get("executed_at"), "executed_at"),

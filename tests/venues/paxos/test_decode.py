@@ -328,3 +328,26 @@ def test_the_typed_fast_path_decodes_exactly_as_the_careful_path(markets: Any) -
     assert fast.skipped_markets == careful.skipped_markets
     assert any(isinstance(e, BookDelta) for e in fast_out)
     assert any(isinstance(e, PublicTrade) for e in fast_out)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("price", "-24228.75"), ("price", "0"), ("amount", "-0.5"), ("amount", "0")],
+)
+def test_a_trade_with_a_price_or_size_not_above_zero_is_a_bad_frame(field: str, value: str) -> None:
+    """A negative or zero trade is not a trade, on both feeds (the line-1 and line-9 samples
+    with one field changed); on the public feed its match number is not spent either."""
+    import orjson
+
+    pub, out = public()
+    msg = orjson.loads(line(PUBLIC, 1))
+    with pytest.raises(FrameError, match=field):
+        pub.executiondata(orjson.dumps({**msg, field: value}), 1)
+    pub.executiondata(line(PUBLIC, 1), 2)
+    assert len(out) == 1  # the good frame with the same match number still counts
+    sor_dec, sor_out, _ = sor()
+    msg = orjson.loads(line(SOR, 9))
+    msg["payload"] = {**msg["payload"], field: value}
+    with pytest.raises(FrameError, match=field):
+        sor_dec.decode(orjson.dumps(msg), 1)
+    assert sor_out == []
