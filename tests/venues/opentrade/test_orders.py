@@ -428,6 +428,10 @@ async def _orphan_cycle(tmp_path: Path, *, cancel_orphans: bool):
             # orders travel on the private stream: the scan at start finds it not up yet and the
             # reconciliation loop asks again once it is
             await until(second, lambda: second.orders.counts["orphans"] == 1, "orphan found")
+            if cancel_orphans:
+                # the cancel ends once the order's fills are summed (TRADES_HISTORY)
+                orders = second.orders
+                await until(second, lambda: orders.counts["orphans_cancelled"] == 1, "cancelled")
             listed = await second.orders.clients["opentrade"].list_open_orders()
         nursery.cancel_scope.cancel()
     (orphan,) = second.orders.orphans["opentrade"]

@@ -81,7 +81,11 @@ class Client:
 async def ws(sim: OpenTradeSimulator, token: str | None = None) -> AsyncIterator[Client]:
     headers = [(b"Authorization", token.encode())] if token else []
     async with open_websocket_url(sim.ws_url + "/exchange/ws", extra_headers=headers) as conn:
-        yield Client(conn)
+        client = Client(conn)
+        if sim.connect_confirmation:
+            # [DOC] "upon connection, you'll receive a confirmation message" (the default)
+            assert await client.recv() == {"event": "CONNECTED"}
+        yield client
 
 
 def sub(channel: str, name: str, value: str, token: str | None = None, rid: str = "1") -> dict:
@@ -193,7 +197,8 @@ async def test_books_every_interval_full_and_sorted_with_levels() -> None:
             }
         )
         error = await client.until(lambda m: m.get("event") == "ERROR")
-        assert "levels" in error["message"] and error["requestId"] == "1"
+        # [DOC] no published reply carries the requestId
+        assert "levels" in error["message"] and "requestId" not in error
 
 
 async def test_private_channels_need_a_signature_and_orders_a_subscription() -> None:
@@ -253,8 +258,12 @@ async def test_order_flow_cancel_without_id_and_token_expiry() -> None:
                     "command": "CREATE",
                     "event": "ACK",
                     "channel": "TRADE_PRIVATE",
-                    "requestId": coid,
                 }
+                # the published answer: the order in the GET form, without an event
+                answer = await client.recv()
+                assert answer["command"] == "GET" and "event" not in answer
+                assert answer["data"][0]["orderId"] == coid
+                assert "filledAmount" not in answer["data"][0]  # none published
                 new = await client.recv()
                 assert new["data"][0]["orderStatus"] == "NEW"
                 assert isinstance(new["data"][0]["price"], str)  # as in the documented UPDATE
@@ -264,7 +273,10 @@ async def test_order_flow_cancel_without_id_and_token_expiry() -> None:
                 order_cmd("MODIFY", token, orderId="a", price=str(bid - 2), amount="0.02")
             )
             assert (await client.recv())["event"] == "ACK"
-            modified = (await client.recv())["data"][0]
+            # the published MODIFY answer: a GET frame with the order (history naming)
+            answer = await client.until(lambda m: m.get("event") == "GET")
+            modified = answer["data"][0]
+            assert modified["clientOrderId"] == "a"
             assert modified["price"] == bid - 2 and modified["amount"] == D("0.02")
             # a CANCEL without any id cancels every order of the pair
             await client.send(order_cmd("CANCEL", token))
@@ -321,9 +333,20 @@ async def test_order_flow_cancel_without_id_and_token_expiry() -> None:
 # --- bounded memory: driven directly, no server -------------------------------------------------
 
 
+class _Sink:
+    """Stands in for a connection: keeps what the venue answers."""
+
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+
+    def enqueue(self, frame: str) -> None:
+        self.frames.append(frame)
+
+
 def _private_session() -> WsSession:
-    """A WS session subscribed on TRADE_PRIVATE for SYM (never registered: nothing is sent)."""
-    return WsSession(conn=cast(Any, None), orders={SYM})
+    """A WS session subscribed on TRADE_PRIVATE for SYM (never registered: no updates reach
+    it, only the answers to its own commands)."""
+    return WsSession(conn=cast(Any, _Sink()), orders={SYM})
 
 
 def _create(sim: OpenTradeSimulator, session: WsSession, coid: str, price: Decimal) -> None:
