@@ -81,13 +81,17 @@ class TokenSource(TokenCache):
             claims = jwt.decode(token, options={"verify_signature": False})
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"opentrade token is not a valid JWT: {exc}") from None
-        done, self.fetched = self.fetched, trio.Event()
-        done.set()
         exp = claims.get("exp")
         if not isinstance(exp, int | float):
             return Token(token)  # refreshed on an auth error only
         # the claim is wall-clock time; the cache counts on trio's clock from now
         return Token(token, float(exp) - self._wall())
+
+    def _store(self, token: Token) -> None:
+        super()._store(token)
+        # after the cache holds it: a waiter woken now sees when it is due for refresh
+        done, self.fetched = self.fetched, trio.Event()
+        done.set()
 
     async def _login(self) -> None:
         self.logins += 1

@@ -448,7 +448,7 @@ class OpenTradeExecution(ExecutionClient):
     order (`hold`), so a CANCELLED never overtakes the partial fill before it.
 
     Prices: the core refuses a price with more than 7 significant digits or 8 decimals
-    (capabilities; `Strategy.round_price` rounds away from aggressiveness), so no price the venue
+    (capabilities; `Strategy.venue_price` rounds away from aggressiveness), so no price the venue
     would cut is ever sent.
     """
 

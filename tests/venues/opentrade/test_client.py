@@ -296,3 +296,66 @@ async def test_a_plain_ws_override_to_a_remote_host_is_refused_before_connecting
 
     with pytest.raises(ValueError, match=r"unencrypted ws:// to non-loopback host example\.com"):
         await fetch_catalogue("ws://example.com/exchange/ws", 1.0)
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+def _token_http(*, post_token: int = 200) -> tuple[Any, list[str]]:
+    """A venue's login and token endpoints (JWTs valid 60 s from wall time 1000)."""
+    import httpx
+    import jwt
+
+    calls: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(f"{request.method} {request.url.path}")
+        if request.url.path == "/auth/login":
+            return httpx.Response(200, headers={"set-cookie": "JSESSIONID=s1; Path=/"})
+        if request.method == "POST" and post_token != 200:
+            return httpx.Response(post_token)
+        if request.method == "GET":
+            assert request.url.params["clientSecret"] == "secret"
+        token = jwt.encode({"sub": "api", "exp": 1060, "n": len(calls)}, "k" * 32)
+        return httpx.Response(200, text=token)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handle), base_url="https://ot"), calls
+
+
+async def test_the_documented_get_token_form_is_used_when_the_post_is_not_served() -> None:
+    from framework.venues.opentrade.auth import TokenSource
+
+    http, calls = _token_http(post_token=404)
+    tokens = TokenSource(http, "user", "pw", "api", "secret", wall=lambda: 1000.0)
+    assert (await tokens.token()).count(".") == 2
+    assert calls == [
+        "POST /auth/login",
+        "POST /auth/auth/jwt/clients/api/token",
+        "GET /auth/auth/jwt/client/api/token",
+    ]
+
+
+async def test_the_proactive_refresh_is_armed_from_the_first_token(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """No auth error ever: the first token (fetched when the stream connects) alone arms the
+    refresh before its `exp`, which resubscribes with the new token."""
+    from framework.venues.opentrade.auth import TokenSource
+
+    http, _ = _token_http()
+    tokens = TokenSource(http, "user", "pw", "api", "secret", wall=lambda: 1000.0)
+    stream, client, conn, _ = _client(
+        lambda msg: [{"command": "SUBSCRIBE", "event": "ACK", "channel": msg["channel"]}]
+    )
+    stream.tokens = client.tokens = tokens
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.run)
+        await trio.testing.wait_all_tasks_blocked()
+        first = await tokens.token()  # as the stream's connect does
+        await trio.sleep(50)  # 60 s lifetime, refreshed 6 s (10 %) ahead of its end
+        assert tokens.fetches == 1 and conn.sent == []
+        await trio.sleep(5)
+        assert tokens.fetches == 2 and client.counts["reauths"] == 1
+        (resubscribe,) = conn.sent
+        assert resubscribe["channel"] == TP and resubscribe["signature"] not in ("", first)
+        nursery.cancel_scope.cancel()
