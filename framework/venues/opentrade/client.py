@@ -205,6 +205,7 @@ class PrivateStream(Stream):
         # published `Order` items carry none): `hold(report)` is True when it took it
         self.hold: Any = None
         self.counts: dict[str, int] = {"stale_replies": 0, "barriers": 0}
+        self._subscribing = False  # a TRADE_PRIVATE subscribe sent, its first answer not seen
 
     def _emit(self, event: Any) -> None:
         if isinstance(event, ExecutionReport) and self.hold is not None and self.hold(event):
@@ -234,6 +235,7 @@ class PrivateStream(Stream):
     ) -> None:
         instruments = [m.arg("instrument", self.markets)]
         ids = request_ids or (None, None)
+        self._subscribing = True
         if self.balances and self.currencies:
             currencies = [m.arg("currency", self.currencies)]
             await conn.send(m.subscribe("BALANCE", currencies, signature=token, request_id=ids[0]))
@@ -307,6 +309,7 @@ class PrivateStream(Stream):
             raise FrameError(f"control frame: command/channel not text: {str(msg)[:80]}")
         if event == "ACK":
             if channel == m.TRADE_PRIVATE and command == "SUBSCRIBE":
+                self._subscribing = False
                 self.ready.set()
             # an order command's ACK is not its outcome (that is the order, or an ERROR): only
             # a SUBSCRIBE waits for one
@@ -343,6 +346,7 @@ class PrivateStream(Stream):
             return False
         if event in ("SNAPSHOT", "UPDATE"):
             if event == "SNAPSHOT":
+                self._subscribing = False
                 self.ready.set()
             # an order's own item may be the answer a CREATE / MODIFY / CANCEL waits for; the
             # frame is still decoded (it reports the order)
@@ -356,7 +360,10 @@ class PrivateStream(Stream):
             # nobody asked: a late or duplicated answer. Never read as news: a trade-history
             # item's `amount` is a fill's size, not the order's
             self.counts["stale_replies"] += 1
-            self.ready.set()  # [DOC] a GET frame after the subscribe is its snapshot
+            if self._subscribing:
+                # [DOC] the page shows the subscribe answered by a GET frame (its snapshot)
+                self._subscribing = False
+                self.ready.set()
             return True
         return False
 

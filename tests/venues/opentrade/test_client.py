@@ -359,3 +359,18 @@ async def test_the_proactive_refresh_is_armed_from_the_first_token(
         (resubscribe,) = conn.sent
         assert resubscribe["channel"] == TP and resubscribe["signature"] not in ("", first)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_subscribe_answered_by_a_get_frame_is_ready_and_a_stale_one_later_is_not(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """[DOC] the page shows the TRADE_PRIVATE subscribe answered by a GET frame (the active
+    orders), where BALANCE shows an ACK: either makes the stream ready, once."""
+    stream, _, conn, events = _client(lambda msg: [])
+    stream.ready.clear()
+    await stream.subscribe_private(conn, "jwt")  # type: ignore[arg-type]
+    _feed(stream, _answer(_item("c9", "ACTIVE"), event=True))
+    assert stream.ready.is_set() and events == []
+    stream.ready.clear()  # e.g. an auth error killed the subscription
+    _feed(stream, _answer(_item("c9", "ACTIVE"), event=True))  # a late duplicate
+    assert not stream.ready.is_set()
