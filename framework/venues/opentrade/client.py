@@ -539,6 +539,8 @@ class OpenTradeExecution(ExecutionClient):
             return True
         if not self._needs_size(report):
             return False
+        if report.symbol is None and report.client_order_id not in self._symbols:
+            return False  # no instrument to ask about: the core's reconciliation asks instead
         self._held[report.client_order_id] = [report]
         self._held_wakeup.set()
         return True
