@@ -555,7 +555,7 @@ class OpenTradeExecution(ExecutionClient):
                     report = queue[0]
                     try:
                         sized = await self._sized(report)
-                    except (OSError, RequestTimeout, FrameError, RuntimeError) as exc:
+                    except Exception as exc:  # lost, refused, unreadable, no token yet
                         # asked again on the next wake-up (or answered meanwhile by a query)
                         log.warning("opentrade fill size not known yet", error=str(exc))
                         self._held_wakeup.set()
