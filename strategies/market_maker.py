@@ -17,8 +17,10 @@ from framework import BookNotSynced, OrderFill, OrderRejected, Side, Strategy
 
 class MarketMaker(Strategy):
     def on_start(self) -> None:
-        p = self.params
         self.venue, self.symbol = self.default_market()
+        # `by_venue.<venue>` overrides the shared params for that venue (prices differ by orders
+        # of magnitude between venues: a spread in bps that fits one is far off on another)
+        p = {**self.params, **self.params.get("by_venue", {}).get(self.venue, {})}
         self.size = Decimal(str(p.get("size", "0.01")))
         self.half_spread_bps = Decimal(str(p.get("half_spread_bps", "2")))
         self.max_inventory = Decimal(str(p.get("max_inventory", "0.05")))

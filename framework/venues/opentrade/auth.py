@@ -17,6 +17,7 @@ from collections.abc import Callable
 import httpx
 import jwt
 import structlog
+import trio
 
 from framework.errors import AuthError
 from framework.transport.tokens import Token, TokenCache
@@ -26,6 +27,7 @@ log = structlog.get_logger("botrun.opentrade.auth")
 SESSION_COOKIES = ("JSESSIONID", "SESSION")
 LOGIN_PATH = "/auth/login"
 TOKEN_PATH = "/auth/auth/jwt/clients/{api_user}/token"
+TOKEN_GET_PATH = "/auth/auth/jwt/client/{api_user}/token"
 
 
 class TokenSource(TokenCache):
@@ -52,6 +54,8 @@ class TokenSource(TokenCache):
         self._wall = wall
         self._cookie: str | None = None
         self.logins = 0
+        # set (and replaced) by every token fetched: the first one arms the proactive refresh
+        self.fetched = trio.Event()
 
     async def _fetch(self) -> Token:
         try:
@@ -83,6 +87,12 @@ class TokenSource(TokenCache):
         # the claim is wall-clock time; the cache counts on trio's clock from now
         return Token(token, float(exp) - self._wall())
 
+    def _store(self, token: Token) -> None:
+        super()._store(token)
+        # after the cache holds it: a waiter woken now sees when it is due for refresh
+        done, self.fetched = self.fetched, trio.Event()
+        done.set()
+
     async def _login(self) -> None:
         self.logins += 1
         resp = await self._http.post(
@@ -111,4 +121,12 @@ class TokenSource(TokenCache):
             headers={"Cookie": self._cookie, "clientSecret": self._secret, "accept": "*/*"},
             content=b"",
         )
+        if resp.status_code in (404, 405):
+            # [DOC] the docs' step-2 text gives the other form: GET, singular `client`, the
+            # secret as a query parameter
+            resp = await self._http.get(
+                TOKEN_GET_PATH.format(api_user=self._api_user),
+                params={"clientSecret": self._secret},
+                headers={"Cookie": self._cookie, "accept": "*/*"},
+            )
         return resp.status_code, resp.text

@@ -20,14 +20,16 @@ deltas, sequence numbers or checksums. So:
   the test waits. The first step turns the simulator's own 20 ms refresh off (`timed_books`):
   from then on every book frame comes from a step.
 
-Orders go over the private WebSocket (CREATE / CANCEL / GET on TRADE_PRIVATE, replies matched by
-`requestId`), not HTTP: HTTP carries only login and the JWT. So the order-path faults, the lost
-submit reply and the failing queries are frame rules on the private reply frames, and the
-generic `http_*` faults would only hit login/token fetches.
+Orders go over the private WebSocket (CREATE / CANCEL / GET on TRADE_PRIVATE; no reply names its
+request, so the client sends one command at a time behind a PING barrier), not HTTP: HTTP carries
+only login and the JWT. So the order-path faults, the lost submit reply and the failing queries
+are frame rules on the private reply frames, and the generic `http_*` faults would only hit
+login/token fetches.
 
-Fills: Open Trade reports a cumulative `filledAmount`; the adapter names each derived fill
-`<coid>:cum:<filled so far>`, and fills missed while the private stream was away come back merged
-into one. So fills compare per order total (`fills_by_id = False`).
+Fills: Open Trade's published `Order` items carry no filled amount; the adapter sums the order's
+fills from TRADES_HISTORY and names each derived fill `<coid>:cum:<filled so far>`, and fills
+missed while the private stream was away come back merged into one. So fills compare per order
+total (`fills_by_id = False`).
 """
 
 from __future__ import annotations
@@ -95,19 +97,18 @@ def _frame(text: str) -> dict[str, Any]:
 
 
 def _command_reply(text: str) -> bool:
-    """The answer to an order command (ACK / ERROR / GET), not a subscription's frames."""
+    """The answer to an order command or a GET (ACK, ERROR, or the published GET-form answer,
+    with or without an event), not a subscription's frames. The cancel's `OrderUpdate` comes in
+    the update form and is not among them."""
     if '"TRADE_PRIVATE"' not in text:  # cheap: every book frame passes through here
         return False
     msg = _frame(text)
-    return (
-        msg.get("channel") == "TRADE_PRIVATE"
-        and msg.get("command") in _COMMANDS
-        and msg.get("requestId") is not None
-    )
+    return msg.get("channel") == "TRADE_PRIVATE" and msg.get("command") in _COMMANDS
 
 
 def _get_reply(text: str) -> bool:
-    return _command_reply(text) and _frame(text).get("command") == "GET"
+    """The answer to a GET TRADE_PRIVATE query (`"event":"GET"`; the CREATE answer has none)."""
+    return _command_reply(text) and _frame(text).get("event") == "GET"
 
 
 def _order_faults(plan: FaultPlan, scale: float) -> list[Rule]:
@@ -120,12 +121,13 @@ def _order_faults(plan: FaultPlan, scale: float) -> list[Rule]:
 
 
 def _lose_submit_reply(plan: FaultPlan) -> list[Rule]:
-    """The next CREATE is done but its ACK never arrives (the request times out: unknown).
+    """The next CREATE is done but its answer (the order, in the GET form without an event)
+    never arrives (the request times out: unknown).
 
-    The NEW and ACTIVE updates of that order, which the simulator sends right after the ACK,
-    are lost too, else they would tell the client what the lost reply did. Only that order's,
-    and only those: if the frame after the ACK is not its NEW (e.g. the token expired and the
-    venue sent an ERROR instead), nothing more is dropped."""
+    The NEW and ACTIVE updates of that order, which the simulator sends right after the
+    answer, are lost too, else they would tell the client what the lost answer did. Only that
+    order's, and only those: if the frame after the answer is not its NEW, nothing more is
+    dropped."""
     state: dict[str, Any] = {"step": "ack", "coid": None}
 
     def match(text: str) -> bool:
@@ -135,20 +137,22 @@ def _lose_submit_reply(plan: FaultPlan) -> list[Rule]:
         msg = _frame(text)
         if msg.get("channel") != "TRADE_PRIVATE":
             return False
-        if step == "ack":
-            if msg.get("command") == "CREATE" and msg.get("event") == "ACK":
-                state["step"] = "new"
-                return True
-            return False
         items = msg.get("data")
         item = items[0] if isinstance(items, list) and len(items) == 1 else None
         order = item if isinstance(item, dict) and item.get("class") == "Order" else {}
+        coid = order.get("orderId") or order.get("clientOrderId")
+        if step == "ack":
+            answer = msg.get("command") == "GET" and "event" not in msg
+            if answer and order.get("orderStatus") == "NEW" and coid is not None:
+                state["step"], state["coid"] = "new", coid
+                return True
+            return False
         update = msg.get("command") == "SUBSCRIBE" and msg.get("event") == "UPDATE"
-        status, coid = order.get("orderStatus"), order.get("clientOrderId")
+        status = order.get("orderStatus")
         if step == "new":
-            # the very next private frame: the NEW of the order the lost ACK created
-            if update and status == "NEW" and coid is not None:
-                state["step"], state["coid"] = "active", coid
+            # the very next private frame: the NEW of the order the lost answer created
+            if update and status == "NEW" and coid == state["coid"]:
+                state["step"] = "active"
                 return True
             state["step"] = "done"
             return False

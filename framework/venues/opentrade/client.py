@@ -16,6 +16,7 @@ anything missed meanwhile. Order state lives in the core and is never reset by t
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -195,8 +196,20 @@ class PrivateStream(Stream):
         self.errors: list[str] = []
         self.auth_errors = 0
         self.decoder = Decoder(self._emit, markets=None, on_control=self._control)
+        # [DOC] no reply names its request, so commands on TRADE_PRIVATE go one at a time, each
+        # behind a PING barrier (see `request`): whatever answers arrive belong to the one in
+        # flight, never to an older, duplicated or late one
+        self._command_lock = trio.Lock()
+        self._pong = trio.Event()
+        # an execution report the execution client holds until its fill size is known (the
+        # published `Order` items carry none): `hold(report)` is True when it took it
+        self.hold: Any = None
+        self.counts: dict[str, int] = {"stale_replies": 0, "barriers": 0}
+        self._subscribing = False  # a TRADE_PRIVATE subscribe sent, its first answer not seen
 
     def _emit(self, event: Any) -> None:
+        if isinstance(event, ExecutionReport) and self.hold is not None and self.hold(event):
+            return
         self.emit(event)
 
     async def url(self) -> str:
@@ -222,6 +235,7 @@ class PrivateStream(Stream):
     ) -> None:
         instruments = [m.arg("instrument", self.markets)]
         ids = request_ids or (None, None)
+        self._subscribing = True
         if self.balances and self.currencies:
             currencies = [m.arg("currency", self.currencies)]
             await conn.send(m.subscribe("BALANCE", currencies, signature=token, request_id=ids[0]))
@@ -234,28 +248,57 @@ class PrivateStream(Stream):
 
     def decode(self, frame: str | bytes, recv_ns: int) -> None:
         self.decoder.epoch = self.epoch
+        pongs = self.decoder.pongs
         self.decoder.decode(frame, recv_ns)
+        if self.decoder.pongs != pongs:
+            self._pong.set()
+            self._pong = trio.Event()
 
     # --- requests ---------------------------------------------------------------------------
 
     async def request(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        """Send one request on the current connection and return its reply (ACK/ERROR/GET)."""
-        if self.conn is None:
-            raise NotConnected("opentrade private stream is not connected")
-        rid = self.requests.new_id()
-        message["requestId"] = rid
-        # a closed connection (NotConnected, ConnectionLost) is a ConnectionError the callers
-        # handle as a lost reply
-        return await self.requests.request(
-            message,
-            request_id=rid,
-            keys=reply_keys(message),
-            timeout_s=timeout_s,
-            what=f"{message.get('command')} {message.get('channel')}",
-        )
+        """Send one command on the current connection and return its answer.
+
+        [DOC] no published answer carries a `requestId`, and none names a GET's category. So
+        the commands go one at a time, and each only after a PING's PONG: frames the venue sent
+        before it (an older command's late, duplicated or unclaimed answer) arrive before the
+        PONG and answer nothing; what arrives after it, until the answer, is this command's.
+        """
+        async with self._command_lock:
+            conn = self.conn
+            if conn is None:
+                raise NotConnected("opentrade private stream is not connected")
+            await self._barrier(conn, timeout_s)
+            rid = self.requests.new_id()
+            # [DOC] the request template carries one; an echo, if any, is used, never needed
+            message["requestId"] = rid
+            # a closed connection (NotConnected, ConnectionLost) is a ConnectionError the
+            # callers handle as a lost reply
+            return await self.requests.request(
+                message,
+                request_id=rid,
+                keys=reply_keys(message),
+                timeout_s=timeout_s,
+                what=f"{message.get('command')} {message.get('channel')}",
+            )
+
+    async def _barrier(self, conn: Connection, timeout_s: float) -> None:
+        """PING, and wait for a PONG that follows it: the command has not been sent yet, so a
+        failure here is `NotConnected` (it did not leave)."""
+        self.counts["barriers"] += 1
+        target = self.decoder.pongs + 1
+        try:
+            await conn.send(m.ping())
+        except Exception as exc:  # a closed socket: nothing left
+            raise NotConnected(f"opentrade: PING failed: {exc!r}") from None
+        with trio.move_on_after(timeout_s):
+            while self.decoder.pongs < target:
+                await self._pong.wait()
+        if self.decoder.pongs < target or self.conn is not conn:
+            raise NotConnected("opentrade: no PONG before the command; not sent")
 
     def _control(self, msg: dict[str, Any]) -> bool:
-        """ACK / ERROR, and replies our requests wait for. True = consumed."""
+        """ACK / ERROR, and answers our requests wait for. True = consumed (not decoded)."""
         event = msg.get("event")
         rid = msg.get("requestId")
         rid = None if rid is None else str(rid)
@@ -266,16 +309,19 @@ class PrivateStream(Stream):
             raise FrameError(f"control frame: command/channel not text: {str(msg)[:80]}")
         if event == "ACK":
             if channel == m.TRADE_PRIVATE and command == "SUBSCRIBE":
+                self._subscribing = False
                 self.ready.set()
-            if rid is not None:
-                requests.resolve(rid, msg)
-            else:
+            # an order command's ACK is not its outcome (that is the order, or an ERROR): only
+            # a SUBSCRIBE waits for one
+            if rid is None or not requests.resolve(rid, msg):
                 requests.resolve_first((("ack", command, channel),), msg)
             return True
         if event == "ERROR":
             if rid is not None and requests.resolve(rid, msg):
                 return True
-            if rid is None and requests.resolve_first((("error", command, channel),), msg):
+            # [INF] ERROR fields are undocumented: one naming no command answers the command in
+            # flight on its channel (there is at most one, see `request`)
+            if requests.resolve_first((("error", command, channel),), msg):
                 return True
             error = f"{msg.get('command')} {msg.get('channel')}: {_error_text(msg)}"
             self.errors.append(error)
@@ -290,23 +336,43 @@ class PrivateStream(Stream):
             else:
                 log.error("opentrade private request refused", venue=VENUE, error=error)
             return True
-        if rid is not None and event not in ("SNAPSHOT", "UPDATE"):
-            return requests.resolve(rid, msg)
-        # [INF] a GET reply without requestId answers the oldest GET of that channel
-        if (command == "GET" or event in ("GET", None)) and requests.resolve_first(
-            (("reply", "GET", channel),), msg
-        ):
+        if rid is not None and event not in ("SNAPSHOT", "UPDATE") and requests.resolve(rid, msg):
             return True
-        if channel == m.TRADE_PRIVATE and requests.correlator.in_flight():
-            # an order's own item may be the reply its CREATE / MODIFY / CANCEL waits for; the
+        if channel != m.TRADE_PRIVATE:
+            if event == "GET" or (event is None and command == "GET"):
+                return requests.resolve_first((("reply", "GET", channel),), msg) or (
+                    channel != "TRADE_POSITIONS"  # an unclaimed position list is still news
+                )
+            return False
+        if event in ("SNAPSHOT", "UPDATE"):
+            if event == "SNAPSHOT":
+                self._subscribing = False
+                self.ready.set()
+            # an order's own item may be the answer a CREATE / MODIFY / CANCEL waits for; the
             # frame is still decoded (it reports the order)
             self._lifecycle(msg)
+            return False
+        if event == "GET" or (event is None and command == "GET"):
+            # the published answer form of CREATE (no event), MODIFY and GET: the order named
+            # by a command in flight, else the GET's answer
+            if self._lifecycle(msg) or requests.resolve_first((("reply", "GET", channel),), msg):
+                return True
+            # nobody asked: a late or duplicated answer. Never read as news: a trade-history
+            # item's `amount` is a fill's size, not the order's
+            self.counts["stale_replies"] += 1
+            if self._subscribing:
+                # [DOC] the page shows the subscribe answered by a GET frame (its snapshot)
+                self._subscribing = False
+                self.ready.set()
+            return True
         return False
 
-    def _lifecycle(self, msg: dict[str, Any]) -> None:
+    def _lifecycle(self, msg: dict[str, Any]) -> bool:
+        """Resolve the command in flight that an item of `msg` names; True if one did."""
         data = msg.get("data")
         if type(data) is not list:
-            return
+            return False
+        resolved = False
         for item in data:
             if type(item) is not dict:
                 continue
@@ -317,21 +383,25 @@ class PrivateStream(Stream):
                 keys: list[Key] = [("order", coid)]
                 if item.get("orderStatus") == "CANCELLED":
                     keys.insert(0, ("cancelled", coid))
-                self.requests.resolve_first(keys, msg)
+                resolved |= self.requests.resolve_first(keys, msg)
             elif kind == "OrderUpdate" and item.get("orderRequestStatus") == "CANCELLED":
-                # [DOC] the cancel acknowledgement may name no order: it answers the oldest
-                # CANCEL of its instrument
+                # [CODE] the cancel acknowledgement may name no order: it answers the CANCEL of
+                # its instrument in flight (one at a time, see `request`)
                 if coid is not None:
                     key: Key = ("cancelled", coid)
                 else:
                     key = ("cancel", item.get("instrumentCd"))
-                self.requests.resolve_first((key,), msg)
+                resolved |= self.requests.resolve_first((key,), msg)
+        return resolved
 
 
 def reply_keys(message: dict[str, Any]) -> list[Key]:
-    """Besides its `requestId`, what a reply to `message` may name it by."""
+    """Besides its `requestId`, what an answer to `message` may name it by. An order command's
+    `ACK` is not among them: its outcome is the order itself, or an `ERROR`."""
     command, channel = message.get("command"), message.get("channel")
-    keys: list[Key] = [("ack", command, channel), ("error", command, channel)]
+    keys: list[Key] = [("error", command, channel), ("error", None, channel)]
+    if command not in ("CREATE", "CANCEL", "MODIFY", "GET"):
+        keys.append(("ack", command, channel))
     if command == "GET":
         keys.append(("reply", "GET", channel))
     data = message.get("data")
@@ -349,17 +419,52 @@ def reply_keys(message: dict[str, Any]) -> list[Key]:
 # --- execution ---------------------------------------------------------------------------------
 
 
+async def _first_of(timeout_s: float, *events: trio.Event) -> None:
+    """Return when any of `events` is set, or after `timeout_s`."""
+    with trio.move_on_after(timeout_s):
+        async with trio.open_nursery() as nursery:
+            for event in events:
+
+                async def wait(event: trio.Event = event) -> None:
+                    await event.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(wait)
+
+
+def _coid(item: dict[str, Any]) -> str | None:
+    """`orderId` in active orders and updates, `clientOrderId` in history items: our id."""
+    coid = item.get("clientOrderId") or item.get("orderId")
+    return None if coid is None else str(coid)
+
+
 def _date(ns: int) -> str:
     return datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class OpenTradeExecution(ExecutionClient):
-    """Order entry over the private stream's WebSocket."""
+    """Order entry over the private stream's WebSocket.
+
+    Fill sizes: [DOC] no published `Order` item carries a filled amount. Every report that
+    books a fill goes through `_sized`: a size on the item (`filledAmount`, an option of the
+    simulator, or FILLED = the whole amount) is used; else, for PARTIALLY_FILLED and the
+    terminal states after which fills may hide, the order's fills in GET TRADE_PRIVATE
+    `TRADES_HISTORY` are summed. The cumulative quantity names the fill (`<coid>:cum:<qty>`),
+    so the core's fill de-duplication books each quantity once whichever path (update stream,
+    command answer, query) brought it first. Stream reports wait for their size in order, per
+    order (`hold`), so a CANCELLED never overtakes the partial fill before it.
+
+    Prices: the core refuses a price with more than 7 significant digits or 8 decimals
+    (capabilities; `Strategy.venue_price` rounds away from aggressiveness), so no price the venue
+    would cut is ever sent.
+    """
 
     # [INF] clientOrderId length limit undocumented; the SDK examples use ~20 characters
     client_order_id_max_len = 32
     # [CODE] a CANCEL without an order id cancels every order of the pair: one per market
     supports_cancel_all = True
+    # these statuses may hide fills the item does not size
+    _SIZE_AFTER = (OrderStatus.PARTIALLY_FILLED, OrderStatus.CANCELLED, OrderStatus.EXPIRED)
 
     def __init__(
         self,
@@ -377,28 +482,35 @@ class OpenTradeExecution(ExecutionClient):
         self.exchange_name = exchange_name
         self.timeout_s = timeout_s
         self.ready_timeout_s = ready_timeout_s
-        self.counts: dict[str, int] = {"reauths": 0, "cancel_all": 0}
+        self.counts: dict[str, int] = {"reauths": 0, "cancel_all": 0, "sized": 0}
         self._reauth_lock = trio.Lock()
         self._auth_gen = 0  # bumped by every re-authentication
         # submits whose reply has not come back yet, and those of them a re-authentication's
         # reconciliation passed by (their updates may have gone with the old subscription)
         self._in_flight: set[str] = set()
         self._recheck: set[str] = set()
+        # stream reports waiting for their fill size, per order, oldest first
+        self._held: dict[str, list[ExecutionReport]] = {}
+        self._held_wakeup = trio.Event()
+        self._symbols: dict[str, tuple[str, int]] = {}  # coid -> (symbol, created_ns)
+        stream.hold = self._hold
 
     def bind(self, ctx: Any) -> None:
         super().bind(ctx)
         self.stream.enabled.set()
 
-    async def _signed(self, build: Any, *args: Any, **kw: Any) -> dict[str, Any]:
-        """Send a signed order command; on an auth error, re-authenticate and send it once more
-        (the venue refused it, so nothing was done)."""
-        for attempt in range(2):
+    async def _signed(
+        self, build: Any, *args: Any, resend: bool = True, **kw: Any
+    ) -> dict[str, Any]:
+        """Send a signed command; on an auth error, re-authenticate and (`resend`) send it once
+        more (the venue refused it, so nothing was done)."""
+        for attempt in range(2 if resend else 1):
             generation = self._auth_gen
             message = build(*args, signature=await self.tokens.token(), **kw)
             reply = await self.stream.request(message, self.timeout_s)
             if reply.get("event") != "ERROR" or not is_auth_error(_error_text(reply)):
                 return reply
-            if attempt == 0:
+            if attempt == 0 and resend:
                 await self.reauthenticate(since=generation, reconcile=False)
         return reply
 
@@ -413,39 +525,164 @@ class OpenTradeExecution(ExecutionClient):
             # nothing was sent: a definite refusal, not an unknown outcome
             raise OrderRefused("opentrade private stream not ready (TRADE_PRIVATE not subscribed)")
 
+    # --- fill sizes -------------------------------------------------------------------------
+
+    def _needs_size(self, report: ExecutionReport) -> bool:
+        return report.cum_qty is None and report.status in self._SIZE_AFTER
+
+    def _hold(self, report: ExecutionReport) -> bool:
+        """From the update stream: a report that needs its size, and every later one of the
+        same order, waits for the sizer (`run`)."""
+        queue = self._held.get(report.client_order_id)
+        if queue is not None:
+            queue.append(report)
+            return True
+        if not self._needs_size(report):
+            return False
+        if report.symbol is None and report.client_order_id not in self._symbols:
+            return False  # no instrument to ask about: the core's reconciliation asks instead
+        self._held[report.client_order_id] = [report]
+        self._held_wakeup.set()
+        return True
+
+    async def _sizer(self) -> None:
+        while True:
+            await self._held_wakeup.wait()
+            self._held_wakeup = trio.Event()
+            for coid in list(self._held):
+                queue = self._held[coid]
+                while queue:
+                    report = queue[0]
+                    try:
+                        sized = await self._sized(report)
+                    except Exception as exc:  # lost, refused, unreadable, no token yet
+                        # asked again on the next wake-up (or answered meanwhile by a query)
+                        log.warning("opentrade fill size not known yet", error=str(exc))
+                        self._held_wakeup.set()
+                        break
+                    queue.pop(0)
+                    self.stream.emit(sized)
+                if not queue:
+                    del self._held[coid]
+            if self._held:
+                await trio.sleep(0.2)  # back off before asking the venue again
+
+    async def _sized(self, report: ExecutionReport, symbol: str | None = None) -> ExecutionReport:
+        """`report` with its cumulative fill size, from TRADES_HISTORY when the item had none."""
+        if not self._needs_size(report):
+            return report
+        coid = report.client_order_id
+        known = self._symbols.get(coid)
+        symbol = symbol or report.symbol or (known[0] if known else None)
+        if symbol is None:
+            raise FrameError(f"order {coid}: no instrument to ask TRADES_HISTORY for")
+        since = known[1] if known else None
+        cum, avg = await self._traded(symbol, coid, since)
+        self.counts["sized"] += 1
+        return attrs.evolve(
+            report,
+            cum_qty=cum,
+            avg_price=avg,
+            fill_id=f"{coid}:cum:{cum.normalize()}" if cum > 0 else None,
+        )
+
+    async def _traded(
+        self, symbol: str, coid: str, since_ns: int | None
+    ) -> tuple[Decimal, Decimal | None]:
+        """[CODE] GET TRADE_PRIVATE `TRADES_HISTORY`: the order's fills summed [INF: one item
+        per fill, `amount` its size, `filledPrice` its price]."""
+        start = (since_ns or time.time_ns()) - 86_400 * 1_000_000_000
+        args = [
+            m.arg("category", "TRADES_HISTORY"),
+            m.arg("instrument", [symbol]),
+            m.arg("date-from", _date(max(0, start))),
+        ]
+        reply = await self._signed(m.get, m.TRADE_PRIVATE, args)
+        cum = Decimal(0)
+        notional = Decimal(0)
+        for item in self._orders_in(reply, "TRADES_HISTORY"):
+            if _coid(item) != coid:
+                continue
+            size = item.get("amount")
+            price = item.get("filledPrice")
+            if not isinstance(size, Decimal) or not size.is_finite() or size <= 0:
+                raise FrameError(f"TRADES_HISTORY: unreadable amount {size!r}"[:80])
+            cum += size
+            if isinstance(price, Decimal) and price.is_finite() and price > 0:
+                notional += price * size
+        avg = notional / cum if cum > 0 and notional > 0 else None
+        return cum, avg
+
+    def _orders_in(self, reply: dict[str, Any], category: str) -> list[dict[str, Any]]:
+        if reply.get("event") == "ERROR":
+            raise RuntimeError(f"GET TRADE_PRIVATE {category}: {_error_text(reply)}")
+        data = reply.get("data")
+        if not isinstance(data, list):
+            raise FrameError(f"GET TRADE_PRIVATE {category} reply without data")
+        return [i for i in data if isinstance(i, dict) and i.get("class") == "Order"]
+
     # --- ExecutionClient ---------------------------------------------------------------------
 
     async def submit(self, order: Order) -> ExecutionReport | None:
         await self._ready(order.symbol)
         coid = order.client_order_id
+        self._symbols[coid] = (order.symbol, order.created_ns)
+        if len(self._symbols) > 10_000:
+            self._symbols.pop(next(iter(self._symbols)))
         self._in_flight.add(coid)
         try:
+            # never sent twice: a second CREATE could only duplicate or confuse the order
             reply = await self._signed(
-                m.create, order, request_type=self.request_type, exchange_name=self.exchange_name
+                m.create,
+                order,
+                request_type=self.request_type,
+                exchange_name=self.exchange_name,
+                resend=False,
             )
         finally:
             self._in_flight.discard(coid)
             recheck = coid in self._recheck
             self._recheck.discard(coid)
         if reply.get("event") == "ERROR":
-            raise OrderRefused(_error_text(reply))
+            text = _error_text(reply)
+            if is_auth_error(text):
+                self.stream.reauth.set()  # a new token for the next order
+            raise OrderRefused(text)  # the venue refused it: nothing was done
         if recheck:
             # the private subscription was renewed while this was in flight: NEW / ACTIVE /
             # fills may have been pushed to the dead one (and the new snapshot lists only
             # active orders), so ask
             return await self.query_order(order)
-        return None  # NEW / ACTIVE / fills arrive as TRADE_PRIVATE updates
+        return await self._answer(reply, order)
+
+    async def _answer(self, reply: dict[str, Any], order: Order) -> ExecutionReport | None:
+        """The order as the command's answer shows it (sized), if the answer is an `Order`."""
+        for item in reply.get("data") or []:
+            named = isinstance(item, dict) and item.get("class") == "Order"
+            if named and _coid(item) == order.client_order_id:
+                report = attrs.evolve(order_report(item), symbol=order.symbol)
+                return await self._sized(report)
+        return None
 
     async def cancel(self, order: Order) -> ExecutionReport | None:
         if not order.client_order_id:
             raise OrderRefused("no clientOrderId: a CANCEL without one would cancel every order")
+        self._symbols.setdefault(order.client_order_id, (order.symbol, order.created_ns))
         reply = await self._signed(m.cancel, order.symbol, order.client_order_id)
         if reply.get("event") == "ERROR":
             text = _error_text(reply)
             if "not found" in text.lower() or "not active" in text.lower():
                 raise OrderNotFound(text)
             raise OrderRefused(text)
-        return None  # the CANCELLED update follows on TRADE_PRIVATE
+        # [CODE] the acknowledgement (an `OrderUpdate` CANCELLED, naming the order or not, or
+        # the order itself CANCELLED) ends the order; its fills are summed before it is booked
+        report = await self._answer(reply, order)
+        if report is not None and report.status is OrderStatus.CANCELLED:
+            return report
+        cancelled = ExecutionReport(
+            VENUE, order.client_order_id, status=OrderStatus.CANCELLED, symbol=order.symbol
+        )
+        return await self._sized(cancelled)
 
     async def modify(
         self, order: Order, price: Decimal | None, quantity: Decimal | None
@@ -455,7 +692,8 @@ class OpenTradeExecution(ExecutionClient):
         reply = await self._signed(m.modify, order.symbol, order.client_order_id, price, amount)
         if reply.get("event") == "ERROR":
             raise OrderRefused(_error_text(reply))
-        return None  # the amended order arrives as an update (price/amount → OrderModified)
+        # the amended order (price/amount -> OrderModified), from the answer or an update
+        return await self._answer(reply, order)
 
     async def cancel_all(self, symbol: str | None = None) -> None:
         """Explicit cancel-all: the only place a CANCEL without an order id is sent."""
@@ -467,15 +705,16 @@ class OpenTradeExecution(ExecutionClient):
                 raise OrderRefused(_error_text(reply))
 
     async def query_order(self, order: Order) -> ExecutionReport | None:
+        self._symbols.setdefault(order.client_order_id, (order.symbol, order.created_ns))
         item = await self._find(order, "ACTIVE_ORDERS")
         if item is None:
             item = await self._find(order, "ORDERS_HISTORY")
         if item is None:
             return None
-        report = order_report(item)
+        report = attrs.evolve(order_report(item), symbol=order.symbol)
         if report.status is None:  # NEW: the venue has it, it is not working yet
             report = attrs.evolve(report, status=OrderStatus.SUBMITTED)
-        return report
+        return await self._sized(report)
 
     async def list_open_orders(self) -> list[ExecutionReport]:
         """[CODE] `GET TRADE_PRIVATE` `category=ACTIVE_ORDERS` for every subscribed market."""
@@ -483,15 +722,8 @@ class OpenTradeExecution(ExecutionClient):
             return []
         args = [m.arg("category", "ACTIVE_ORDERS"), m.arg("instrument", list(self.stream.markets))]
         reply = await self._signed(m.get, m.TRADE_PRIVATE, args)
-        if reply.get("event") == "ERROR":
-            raise RuntimeError(f"GET TRADE_PRIVATE ACTIVE_ORDERS: {_error_text(reply)}")
-        data = reply.get("data")
-        if not isinstance(data, list):
-            raise FrameError("GET TRADE_PRIVATE reply without data")
         listed = []
-        for item in data:
-            if not isinstance(item, dict) or item.get("class") != "Order":
-                continue
+        for item in self._orders_in(reply, "ACTIVE_ORDERS"):
             direction = str(item.get("direction", "")).upper()
             symbol = item.get("globalInstrumentCd")
             listed.append(
@@ -510,28 +742,32 @@ class OpenTradeExecution(ExecutionClient):
             start = order.created_ns - 86_400 * 1_000_000_000
             args.append(m.arg("date-from", _date(max(0, start))))
         reply = await self._signed(m.get, m.TRADE_PRIVATE, args)
-        if reply.get("event") == "ERROR":
-            raise RuntimeError(f"GET TRADE_PRIVATE {category}: {_error_text(reply)}")
-        data = reply.get("data")
-        if not isinstance(data, list):
-            raise FrameError("GET TRADE_PRIVATE reply without data")
         found = None
-        for item in data:
-            if not isinstance(item, dict) or item.get("class") != "Order":
-                continue
-            coid = item.get("clientOrderId") or item.get("orderId")
-            if coid is not None and str(coid) == order.client_order_id:
+        for item in self._orders_in(reply, category):
+            if _coid(item) == order.client_order_id:
                 found = item  # [INF] the last entry is the current state
         return found
 
     # --- tokens ---------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Refresh the JWT before it expires, and after an auth error; resubscribe each time."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sizer)
+            await self._tokens_loop()
+
+    async def _tokens_loop(self) -> None:
+        """Refresh the JWT before it expires (armed from the first token on), and after an auth
+        error; resubscribe each time."""
         while True:
             wait = self.tokens.seconds_to_refresh()
-            with trio.move_on_after(wait if wait is not None else float("inf")):
-                await self.stream.reauth.wait()
+            if wait is None:
+                # no token yet (the stream fetches it when it connects): the first one arms
+                # the proactive refresh
+                await _first_of(float("inf"), self.stream.reauth, self.tokens.fetched)
+                if not self.stream.reauth.is_set():
+                    continue
+            else:
+                await _first_of(wait, self.stream.reauth)
             self.stream.reauth = trio.Event()
             if self.stream.conn is None:
                 continue  # not connected yet: the next connection takes a fresh token anyway

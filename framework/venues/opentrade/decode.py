@@ -224,6 +224,7 @@ def order_report(item: dict[str, Any]) -> ExecutionReport:
         raise FrameError("amount: zero or negative")
     ts = item.get("orderDateTime")
     message = item.get("message")
+    symbol = item.get("globalInstrumentCd")
     return ExecutionReport(
         VENUE,
         coid,
@@ -238,6 +239,8 @@ def order_report(item: dict[str, Any]) -> ExecutionReport:
         venue_ts=iso_to_ns(ts, "orderDateTime") if ts is not None else None,
         price=price,
         quantity=amount,
+        # which instrument's TRADES_HISTORY holds its fills
+        symbol=symbol if type(symbol) is str and symbol else None,
     )
 
 
@@ -324,6 +327,7 @@ class Decoder:
         self.on_control = on_control
         self.epoch = 0
         self.pongs = 0
+        self.notices = 0  # confirmations and other frames with an event and nothing else
         self.last_pong_ns: int | None = None
         self.skipped_symbols = 0
         self.unchanged_books = 0
@@ -362,6 +366,11 @@ class Decoder:
             return
         if self.on_control(msg):
             return  # the reply a request of ours is waiting for
+        if event is not None and "command" not in msg and "data" not in msg:
+            # [DOC] "upon connection, you'll receive a confirmation message", format not shown
+            # [INF: an `event`, no `command`, no `data`]: a notice, not news
+            self.notices += 1
+            return
         # one documented GET reply has no "event" key at all (samples line 22)
         if event not in ("SNAPSHOT", "UPDATE", "GET", None):
             raise FrameError(f"unknown event {event!r}"[:80])

@@ -12,6 +12,7 @@ from decimal import Decimal
 from functools import partial
 from pathlib import Path
 
+import pytest
 import trio
 
 from framework.engine import Engine
@@ -428,6 +429,10 @@ async def _orphan_cycle(tmp_path: Path, *, cancel_orphans: bool):
             # orders travel on the private stream: the scan at start finds it not up yet and the
             # reconciliation loop asks again once it is
             await until(second, lambda: second.orders.counts["orphans"] == 1, "orphan found")
+            if cancel_orphans:
+                # the cancel ends once the order's fills are summed (TRADES_HISTORY)
+                orders = second.orders
+                await until(second, lambda: orders.counts["orphans_cancelled"] == 1, "cancelled")
             listed = await second.orders.clients["opentrade"].list_open_orders()
         nursery.cancel_scope.cancel()
     (orphan,) = second.orders.orphans["opentrade"]
@@ -472,3 +477,77 @@ async def test_shutdown_cancels_each_pair_with_one_bulk_cancel(tmp_path: Path) -
         # one pair-wide CANCEL per subscribed market, none order by order
         assert sim.counts["cancel_all_pair"] == 2
         assert sim.counts.get("cancel", 0) == 0
+
+
+# --- every answer form the venue's material allows -----------------------------------------------
+
+FORMS = [
+    pytest.param({}, id="documented"),
+    pytest.param({"echo_request_id": True}, id="requestId-echoed"),
+    pytest.param({"fill_amounts": True}, id="filledAmount-on-items"),
+    pytest.param({"cancel_ack_names_order": True}, id="cancel-ack-names-the-order"),
+    pytest.param({"cancel_reply_order": False}, id="cancel-ack-alone"),
+    pytest.param({"cancel_order_update": True}, id="cancelled-order-update-too"),
+    pytest.param({"connect_confirmation": False}, id="no-confirmation-on-connect"),
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+async def test_partial_fill_then_cancel_books_the_fill_in_every_answer_form(
+    tmp_path: Path, form: dict[str, bool]
+) -> None:
+    """A MODIFY, a partial fill and, before that fill is even booked, a cancel: whatever form
+    the answers take, the order ends CANCELLED with exactly the venue's filled quantity."""
+    sim = OpenTradeSimulator.build(7, **form)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(partial(sim.run, port=0, market_rate_hz=None))
+        c = cfg(sim_url=f"http://127.0.0.1:{port}")
+        async with running(c, journal_path=str(tmp_path / "j.sqlite")) as engine:
+            await ready(engine)
+            bid = sim.engine.best_bid(SYM)
+            price = bid - D("3")
+            handle = buy(engine, "0.01", price)
+            seen = events_of(engine, handle.client_order_id)
+            await until(engine, lambda: handle.status is S.ACCEPTED, "accepted")
+            assert engine.orders.modify(handle.client_order_id, quantity=D("0.02"))
+            await until(engine, lambda: handle.order.quantity == D("0.02"), "modified")
+            clear_bids_from(sim, price)
+            sim.engine.submit(OTHER, SYM, Side.SELL, "LIMIT", D("0.004"), price=price, tif="IOC")
+            assert engine.orders.cancel(handle.client_order_id)
+            order = await done(handle)
+            assert order.status is S.CANCELLED
+            assert order.filled_qty == sim.order(handle.client_order_id).filled == D("0.004")
+            assert [f.quantity for f in fills(seen)] == [D("0.004")]
+            assert engine.portfolio.position("opentrade", SYM) == D("0.004")
+            assert engine.orders.counts["duplicate_fills"] == 0
+            assert engine.orders.counts["impossible_transitions"] == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_price_the_venue_would_cut_never_leaves(tmp_path: Path) -> None:
+    """[DOC] a price with more than 7 significant digits is cut by the venue (123456.78 would be
+    worked at 123456.7, a more aggressive SELL). The core refuses it before sending; the
+    strategy's `venue_price` rounds away from aggressiveness instead, and the venue then works
+    the order at exactly the price the core booked."""
+    from framework.execution.checks import venue_price
+    from framework.venues.opentrade.capabilities import CAPABILITIES
+
+    async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
+        await ready(engine)
+        sim = sim_of(engine)
+        asked = D("123456.78")
+        cut = engine.orders.submit(
+            venue="opentrade", symbol=SYM, side=Side.SELL, quantity=D("0.001"), price=asked
+        )
+        assert cut.status is S.REJECTED
+        assert "more than 7 significant digits" in (cut.order.reason or "")
+        assert sim.order(cut.client_order_id) is None  # never left
+        inst = engine.orders.instruments[("opentrade", SYM)]
+        price = venue_price(asked, CAPABILITIES, inst, passive_for=Side.SELL)
+        assert price == D("123456.8")  # up for a SELL: never more aggressive than asked
+        assert venue_price(asked, CAPABILITIES, inst, passive_for=Side.BUY) == D("123456.7")
+        rounded = engine.orders.submit(
+            venue="opentrade", symbol=SYM, side=Side.SELL, quantity=D("0.001"), price=price
+        )
+        await until(engine, lambda: rounded.status is S.ACCEPTED, "accepted")
+        assert sim.order(rounded.client_order_id).price == rounded.order.price == price

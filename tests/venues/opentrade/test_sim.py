@@ -81,7 +81,11 @@ class Client:
 async def ws(sim: OpenTradeSimulator, token: str | None = None) -> AsyncIterator[Client]:
     headers = [(b"Authorization", token.encode())] if token else []
     async with open_websocket_url(sim.ws_url + "/exchange/ws", extra_headers=headers) as conn:
-        yield Client(conn)
+        client = Client(conn)
+        if sim.connect_confirmation:
+            # [DOC] "upon connection, you'll receive a confirmation message" (the default)
+            assert await client.recv() == {"event": "CONNECTED"}
+        yield client
 
 
 def sub(channel: str, name: str, value: str, token: str | None = None, rid: str = "1") -> dict:
@@ -193,7 +197,8 @@ async def test_books_every_interval_full_and_sorted_with_levels() -> None:
             }
         )
         error = await client.until(lambda m: m.get("event") == "ERROR")
-        assert "levels" in error["message"] and error["requestId"] == "1"
+        # [DOC] no published reply carries the requestId
+        assert "levels" in error["message"] and "requestId" not in error
 
 
 async def test_private_channels_need_a_signature_and_orders_a_subscription() -> None:
@@ -253,8 +258,12 @@ async def test_order_flow_cancel_without_id_and_token_expiry() -> None:
                     "command": "CREATE",
                     "event": "ACK",
                     "channel": "TRADE_PRIVATE",
-                    "requestId": coid,
                 }
+                # the published answer: the order in the GET form, without an event
+                answer = await client.recv()
+                assert answer["command"] == "GET" and "event" not in answer
+                assert answer["data"][0]["orderId"] == coid
+                assert "filledAmount" not in answer["data"][0]  # none published
                 new = await client.recv()
                 assert new["data"][0]["orderStatus"] == "NEW"
                 assert isinstance(new["data"][0]["price"], str)  # as in the documented UPDATE
@@ -264,7 +273,10 @@ async def test_order_flow_cancel_without_id_and_token_expiry() -> None:
                 order_cmd("MODIFY", token, orderId="a", price=str(bid - 2), amount="0.02")
             )
             assert (await client.recv())["event"] == "ACK"
-            modified = (await client.recv())["data"][0]
+            # the published MODIFY answer: a GET frame with the order (history naming)
+            answer = await client.until(lambda m: m.get("event") == "GET")
+            modified = answer["data"][0]
+            assert modified["clientOrderId"] == "a"
             assert modified["price"] == bid - 2 and modified["amount"] == D("0.02")
             # a CANCEL without any id cancels every order of the pair
             await client.send(order_cmd("CANCEL", token))
@@ -321,9 +333,20 @@ async def test_order_flow_cancel_without_id_and_token_expiry() -> None:
 # --- bounded memory: driven directly, no server -------------------------------------------------
 
 
+class _Sink:
+    """Stands in for a connection: keeps what the venue answers."""
+
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+
+    def enqueue(self, frame: str) -> None:
+        self.frames.append(frame)
+
+
 def _private_session() -> WsSession:
-    """A WS session subscribed on TRADE_PRIVATE for SYM (never registered: nothing is sent)."""
-    return WsSession(conn=cast(Any, None), orders={SYM})
+    """A WS session subscribed on TRADE_PRIVATE for SYM (never registered: no updates reach
+    it, only the answers to its own commands)."""
+    return WsSession(conn=cast(Any, _Sink()), orders={SYM})
 
 
 def _create(sim: OpenTradeSimulator, session: WsSession, coid: str, price: Decimal) -> None:
@@ -416,3 +439,122 @@ def test_login_sessions_are_bounded() -> None:
 
     assert token_status(cookies[0]) == 401  # the oldest login is forgotten: log in again
     assert token_status(cookies[-1]) == 200
+
+
+# --- precision, the published answer forms, the GET token endpoint (issue #13) --------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "worked"),
+    [
+        # [DOC] "prices submitted with a precision larger than 7 will be cut by the API"
+        ("123456.78", "123456.7"),
+        ("60123.456", "60123.45"),
+        # the document's own valid examples pass unchanged
+        ("1234.567", "1234.567"),
+        ("123.4567", "123.4567"),
+        ("0.0001234567", "0.0001234567"),
+    ],
+)
+def test_prices_are_cut_to_seven_significant_digits(sent: str, worked: str) -> None:
+    sim = OpenTradeSimulator.build(3)
+    session = _private_session()
+    item = {"clientOrderId": "p", "direction": "SELL", "orderType": "LIMIT", "price": sent,
+            "amount": "0.001"}  # fmt: skip
+    sim.create_order(session, item, SYM, lambda: None)
+    order = sim.order("p")
+    assert order is not None and order.price == D(worked)
+    answer = orjson.loads(session.conn.frames[0])
+    assert answer["data"][0]["price"] == float(worked)  # reported at the price it works
+
+
+def test_amounts_are_rounded_to_eight_decimals() -> None:
+    sim = OpenTradeSimulator.build(3)
+    session = _private_session()
+    bid = sim.engine.best_bid(SYM)
+    item = {"clientOrderId": "a", "direction": "BUY", "orderType": "LIMIT",
+            "price": str(bid - 100), "amount": "0.123456789"}  # fmt: skip
+    sim.create_order(session, item, SYM, lambda: None)
+    order = sim.order("a")
+    assert order is not None and order.amount == D("0.12345679")  # [DOC] rounded, half-up [INF]
+
+
+async def test_the_documented_get_token_endpoint_serves_a_jwt_too() -> None:
+    async with served() as sim, httpx.AsyncClient(base_url=sim.http_url) as http:
+        login = await http.post(
+            "/auth/login", data={"username": "sim-user", "password": "sim-password"}
+        )
+        cookie = f"JSESSIONID={login.cookies['JSESSIONID']}"
+        http.cookies.clear()
+        path = "/auth/auth/jwt/client/sim-api/token"
+        resp = await http.get(
+            path, params={"clientSecret": "sim-secret"}, headers={"Cookie": cookie}
+        )
+        assert resp.status_code == 200 and sim.token_error(resp.text) is None
+        wrong = await http.get(path, params={"clientSecret": "no"}, headers={"Cookie": cookie})
+        assert wrong.status_code == 403
+
+
+async def test_trade_history_lists_each_fill_and_positions_answer_a_get() -> None:
+    async with served() as sim:
+        token = await token_for(sim)
+        async with ws(sim, token) as client:
+            await client.send(sub("TRADE_PRIVATE", "instrument", "[BTC/USD]", token))
+            await client.until(lambda m: m.get("event") == "SNAPSHOT")
+            bid = sim.engine.best_bid(SYM)
+            price = bid - 3
+            await client.send(
+                order_cmd("CREATE", token, clientOrderId="f", direction="BUY",
+                          orderType="LIMIT", price=str(price), amount="0.01")
+            )  # fmt: skip
+            await client.until(
+                lambda m: m.get("data") and m["data"][0].get("orderStatus") == "ACTIVE"
+            )
+            for order in sim.engine.orders(owner="crowd", symbol=SYM, open_only=True):
+                if order.side is Side.BUY and order.price >= price:
+                    sim.engine.cancel(order.order_id)
+            for size in ("0.003", "0.002"):
+                sim.engine.submit("other", SYM, Side.SELL, "LIMIT", D(size), price=price, tif="IOC")
+            update = await client.until(
+                lambda m: m.get("data") and m["data"][0].get("orderStatus") == "PARTIALLY_FILLED"
+            )
+            assert "filledAmount" not in update["data"][0]  # [DOC] none published
+            get = {"command": "GET", "channel": "TRADE_PRIVATE", "signature": token,
+                   "channelArgs": [{"name": "category", "value": "TRADES_HISTORY"},
+                                   {"name": "instrument", "value": "[BTC/USD]"}]}  # fmt: skip
+            await client.send(get)
+            history = await client.until(lambda m: m.get("event") == "GET")
+            assert [(i["clientOrderId"], i["amount"]) for i in history["data"]] == [
+                ("f", D("0.003")),
+                ("f", D("0.002")),
+            ]
+            # [CODE] the SDK asks for positions with no signature (its handshake carried one)
+            await client.send({"command": "GET", "channel": "TRADE_POSITIONS"})
+            positions = await client.until(lambda m: m.get("channel") == "TRADE_POSITIONS")
+            (position,) = positions["data"]
+            assert position["class"] == "TradePosition" and position["direction"] == "BUY"
+            assert position["posVolume"] == D("0.005")
+
+
+async def test_the_cancel_answer_is_the_published_order_update_then_the_order() -> None:
+    async with served() as sim:
+        token = await token_for(sim)
+        async with ws(sim, token) as client:
+            await client.send(sub("TRADE_PRIVATE", "instrument", "[BTC/USD]", token))
+            await client.until(lambda m: m.get("event") == "SNAPSHOT")
+            await client.send(
+                order_cmd("CREATE", token, clientOrderId="x", direction="BUY", orderType="LIMIT",
+                          price=str(sim.engine.best_bid(SYM) - 3), amount="0.01")
+            )  # fmt: skip
+            await client.until(
+                lambda m: m.get("data") and m["data"][0].get("orderStatus") == "ACTIVE"
+            )
+            await client.send(order_cmd("CANCEL", token, clientOrderId="x"))
+            assert (await client.recv())["event"] == "ACK"
+            update = await client.recv()
+            assert update["event"] == "UPDATE" and update["data"][0]["class"] == "OrderUpdate"
+            ack = update["data"][0]
+            assert ack["orderRequestStatus"] == "CANCELLED" and ack["clientOrderId"] is None
+            answer = await client.recv()  # [INF] what the SDK waits for: no event
+            assert "event" not in answer and answer["data"][0]["orderStatus"] == "CANCELLED"
+            assert not sim.order("x").is_open

@@ -3,6 +3,7 @@ against the embedded Open Trade simulator in paper and in sandbox mode; config e
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,26 @@ async def test_unlisted_market_and_direct_without_exchange_are_config_errors() -
         while isinstance(exc, BaseExceptionGroup):
             exc = exc.exceptions[0]
         assert isinstance(exc, ConfigError) and message in str(exc)
+
+
+async def test_the_repository_config_makes_the_market_maker_fill_in_sandbox(
+    tmp_path: Path,
+) -> None:
+    """`botrun strategies/market_maker.py --venue opentrade --mode sandbox` with the repo's own
+    config.toml: its Open Trade override of the spread quotes close enough to trade."""
+    from framework.venues import load_config as load
+
+    params = load(ROOT / "config.toml").strategy.params
+    assert params["by_venue"]["opentrade"]["half_spread_bps"] < params["half_spread_bps"]
+    strategy = load_strategy_class(str(ROOT / "strategies/market_maker.py"))(
+        {**params, "refresh_s": 0.05}
+    )
+    c = config(
+        {"opentrade": {**VENUE, "sim_seed": 1}},
+        botrun={"mode": "sandbox"},
+        risk={"max_order_notional": "5000", "max_position": "1", "max_orders_per_second": 100},
+    )
+    async with running(c, [strategy], journal_path=str(tmp_path / "j.sqlite")) as engine:
+        await until(engine, lambda: engine.portfolio.fill_count >= 2, "the strategy trades")
+        assert strategy.half_spread_bps == Decimal("0.005")
+        assert all(o.status is not OrderStatus.UNKNOWN for o in engine.orders.orders.values())

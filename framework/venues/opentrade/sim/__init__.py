@@ -11,6 +11,26 @@ TRADE_PRIVATE is rejected; a CANCEL without any id cancels every order of the pa
 (`exp`), and `expire_tokens()` ends every issued token at once. Numbers go out as JSON numbers
 (`100.0`, `0.0`), never as quoted strings, except where the docs show a string (`price` of a NEW
 update). Choices where the venue documents nothing are marked `[INF]`; the adapter agrees.
+
+Where the venue's material is silent or conflicts, the default is one form and the others are
+options of `OpenTradeSimulator` (the adapter is tested against each, tests/venues/opentrade/
+test_orders.py `FORMS`):
+
+- `echo_request_id` (off): [DOC] no published reply carries `requestId`;
+- `fill_amounts` (off): `filledAmount` on `Order` items [INF]; published items have none;
+- `cancel_ack_names_order` (off): the cancel `OrderUpdate` names the order; published: null ids;
+- `cancel_reply_order` (on): after that `OrderUpdate`, the order in the CREATE answer's form (no
+  `event`) [INF], which the FlexFills SDK waits for;
+- `cancel_order_update` (off): an `Order` CANCELLED update to subscribers as well [INF];
+- `connect_confirmation` (on): `{"event":"CONNECTED"}` on open [DOC: promised, shape INF]; the
+  SDK would take it for its first answer, so its test turns it off.
+
+Other [INF] choices: an `ACK` precedes every answer; ERROR is `{"command","event":"ERROR",
+"channel","message"}`; TRADES_HISTORY lists one `Order` item per fill (`amount` = the fill's
+size, `filledPrice` its price); prices are cut (truncated) to 7 significant digits, amounts
+rounded half-up to 8 decimals; the SDK's `exchange` is taken as `exchangeName`; a GET
+TRADE_POSITIONS without a signature is checked against the handshake's token; positions are the
+net filled volume per instrument.
 """
 
 from framework.venues.opentrade.sim.common import (

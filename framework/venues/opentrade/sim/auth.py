@@ -54,11 +54,19 @@ class Logins:
         cookie = f"{SESSION_COOKIE}={session}; Path=/; HttpOnly"
         return HttpResponse(200, b"", content_type="text/plain", headers={"set-cookie": cookie})
 
-    def _token(self, request: HttpRequest, api_user: str) -> HttpResponse:
+    def _token_get(self, request: HttpRequest, api_user: str) -> HttpResponse:
+        """`GET /auth/auth/jwt/client/{api_user}/token?clientSecret=…` (the docs' step-2 text)."""
+        secret = (request.query.get("clientSecret") or [""])[0]
+        return self._token(request, api_user, secret)
+
+    def _token(
+        self, request: HttpRequest, api_user: str, secret: str | None = None
+    ) -> HttpResponse:
         session = _cookie(request.headers.get("cookie", ""), SESSION_COOKIE)
         if session is None or session not in self._sessions_http:
             return HttpResponse(401, b'{"error":"Unauthorized"}')  # [INF] no/unknown session
-        secret = request.headers.get("clientsecret", "")
+        if secret is None:
+            secret = request.headers.get("clientsecret", "")
         if api_user != self.api_user or not secrets.compare_digest(
             secret.encode(), self.api_secret.encode()
         ):

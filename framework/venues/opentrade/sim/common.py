@@ -4,7 +4,7 @@ WebSocket-session records, request-argument parsing."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -146,6 +146,11 @@ class SimOrderState:
     retired: set[str] = attrs.Factory(set)
     expired: bool = False
     message: str | None = None
+    # our own CANCEL ended it: the documented acknowledgement is an `OrderUpdate`, so the
+    # engine's CANCELLED is not pushed as an `Order` update as well (see `cancel_order_update`)
+    cancel_requested: bool = False
+    # (trade id, price, size, ts_ns) per fill: what GET TRADES_HISTORY lists
+    fills: list[tuple[str, Decimal, Decimal, int]] = attrs.Factory(list)
 
     @property
     def filled(self) -> Decimal:
@@ -189,6 +194,9 @@ class WsSession:
     balance: set[str] = attrs.Factory(set)  # currencies
     orders: set[str] = attrs.Factory(set)  # instruments subscribed on TRADE_PRIVATE
     token: str | None = None  # the signature the private subscriptions were made with
+    # the token sent on the handshake (`Authorization`): the SDK's GET TRADE_POSITIONS carries
+    # no signature, so that GET is checked against this one [INF]
+    handshake_token: str | None = None
     last_ping: float = 0.0
 
 
@@ -224,6 +232,30 @@ _REFUSALS = Refusals(error=Refused, wrong_type="{name} must be a number")
 
 def _positive(item: dict, field: str) -> Decimal:
     return parse_decimal(item.get(field), field, _REFUSALS, types=(str, int, Decimal))
+
+
+PRICE_DIGITS = 7  # [DOC] "up to 7 significant digits"
+AMOUNT_STEP = Decimal("0.00000001")  # [DOC] "up to 8 decimals"
+
+
+def cut_price(price: Decimal) -> Decimal:
+    """[DOC] a price with more than 7 significant digits is "cut by the API": truncated [INF]
+    toward zero to 7 significant digits (123456.78 -> 123456.7, 60123.456 -> 60123.45). The
+    document's own examples (1234.567, 0.0001234567) have 7 and pass unchanged, so no decimal
+    limit is applied to prices here (the document's two limits conflict on its last example)."""
+    digits = price.adjusted() + 1  # digits left of the point (or minus leading zeros)
+    exponent = digits - PRICE_DIGITS
+    if price.as_tuple().exponent >= exponent:  # type: ignore[operator]
+        return price
+    return price.quantize(Decimal(1).scaleb(exponent), rounding=ROUND_DOWN).normalize()
+
+
+def round_amount(amount: Decimal) -> Decimal:
+    """[DOC] "anything exceeding [8 decimals] will be rounded to the 8th decimal" (half-up
+    [INF])."""
+    if amount.as_tuple().exponent >= -8:  # type: ignore[operator]
+        return amount
+    return amount.quantize(AMOUNT_STEP, rounding=ROUND_HALF_UP)
 
 
 def _date_arg(args: dict[str, str], name: str) -> int | None:

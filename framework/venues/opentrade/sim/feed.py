@@ -41,6 +41,15 @@ class Publisher:
     # --- engine callbacks ------------------------------------------------------------------
 
     def on_trade(self, fill: SimFill) -> None:
+        # our side of the trade, for GET TRADES_HISTORY (before the order's own update is
+        # pushed: a client that asks after seeing the update finds the fill listed)
+        for owner, engine_id in (
+            (fill.maker_owner, fill.maker_order_id),
+            (fill.taker_owner, fill.taker_order_id),
+        ):
+            order = self._by_engine.get(engine_id) if owner == self.account else None
+            if order is not None:
+                order.fills.append((fill.trade_id, fill.price, fill.quantity, fill.ts_ns))
         trade = {
             "class": "PublicTrade",
             "exchange": EXCHANGE,
@@ -97,24 +106,56 @@ class Publisher:
 
     # --- items -----------------------------------------------------------------------------
 
-    def _order_item(self, order: SimOrderState) -> dict[str, Any]:
-        return {
+    def _order_item(self, order: SimOrderState, *, history: bool = False) -> dict[str, Any]:
+        """An `Order` item. Active orders and updates name the order `orderId` +
+        `exchOrderId`, history items `clientOrderId` + `exchangeOrderId` (as published)."""
+        ids = (
+            {"clientOrderId": order.client_order_id, "exchangeOrderId": order.exch_order_id}
+            if history
+            else {"orderId": order.client_order_id, "exchOrderId": order.exch_order_id}
+        )
+        item: dict[str, Any] = {
             "class": "Order",
-            "orderId": order.client_order_id,
-            "clientOrderId": order.client_order_id,
-            "exchOrderId": order.exch_order_id,
+            **ids,
             "direction": order.side.value,
             "orderType": order.order_type,
             "timeInForce": order.tif,
             "orderStatus": order.status,
             "price": None if order.price is None else num(order.price),
             "amount": num(order.amount),
-            # [INF] cumulative filled amount; filledPrice = average fill price
-            "filledAmount": num(order.filled),
+            # [INF] filledPrice = average fill price
             "filledPrice": num(order.avg_price),
             "orderDateTime": _iso_us(order.created_ns),
             "globalInstrumentCd": order.symbol,
             "message": order.message,
+        }
+        if order.exchange_name:
+            item["exchange"] = order.exchange_name
+        if self.fill_amounts:
+            # not published: an option, the cumulative filled amount
+            item["filledAmount"] = num(order.filled)
+        return item
+
+    def _trade_item(
+        self, order: SimOrderState, fill: tuple[str, Decimal, Decimal, int]
+    ) -> dict[str, Any]:
+        """One fill as GET TRADES_HISTORY lists it [INF: an `Order` item, `amount` = the fill's
+        size, `filledPrice` its price, `orderDateTime` its time, `tradeId` the trade]."""
+        trade_id, price, size, ts_ns = fill
+        return {
+            "class": "Order",
+            "clientOrderId": order.client_order_id,
+            "exchangeOrderId": order.exch_order_id,
+            "tradeId": trade_id,
+            "direction": order.side.value,
+            "orderType": order.order_type,
+            "orderStatus": "FILLED" if order.filled >= order.amount else "PARTIALLY_FILLED",
+            "price": None if order.price is None else num(order.price),
+            "filledPrice": num(price),
+            "amount": num(size),
+            "orderDateTime": _iso_us(ts_ns),
+            "globalInstrumentCd": order.symbol,
+            "message": None,
         }
 
     def _balance_item(self, asset: str) -> dict[str, Any]:

@@ -25,8 +25,11 @@ from framework.venues.opentrade.sim.common import (
     SimOrderState,
     WsSession,
     _positive,
+    _text,
     assets_of,
+    cut_price,
     next_new_york_close_ns,
+    round_amount,
 )
 
 
@@ -52,15 +55,25 @@ class OrderEntry:
         if symbol not in self.engine.symbols():
             raise Refused(f"unknown instrument {symbol!r}")
         # Each handler validates, then queues its ACK itself before touching the engine, so the
-        # ACK precedes the order updates the engine's callbacks push.
+        # ACK precedes the order updates the engine's callbacks push. [INF] an ACK at all: the
+        # SDK skips ACKs before the answer, so it expects them.
         ack = partial(session.conn.enqueue, reply("ACK"))
         if command == "CREATE":
             self._create(session, item, symbol, ack)
         elif command == "CANCEL":
-            self._cancel(item, symbol, ack)
+            self._cancel(item, symbol, ack, session)
         else:
-            self._modify(item, symbol, ack)
+            self._modify(item, symbol, ack, session)
         return []
+
+    def _answer(self, session: WsSession, items: list[dict[str, Any]], *, event: bool) -> None:
+        """The published answer form: `{"command":"GET","channel":"TRADE_PRIVATE","data":[…]}`,
+        with `"event":"GET"` (MODIFY) or without an `event` at all (CREATE) [CODE SDK README];
+        to the requesting connection, subscribed or not (the SDK sends MODIFY on a fresh one)."""
+        body: dict[str, Any] = {"command": "GET", "channel": "TRADE_PRIVATE", "data": items}
+        if event:
+            body = {"command": "GET", "event": "GET", "channel": "TRADE_PRIVATE", "data": items}
+        session.conn.enqueue(_text(body))
 
     def _create(self, session: WsSession, item: dict, symbol: str, ack: Callable[[], Any]) -> None:
         if symbol not in session.orders:
@@ -75,15 +88,21 @@ class OrderEntry:
             order_type = "POST_ONLY"
         if order_type not in ORDER_TYPES:
             raise Refused(f"orderType must be one of {', '.join(ORDER_TYPES)}")
-        amount = _positive(item, "amount")
-        price = None if order_type == "MARKET" else _positive(item, "price")
+        # [DOC] longer amounts are rounded to 8 decimals, longer prices cut to 7 significant
+        # digits; the order is worked, and reported, at what is left
+        amount = round_amount(_positive(item, "amount"))
+        if amount <= 0:
+            raise Refused("amount rounds to zero")
+        price = None if order_type == "MARKET" else cut_price(_positive(item, "price"))
         tif = item.get("timeInForce") or "GTC"
         if tif not in TIFS:
             raise Refused(f"timeInForce must be one of {', '.join(TIFS)}")
         request_type = item.get("requestType") or "SMART"
         if request_type not in ("SMART", "DIRECT"):
             raise Refused("requestType must be SMART or DIRECT")
-        exchange = item.get("exchangeName")
+        # [CODE] the SDK sends `exchange` (a required field there) and no `exchangeName`: taken
+        # as the same thing [INF], and reported back on the order
+        exchange = item.get("exchangeName") or item.get("exchange")
         if request_type == "DIRECT" and not exchange:
             raise Refused("DIRECT orders need an exchangeName")
         now = self._clock_ns()
@@ -119,8 +138,10 @@ class OrderEntry:
             expire_ns=expire_ns,
         )
         self.orders.add(order, trim=False)
-        # the ACK answers the request; NEW, then the engine's outcome, follow as updates
+        # the ACK, then the published answer (the order, NEW, in the GET form without an
+        # event); NEW, then the engine's outcome, follow as updates to the subscribers
         ack()
+        self._answer(session, [self._order_item(order)], event=False)
         new = self._order_item(order)
         new["price"] = None if price is None else format(price, "f")  # [DOC] string here
         self._push_orders(symbol, [new])
@@ -143,6 +164,7 @@ class OrderEntry:
             client_order_id=order.client_order_id,
         )
         order.engine_id = live.order_id
+        self._by_engine[live.order_id] = order
         if live.reject_reason:
             order.message = live.reject_reason
 
@@ -161,7 +183,9 @@ class OrderEntry:
         keys = ("clientOrderId", "orderId", "exchangeOrderId", "exchOrderId")
         return any(item.get(k) not in (None, "") for k in keys)
 
-    def _cancel(self, item: dict, symbol: str, ack: Callable[[], Any]) -> None:
+    def _cancel(
+        self, item: dict, symbol: str, ack: Callable[[], Any], session: WsSession | None = None
+    ) -> None:
         if not self._has_id(item):
             ack()
             # [DOC] a CANCEL with no id cancels every order of the pair
@@ -188,18 +212,50 @@ class OrderEntry:
         if order is None or not order.is_open:
             raise Refused("order not found or not active")
         ack()
+        order.cancel_requested = True
         self._engine_cancel(order)
+        # [CODE SDK README] the answer is an `OrderUpdate`; published with both ids null
+        # (`cancel_ack_names_order` fills them in), to the requesting connection [INF]
+        named = self.cancel_ack_names_order
+        update = {
+            "class": "OrderUpdate",
+            "clientId": 100141,
+            "requestType": order.request_type,
+            "tradeSide": order.side.value,
+            "instrumentCd": symbol,
+            "exchangeOrderId": order.exch_order_id if named else None,
+            "clientOrderId": order.client_order_id if named else None,
+            "transactionId": self._clock_ns() // 1_000_000,
+            "orderRequestStatus": "CANCELLED",
+            "message": "",
+            "key": f"100141:{symbol}:{order.exch_order_id}",
+        }
+        frame = {"command": "SUBSCRIBE", "event": "UPDATE", "channel": "TRADE_PRIVATE"}
+        if session is not None:
+            session.conn.enqueue(_text({**frame, "data": [update]}))
+            if self.cancel_reply_order:
+                # [INF] then the order itself in the CREATE answer's form (no event): the SDK
+                # reads until a frame without an event, so without this it never returns
+                self._answer(session, [self._order_item(order, history=True)], event=False)
 
     def _engine_cancel(self, order: SimOrderState) -> None:
         if order.engine_id is not None:
             self.engine.cancel(order.engine_id)
 
-    def _modify(self, item: dict, symbol: str, ack: Callable[[], Any]) -> None:
+    def _modify(
+        self, item: dict, symbol: str, ack: Callable[[], Any], session: WsSession | None = None
+    ) -> None:
         order = self._find(item, symbol)
         if order is None or not order.is_open:
             raise Refused("order not found or not active")
-        price = _positive(item, "price") if item.get("price") is not None else order.price
-        amount = _positive(item, "amount") if item.get("amount") is not None else order.amount
+        price = (
+            cut_price(_positive(item, "price")) if item.get("price") is not None else order.price
+        )
+        amount = (
+            round_amount(_positive(item, "amount"))
+            if item.get("amount") is not None
+            else order.amount
+        )
         tick = self.engine.tick(symbol)
         if price is None or price % tick != 0:
             raise Refused(f"price must be a multiple of {tick}")
@@ -231,6 +287,9 @@ class OrderEntry:
         order.price, order.amount = price, amount
         self._count("modified")
         self._engine_submit(order, amount - order.prior_filled)
+        if session is not None:
+            # [CODE SDK README] the answer: a GET frame with the order (history naming)
+            self._answer(session, [self._order_item(order, history=True)], event=True)
 
     def on_order(self, snapshot: SimOrder) -> None:
         if snapshot.owner != self.account or snapshot.client_order_id is None:
@@ -246,6 +305,13 @@ class OrderEntry:
         order.state = snapshot
         if snapshot.reject_reason:
             order.message = snapshot.reject_reason
+        if order.cancel_requested and order.status == "CANCELLED":
+            # [INF] our CANCEL's end is told by its `OrderUpdate` only (the published answer);
+            # whether an `Order` CANCELLED update follows is not shown: an option
+            if self.cancel_order_update:
+                self._push_orders(order.symbol, [self._order_item(order)])
+            self._push_balances(assets_of(order.symbol))
+            return
         self._push_orders(order.symbol, [self._order_item(order)])
         self._push_balances(assets_of(order.symbol))
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import trio
 
 from framework.errors import FrameError
+from framework.events import Side
 from framework.sim.server import WsConnection
 from framework.transport.wire import loads_decimal
 from framework.venues.opentrade.messages import parse_list_value
@@ -20,6 +22,7 @@ from framework.venues.opentrade.sim.common import (
     _args,
     _date_arg,
     _int_arg,
+    _iso_us,
     _text,
     assets_of,
     num,
@@ -33,7 +36,14 @@ class Sessions:
 
     async def _ws(self, conn: WsConnection) -> None:
         session = WsSession(conn, last_ping=trio.current_time())
+        token = conn.headers.get("authorization")
+        session.handshake_token = token.removeprefix("Bearer ").strip() if token else None
         self.ws_sessions.append(session)
+        if self.connect_confirmation:
+            # [DOC] "Upon connection, you'll receive a confirmation message"; its format is not
+            # shown [INF: an `event` and no `command`]. Off for clients that, like the FlexFills
+            # SDK, take the first frame after a request as its answer.
+            conn.enqueue(_text({"event": "CONNECTED"}))
         try:
             while True:
                 # [DOC] a PING at least every 2 minutes, else the venue drops the connection
@@ -61,8 +71,9 @@ class Sessions:
 
         def reply(event: str, **extra: Any) -> str:
             body: dict[str, Any] = {"command": command, "event": event, "channel": channel}
-            if rid is not None:
-                body["requestId"] = rid  # [INF] replies echo the request's requestId
+            if rid is not None and self.echo_request_id:
+                # [DOC] no published reply carries a requestId: echoed only as an option
+                body["requestId"] = rid
             body.update(extra)
             return _text(body)
 
@@ -73,7 +84,7 @@ class Sessions:
             if command in ("SUBSCRIBE", "UNSUBSCRIBE"):
                 return self._subscribe(session, msg, command, reply)
             if command == "GET":
-                return self._get(msg, reply)
+                return self._get(session, msg, reply)
             if command in ("CREATE", "CANCEL", "MODIFY"):
                 return self._order_command(session, msg, command, reply)
             raise Refused(f"unknown command {command!r}")
@@ -151,8 +162,14 @@ class Sessions:
 
     # --- GET -------------------------------------------------------------------------------
 
-    def _get(self, msg: dict, reply: Callable[..., str]) -> list[str]:
+    def _get(self, session: WsSession, msg: dict, reply: Callable[..., str]) -> list[str]:
         channel = msg.get("channel")
+        if channel == "TRADE_POSITIONS":
+            # [CODE] the SDK's GET carries no signature: the handshake's token stands for it
+            error = self.token_error(msg.get("signature") or session.handshake_token)
+            if error:
+                raise Refused(error)
+            return [reply("GET", data=self._positions())]
         if channel == "ASSET_LIST":
             data = [{"class": "Currency", "code": c, "name": None} for c in self._currencies()]
             return [reply("GET", data=data)]
@@ -197,9 +214,47 @@ class Sessions:
             elif category == "ORDERS_HISTORY":
                 keep = True  # [INF] every order, in its current state, oldest first
             elif category == "TRADES_HISTORY":
-                keep = order.filled > 0  # [INF] orders with fills
+                # [INF] one `Order` item per fill: `amount` = the fill's size, `filledPrice`
+                # its price (the published example is an `Order` item; sizes unconfirmed)
+                if statuses is None or order.status in statuses:
+                    out += [self._trade_item(order, fill) for fill in order.fills]
+                continue
             else:
                 raise Refused(f"unknown category {category!r}")
             if keep and (statuses is None or order.status in statuses):
-                out.append(self._order_item(order))
+                out.append(self._order_item(order, history=category == "ORDERS_HISTORY"))
+        return out
+
+    def _positions(self) -> list[dict[str, Any]]:
+        """[CODE] `TradePosition` items: our net filled volume per instrument [INF: netted by
+        direction, `date` of the last fill, no stop-loss / take-profit]."""
+        out = []
+        for symbol in self.engine.symbols():
+            net = Decimal(0)
+            notional = Decimal(0)
+            last = 0
+            for order in self.orders.values():
+                if order.symbol != symbol or order.filled == 0:
+                    continue
+                sign = 1 if order.side is Side.BUY else -1
+                net += sign * order.filled
+                notional += order.avg_price * order.filled
+                last = max([last] + [f[3] for f in order.fills])
+            if net == 0:
+                continue
+            volume = sum((o.filled for o in self.orders.values() if o.symbol == symbol), Decimal(0))
+            price = notional / volume
+            out.append(
+                {
+                    "class": "TradePosition",
+                    "direction": "BUY" if net > 0 else "SELL",
+                    "date": _iso_us(last)[:10],
+                    "globalInstrumentCd": symbol,
+                    "openPrice": num(price),
+                    "entryPrice": num(price),
+                    "posVolume": num(abs(net)),
+                    "currentSl": None,
+                    "currentTp": None,
+                }
+            )
         return out

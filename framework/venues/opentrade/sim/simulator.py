@@ -52,6 +52,12 @@ class OpenTradeSimulator(
         book_interval_s: float = 0.02,
         ping_timeout_s: float = 120.0,
         clock_ns: Callable[[], int] | None = None,
+        echo_request_id: bool = False,
+        fill_amounts: bool = False,
+        cancel_ack_names_order: bool = False,
+        cancel_reply_order: bool = True,
+        cancel_order_update: bool = False,
+        connect_confirmation: bool = True,
     ) -> None:
         self.engine = engine
         self.accounts = accounts
@@ -61,6 +67,22 @@ class OpenTradeSimulator(
         self.api_secret = api_secret
         self.account = api_user  # engine owner of our orders
         self.token_ttl_s = token_ttl_s
+        # Where the venue's material is silent or conflicts, one form is the default and the
+        # others are options (the adapter is tested against each):
+        # - [DOC] no published reply carries `requestId`; an echo is opt-in
+        self.echo_request_id = echo_request_id
+        # - [DOC] no published `Order` item carries a filled amount; `filledAmount` is opt-in
+        self.fill_amounts = fill_amounts
+        # - [CODE] the published cancel `OrderUpdate` has null ids; naming the order is opt-in
+        self.cancel_ack_names_order = cancel_ack_names_order
+        # - [INF] after that `OrderUpdate`, the order in the CREATE answer's form (no event), which
+        #   the FlexFills SDK waits for; off: the `OrderUpdate` alone
+        self.cancel_reply_order = cancel_reply_order
+        # - [INF] an `Order` CANCELLED update to subscribers as well after our CANCEL
+        self.cancel_order_update = cancel_order_update
+        # - [DOC] "upon connection, you'll receive a confirmation message" (the SDK, which takes
+        #   the first frame as its answer, shows none): on by default, as the page says
+        self.connect_confirmation = connect_confirmation
         self.book_interval_s = book_interval_s
         # the 20 ms refresh; a test that refreshes the books itself (`publish_books`, e.g. the
         # chaos case's step) turns it off, so that every frame it waits for comes from a step
@@ -85,6 +107,8 @@ class OpenTradeSimulator(
             limit=lambda: engine.history_limit,
         )
         self._exch_ids = iter(range(1_668_662_119_644, 10**16))
+        # engine order id -> our order (a MODIFY gives one order several engine orders)
+        self._by_engine: dict[str, SimOrderState] = {}
         self.ws_sessions: list[WsSession] = []
         # the last book each (symbol, levels) was sent as: what a client can know (the feed
         # refreshes every 20 ms, the engine runs ahead of it in between); bounded by the symbols
@@ -128,6 +152,8 @@ class OpenTradeSimulator(
         app = SimApp()
         app.http("POST", "/auth/login")(self._login)
         app.http("POST", "/auth/auth/jwt/clients/{api_user}/token")(self._token)
+        # [DOC] step 2's text: GET, singular `client`, `clientSecret` as a query parameter
+        app.http("GET", "/auth/auth/jwt/client/{api_user}/token")(self._token_get)
         app.ws(WS_PATH, authorize=self._authorize)(self._ws)
         # fault injection: a `token_expiry` rule fires on login/token requests (as on every
         # simulator) and, since orders go over the WS, on signed TRADE_PRIVATE requests and
