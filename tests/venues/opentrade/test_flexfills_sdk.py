@@ -1,11 +1,11 @@
 """The published FlexFills SDK (Open Trade's API is FlexFills-compatible) against the simulator.
 
 A real client, not ours: its own login (`get_auth_token`) and its own `FlexfillsApiClient`
-(vendored unchanged but for Python 3.11 syntax, see vendor/flexfillsapi.py), pointed at the
-simulator on 127.0.0.1. It opens one connection per command and reads until the first frame that
-is not an `ACK` (GET, MODIFY, positions), or, after subscribing, until a frame without an
-`event` (CREATE, CANCEL): the published answer forms. Every call must return, with the answer the
-README publishes for it.
+(the PyPI package `FlexfillsApi`, installed by the test extra and loaded as published, see
+`_published_sdk`), pointed at the simulator on 127.0.0.1. It opens one connection per command
+and reads until the first frame that is not an `ACK` (GET, MODIFY, positions), or, after
+subscribing, until a frame without an `event` (CREATE, CANCEL): the published answer forms. Every
+call must return, with the answer the README publishes for it.
 
 The simulator runs without the confirmation on connect: the Open Trade page promises one, the
 SDK would take it for the answer to its first request (the sources conflict; the adapter
@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import importlib.util
 import json
+import re
 import types
 from decimal import Decimal
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -27,9 +30,27 @@ import trio
 from framework.events import Side
 from framework.venues.opentrade.sim import OpenTradeSimulator
 from tests.helpers import HANG_GUARD_S
-from tests.venues.opentrade.vendor import flexfillsapi as sdk
 
 SYM = "BTC/USD"
+
+
+def _published_sdk() -> types.ModuleType:
+    """The FlexFills SDK as published (PyPI `FlexfillsApi` 0.2.0, in the test extra; source
+    github.com/Flexfills-UI/Hermes), loaded from its installed source file. It is written for
+    Python 3.12: four f-strings break a line inside their braces, which 3.11 cannot parse, so
+    those lines are joined in memory before compiling. Nothing else is changed, and none of its
+    code is kept in this repository."""
+    package = importlib.util.find_spec("FlexfillsApi")  # locates it without importing it
+    assert package is not None and package.origin is not None, "pip install -e '.[test]'"
+    path = Path(package.origin).with_name("flexfillsapi.py")
+    source = re.sub(r'(f"[^"\n]*\{)\n\s*', r"\1", path.read_text())
+    module = types.ModuleType("flexfillsapi")
+    module.__file__ = str(path)
+    exec(compile(source, str(path), "exec"), module.__dict__)
+    return module
+
+
+sdk = _published_sdk()
 
 
 def _plain_http(port: int) -> types.SimpleNamespace:
