@@ -79,8 +79,7 @@ class OrderEntry:
             {
                 "client_order_id": order.client_order_id,
                 "symbol": order.symbol,
-                "quantity": wire(order.quantity),
-                "price": wire(order.price) if order.price is not None else "0.0",
+                **self._echoed(order),
                 "reason": reason,
                 "utc_timestamp": _us(self._clock_ns()),
             },
@@ -110,6 +109,45 @@ class OrderEntry:
     # --- orders --------------------------------------------------------------------------------
 
     def _new_order(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        order = self._parse_order(body)
+        self.orders.add(order)
+        # [CODE] no `new_order` reply and no pending_new echo: the first message naming the
+        # client_order_id is order_accepted / order_rejected (TS placeOrderWs)
+        if self.ack_success:
+            self._ok(client, tag)  # [INF] option: a success command_response first
+        self._place(order)
+
+    def _new_bulk_order(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        """[CODE integration/ws/place-bulk-order.test.ts, cancel-all-orders.test.ts] one reply
+        under the request's `user_tag` listing every order `pending_new` (no timestamp), then
+        each order's own messages as for a single `new_order`.
+
+        The reply lists every order of the request, even one whose client_order_id is already in
+        use (the official test sends the same bulk twice and expects `pending_new` for all of
+        it); [INF] such an order, or one that fails parsing, then gets the single new_order's
+        refusal: a `command_response` under the order's `user_tag` (else the request's)."""
+        orders = body.get("orders")
+        if not isinstance(orders, list) or not orders:
+            raise _Refuse(PARSE_ERROR, "error parsing new bulk order request")
+        if not all(isinstance(o, dict) for o in orders):
+            raise _Refuse(PARSE_ERROR, "error parsing new bulk order request")
+        results = [
+            {"client_order_id": str(o.get("client_order_id", "")), "order_state": "pending_new"}
+            for o in orders
+        ]
+        self._send(client, "new_bulk_order", {"user_tag": tag, "results": results})
+        for item in orders:
+            item_tag = item.get("user_tag") or tag
+            try:
+                order = self._parse_order(item)
+            except _Refuse as exc:
+                self._send(client, "command_response", self._error(exc.code, exc.text, item_tag))
+                continue
+            self.orders.add(order)
+            self._place(order)
+
+    def _parse_order(self, body: dict[str, Any]) -> _Order:
+        """The order a `new_order` body describes, or `_Refuse` (a command_response)."""
         coid = body.get("client_order_id", "")
         if not 1 <= len(coid.encode()) <= 32:
             raise _Refuse(PARSE_ERROR, _PARSE_NEW_ORDER)
@@ -155,20 +193,21 @@ class OrderEntry:
             day = 86_400_000_000_000
             expire_ns = (now_ns // day + 1) * day  # [INF] DAY ends at the next 00:00 UTC
         order = _Order(coid, symbol, side, kind, tif, qty, price, market_id, now_ns, expire_ns)
+        order.quantity_text = body["quantity"]
+        order.price_text = body.get("price")
         if kind != MARKET and market_id == "0":
             # [CODE] the order lives recv_window x 10 min; [INF] one cycle when it is missing
             cycles = int(window) if window is not None else 1
             order.window_ns = now_ns + cycles * CYCLE_S * 1_000_000_000
-        self.orders.add(order)
-        # [CODE] no `new_order` reply and no pending_new echo: the first message naming the
-        # client_order_id is order_accepted / order_rejected (TS placeOrderWs)
-        if self.ack_success:
-            self._ok(client, tag)  # [INF] option: a success command_response first
+        return order
+
+    def _place(self, order: _Order) -> None:
+        """A parsed order's fate: rejected, posted as an RFQ, held, or entered."""
         reason = self._invalid(order)
         if reason is not None:
             self._reject(order, reason)
             return
-        if market_id == "none":
+        if order.market_id == "none":
             self._new_rfq(order)
         elif self.hold_entries:
             self._held.append(order)
@@ -297,13 +336,11 @@ class OrderEntry:
 
     def _cancel_all_orders(self, body: dict[str, Any]) -> dict[str, Any]:
         """[CODE integration/ws/cancel-all-orders.test.ts] the reply, with `symbol` and
-        `tradeable_entity_id` when filtered by either; pending_new orders are included."""
+        `tradeable_entity_id` when filtered by either; pending_new orders are included, and so
+        are the account's RFQs ([CODE integration/ws/listen-to-rfqs.test.ts]: a REST cancel-all
+        withdraws the RFQ, `order_deleted` on the RFQ feed)."""
         symbol = self._symbol(body) if "symbol" in body or "tradeable_entity_id" in body else None
-        targets = [
-            o
-            for o in self.orders.values()
-            if o.open and o.market_id == "0" and symbol in (None, o.symbol)
-        ]
+        targets = [o for o in self.orders.values() if o.open and symbol in (None, o.symbol)]
         now = _us(self._clock_ns())
         reply: dict[str, Any] = {"server_utc_timestamp": now, "timestamp": now}
         if symbol is not None:
@@ -326,10 +363,24 @@ class OrderEntry:
             "type": order.type,
             "order_id": order.order_id,
             "client_order_id": order.client_order_id,
-            "quantity": wire(order.quantity),
-            "price": wire(order.price) if order.price is not None else "0.0",
+            **self._echoed(order),
             "side": order.side.value.lower(),
         }
+
+    @staticmethod
+    def _echoed(order: _Order) -> dict[str, str]:
+        """`quantity` and `price` as the request spelled them ([CODE]
+        integration/rest/get-order-details.test.ts: "1" and "10000" back for "1" and "10000";
+        [DOC] order_rejected example "1000000000"), where the venue's own numbers (fills, RFQ
+        book rows, filled_quantity) are written "10.0". No price was sent (an RFQ, a MARKET
+        order): [INF] no `price` key ([CODE] the TS client reads such an open order's price as
+        NaN, integration/ws/place-bulk-order.test.ts)."""
+        fields = {"quantity": order.quantity_text or wire(order.quantity)}
+        if order.price_text is not None:
+            fields["price"] = order.price_text
+        elif order.price is not None:
+            fields["price"] = wire(order.price)
+        return fields
 
     def _order_view(self, order: _Order) -> dict[str, Any]:
         """[DOC order-details] the REST order-details body (also an openOrders row)."""

@@ -127,11 +127,15 @@ class Sessions:
             "register_for_rfqs": (False, self._register_rfqs),
             "deregister_for_rfqs": (False, self._deregister_rfqs),
             "new_order": (True, self._new_order),
+            "new_bulk_order": (True, self._new_bulk_order),
             "cancel_order": (True, self._cancel_order),
             "cancel_all_orders": (True, self._cancel_all),
             "refresh_interest": (True, self._refresh_interest),
             "balances": (True, self._balances),
             "position_info": (True, self._positions),
+            # [CODE] the TS client's name (market-proxy/api/ws/positionsWs.ts); position_info
+            # is the Python client's and the JSON schemas'
+            "positions": (True, self._positions),
             "trade_history_request": (True, self._trade_history),
         }
 
