@@ -162,6 +162,9 @@ class RestApi:
             return json_response(400, {"command_response": refusal})
         targets = reply.pop("_targets")
         reply.pop("server_utc_timestamp", None)
+        # [CODE integration/rest/cancel-all-orders.test.ts] the REST reply carries an empty
+        # `user_tag` (shared/venues/powertrade.md lists only timestamp, reason, results)
+        reply["user_tag"] = ""
         for order in targets:
             self._cancel(order)
         return json_response(200, {"cancel_all_orders_response": reply})
