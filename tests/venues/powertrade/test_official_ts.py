@@ -326,3 +326,96 @@ async def test_rest_refresh_interest_by_order_id_or_client_order_id() -> None:
         body = reply["refresh_response"]
         assert body == {"order_id": oid, "client_order_id": coid, "timestamp": body["timestamp"],
                         "reason": "success"}  # fmt: skip
+
+
+OPTIONS = {
+    f"BTC-20991231-{30000 + 1000 * i}C": _market(str(2000 + i), "BTC", "1000", ("option",))
+    for i in range(11)
+}
+OPT = sorted(OPTIONS, key=lambda s: int(OPTIONS[s].entity_id))
+
+
+def option_sim(**options: Any) -> PowerTradeSimulator:
+    return PowerTradeSimulator.build(3, markets={**MARKETS, **OPTIONS}, **options)
+
+
+def multi_leg(coid: str, legs: list[dict[str, str]], **over: str) -> dict[str, Any]:
+    """A multi-leg order as `getOrderRequest` builds it: legs `{ratio, sym}` (its `tid` is
+    undefined when the test names symbols, so JSON drops it), no symbol."""
+    body: dict[str, Any] = ts_order(coid, **over)
+    del body["symbol"]
+    return {**body, "legs": legs}
+
+
+async def test_multi_leg_order_enters_a_composite_without_an_order_id_on_the_ws() -> None:
+    # integration/ws/place-multi-leg-order.test.ts "Multi Leg Option order by symbols": the
+    # TS result has no orderId, so the WS order_accepted carries no order_id by default
+    sim = option_sim()
+    client = login(sim)
+    legs = [
+        {"ratio": "1", "sym": OPT[0]},
+        {"ratio": "-1", "sym": OPT[1]},
+        {"ratio": "-1", "sym": OPT[2]},
+    ]
+    ((kind, accepted),) = send(sim, client, "new_order", **multi_leg("ml1", legs), user_tag="t")
+    assert kind == "order_accepted" and "order_id" not in accepted
+    composite = f"{OPT[0]}@1/{OPT[1]}@-1/{OPT[2]}@-1"
+    assert (accepted["symbol"], accepted["tradeable_entity_id"]) == (
+        composite,
+        "2000@1/2001@-1/2002@-1",
+    )
+    assert accepted["legs"] == [
+        {"tradeable_entity_id": "2000", "symbol": OPT[0], "ratio": "1"},
+        {"tradeable_entity_id": "2001", "symbol": OPT[1], "ratio": "-1"},
+        {"tradeable_entity_id": "2002", "symbol": OPT[2], "ratio": "-1"},
+    ]
+    (row,) = rest(sim, "GET", "/v1/api/openOrders")["query_open_orders_response"]["open_orders"]
+    assert (row["symbol"], row["legs"], row["order_id"] != "") == (
+        composite,
+        accepted["legs"],
+        True,
+    )
+    ((_, catalogue),) = send(sim, client, "entities_and_rules_request", user_tag="e")
+    assert composite not in {s["symbol"] for s in catalogue["symbols"]}
+    # the option: order_accepted names the order_id (as the REST reply always does)
+    sim = option_sim(multi_leg_order_id=True)
+    client = login(sim)
+    ((_, accepted),) = send(sim, client, "new_order", **multi_leg("ml2", legs), user_tag="t")
+    assert accepted["order_id"].isdigit()
+
+
+async def test_multi_leg_rfq_by_entity_ids_goes_to_the_rfq_book_as_the_composite() -> None:
+    # integration/ws/place-multi-leg-order.test.ts "Multi Leg RFQ order by te ids"; [DOC]
+    # composite ids "117@1/336@-1" on RFQ book messages
+    sim = option_sim()
+    listener = login(sim)
+    send(sim, listener, "register_for_rfqs", user_tag="r")
+    client = login(sim)
+    legs = [
+        {"ratio": "1", "tid": "2003"},
+        {"ratio": "-10", "tid": "2005"},
+        {"ratio": "4", "tid": "2007"},
+    ]
+    order = multi_leg("mr1", legs, market_id="none", quantity="10")
+    del order["price"]
+    ((kind, _),) = send(sim, client, "new_order", **order, user_tag="t")
+    assert kind == "order_accepted"
+    (added,) = [b for k, b in messages(listener) if k == "order_added"]
+    assert added["tradeable_entity_id"] == "2003@1/2005@-10/2007@4"
+    assert added["symbol"] == f"{OPT[3]}@1/{OPT[5]}@-10/{OPT[7]}@4"
+
+
+async def test_invalid_legs_are_a_business_reject() -> None:
+    # integration/ws/place-multi-leg-order.test.ts "fails if te ids are not ordered" and
+    # "fails if more than 10 legs": order_rejected, reason invalid_legs
+    sim = option_sim()
+    client = login(sim)
+    unordered = [{"ratio": "1", "sym": OPT[1]}, {"ratio": "-1", "sym": OPT[0]}]
+    eleven = [{"ratio": "1", "sym": s} for s in OPT]
+    for coid, legs in (("bad1", unordered), ("bad2", eleven)):
+        ((kind, body),) = send(sim, client, "new_order", **multi_leg(coid, legs), user_tag="t")
+        assert (kind, body["client_order_id"], body["reason"]) == (
+            "order_rejected",
+            coid,
+            "invalid_legs",
+        )

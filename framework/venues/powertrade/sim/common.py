@@ -143,6 +143,13 @@ def synthetic_markets(
 DEFAULT_BALANCES = {"USD": D(10_000_000), "BTC": D(100), "ETH": D(1000)}
 
 
+# [CODE `market-proxy/parser/getOrderRequest.ts`, integration/ws/place-multi-leg-order.test.ts]
+# a multi-leg order's legs; its composite instrument is entered as an instrument of its own
+MULTI_LEG = "multi_leg"  # [INF] the composite's tag (never listed in entities_and_rules)
+MAX_LEGS = 10  # [DOC] at most 10 legs, ascending by entity id, else `invalid_legs`
+INVALID_LEGS = "invalid_legs"
+
+
 # [CODE integration/rest/balance.test.ts] the venue's deliverable id of USD; the rest of the
 # venue's deliverable catalogue is not published, so the simulator numbers the others ([INF])
 KNOWN_DELIVERABLE_IDS = {"USD": "2"}
@@ -162,6 +169,8 @@ def deliverable_ids(markets: Mapping[str, Market]) -> dict[str, str]:
     """
     names: list[str] = []
     for symbol, m in markets.items():
+        if MULTI_LEG in m.tags:
+            continue  # [INF] a composite settles in its legs' deliverables
         for name in (m.base, m.quote) if "spot" in m.tags else (m.base, m.quote, symbol):
             if name not in names:
                 names.append(name)
@@ -290,6 +299,10 @@ class _Order:
     # `price` as the request spelled them ("1", "10000"); None: the request had no price
     quantity_text: str = ""
     price_text: str | None = None
+    # a multi-leg order's legs as order messages list them; its `symbol` is the composite's
+    legs: list[dict[str, str]] | None = None
+    # a business reject found while parsing (invalid_legs): sent as order_rejected
+    parse_reject: str = ""
 
     @property
     def open(self) -> bool:

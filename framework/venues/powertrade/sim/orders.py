@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from framework.events import Side
 from framework.sim.engine import (
     CANCELLED,
@@ -21,6 +23,9 @@ from framework.venues.powertrade.decode_frames import FULLY_EXECUTED, NOT_FOUND
 from framework.venues.powertrade.sim.common import (
     CYCLE_S,
     DUPLICATE_ID,
+    INVALID_LEGS,
+    MAX_LEGS,
+    MULTI_LEG,
     PARSE_ERROR,
     RECV_WINDOW_EXPIRED,
     _Client,
@@ -54,10 +59,10 @@ class OrderEntry:
         if order.state != "pending_new":
             return
         order.state = "accepted"
-        self._to_owner(
-            "order_accepted",
-            self._order_fields(order),
-        )
+        fields = self._order_fields(order)
+        if order.legs is not None and not self.multi_leg_order_id:
+            del fields["order_id"]  # [CODE] see the `multi_leg_order_id` option
+        self._to_owner("order_accepted", fields)
 
     def _own_order(self, sim_order: SimOrder) -> None:
         order = self._own(sim_order.order_id)
@@ -154,9 +159,11 @@ class OrderEntry:
         # a forgotten (trimmed) id is accepted again: the venue's memory is bounded too
         if coid in self.orders:
             raise _Refuse(DUPLICATE_ID, f"duplicate client_order_id {coid}")
+        legs: list[dict[str, str]] | None = None
         if "legs" in body:
-            raise _Refuse(PARSE_ERROR, "multi-leg orders are not simulated")  # [INF]
-        symbol = self._symbol(body)
+            symbol, legs = self._composite(body["legs"])
+        else:
+            symbol = self._symbol(body)
         market_id = body.get("market_id", "0")
         if market_id == "255":
             market_id = "none"  # [CODE] the Python client's comment: "Send 255 for indicative"
@@ -194,6 +201,9 @@ class OrderEntry:
             expire_ns = (now_ns // day + 1) * day  # [INF] DAY ends at the next 00:00 UTC
         order = _Order(coid, symbol, side, kind, tif, qty, price, market_id, now_ns, expire_ns)
         order.quantity_text = body["quantity"]
+        if "legs" in body:
+            order.legs = legs
+            order.parse_reject = "" if legs is not None else INVALID_LEGS
         order.price_text = body.get("price")
         if kind != MARKET and market_id == "0":
             # [CODE] the order lives recv_window x 10 min; [INF] one cycle when it is missing
@@ -203,7 +213,7 @@ class OrderEntry:
 
     def _place(self, order: _Order) -> None:
         """A parsed order's fate: rejected, posted as an RFQ, held, or entered."""
-        reason = self._invalid(order)
+        reason = order.parse_reject or self._invalid(order)
         if reason is not None:
             self._reject(order, reason)
             return
@@ -213,6 +223,55 @@ class OrderEntry:
             self._held.append(order)
         else:
             self._enter(order)
+
+    def _composite(self, raw: Any) -> tuple[str, list[dict[str, str]] | None]:
+        """The composite instrument of a `legs` list, entered on first use; ("", None) when the
+        legs are invalid (a business reject, `invalid_legs`).
+
+        [CODE `parser/getOrderRequest.ts`] a TS leg is `{"ratio", "sym", "tid"}`; the Python
+        client and the schemas say `symbol` / `tradeable_entity_id`: both are read. [CODE
+        integration/ws/place-multi-leg-order.test.ts] ratios may be negative ("-1", "-5"; the
+        JSON schemas' `^[0-9]+$` says otherwise: the official tests win), legs must ascend by
+        entity id and number at most 10. [DOC] the composite is named `SYM@1/SYM@-1`, its
+        entity `117@1/336@-1`; [INF] it takes its first leg's quantity and value rules and the
+        finest price step of its legs, and has no crowd (a book of the account's orders only).
+        """
+        if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_LEGS:
+            return "", None
+        parts: list[tuple[int, str, str]] = []
+        for leg in raw:
+            if not isinstance(leg, dict):
+                return "", None
+            name = leg.get("symbol") or leg.get("sym")
+            tid = leg.get("tradeable_entity_id") or leg.get("tid")
+            if name is None and tid is not None:
+                name = self._entity.get(tid)
+            market = self.markets.get(name) if isinstance(name, str) else None
+            ratio = leg.get("ratio", "")
+            if market is None or MULTI_LEG in market.tags or not market.entity_id.isdigit():
+                return "", None
+            if not isinstance(ratio, str) or not ratio.lstrip("-").isdigit() or int(ratio) == 0:
+                return "", None
+            parts.append((int(market.entity_id), str(name), str(int(ratio))))
+        ids = [p[0] for p in parts]
+        if ids != sorted(set(ids)):
+            return "", None  # not ascending, or a leg twice
+        symbol = "/".join(f"{name}@{ratio}" for _, name, ratio in parts)
+        entity = "/".join(f"{eid}@{ratio}" for eid, _, ratio in parts)
+        if symbol not in self.markets:
+            first = self.markets[parts[0][1]]
+            step = min(self.markets[name].price_step for _, name, _ in parts)
+            self.markets[symbol] = attrs.evolve(
+                first, entity_id=entity, price_step=step, tags=(MULTI_LEG,)
+            )
+            self._entity[entity] = symbol
+            self._l3[symbol] = {}
+            self.engine.add_symbol(symbol, step, first.qty_step)
+        legs = [
+            {"tradeable_entity_id": str(eid), "symbol": name, "ratio": ratio}
+            for eid, name, ratio in parts
+        ]
+        return symbol, legs
 
     def _invalid(self, order: _Order) -> str | None:
         m = self.markets[order.symbol]
@@ -365,6 +424,8 @@ class OrderEntry:
             "client_order_id": order.client_order_id,
             **self._echoed(order),
             "side": order.side.value.lower(),
+            # [CODE `market-proxy/types.ts` MarketProxyOpenOrderRaw] a multi-leg order's legs
+            **({"legs": order.legs} if order.legs is not None else {}),
         }
 
     @staticmethod

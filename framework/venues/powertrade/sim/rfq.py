@@ -21,6 +21,7 @@ from framework.venues.powertrade.sim.common import (
     _ZERO,
     CROWD_RFQ_TTL_S,
     FIRST_DELIVERABLE_ID,
+    MULTI_LEG,
     PRODUCT_TYPES,
     RFQ_OWNER,
     RFQ_TTL_S,
@@ -118,8 +119,8 @@ class RfqsAndAccount:
                 buy = (fill.taker_owner == self.owner) == (fill.aggressor is Side.BUY)
                 net += fill.quantity if buy else -fill.quantity
                 cost += fill.price * fill.quantity if buy else -fill.price * fill.quantity
-            if net == 0:
-                continue
+            if net == 0 or MULTI_LEG in m.tags:
+                continue  # [INF] composites: their legs' positions are not simulated
             mark = self.crowds[symbol].mid if symbol in self.crowds else _ZERO
             avg = abs(cost / net)
             product = next((PRODUCT_TYPES[t] for t in m.tags if t in PRODUCT_TYPES), "spot")

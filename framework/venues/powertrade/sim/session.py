@@ -13,6 +13,7 @@ from framework.sim.server import WsConnection
 from framework.venues.powertrade.auth import verify_token
 from framework.venues.powertrade.sim.common import (
     AUTH_FAILED,
+    MULTI_LEG,
     NOT_LOGGED_IN,
     OK,
     PARSE_ERROR,
@@ -187,6 +188,7 @@ class Sessions:
                 "tags": list(m.tags),
             }
             for symbol, m in self.markets.items()
+            if MULTI_LEG not in m.tags  # [INF] composites are not catalogue entries
         ]
         body: dict[str, Any] = {"server_utc_timestamp": _us(self._clock_ns())}
         if tag:
