@@ -282,7 +282,13 @@ class PowerTradeExecution(ExecutionClient):
         rows = body.get("open_orders") if isinstance(body, dict) else None
         if not isinstance(rows, list):
             raise FrameError(f"openOrders: unexpected answer {str(answer)[:200]}")
-        return [self._listed(row) for row in rows if isinstance(row, dict)]
+        # [CODE TS integration/ws/place-bulk-order.test.ts] the list also holds the account's
+        # RFQs (`market_id` "none"; "255" in older frames): not firm orders, so not listed here
+        return [
+            self._listed(row)
+            for row in rows
+            if isinstance(row, dict) and row.get("market_id") not in ("none", "255")
+        ]
 
     @staticmethod
     def _listed(row: dict[str, Any]) -> ExecutionReport:

@@ -315,3 +315,25 @@ async def test_open_orders_are_listed_over_the_rest_api() -> None:
     without_rest = PowerTradeExecution(stream, {})
     with pytest.raises(NotImplementedError):
         await without_rest.list_open_orders()
+
+
+async def test_open_order_listing_leaves_out_the_accounts_rfqs() -> None:
+    # [CODE TS integration/ws/place-bulk-order.test.ts] openOrders also lists the account's RFQs
+    # (market_id "none", no price); they are no firm orders. "255": the older RFQ spelling
+    firm = OPEN_ORDERS["query_open_orders_response"]["open_orders"][1]
+    rfq = {**firm, "market_id": "none", "client_order_id": "rfq-1", "order_id": "77"}
+    del rfq["price"]
+    old_rfq = {**rfq, "market_id": "255", "client_order_id": "rfq-2", "order_id": "78"}
+    listing = {
+        "query_open_orders_response": {"utc_timestamp": "1", "open_orders": [rfq, firm, old_rfq]}
+    }
+
+    def venue(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=listing)
+
+    stream = PowerTradeStream("ws://127.0.0.1:9/", [SYMBOL], login=None)
+    rest = httpx.AsyncClient(base_url="https://proxy.test", transport=httpx.MockTransport(venue))
+    client = PowerTradeExecution(stream, {}, rest=rest, login=lambda: "the-jwt")
+    (only,) = await client.list_open_orders()
+    await rest.aclose()
+    assert only.venue_order_id == "9553032"

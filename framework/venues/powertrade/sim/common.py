@@ -143,6 +143,50 @@ def synthetic_markets(
 DEFAULT_BALANCES = {"USD": D(10_000_000), "BTC": D(100), "ETH": D(1000)}
 
 
+# [CODE `market-proxy/parser/getOrderRequest.ts`, integration/ws/place-multi-leg-order.test.ts]
+# a multi-leg order's legs; its composite instrument is entered as an instrument of its own
+MULTI_LEG = "multi_leg"  # [INF] the composite's tag (never listed in entities_and_rules)
+MAX_LEGS = 10  # [DOC] at most 10 legs, ascending by entity id, else `invalid_legs`
+INVALID_LEGS = "invalid_legs"
+
+
+# [CODE integration/rest/balance.test.ts] the venue's deliverable id of USD; the rest of the
+# venue's deliverable catalogue is not published, so the simulator numbers the others ([INF])
+KNOWN_DELIVERABLE_IDS = {"USD": "2"}
+FIRST_DELIVERABLE_ID = 100  # [INF] clear of the known ids
+
+
+# [CODE integration/ws/positions.test.ts] a perpetual's position `product_type`; [INF] the others
+PRODUCT_TYPES = {"perpetual": "perpetual_future", "future": "future", "option": "option"}
+
+
+def deliverable_ids(markets: Mapping[str, Market]) -> dict[str, str]:
+    """Every deliverable of the catalogue (each asset, each derivative instrument) with its id.
+
+    [CODE `market-proxy/types.ts` DeliverableInfoRaw, PositionRaw, BalanceRaw] deliverables are
+    named by `symbol`: the balances' assets ("USD") and the positions' instruments
+    ("BTC-USD-PERPETUAL"); [INF] a spot pair is no deliverable (its assets are).
+    """
+    names: list[str] = []
+    for symbol, m in markets.items():
+        if MULTI_LEG in m.tags:
+            continue  # [INF] a composite settles in its legs' deliverables
+        for name in (m.base, m.quote) if "spot" in m.tags else (m.base, m.quote, symbol):
+            if name not in names:
+                names.append(name)
+    ids = {n: KNOWN_DELIVERABLE_IDS[n] for n in names if n in KNOWN_DELIVERABLE_IDS}
+    used = set(KNOWN_DELIVERABLE_IDS.values())
+    next_id = FIRST_DELIVERABLE_ID
+    for name in names:
+        if name in ids:
+            continue
+        while str(next_id) in used:
+            next_id += 1
+        ids[name] = str(next_id)
+        used.add(ids[name])
+    return ids
+
+
 _RUN = str(secrets.randbelow(9 * 10**5) + 10**5)
 
 
@@ -251,6 +295,14 @@ class _Order:
     executions: list[dict[str, str]] = attrs.Factory(list)
     cancel_requested: bool = False
     reason: str = ""
+    # [CODE integration/rest/get-order-details.test.ts] order messages echo `quantity` and
+    # `price` as the request spelled them ("1", "10000"); None: the request had no price
+    quantity_text: str = ""
+    price_text: str | None = None
+    # a multi-leg order's legs as order messages list them; its `symbol` is the composite's
+    legs: list[dict[str, str]] | None = None
+    # a business reject found while parsing (invalid_legs): sent as order_rejected
+    parse_reject: str = ""
 
     @property
     def open(self) -> bool:

@@ -223,7 +223,9 @@ class L3Feed:
                     "symbol": order.symbol,
                     "order_id": order.order_id,
                     "client_order_id": order.client_order_id,
-                    "price": wire(order.price) if order.price is not None else "0.0",
+                    # [CODE integration/ws/order-execution.test.ts] the order's price as sent
+                    # ("10") beside the venue-written executed_price ("10.0")
+                    **{k: v for k, v in self._echoed(order).items() if k == "price"},
                     "side": order.side.value.lower(),
                     "order_state": order.state,
                     **execution,

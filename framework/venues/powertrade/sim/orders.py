@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from framework.events import Side
 from framework.sim.engine import (
     CANCELLED,
@@ -21,6 +23,9 @@ from framework.venues.powertrade.decode_frames import FULLY_EXECUTED, NOT_FOUND
 from framework.venues.powertrade.sim.common import (
     CYCLE_S,
     DUPLICATE_ID,
+    INVALID_LEGS,
+    MAX_LEGS,
+    MULTI_LEG,
     PARSE_ERROR,
     RECV_WINDOW_EXPIRED,
     _Client,
@@ -54,10 +59,10 @@ class OrderEntry:
         if order.state != "pending_new":
             return
         order.state = "accepted"
-        self._to_owner(
-            "order_accepted",
-            self._order_fields(order),
-        )
+        fields = self._order_fields(order)
+        if order.legs is not None and not self.multi_leg_order_id:
+            del fields["order_id"]  # [CODE] see the `multi_leg_order_id` option
+        self._to_owner("order_accepted", fields)
 
     def _own_order(self, sim_order: SimOrder) -> None:
         order = self._own(sim_order.order_id)
@@ -79,8 +84,7 @@ class OrderEntry:
             {
                 "client_order_id": order.client_order_id,
                 "symbol": order.symbol,
-                "quantity": wire(order.quantity),
-                "price": wire(order.price) if order.price is not None else "0.0",
+                **self._echoed(order),
                 "reason": reason,
                 "utc_timestamp": _us(self._clock_ns()),
             },
@@ -110,15 +114,56 @@ class OrderEntry:
     # --- orders --------------------------------------------------------------------------------
 
     def _new_order(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        order = self._parse_order(body)
+        self.orders.add(order)
+        # [CODE] no `new_order` reply and no pending_new echo: the first message naming the
+        # client_order_id is order_accepted / order_rejected (TS placeOrderWs)
+        if self.ack_success:
+            self._ok(client, tag)  # [INF] option: a success command_response first
+        self._place(order)
+
+    def _new_bulk_order(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        """[CODE integration/ws/place-bulk-order.test.ts, cancel-all-orders.test.ts] one reply
+        under the request's `user_tag` listing every order `pending_new` (no timestamp), then
+        each order's own messages as for a single `new_order`.
+
+        The reply lists every order of the request, even one whose client_order_id is already in
+        use (the official test sends the same bulk twice and expects `pending_new` for all of
+        it); [INF] such an order, or one that fails parsing, then gets the single new_order's
+        refusal: a `command_response` under the order's `user_tag` (else the request's)."""
+        orders = body.get("orders")
+        if not isinstance(orders, list) or not orders:
+            raise _Refuse(PARSE_ERROR, "error parsing new bulk order request")
+        if not all(isinstance(o, dict) for o in orders):
+            raise _Refuse(PARSE_ERROR, "error parsing new bulk order request")
+        results = [
+            {"client_order_id": str(o.get("client_order_id", "")), "order_state": "pending_new"}
+            for o in orders
+        ]
+        self._send(client, "new_bulk_order", {"user_tag": tag, "results": results})
+        for item in orders:
+            item_tag = item.get("user_tag") or tag
+            try:
+                order = self._parse_order(item)
+            except _Refuse as exc:
+                self._send(client, "command_response", self._error(exc.code, exc.text, item_tag))
+                continue
+            self.orders.add(order)
+            self._place(order)
+
+    def _parse_order(self, body: dict[str, Any]) -> _Order:
+        """The order a `new_order` body describes, or `_Refuse` (a command_response)."""
         coid = body.get("client_order_id", "")
         if not 1 <= len(coid.encode()) <= 32:
             raise _Refuse(PARSE_ERROR, _PARSE_NEW_ORDER)
         # a forgotten (trimmed) id is accepted again: the venue's memory is bounded too
         if coid in self.orders:
             raise _Refuse(DUPLICATE_ID, f"duplicate client_order_id {coid}")
+        legs: list[dict[str, str]] | None = None
         if "legs" in body:
-            raise _Refuse(PARSE_ERROR, "multi-leg orders are not simulated")  # [INF]
-        symbol = self._symbol(body)
+            symbol, legs = self._composite(body["legs"])
+        else:
+            symbol = self._symbol(body)
         market_id = body.get("market_id", "0")
         if market_id == "255":
             market_id = "none"  # [CODE] the Python client's comment: "Send 255 for indicative"
@@ -155,25 +200,78 @@ class OrderEntry:
             day = 86_400_000_000_000
             expire_ns = (now_ns // day + 1) * day  # [INF] DAY ends at the next 00:00 UTC
         order = _Order(coid, symbol, side, kind, tif, qty, price, market_id, now_ns, expire_ns)
+        order.quantity_text = body["quantity"]
+        if "legs" in body:
+            order.legs = legs
+            order.parse_reject = "" if legs is not None else INVALID_LEGS
+        order.price_text = body.get("price")
         if kind != MARKET and market_id == "0":
             # [CODE] the order lives recv_window x 10 min; [INF] one cycle when it is missing
             cycles = int(window) if window is not None else 1
             order.window_ns = now_ns + cycles * CYCLE_S * 1_000_000_000
-        self.orders.add(order)
-        # [CODE] no `new_order` reply and no pending_new echo: the first message naming the
-        # client_order_id is order_accepted / order_rejected (TS placeOrderWs)
-        if self.ack_success:
-            self._ok(client, tag)  # [INF] option: a success command_response first
-        reason = self._invalid(order)
+        return order
+
+    def _place(self, order: _Order) -> None:
+        """A parsed order's fate: rejected, posted as an RFQ, held, or entered."""
+        reason = order.parse_reject or self._invalid(order)
         if reason is not None:
             self._reject(order, reason)
             return
-        if market_id == "none":
+        if order.market_id == "none":
             self._new_rfq(order)
         elif self.hold_entries:
             self._held.append(order)
         else:
             self._enter(order)
+
+    def _composite(self, raw: Any) -> tuple[str, list[dict[str, str]] | None]:
+        """The composite instrument of a `legs` list, entered on first use; ("", None) when the
+        legs are invalid (a business reject, `invalid_legs`).
+
+        [CODE `parser/getOrderRequest.ts`] a TS leg is `{"ratio", "sym", "tid"}`; the Python
+        client and the schemas say `symbol` / `tradeable_entity_id`: both are read. [CODE
+        integration/ws/place-multi-leg-order.test.ts] ratios may be negative ("-1", "-5"; the
+        JSON schemas' `^[0-9]+$` says otherwise: the official tests win), legs must ascend by
+        entity id and number at most 10. [DOC] the composite is named `SYM@1/SYM@-1`, its
+        entity `117@1/336@-1`; [INF] it takes its first leg's quantity and value rules and the
+        finest price step of its legs, and has no crowd (a book of the account's orders only).
+        """
+        if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_LEGS:
+            return "", None
+        parts: list[tuple[int, str, str]] = []
+        for leg in raw:
+            if not isinstance(leg, dict):
+                return "", None
+            name = leg.get("symbol") or leg.get("sym")
+            tid = leg.get("tradeable_entity_id") or leg.get("tid")
+            if name is None and tid is not None:
+                name = self._entity.get(tid)
+            market = self.markets.get(name) if isinstance(name, str) else None
+            ratio = leg.get("ratio", "")
+            if market is None or MULTI_LEG in market.tags or not market.entity_id.isdigit():
+                return "", None
+            if not isinstance(ratio, str) or not ratio.lstrip("-").isdigit() or int(ratio) == 0:
+                return "", None
+            parts.append((int(market.entity_id), str(name), str(int(ratio))))
+        ids = [p[0] for p in parts]
+        if ids != sorted(set(ids)):
+            return "", None  # not ascending, or a leg twice
+        symbol = "/".join(f"{name}@{ratio}" for _, name, ratio in parts)
+        entity = "/".join(f"{eid}@{ratio}" for eid, _, ratio in parts)
+        if symbol not in self.markets:
+            first = self.markets[parts[0][1]]
+            step = min(self.markets[name].price_step for _, name, _ in parts)
+            self.markets[symbol] = attrs.evolve(
+                first, entity_id=entity, price_step=step, tags=(MULTI_LEG,)
+            )
+            self._entity[entity] = symbol
+            self._l3[symbol] = {}
+            self.engine.add_symbol(symbol, step, first.qty_step)
+        legs = [
+            {"tradeable_entity_id": str(eid), "symbol": name, "ratio": ratio}
+            for eid, name, ratio in parts
+        ]
+        return symbol, legs
 
     def _invalid(self, order: _Order) -> str | None:
         m = self.markets[order.symbol]
@@ -297,13 +395,11 @@ class OrderEntry:
 
     def _cancel_all_orders(self, body: dict[str, Any]) -> dict[str, Any]:
         """[CODE integration/ws/cancel-all-orders.test.ts] the reply, with `symbol` and
-        `tradeable_entity_id` when filtered by either; pending_new orders are included."""
+        `tradeable_entity_id` when filtered by either; pending_new orders are included, and so
+        are the account's RFQs ([CODE integration/ws/listen-to-rfqs.test.ts]: a REST cancel-all
+        withdraws the RFQ, `order_deleted` on the RFQ feed)."""
         symbol = self._symbol(body) if "symbol" in body or "tradeable_entity_id" in body else None
-        targets = [
-            o
-            for o in self.orders.values()
-            if o.open and o.market_id == "0" and symbol in (None, o.symbol)
-        ]
+        targets = [o for o in self.orders.values() if o.open and symbol in (None, o.symbol)]
         now = _us(self._clock_ns())
         reply: dict[str, Any] = {"server_utc_timestamp": now, "timestamp": now}
         if symbol is not None:
@@ -326,10 +422,26 @@ class OrderEntry:
             "type": order.type,
             "order_id": order.order_id,
             "client_order_id": order.client_order_id,
-            "quantity": wire(order.quantity),
-            "price": wire(order.price) if order.price is not None else "0.0",
+            **self._echoed(order),
             "side": order.side.value.lower(),
+            # [CODE `market-proxy/types.ts` MarketProxyOpenOrderRaw] a multi-leg order's legs
+            **({"legs": order.legs} if order.legs is not None else {}),
         }
+
+    @staticmethod
+    def _echoed(order: _Order) -> dict[str, str]:
+        """`quantity` and `price` as the request spelled them ([CODE]
+        integration/rest/get-order-details.test.ts: "1" and "10000" back for "1" and "10000";
+        [DOC] order_rejected example "1000000000"), where the venue's own numbers (fills, RFQ
+        book rows, filled_quantity) are written "10.0". No price was sent (an RFQ, a MARKET
+        order): [INF] no `price` key ([CODE] the TS client reads such an open order's price as
+        NaN, integration/ws/place-bulk-order.test.ts)."""
+        fields = {"quantity": order.quantity_text or wire(order.quantity)}
+        if order.price_text is not None:
+            fields["price"] = order.price_text
+        elif order.price is not None:
+            fields["price"] = wire(order.price)
+        return fields
 
     def _order_view(self, order: _Order) -> dict[str, Any]:
         """[DOC order-details] the REST order-details body (also an openOrders row)."""

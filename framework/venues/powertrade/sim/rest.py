@@ -32,6 +32,8 @@ class RestApi:
         http("GET", "/v1/api/balances")(self._rest_balances)
         http("GET", "/v1/api/balance")(self._rest_balances)  # [CODE] Hummingbot's spelling
         http("GET", "/v1/api/exchangeInfo")(self._rest_exchange_info)
+        http("GET", "/v1/api/deliverableInfo")(self._rest_deliverables)
+        http("POST", "/v1/api/refreshInterest")(self._rest_refresh)
         http("GET", "/v1/api/orderbook")(self._rest_orderbook)
         http("GET", "/v1/api/time")(self._rest_time)
 
@@ -142,7 +144,9 @@ class RestApi:
         denied = self._rest_denied(request)
         if denied is not None:
             return denied
-        rows = [self._order_view(o) for o in self.orders.values() if o.open and o.market_id == "0"]
+        # [CODE integration/ws/place-bulk-order.test.ts] the account's open RFQs are listed too
+        # (`market_id` "none"), beside its firm orders
+        rows = [self._order_view(o) for o in self.orders.values() if o.open]
         body = {"utc_timestamp": _us(self._clock_ns()), "open_orders": rows}
         return json_response(200, {"query_open_orders_response": body})
 
@@ -158,6 +162,9 @@ class RestApi:
             return json_response(400, {"command_response": refusal})
         targets = reply.pop("_targets")
         reply.pop("server_utc_timestamp", None)
+        # [CODE integration/rest/cancel-all-orders.test.ts] the REST reply carries an empty
+        # `user_tag` (shared/venues/powertrade.md lists only timestamp, reason, results)
+        reply["user_tag"] = ""
         for order in targets:
             self._cancel(order)
         return json_response(200, {"cancel_all_orders_response": reply})
@@ -174,7 +181,33 @@ class RestApi:
         denied = self._rest_denied(request)
         if denied is not None:
             return denied
-        return json_response(200, {"balance_response": self._balance_body()})
+        # [CODE `market-proxy/api/rest/balanceRest.ts`, integration/rest/balance.test.ts] the
+        # rows themselves are the value of `balance_response` (the WS reply wraps them in
+        # `balances` beside `user_tag`)
+        return json_response(200, {"balance_response": self._balance_rows()})
+
+    def _rest_deliverables(self, request: HttpRequest) -> HttpResponse:
+        # [INF] public like exchangeInfo (the TS client sends its token anyway)
+        return json_response(200, {"deliverables_response": self._deliverable_body()})
+
+    def _rest_refresh(self, request: HttpRequest) -> HttpResponse:
+        """[CODE `market-proxy/api/rest/refreshRfqInterestRest.ts`,
+        integration/rest/refresh-rfq-interest.test.ts] `POST /v1/api/refreshInterest?order_id=…`
+        (or `client_order_id`) → `refresh_response {order_id, client_order_id, timestamp,
+        reason}`, the id not given echoed as ""."""
+        denied = self._rest_denied(request)
+        if denied is not None:
+            return denied
+        oid = self._arg(request, "order_id") or ""
+        coid = self._arg(request, "client_order_id") or ""
+        ok = self._refresh_rfq({"order_id": oid, "client_order_id": coid})
+        body = {
+            "order_id": oid,
+            "client_order_id": coid,
+            "timestamp": _us(self._clock_ns()),
+            "reason": "success" if ok else REST_NOT_FOUND,  # [INF] the REST spelling
+        }
+        return json_response(200, {"refresh_response": body})
 
     def _rest_exchange_info(self, request: HttpRequest) -> HttpResponse:
         return json_response(200, {"entities_and_rules_response": self._entities_body("")})

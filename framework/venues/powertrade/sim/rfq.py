@@ -20,6 +20,9 @@ from framework.venues.powertrade.sim.common import (
     _RUN,
     _ZERO,
     CROWD_RFQ_TTL_S,
+    FIRST_DELIVERABLE_ID,
+    MULTI_LEG,
+    PRODUCT_TYPES,
     RFQ_OWNER,
     RFQ_TTL_S,
     D,
@@ -28,6 +31,7 @@ from framework.venues.powertrade.sim.common import (
     _Rfq,
     _text,
     _us,
+    deliverable_ids,
     wire,
 )
 
@@ -55,53 +59,93 @@ class RfqsAndAccount:
         self._send(client, "balances_response", {"user_tag": tag, **self._balance_body()})
 
     def _balance_body(self) -> dict[str, Any]:
+        return {"server_utc_timestamp": _us(self._clock_ns()), "balances": self._balance_rows()}
+
+    def _deliverables(self) -> dict[str, str]:
+        """Deliverable ids: the catalogue's (`deliverable_ids`), then any other asset the account
+        holds (e.g. one seeded at start), by name."""
+        ids = deliverable_ids(self.markets)
+        used = set(ids.values())
+        next_id = FIRST_DELIVERABLE_ID
+        for asset in sorted(self.accounts.balances(self.owner)):
+            if asset in ids:
+                continue
+            while str(next_id) in used:
+                next_id += 1
+            ids[asset] = str(next_id)
+            used.add(ids[asset])
+        return ids
+
+    def _balance_rows(self) -> list[dict[str, str]]:
+        """[CODE `market-proxy/types.ts` BalanceRaw; integration/rest/balance.test.ts] one row per
+        asset: `deliverable_id`, `symbol`, the four balances, `timestamp`. [INF] every asset of
+        the catalogue has a row, a zero one if never held ([CODE integration/ws/balances.test.ts]
+        expects a row for each of the account's assets)."""
         reserved = self._reserved()
+        held = self.accounts.balances(self.owner)
+        ids = self._deliverables()
         now = _us(self._clock_ns())
+        assets = {m.base for m in self.markets.values()} | {m.quote for m in self.markets.values()}
         rows = []
-        for asset, cash in sorted(self.accounts.balances(self.owner).items()):
-            held = reserved.get(asset, D(0))
+        for asset in sorted(assets | set(held)):
+            cash = held.get(asset, D(0))
+            locked = reserved.get(asset, D(0))
             rows.append(
                 {
+                    "deliverable_id": ids[asset],
                     "symbol": asset,
                     "cash_balance": wire(cash),
-                    "available_balance": wire(cash - held),
-                    "reserved_balance": wire(held),
-                    "withdrawable_balance": wire(cash - held),
+                    "available_balance": wire(cash - locked),
+                    "reserved_balance": wire(locked),
+                    "withdrawable_balance": wire(cash - locked),
                     "timestamp": now,
                 }
             )
-        return {"server_utc_timestamp": now, "balances": rows}
+        return rows
 
     def _positions(self, client: _Client, body: dict[str, Any], tag: str) -> None:
         self._send(client, "positions_response", {"user_tag": tag, **self._position_body()})
 
     def _position_body(self) -> dict[str, Any]:
+        """[CODE integration/ws/positions.test.ts] each row exactly: symbol, deliverable_id,
+        product_type ("perpetual_future" for a perpetual), timestamp, margin_value, side, size,
+        mark_price, average_entry_price, upnl."""
         now = _us(self._clock_ns())
+        ids = self._deliverables()
         rows = []
-        for symbol in self.markets:
+        for symbol, m in self.markets.items():
             net, cost = D(0), D(0)
             for fill in self.engine.fills(owner=self.owner, symbol=symbol):
                 buy = (fill.taker_owner == self.owner) == (fill.aggressor is Side.BUY)
                 net += fill.quantity if buy else -fill.quantity
                 cost += fill.price * fill.quantity if buy else -fill.price * fill.quantity
-            if net == 0:
-                continue
+            if net == 0 or MULTI_LEG in m.tags:
+                continue  # [INF] composites: their legs' positions are not simulated
             mark = self.crowds[symbol].mid if symbol in self.crowds else _ZERO
             avg = abs(cost / net)
+            product = next((PRODUCT_TYPES[t] for t in m.tags if t in PRODUCT_TYPES), "spot")
             rows.append(
                 {
                     "symbol": symbol,
-                    "product_type": "spot",
+                    # [INF] a spot position is in the base asset's deliverable
+                    "deliverable_id": ids.get(symbol, ids.get(m.base, "")),
+                    "product_type": product,
                     "timestamp": now,
                     "margin_value": "0.0",
                     "side": "buy" if net > 0 else "sell",
                     "size": wire(abs(net)),
-                    "average_entry_price": wire(avg),
                     "mark_price": wire(mark),
+                    "average_entry_price": wire(avg),
                     "upnl": wire((mark - avg) * net),
                 }
             )
         return {"server_utc_timestamp": now, "positions": rows}
+
+    def _deliverable_body(self) -> dict[str, Any]:
+        """[CODE `market-proxy/api/rest/deliverableInfoRest.ts`] `deliverables_response
+        .deliverables`: `{symbol, deliverable_id}` per deliverable."""
+        rows = [{"symbol": name, "deliverable_id": i} for name, i in self._deliverables().items()]
+        return {"server_utc_timestamp": _us(self._clock_ns()), "deliverables": rows}
 
     def _trade_history(self, client: _Client, body: dict[str, Any], tag: str) -> None:
         """[CODE] `trade_history_request {trade_time}` → `trade_history_response.executions`."""
@@ -222,12 +266,16 @@ class RfqsAndAccount:
                 return rfq
         return None
 
-    def _refresh_interest(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+    def _refresh_rfq(self, body: dict[str, Any]) -> bool:
+        """Extend the account's RFQ named by `order_id` or `client_order_id`; False if none."""
         rfq = self._find_rfq(body)
-        ok = rfq is not None and rfq.owner == self.owner
-        if ok:
-            assert rfq is not None
-            rfq.expires_at = trio.current_time() + RFQ_TTL_S
+        if rfq is None or rfq.owner != self.owner:
+            return False
+        rfq.expires_at = trio.current_time() + RFQ_TTL_S
+        return True
+
+    def _refresh_interest(self, client: _Client, body: dict[str, Any], tag: str) -> None:
+        ok = self._refresh_rfq(body)
         # [CODE] the id not supplied is echoed as ""
         self._send(
             client,

@@ -13,6 +13,7 @@ from framework.sim.server import WsConnection
 from framework.venues.powertrade.auth import verify_token
 from framework.venues.powertrade.sim.common import (
     AUTH_FAILED,
+    MULTI_LEG,
     NOT_LOGGED_IN,
     OK,
     PARSE_ERROR,
@@ -127,11 +128,15 @@ class Sessions:
             "register_for_rfqs": (False, self._register_rfqs),
             "deregister_for_rfqs": (False, self._deregister_rfqs),
             "new_order": (True, self._new_order),
+            "new_bulk_order": (True, self._new_bulk_order),
             "cancel_order": (True, self._cancel_order),
             "cancel_all_orders": (True, self._cancel_all),
             "refresh_interest": (True, self._refresh_interest),
             "balances": (True, self._balances),
             "position_info": (True, self._positions),
+            # [CODE] the TS client's name (market-proxy/api/ws/positionsWs.ts); position_info
+            # is the Python client's and the JSON schemas'
+            "positions": (True, self._positions),
             "trade_history_request": (True, self._trade_history),
         }
 
@@ -183,6 +188,7 @@ class Sessions:
                 "tags": list(m.tags),
             }
             for symbol, m in self.markets.items()
+            if MULTI_LEG not in m.tags  # [INF] composites are not catalogue entries
         ]
         body: dict[str, Any] = {"server_utc_timestamp": _us(self._clock_ns())}
         if tag:

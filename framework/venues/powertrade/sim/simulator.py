@@ -57,6 +57,7 @@ class PowerTradeSimulator(
         rfq_rate_hz: float = 0.0,
         whole_numbers: bool = True,
         ack_success: bool = False,
+        multi_leg_order_id: bool = False,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.engine = engine
@@ -75,6 +76,11 @@ class PowerTradeSimulator(
         # `ack_success`: a success `command_response` ("0") with the user_tag before
         # `order_accepted` (not shown by the venue's material [INF]; off by default)
         self.ack_success = ack_success
+        # `multi_leg_order_id`: the WebSocket `order_accepted` of a multi-leg order names its
+        # `order_id`. Off by default: [CODE integration/ws/place-multi-leg-order.test.ts]
+        # expects the TS client's result without an orderId, i.e. no `order_id` in that
+        # message (its REST twin, and every single-leg test, expect one)
+        self.multi_leg_order_id = multi_leg_order_id
         self.rfq_rate_hz = rfq_rate_hz
         self.crowds: dict[str, SyntheticMarket] = {}
         self.port: int | None = None
