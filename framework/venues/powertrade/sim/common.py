@@ -4,7 +4,7 @@ simulator's key, wire formats, and the client, order and RFQ records."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -160,8 +160,9 @@ FIRST_DELIVERABLE_ID = 100  # [INF] clear of the known ids
 PRODUCT_TYPES = {"perpetual": "perpetual_future", "future": "future", "option": "option"}
 
 
-def deliverable_ids(markets: Mapping[str, Market]) -> dict[str, str]:
-    """Every deliverable of the catalogue (each asset, each derivative instrument) with its id.
+def deliverable_ids(markets: Mapping[str, Market], held: Iterable[str] = ()) -> dict[str, str]:
+    """Every deliverable of the catalogue (each asset, each derivative instrument), then any
+    other asset in `held` (e.g. one the account was seeded with), with its id.
 
     [CODE `market-proxy/types.ts` DeliverableInfoRaw, PositionRaw, BalanceRaw] deliverables are
     named by `symbol`: the balances' assets ("USD") and the positions' instruments
@@ -174,6 +175,7 @@ def deliverable_ids(markets: Mapping[str, Market]) -> dict[str, str]:
         for name in (m.base, m.quote) if "spot" in m.tags else (m.base, m.quote, symbol):
             if name not in names:
                 names.append(name)
+    names += [name for name in held if name not in names]
     ids = {n: KNOWN_DELIVERABLE_IDS[n] for n in names if n in KNOWN_DELIVERABLE_IDS}
     used = set(KNOWN_DELIVERABLE_IDS.values())
     next_id = FIRST_DELIVERABLE_ID

@@ -20,7 +20,6 @@ from framework.venues.powertrade.sim.common import (
     _RUN,
     _ZERO,
     CROWD_RFQ_TTL_S,
-    FIRST_DELIVERABLE_ID,
     MULTI_LEG,
     PRODUCT_TYPES,
     RFQ_OWNER,
@@ -64,17 +63,7 @@ class RfqsAndAccount:
     def _deliverables(self) -> dict[str, str]:
         """Deliverable ids: the catalogue's (`deliverable_ids`), then any other asset the account
         holds (e.g. one seeded at start), by name."""
-        ids = deliverable_ids(self.markets)
-        used = set(ids.values())
-        next_id = FIRST_DELIVERABLE_ID
-        for asset in sorted(self.accounts.balances(self.owner)):
-            if asset in ids:
-                continue
-            while str(next_id) in used:
-                next_id += 1
-            ids[asset] = str(next_id)
-            used.add(ids[asset])
-        return ids
+        return deliverable_ids(self.markets, sorted(self.accounts.balances(self.owner)))
 
     def _balance_rows(self) -> list[dict[str, str]]:
         """[CODE `market-proxy/types.ts` BalanceRaw; integration/rest/balance.test.ts] one row per
