@@ -59,7 +59,7 @@ from framework.transport.session import Connection
 from framework.venue import Stream
 from framework.venues import load_venue, venue_names
 from framework.venues import parse_config as parse
-from framework.venues.opentrade.client import PublicStream as OpenTradePublicStream
+from framework.venues.opentrade.public import PublicStream as OpenTradePublicStream
 from framework.venues.opentrade.sim import num as opentrade_num
 from framework.venues.powertrade.client import PowerTradeStream
 from framework.venues.powertrade.sim import wire as powertrade_wire

@@ -24,13 +24,10 @@ from framework.venue import Venue as _Venue
 from framework.venue import secret as _secret
 from framework.venues.opentrade.auth import TokenSource
 from framework.venues.opentrade.capabilities import CAPABILITIES
-from framework.venues.opentrade.client import (
-    OpenTradeExecution,
-    PrivateStream,
-    PublicStream,
-    fetch_catalogue,
-)
 from framework.venues.opentrade.decode import VENUE as NAME
+from framework.venues.opentrade.execution import OpenTradeExecution
+from framework.venues.opentrade.private import PrivateStream
+from framework.venues.opentrade.public import PublicStream, fetch_catalogue
 
 WS_PATH = "/exchange/ws"  # [INF] the simulator serves the WS on the test/prod path
 # `http` is the login/token base. [DOC] the sources conflict (a newer page gives

@@ -7,12 +7,14 @@
 
 The token lives in the core's token cache until shortly before its `exp` claim (read without
 verifying the signature: only the venue can verify it; we only need to know when to ask again).
+`is_auth_error` tells a refused token or signature from other ERROR frames.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import jwt
@@ -28,6 +30,15 @@ SESSION_COOKIES = ("JSESSIONID", "SESSION")
 LOGIN_PATH = "/auth/login"
 TOKEN_PATH = "/auth/auth/jwt/clients/{api_user}/token"
 TOKEN_GET_PATH = "/auth/auth/jwt/client/{api_user}/token"
+
+# [INF] ERROR payloads are undocumented; an auth failure is recognised by its message text
+_AUTH_WORDS = ("signature", "token", "jwt", "expired", "unauthori", "authenticat")
+
+
+def is_auth_error(message: Any) -> bool:
+    """True for an ERROR text that says the token or signature was refused."""
+    text = str(message or "").lower()
+    return any(word in text for word in _AUTH_WORDS)
 
 
 class TokenSource(TokenCache):

@@ -184,7 +184,8 @@ class _NoTokens:
 
 
 def _streams() -> dict[str, Any]:
-    from framework.venues.opentrade.client import PrivateStream, PublicStream
+    from framework.venues.opentrade.private import PrivateStream
+    from framework.venues.opentrade.public import PublicStream
 
     ws = "ws://127.0.0.1:1" + _WS
     markets = list(_MARKETS)

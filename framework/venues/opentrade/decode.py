@@ -119,6 +119,12 @@ def loads(frame: str | bytes) -> dict[str, Any]:
     return msg
 
 
+def error_text(msg: dict[str, Any]) -> str:
+    """What an ERROR frame says ([INF] its fields are undocumented), cut to 300 characters."""
+    text = msg.get("message") or msg.get("error") or msg.get("reason") or "error"
+    return str(text)[:300]
+
+
 def _str(item: dict[str, Any], field: str) -> str:
     value = item.get(field)
     if type(value) is not str or not value:

@@ -18,7 +18,8 @@ import trio.testing
 from framework.errors import OrderRefused
 from framework.events import ExecutionReport, OrderStatus, OrderType, Side
 from framework.model import Order
-from framework.venues.opentrade.client import OpenTradeExecution, PrivateStream
+from framework.venues.opentrade.execution import OpenTradeExecution
+from framework.venues.opentrade.private import PrivateStream
 
 SYM = "BTC/USD"
 TP = "TRADE_PRIVATE"
@@ -292,7 +293,7 @@ async def test_a_get_is_answered_by_the_frame_after_its_barrier(
 
 
 async def test_a_plain_ws_override_to_a_remote_host_is_refused_before_connecting() -> None:
-    from framework.venues.opentrade.client import fetch_catalogue
+    from framework.venues.opentrade.public import fetch_catalogue
 
     with pytest.raises(ValueError, match=r"unencrypted ws:// to non-loopback host example\.com"):
         await fetch_catalogue("ws://example.com/exchange/ws", 1.0)

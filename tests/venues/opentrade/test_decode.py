@@ -27,7 +27,7 @@ from framework.events import (
 from framework.events import TimeInForce as TIF
 from framework.model import Order
 from framework.venues.opentrade import messages as m
-from framework.venues.opentrade.client import is_auth_error
+from framework.venues.opentrade.auth import is_auth_error
 from framework.venues.opentrade.decode import (
     CatalogueEntry,
     Decoder,

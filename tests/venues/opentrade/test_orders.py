@@ -32,8 +32,8 @@ from framework.events import (
     Side,
     TimeInForce,
 )
-from framework.venues.opentrade.client import OpenTradeExecution
 from framework.venues.opentrade.decode import OrderRequestUpdate
+from framework.venues.opentrade.execution import OpenTradeExecution
 from framework.venues.opentrade.sim import OpenTradeSimulator
 from tests.helpers import HANG_GUARD_S, config, running, session, until
 
@@ -399,7 +399,7 @@ async def test_request_on_a_closed_private_connection_is_a_lost_request() -> Non
     from trio_websocket import CloseReason, ConnectionClosed
 
     from framework.venues.opentrade import messages as m
-    from framework.venues.opentrade.client import PrivateStream
+    from framework.venues.opentrade.private import PrivateStream
 
     class Closed:
         async def send(self, message: object) -> None:
