@@ -99,6 +99,10 @@ class PrivateStream(Stream):
         # flight, never to an older, duplicated or late one
         self._command_lock = trio.Lock()
         self._pong = trio.Event()
+        # the PONG count at which every PING sent on this connection is answered: PONGs come in
+        # the PINGs' order, so a barrier waits for its own (a heartbeat's PONG still on its way
+        # would otherwise open it early, before a late answer it is there to fence off)
+        self._pongs_owed = 0
         # an execution report the execution client holds until its fill size is known (the
         # published `Order` items carry none): `hold(report)` is True when it took it
         self.hold: Any = None
@@ -126,6 +130,7 @@ class PrivateStream(Stream):
         self.requests.connected(conn)
         self.ready.clear()
         self.conn = conn
+        self._pongs_owed = self.decoder.pongs
         await self.subscribe_private(conn, await self.tokens.token())
 
     async def subscribe_private(
@@ -142,6 +147,8 @@ class PrivateStream(Stream):
         )
 
     async def send_heartbeat(self, conn: Connection) -> None:
+        if conn is self.conn:
+            self._pongs_owed += 1
         await conn.send(m.ping())
 
     def decode(self, frame: str | bytes, recv_ns: int) -> None:
@@ -184,7 +191,8 @@ class PrivateStream(Stream):
         """PING, and wait for a PONG that follows it: the command has not been sent yet, so a
         failure here is `NotConnected` (it did not leave)."""
         self.counts["barriers"] += 1
-        target = self.decoder.pongs + 1
+        self._pongs_owed += 1
+        target = self._pongs_owed
         try:
             await conn.send(m.ping())
         except Exception as exc:  # a closed socket: nothing left
@@ -192,7 +200,12 @@ class PrivateStream(Stream):
         with trio.move_on_after(timeout_s):
             while self.decoder.pongs < target:
                 await self._pong.wait()
-        if self.decoder.pongs < target or self.conn is not conn:
+        if self.conn is not conn:
+            raise NotConnected("opentrade: reconnected before the PONG; command not sent")
+        if self.decoder.pongs < target:
+            # a PING or PONG was lost: owe only what is still unanswered from now on, so one
+            # loss costs this command, not every later one
+            self._pongs_owed = self.decoder.pongs
             raise NotConnected("opentrade: no PONG before the command; not sent")
 
     def _control(self, msg: dict[str, Any]) -> bool:

@@ -184,6 +184,94 @@ async def test_a_stale_error_before_the_barrier_refuses_nothing(
     assert stream.errors == ["CREATE TRADE_PRIVATE: old"]
 
 
+class _SlowVenue:
+    """A venue that answers each message one second after the one before, in order: a PING
+    with a PONG, a command with `respond`; `stale` frames go out just before the PONG of the
+    `stale_at`-th PING (the late answer to some earlier command)."""
+
+    def __init__(self, stream: PrivateStream, respond: Responder) -> None:
+        self.stream, self.respond = stream, respond
+        self.inbox: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []
+        self.stale: list[dict[str, Any]] = []
+        self.stale_at = 1
+        self.pings = 0
+        self.arrived = trio.Event()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.inbox.append(message)
+        self.arrived.set()
+
+    async def serve(self) -> None:
+        while True:
+            while not self.inbox:
+                self.arrived = trio.Event()
+                await self.arrived.wait()
+            message = self.inbox.pop(0)
+            await trio.sleep(1)
+            if message.get("command") == "PING":
+                self.pings += 1
+                if self.pings == self.stale_at:
+                    for frame in self.stale:
+                        _feed(self.stream, frame)
+                _feed(self.stream, {"event": "PONG", "channel": "PING"})
+            else:
+                self.sent.append(message)
+                for frame in self.respond(message):
+                    _feed(self.stream, frame)
+
+
+async def test_a_heartbeats_pong_does_not_open_a_commands_barrier(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A heartbeat PING's PONG still on its way when a command's barrier PING leaves: the barrier
+    waits for its own PONG, so a late ERROR of an earlier command, which the venue sends between
+    the two PONGs, refuses nothing (PONGs answer PINGs in order; counting them is the only way to
+    tell them apart)."""
+    stream, client, _, _ = _client(lambda msg: [ACK, _answer(_item("c1", "NEW"))])
+    venue = _SlowVenue(stream, lambda msg: [ACK, _answer(_item("c1", "NEW"))])
+    stream.requests.connected(venue)  # type: ignore[arg-type]
+    stream.conn = venue  # type: ignore[assignment]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(venue.serve)
+        await stream.send_heartbeat(venue)  # type: ignore[arg-type]
+        # between the heartbeat's PONG and the barrier's
+        venue.stale = [{"command": "CREATE", "event": "ERROR", "channel": TP, "message": "old"}]
+        venue.stale_at = 2
+        report = await client.submit(_order())
+        nursery.cancel_scope.cancel()
+    assert report is not None and report.client_order_id == "c1"
+    assert stream.errors == ["CREATE TRADE_PRIVATE: old"]
+    assert [m["command"] for m in venue.sent] == ["CREATE"]
+
+
+async def test_a_lost_pong_costs_one_command_not_every_later_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A PING whose PONG never comes: the command behind it does not leave (NotConnected, not
+    sent), and the next command's barrier waits only for its own PONG."""
+    _, client, conn, _ = _client(
+        lambda msg: [ACK, _answer(_item(msg["data"][0]["clientOrderId"], "NEW"))]
+    )
+    lost = True
+    real_send = conn.send
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal lost
+        if message.get("command") == "PING" and lost:
+            lost = False  # this PING's PONG is lost
+            return
+        await real_send(message)
+
+    conn.send = send  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await client.submit(_order("c1"))
+    assert conn.sent == []  # the CREATE never left
+    report = await client.submit(_order("c2"))
+    assert report is not None and report.client_order_id == "c2"
+    assert [m["command"] for m in conn.sent] == ["CREATE"]
+
+
 async def test_a_create_is_never_sent_twice_even_after_an_auth_error(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
