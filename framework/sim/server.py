@@ -482,6 +482,9 @@ class SimApp:
             raw_query=scope.get("query_string", b"").decode("latin-1"),
         )
         response = await self._respond(request)
+        if response.reset:
+            await _drop_http(send)
+            return
         headers = [(b"content-type", response.content_type.encode())]
         headers += [(k.lower().encode(), v.encode()) for k, v in response.headers.items()]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -590,6 +593,25 @@ class SimApp:
             await conn._run(handler, params)
         finally:
             self.ws_connections.remove(conn)
+
+
+async def _drop_http(send: Send) -> None:
+    """Close the TCP connection of an HTTP request without answering it (a reset as the client
+    sees it). As for a WebSocket abort, ASGI has no such message: reach hypercorn's stream behind
+    `send` and report the stream closed before any response started, which makes hypercorn close
+    the connection. Should its internals change, answer 502 instead (the reply is lost either
+    way)."""
+    http_stream = getattr(send, "__self__", None)
+    stream_send = getattr(http_stream, "send", None)
+    stream_id = getattr(http_stream, "stream_id", None)
+    if stream_send is None or stream_id is None:
+        body = b'{"error":"injected fault: connection reset"}'
+        await send({"type": "http.response.start", "status": 502, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+        return
+    from hypercorn.protocol.events import StreamClosed
+
+    await stream_send(StreamClosed(stream_id=stream_id))
 
 
 async def _refuse(send: Send, status: int) -> None:
