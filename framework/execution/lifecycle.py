@@ -280,7 +280,7 @@ class OrderLifecycle:
                 client_order_id=report.client_order_id,
             )
             return
-        if order.status is S.REJECTED and order.client_order_id in self._inferred:
+        if order.status.is_terminal and order.client_order_id in self._inferred:
             self._revive(order)
         problem = report_problem(report, order)
         if problem is not None:
@@ -317,7 +317,7 @@ class OrderLifecycle:
             symbol=order.symbol,
             client_order_id=order.client_order_id,
         )
-        self.final_states[S.REJECTED.value] -= 1
+        self.final_states[order.status.value] -= 1  # REJECTED, or CANCELLED if it had fills
         order.status = S.UNKNOWN
         order.reason = "reached the venue late"
         self._open[order.client_order_id] = order
