@@ -215,6 +215,8 @@ class OrderLifecycle:
         self._submitting: set[str] = set()  # submits not yet answered (or failed) in this run
         # orders whose report could not be read: the reconciliation loop asks the venue
         self._requery: set[str] = set()
+        # working orders whose query failed: asked again next round, their state kept
+        self._query_retry: set[str] = set()
         # orders finalised REJECTED because the venue kept saying "not found": asked once more
         # at the monotonic time given (a create held in a gateway may still land), and revived
         # if the venue then knows them
@@ -295,6 +297,13 @@ class OrderLifecycle:
         self._apply_fill(order, report)
         status = report.status
         if status is None:
+            return
+        if status.is_terminal and order.client_order_id in self._requery:
+            # part of what the venue said about this order could not be read (a fill among
+            # it, perhaps): an end is believed only from an answer read whole, so the order
+            # stays open until the re-query answers (else a FILLED with no fills, or a cancel
+            # that buries a fill, would be final)
+            self.counts["ends_held_for_requery"] += 1
             return
         if status in (S.ACCEPTED, S.PARTIALLY_FILLED):
             if order.filled_qty >= order.quantity:
@@ -540,6 +549,7 @@ class OrderLifecycle:
         self._not_found.pop(order.client_order_id, None)
         self._next_ask.pop(order.client_order_id, None)
         self._requery.discard(order.client_order_id)
+        self._query_retry.discard(order.client_order_id)
         self._retire(order)
 
     def _retire(self, order: Order) -> None:

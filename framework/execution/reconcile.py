@@ -117,8 +117,9 @@ class Reconciling(OrderLifecycle):
             elif order.status is not S.UNKNOWN:
                 # a failed query says nothing about the order: an ACCEPTED (or partly filled,
                 # or cancel-requested) order keeps what the venue last told us, and is asked
-                # again on the next round rather than thrown back to UNKNOWN
-                self._requery.add(order.client_order_id)
+                # again on the next round rather than thrown back to UNKNOWN (not `_requery`:
+                # nothing it said was unreadable, so its reports are believed meanwhile)
+                self._query_retry.add(order.client_order_id)
             return
         self.counts["reconciled"] += 1
         coid = order.client_order_id
@@ -200,12 +201,17 @@ class Reconciling(OrderLifecycle):
         if due_check:
             self._last_working_check = now
         requery, self._requery = self._requery, set()
+        retry, self._query_retry = self._query_retry, set()
         for order in list(self._open.values()):
             coid = order.client_order_id
             if order.status is S.UNKNOWN:
                 if self._next_ask.get(coid, 0.0) > now and coid not in requery:
                     continue
-            elif coid in self._submitting or not (due_check or coid in requery):
+            elif coid in self._submitting or not (due_check or coid in requery or coid in retry):
+                if coid in requery:
+                    self._requery.add(coid)  # its create is still on its way: next round
+                if coid in retry:
+                    self._query_retry.add(coid)
                 continue
             async with self._lock(order):
                 if order.is_open and (order.status is S.UNKNOWN or coid not in self._submitting):

@@ -53,6 +53,26 @@ async def test_an_unreadable_report_is_not_booked_and_the_order_is_queried(
         assert ("query", order.client_order_id) in h.client.calls
 
 
+@pytest.mark.parametrize("end", [S.FILLED, S.CANCELLED])
+async def test_an_end_after_an_unreadable_report_waits_for_the_requery(
+    autojump_clock: MockClock, end: S
+) -> None:
+    """A fill that could not be read, then the order's end (a FILLED with no fill, a cancel):
+    the end is not final before the venue is asked, so the fill is not buried under it."""
+    async with running() as h:
+        order = await h.accepted("1", "100")
+
+        async def query(o: Order) -> Any:
+            return report(o, status=S.CANCELLED, cum_qty=D("0.5"), avg_price=D("100"))
+
+        h.client.on_query = query
+        h.om.on_execution(report(order, fill_id="f1", fill_qty=D("1E+400"), fill_price=D("100")))
+        h.om.on_execution(report(order, status=end))  # the end arrives before the query
+        assert order.is_open and h.om.counts["ends_held_for_requery"] == 1
+        await h.events.until(lambda: order.status is S.CANCELLED)
+        assert order.filled_qty == D("0.5")
+
+
 async def test_a_late_create_is_kept_unknown_then_found(autojump_clock: MockClock) -> None:
     """ "Not found" answers keep the order UNKNOWN, asked with backoff, for the grace; the
     create lands late and the order is tracked: never REJECTED on the way."""
