@@ -183,10 +183,18 @@ class Engine:
             client = runtime.execution
         if client is not None:
             self.core.add_client(name, client)
+            # restored before any stream starts, so that the first report about a journal
+            # order finds it
             self.orders.restore(name)
-            await self.orders.reconcile_venue(name)
         for stream in runtime.streams:
             self._start_stream(stream, nursery)
+        if client is not None:
+            # streams first, then the journal's open orders: market data does not wait for the
+            # venue's answers about each of them (one unanswered query costs a request timeout,
+            # and a venue whose order requests travel on a stream answers none before it is
+            # up). Until answered, a restored order keeps its journal state; a query that fails
+            # is asked again by the reconciliation loop, as is an orphan scan that failed
+            nursery.start_soon(self.orders.reconcile_venue, name)
 
     async def _build_with_retry(
         self, name: str, venue: Any, vcfg: Any, sim: SimHandle | None
