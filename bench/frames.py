@@ -6,8 +6,9 @@ A WebSocket server in a child process sends one frame of `--mb` MB; a client ope
 session opens it (`framework.transport.session`: `max_message_size` = the stream's limit, read
 size unlimited) reads until the frame is refused (close 1009) or arrives. For each venue's
 streams (their `Stream.max_message_size`) and for the contract's default, prints the client's
-peak RSS above its RSS before connecting, and the time from the first byte to the refusal. Each measurement runs in a
-fresh child process so that one's peak does not hide the next's.
+peak RSS above its RSS before connecting (less a 10-byte frame's, the baseline), and the time
+from connecting to the outcome. Each measurement runs in a fresh child process so that one's
+peak does not hide the next's.
 """
 
 from __future__ import annotations

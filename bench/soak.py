@@ -4,8 +4,13 @@
 
 For each venue that ships a ChaosCase (framework/venues/<venue>/chaos.py) an engine trades in
 sandbox mode against the venue's embedded simulator under a seeded random fault mix: book frames
-duplicated, malformed, oversized, delayed, closed, aborted, handshakes refused, REST 429/5xx, lost
-replies, delayed acknowledgements, token expiry and late fills (where the simulator can). Lost and
+duplicated, malformed, oversized, delayed, stalled, closed, aborted, replaced by unreadable ones,
+handshakes refused, REST 429/5xx, lost replies, delayed acknowledgements, token expiry and late
+fills (where the simulator can); and issue #15's: creates held past the client's timeout, 429/5xx
+or a connection reset after the venue acted on a create (on a WebSocket venue: the socket
+dropped instead of the reply), one number of an order answer or order event corrupted, junk
+bodies and nonsense Retry-After on every REST order path, and the journal's disk full for a few
+writes near the end (trading then halts in order). Lost and
 reordered book frames are injected only where the venue's feed can detect them (sequence
 numbers); a feed without them cannot, by construction (see the report in framework/testing/run.py).
 
