@@ -506,15 +506,13 @@ async def test_start_up_starts_streams_before_asking_about_journal_orders(
         async with running(sim_cfg(sim), journal_path=journal) as engine:
             # the engine started and the book synced while the start-up query is unanswered
             await until(engine, lambda: engine.book("powertrade", SYMBOL).is_synced, "synced")
-            assert asked and not answered.is_set()
+            assert asked and not answered.is_set() and not engine.reconciled.is_set()
             restored = [engine.orders.orders[h.client_order_id] for h in handles]
             assert all(o.status is S.ACCEPTED for o in restored)  # the journal's state, kept
             before = engine.orders.counts["reconciled"]
             released.set()
             with trio.fail_after(HANG_GUARD_S):
-                await answered.wait()
-                while engine.orders.counts["reconciled"] < before + len(handles):
-                    answered = trio.Event()
-                    await answered.wait()
+                await engine.reconciled.wait()
+            assert engine.orders.counts["reconciled"] == before + len(handles)
             assert all(o.status is S.ACCEPTED for o in restored)
         nursery.cancel_scope.cancel()
