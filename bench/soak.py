@@ -54,6 +54,15 @@ from framework.transport.session import first_leaf
 # the simulator's order/fill history and the order manager's retention of terminal orders:
 # bounded either way, lower here so that both plateau within the warm-up (first 10%)
 SIM_HISTORY = 200
+# ... but the venue must remember a finished order for longer than the client may take to ask
+# about it (an UNKNOWN order is asked for through the "not found" grace, HOLD_S + 5 s). The
+# order history counts every participant's finished orders, and the crowd finishes hundreds a
+# second: at 200, Power.Trade's order cache forgot our orders within about a second, so an
+# order whose execution was lost with a connection was "not found" (then REJECTED, its fill
+# never seen) though the venue had filled it. A real venue keeps them for minutes ([DOC]
+# "not found in order cache"; [CODE] Hummingbot believes it only after 300 s).
+SIM_ORDER_HISTORY = 5000
+SIM_FILL_HISTORY = 2000
 CHECK_EVERY = 10  # market rounds between book comparisons
 MAX_OPEN = 6
 QUANTITY_KEY = re.compile(r"(?i)qty|quantity|size|amount|filled")
@@ -185,7 +194,7 @@ async def _soak_venue(
         # the venue's memory plateaus in the first minute and RSS shows the client's (the checks
         # use events recorded as they happen, not that history)
         engine = run.sim.engine
-        engine.limit_history(orders=SIM_HISTORY, fills=SIM_HISTORY)
+        engine.limit_history(orders=SIM_ORDER_HISTORY, fills=SIM_FILL_HISTORY)
         run.engine.orders.retain_terminal = SIM_HISTORY
         run.engine.orders.not_found_grace_s = HOLD_S + 5
         # a journal disk failure is scripted in the last tenth of the run: trading then halts
