@@ -215,6 +215,8 @@ class OrderLifecycle:
         self._submitting: set[str] = set()  # submits not yet answered (or failed) in this run
         # orders whose report could not be read: the reconciliation loop asks the venue
         self._requery: set[str] = set()
+        # ended orders one of whose reports could not be read: asked once more for their fills
+        self._recheck_ended: set[str] = set()
         # working orders whose query failed: asked again next round, their state kept
         self._query_retry: set[str] = set()
         # orders finalised REJECTED because the venue kept saying "not found": asked once more
@@ -347,7 +349,11 @@ class OrderLifecycle:
         )
         if order.is_open:
             self._requery.add(order.client_order_id)
-            self._reconcile_wakeup.set()
+        else:
+            # about an order already ended (a fill of the venue's answer to "what did you fill
+            # that we never saw?"): the end stands, but the venue is asked again for its fills
+            self._recheck_ended.add(order.client_order_id)
+        self._reconcile_wakeup.set()
 
     def _apply_amendment(self, order: Order, report: ExecutionReport) -> None:
         price = report.price if report.price is not None else order.price

@@ -225,8 +225,36 @@ class Reconciling(OrderLifecycle):
             order = self.orders.get(coid)
             if order is not None and order.status in (S.REJECTED, S.CANCELLED):
                 await self._requery_inferred(order)
+        for coid in sorted(self._recheck_ended):
+            self._recheck_ended.discard(coid)
+            order = self.orders.get(coid)
+            if order is not None and order.status.is_terminal:
+                await self._recheck_fills(order)
         for venue in sorted(self._orphan_scan_due):
             await self.reconcile_orphans(venue)
+
+    async def _recheck_fills(self, order: Order) -> None:
+        """Ask about an ended order one of whose reports could not be read: a fill in it is
+        booked (as a fill after the end) once the venue's answer reads; asked until it does."""
+        client = self.clients.get(order.venue)
+        if client is None:
+            return
+        try:
+            with trio.fail_after(self.request_timeout_s):
+                report = await client.query_order(order)
+        except Exception as exc:
+            self.counts["reconcile_errors"] += 1
+            self._recheck_ended.add(order.client_order_id)
+            log.warning(
+                "re-check of an ended order failed; will retry",
+                venue=order.venue,
+                client_order_id=order.client_order_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return
+        self.counts["ended_rechecked"] += 1
+        if report is not None:
+            self.on_execution(report)
 
     async def _requery_inferred(self, order: Order) -> None:
         """Ask once more about an order finalised as never arrived (it may have landed)."""

@@ -73,6 +73,30 @@ async def test_an_end_after_an_unreadable_report_waits_for_the_requery(
         assert order.filled_qty == D("0.5")
 
 
+async def test_an_unreadable_fill_of_an_ended_order_is_asked_for_again(
+    autojump_clock: MockClock,
+) -> None:
+    """The venue's answer about fills we never saw, for an order already ended (cancelled
+    with a fill we missed), carries an unreadable number: the fill is not lost with it; the
+    venue is asked again until its answer reads."""
+    async with running() as h:
+        order = await h.accepted("1", "100")
+        h.om.on_execution(report(order, status=S.CANCELLED))
+        assert order.status is S.CANCELLED
+        answered = trio.Event()
+
+        async def query(o: Order) -> Any:
+            answered.set()
+            return report(o, fill_id="f1", fill_qty=D("0.3"), fill_price=D("100"))
+
+        h.client.on_query = query
+        h.om.on_execution(report(order, fill_id="f1", fill_qty=D("NaN"), fill_price=D("100")))
+        assert order.filled_qty == 0 and h.om.counts["unreadable_reports"] == 1
+        await h.events.until(lambda: order.filled_qty == D("0.3"))
+        assert answered.is_set() and order.status is S.CANCELLED
+        assert h.om.counts["ended_rechecked"] == 1 and not h.om._recheck_ended
+
+
 async def test_a_late_create_is_kept_unknown_then_found(autojump_clock: MockClock) -> None:
     """ "Not found" answers keep the order UNKNOWN, asked with backoff, for the grace; the
     create lands late and the order is tracked: never REJECTED on the way."""
