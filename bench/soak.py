@@ -4,8 +4,13 @@
 
 For each venue that ships a ChaosCase (framework/venues/<venue>/chaos.py) an engine trades in
 sandbox mode against the venue's embedded simulator under a seeded random fault mix: book frames
-duplicated, malformed, oversized, delayed, closed, aborted, handshakes refused, REST 429/5xx, lost
-replies, delayed acknowledgements, token expiry and late fills (where the simulator can). Lost and
+duplicated, malformed, oversized, delayed, stalled, closed, aborted, replaced by unreadable ones,
+handshakes refused, REST 429/5xx, lost replies, delayed acknowledgements, token expiry and late
+fills (where the simulator can); and issue #15's: creates held past the client's timeout, 429/5xx
+or a connection reset after the venue acted on a create (on a WebSocket venue: the socket
+dropped instead of the reply), one number of an order answer or order event corrupted, junk
+bodies and nonsense Retry-After on every REST order path, and the journal's disk full for a few
+writes near the end (trading then halts in order). Lost and
 reordered book frames are injected only where the venue's feed can detect them (sequence
 numbers); a feed without them cannot, by construction (see the report in framework/testing/run.py).
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import re
 import resource
 import sys
 import tempfile
@@ -41,15 +47,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from framework import logs
 from framework.errors import FetchError
 from framework.events import BookState, BookStatus, Side
-from framework.sim.faults import FaultPlan
+from framework.sim.faults import CORRUPT_FORMS, FaultPlan
 from framework.testing import ChaosCase, ChaosRun, chaos, chaos_cases
 from framework.transport.session import first_leaf
 
 # the simulator's order/fill history and the order manager's retention of terminal orders:
 # bounded either way, lower here so that both plateau within the warm-up (first 10%)
 SIM_HISTORY = 200
+# ... but the venue must remember a finished order for longer than the client may take to ask
+# about it (an UNKNOWN order is asked for through the "not found" grace, HOLD_S + 5 s). The
+# order history counts every participant's finished orders, and the crowd finishes hundreds a
+# second: at 200, Power.Trade's order cache forgot our orders within about a second, so an
+# order whose execution was lost with a connection was "not found" (then REJECTED, its fill
+# never seen) though the venue had filled it. A real venue keeps them for minutes ([DOC]
+# "not found in order cache"; [CODE] Hummingbot believes it only after 300 s).
+SIM_ORDER_HISTORY = 5000
+SIM_FILL_HISTORY = 2000
 CHECK_EVERY = 10  # market rounds between book comparisons
 MAX_OPEN = 6
+QUANTITY_KEY = re.compile(r"(?i)qty|quantity|size|amount|filled")
 
 
 def rss_mib() -> float:
@@ -79,18 +95,32 @@ def fault_mix(case: ChaosCase, seed: int, without: frozenset[str] = frozenset())
     case.order_faults(plan, 0.4)
     for kind in case.venue_faults:
         plan.add(kind, 0.3 if kind == "late_fill" else 0.01)
+    plan.add("stall", 0.0001, path, seconds=0.5)  # socket open, nothing sent for a while
     # issue #15: what an attacker's proxy did that the layer used to lack
     plan.add("corrupt_frame", 0.002, path)  # book frames replaced by unreadable ones
     plan.add("corrupt_frame", 0.001)  # and any frame (order updates among them)
+    # the connection drops right after the venue acted on a create (REST: a reset before the
+    # answer; WebSocket: the socket aborted instead of the reply): the venue's scripted rules,
+    # made random
+    probe = FaultPlan(0)
+    for rule in case.reset_after_create(probe):
+        plan.add(rule.kind, 0.02, rule.path, match=rule.match, **rule.params)
+    if case.order_frames is not None:
+        # one number of an order event corrupted on the stream; a thousand times larger only
+        # for quantities (a price that size still reads as a price, see the guarantee suite)
+        quantities = tuple(k for k in case.order_numbers if QUANTITY_KEY.search(k))
+        for form in CORRUPT_FORMS:
+            keys = quantities if form == "times1000" else case.order_numbers
+            plan.add("corrupt_number", 0.005, match=case.order_frames, form=form, keys=keys)
     rest = rest_order_paths(case)
     if rest is not None:
-        create, order_paths = rest
+        create, _ = rest
         plan.add("http_hold", 0.02, create, seconds=HOLD_S)  # lands after the client gave up
         plan.add("http_error_after", 0.03, create)  # 429/5xx after the venue acted
-        for order_path in order_paths:
-            plan.add("corrupt_number", 0.02, order_path)
-            plan.add("http_junk_body", 0.01, order_path)
-            plan.add("http_bad_retry_after", 0.005, order_path)
+    for order_path in http_order_paths(case):
+        plan.add("corrupt_number", 0.02, order_path)
+        plan.add("http_junk_body", 0.01, order_path)
+        plan.add("http_bad_retry_after", 0.005, order_path)
     plan.rules = [r for r in plan.rules if r.kind not in without]
     return plan
 
@@ -108,6 +138,14 @@ def rest_order_paths(case: ChaosCase) -> tuple[str, list[str]] | None:
         return None
     paths = {r.path for r in submit + case.queries_fail(probe) if r.kind.startswith("http_")}
     return submit[0].path, sorted(paths)
+
+
+def http_order_paths(case: ChaosCase) -> list[str]:
+    """Every REST path of a venue's order path (creates, queries), also where orders travel on
+    a WebSocket but are queried over REST (Power.Trade's order details)."""
+    probe = FaultPlan(0)
+    rules = case.lose_submit_reply(probe) + case.queries_fail(probe)
+    return sorted({r.path for r in rules if r.kind.startswith("http_")})
 
 
 class Stats:
@@ -156,7 +194,7 @@ async def _soak_venue(
         # the venue's memory plateaus in the first minute and RSS shows the client's (the checks
         # use events recorded as they happen, not that history)
         engine = run.sim.engine
-        engine.limit_history(orders=SIM_HISTORY, fills=SIM_HISTORY)
+        engine.limit_history(orders=SIM_ORDER_HISTORY, fills=SIM_FILL_HISTORY)
         run.engine.orders.retain_terminal = SIM_HISTORY
         run.engine.orders.not_found_grace_s = HOLD_S + 5
         # a journal disk failure is scripted in the last tenth of the run: trading then halts

@@ -105,6 +105,10 @@ class Engine:
         # optional raw-frame tap given to every session (`botrun record`)
         self.frame_tap: Callable[[Stream, str | bytes, int], None] | None = None
         self.started = trio.Event()
+        # set once every venue's start-up reconciliation (the journal's open orders asked for,
+        # the venue's open orders scanned for orphans) has run; it runs after the streams start
+        self.reconciled = trio.Event()
+        self._reconciling = 0
         # set once the run has shut down and taken its final summary
         self.finished = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -138,6 +142,8 @@ class Engine:
             for strategy in self.strategies:
                 self._attach(strategy)
             self.started.set()
+            if self._reconciling == 0:
+                self.reconciled.set()
             log.info("running", mode=self.mode, venues=list(self.config.venues))
             with trio.move_on_after(duration if duration and duration > 0 else float("inf")):
                 await self._stop.wait()
@@ -183,10 +189,27 @@ class Engine:
             client = runtime.execution
         if client is not None:
             self.core.add_client(name, client)
+            # restored before any stream starts, so that the first report about a journal
+            # order finds it
             self.orders.restore(name)
-            await self.orders.reconcile_venue(name)
         for stream in runtime.streams:
             self._start_stream(stream, nursery)
+        if client is not None:
+            # streams first, then the journal's open orders: market data does not wait for the
+            # venue's answers about each of them (one unanswered query costs a request timeout,
+            # and a venue whose order requests travel on a stream answers none before it is
+            # up). Until answered, a restored order keeps its journal state; a query that fails
+            # is asked again by the reconciliation loop, as is an orphan scan that failed
+            self._reconciling += 1
+            nursery.start_soon(self._reconcile_at_start, name)
+
+    async def _reconcile_at_start(self, name: str) -> None:
+        try:
+            await self.orders.reconcile_venue(name)
+        finally:
+            self._reconciling -= 1
+            if self._reconciling == 0 and self.started.is_set():
+                self.reconciled.set()
 
     async def _build_with_retry(
         self, name: str, venue: Any, vcfg: Any, sim: SimHandle | None

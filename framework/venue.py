@@ -148,6 +148,10 @@ class Stream(abc.ABC):
     ping_interval_s: float | None = 20.0
     # venue-level heartbeat: `send_heartbeat` is called this often; None = none
     heartbeat_interval_s: float | None = None
+    # the largest frame read (bytes): above it the frame is refused unread (close 1009, counted
+    # as `oversized_frames`) and the session reconnects, so memory stays near this size. Each
+    # venue sets what its largest frame needs (a book snapshot is far below a catalogue); this
+    # default is for streams that have not said
     max_message_size: int = 64 * 1024 * 1024
     # after a reconnect of this stream, the core reconciles the venue's open orders (set it on
     # streams that carry order events: whatever happened while we were away is asked for)

@@ -215,6 +215,10 @@ class OrderLifecycle:
         self._submitting: set[str] = set()  # submits not yet answered (or failed) in this run
         # orders whose report could not be read: the reconciliation loop asks the venue
         self._requery: set[str] = set()
+        # ended orders one of whose reports could not be read: asked once more for their fills
+        self._recheck_ended: set[str] = set()
+        # working orders whose query failed: asked again next round, their state kept
+        self._query_retry: set[str] = set()
         # orders finalised REJECTED because the venue kept saying "not found": asked once more
         # at the monotonic time given (a create held in a gateway may still land), and revived
         # if the venue then knows them
@@ -280,7 +284,7 @@ class OrderLifecycle:
                 client_order_id=report.client_order_id,
             )
             return
-        if order.status is S.REJECTED and order.client_order_id in self._inferred:
+        if order.status.is_terminal and order.client_order_id in self._inferred:
             self._revive(order)
         problem = report_problem(report, order)
         if problem is not None:
@@ -295,6 +299,13 @@ class OrderLifecycle:
         self._apply_fill(order, report)
         status = report.status
         if status is None:
+            return
+        if status.is_terminal and order.client_order_id in self._requery:
+            # part of what the venue said about this order could not be read (a fill among
+            # it, perhaps): an end is believed only from an answer read whole, so the order
+            # stays open until the re-query answers (else a FILLED with no fills, or a cancel
+            # that buries a fill, would be final)
+            self.counts["ends_held_for_requery"] += 1
             return
         if status in (S.ACCEPTED, S.PARTIALLY_FILLED):
             if order.filled_qty >= order.quantity:
@@ -317,7 +328,7 @@ class OrderLifecycle:
             symbol=order.symbol,
             client_order_id=order.client_order_id,
         )
-        self.final_states[S.REJECTED.value] -= 1
+        self.final_states[order.status.value] -= 1  # REJECTED, or CANCELLED if it had fills
         order.status = S.UNKNOWN
         order.reason = "reached the venue late"
         self._open[order.client_order_id] = order
@@ -338,7 +349,11 @@ class OrderLifecycle:
         )
         if order.is_open:
             self._requery.add(order.client_order_id)
-            self._reconcile_wakeup.set()
+        else:
+            # about an order already ended (a fill of the venue's answer to "what did you fill
+            # that we never saw?"): the end stands, but the venue is asked again for its fills
+            self._recheck_ended.add(order.client_order_id)
+        self._reconcile_wakeup.set()
 
     def _apply_amendment(self, order: Order, report: ExecutionReport) -> None:
         price = report.price if report.price is not None else order.price
@@ -540,6 +555,7 @@ class OrderLifecycle:
         self._not_found.pop(order.client_order_id, None)
         self._next_ask.pop(order.client_order_id, None)
         self._requery.discard(order.client_order_id)
+        self._query_retry.discard(order.client_order_id)
         self._retire(order)
 
     def _retire(self, order: Order) -> None:

@@ -111,8 +111,15 @@ class Reconciling(OrderLifecycle):
                 client_order_id=order.client_order_id,
                 error=f"{type(exc).__name__}: {exc}",
             )
-            if order.status is not S.UNKNOWN:
+            if order.status in (S.PENDING, S.SUBMITTED):
+                # no answer to the request yet and none to the query: the outcome is unknown
                 self._to_unknown(order, f"reconcile: {exc}")
+            elif order.status is not S.UNKNOWN:
+                # a failed query says nothing about the order: an ACCEPTED (or partly filled,
+                # or cancel-requested) order keeps what the venue last told us, and is asked
+                # again on the next round rather than thrown back to UNKNOWN (not `_requery`:
+                # nothing it said was unreadable, so its reports are believed meanwhile)
+                self._query_retry.add(order.client_order_id)
             return
         self.counts["reconciled"] += 1
         coid = order.client_order_id
@@ -129,7 +136,8 @@ class Reconciling(OrderLifecycle):
         """The venue says it has never seen the order. It may yet: a request held in a gateway
         lands after our timeout. So the order stays UNKNOWN, asked again with backoff, until
         it was asked at least twice and `not_found_grace_s` passed since its request left;
-        only then is it finalised REJECTED, and even then asked once more later."""
+        only then is it finalised REJECTED (CANCELLED if it has fills: it did arrive), and even
+        then asked once more later."""
         coid = order.client_order_id
         now = trio.current_time()
         first, n = self._not_found.get(coid, (now, 0))
@@ -152,12 +160,26 @@ class Reconciling(OrderLifecycle):
         self._not_found.pop(coid, None)
         self._next_ask.pop(coid, None)
         self._sent_at.pop(coid, None)
-        # Not resent: the strategy decides whether it still wants it.
-        self._transition(
-            order,
-            S.REJECTED,
-            reason=f"not found at venue for {now - since:.0f}s (request never arrived)",
-        )
+        if order.filled_qty > 0:
+            # it did arrive (it traded): the venue has forgotten an order that ended. Its fills
+            # stand; its end is inferred as a cancel (never "rejected", which would say nothing
+            # happened), and it is asked about again later like any inferred end
+            self.counts["not_found_with_fills"] += 1
+            self._transition(
+                order,
+                S.CANCELLED,
+                reason=(
+                    f"not found at venue for {now - since:.0f}s with {order.filled_qty} filled"
+                    " (ended at the venue; inferred)"
+                ),
+            )
+        else:
+            # Not resent: the strategy decides whether it still wants it.
+            self._transition(
+                order,
+                S.REJECTED,
+                reason=f"not found at venue for {now - since:.0f}s (request never arrived)",
+            )
         self._inferred[coid] = now + max(grace, self.reconcile_interval_s)
 
     async def _reconcile_loop(self) -> None:
@@ -179,12 +201,17 @@ class Reconciling(OrderLifecycle):
         if due_check:
             self._last_working_check = now
         requery, self._requery = self._requery, set()
+        retry, self._query_retry = self._query_retry, set()
         for order in list(self._open.values()):
             coid = order.client_order_id
             if order.status is S.UNKNOWN:
                 if self._next_ask.get(coid, 0.0) > now and coid not in requery:
                     continue
-            elif coid in self._submitting or not (due_check or coid in requery):
+            elif coid in self._submitting or not (due_check or coid in requery or coid in retry):
+                if coid in requery:
+                    self._requery.add(coid)  # its create is still on its way: next round
+                if coid in retry:
+                    self._query_retry.add(coid)
                 continue
             async with self._lock(order):
                 if order.is_open and (order.status is S.UNKNOWN or coid not in self._submitting):
@@ -196,10 +223,38 @@ class Reconciling(OrderLifecycle):
                 continue
             del self._inferred[coid]
             order = self.orders.get(coid)
-            if order is not None and order.status is S.REJECTED:
+            if order is not None and order.status in (S.REJECTED, S.CANCELLED):
                 await self._requery_inferred(order)
+        for coid in sorted(self._recheck_ended):
+            self._recheck_ended.discard(coid)
+            order = self.orders.get(coid)
+            if order is not None and order.status.is_terminal:
+                await self._recheck_fills(order)
         for venue in sorted(self._orphan_scan_due):
             await self.reconcile_orphans(venue)
+
+    async def _recheck_fills(self, order: Order) -> None:
+        """Ask about an ended order one of whose reports could not be read: a fill in it is
+        booked (as a fill after the end) once the venue's answer reads; asked until it does."""
+        client = self.clients.get(order.venue)
+        if client is None:
+            return
+        try:
+            with trio.fail_after(self.request_timeout_s):
+                report = await client.query_order(order)
+        except Exception as exc:
+            self.counts["reconcile_errors"] += 1
+            self._recheck_ended.add(order.client_order_id)
+            log.warning(
+                "re-check of an ended order failed; will retry",
+                venue=order.venue,
+                client_order_id=order.client_order_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return
+        self.counts["ended_rechecked"] += 1
+        if report is not None:
+            self.on_execution(report)
 
     async def _requery_inferred(self, order: Order) -> None:
         """Ask once more about an order finalised as never arrived (it may have landed)."""

@@ -11,7 +11,9 @@ points, so every venue simulator misbehaves the same way without a line of venue
   (a delayed acknowledgement), or handle it and lose the reply (a 504 after the fact); hold it
   and handle it only after the client gave up (`http_hold`: a request stuck in a gateway);
   handle it and then answer 429/5xx (`http_error_after`: the venue acted, the client is told it
-  did not); answer with a junk 200 body (`http_junk_body`: HTML, `null`) or a 429 whose
+  did not), or handle it and drop the TCP connection without an answer (`http_reset_after`: a
+  reset after the venue acted; on a WebSocket the same is an `abort` rule matching the reply);
+  answer with a junk 200 body (`http_junk_body`: HTML, `null`) or a 429 whose
   Retry-After is nonsense (`http_bad_retry_after`: `nan`, `100000`); corrupt one number of the
   answer (`corrupt_number`, also on frames);
 - frames REPLACED by an unreadable one (`corrupt_frame`; `malformed` inserts garbage before the
@@ -91,11 +93,18 @@ HTTP_KINDS = (
     "http_lost_reply",
     "http_hold",
     "http_error_after",
+    "http_reset_after",
     "http_junk_body",
     "http_bad_retry_after",
 )
 # faults on the answer, decided once the request was handled
-HTTP_AFTER_KINDS = ("http_delay", "http_lost_reply", "http_error_after", "http_junk_body")
+HTTP_AFTER_KINDS = (
+    "http_delay",
+    "http_lost_reply",
+    "http_error_after",
+    "http_reset_after",
+    "http_junk_body",
+)
 # consulted by the journal's fault hook (`FaultPlan.journal_hook`)
 JOURNAL_KINDS = ("journal_enospc",)
 # performed by a venue simulator that supports them (others never fire)
@@ -398,6 +407,9 @@ class FaultPlan:
             # the venue acted; the client is told to try again (or that it failed)
             status = int(rule.param("status") or self.rng.choice(HTTP_STATUSES))
             return self._error(app, rule, status)
+        if rule.kind == "http_reset_after":
+            # the venue acted; the connection drops before a byte of the answer is sent
+            return HttpResponse(status=0, reset=True)
         if rule.kind == "http_junk_body":
             body = rule.param("body")
             if body is None:

@@ -48,6 +48,9 @@ class HttpResponse:
     body: bytes = b""
     content_type: str = "application/json"
     headers: Mapping[str, str] = attrs.Factory(dict)
+    # no answer at all: the server drops the TCP connection instead (fault injection: a reset
+    # after the venue acted, which the client sees as "server disconnected")
+    reset: bool = False
 
 
 # --- WebSocket queue items -----------------------------------------------------------------------

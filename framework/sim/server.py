@@ -20,7 +20,8 @@ import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from functools import partial
 from http import HTTPStatus
@@ -354,7 +355,27 @@ class WsConnection:
             return
         from hypercorn.protocol.events import StreamClosed
 
-        await stream_send(StreamClosed(stream_id=stream_id))
+        async with _connection_send_lock(stream_send):
+            await stream_send(StreamClosed(stream_id=stream_id))
+
+
+@asynccontextmanager
+async def _connection_send_lock(stream_send: Any) -> AsyncIterator[None]:
+    """Hold hypercorn's per-connection send lock (if it can be reached) while a stream is
+    reported closed. Closing the connection shuts the socket's sending side outside that lock,
+    across a checkpoint; a frame the client sends meanwhile (a ping to answer: an aborted
+    client is still talking) makes the reading task send too, and trio refuses the second
+    sender with BusyResourceError, which escapes hypercorn and ends the whole simulator. With
+    the lock held, that answer waits and then finds the socket closed (which hypercorn
+    handles)."""
+    protocol = getattr(stream_send, "__self__", None)  # hypercorn's H11Protocol
+    server = getattr(getattr(protocol, "send", None), "__self__", None)  # its TCPServer
+    lock = getattr(server, "send_lock", None)
+    if lock is None:
+        yield
+        return
+    async with lock:
+        yield
 
 
 def fan_out(connections: Iterable[WsConnection], frame: str) -> None:
@@ -482,6 +503,9 @@ class SimApp:
             raw_query=scope.get("query_string", b"").decode("latin-1"),
         )
         response = await self._respond(request)
+        if response.reset:
+            await _drop_http(send)
+            return
         headers = [(b"content-type", response.content_type.encode())]
         headers += [(k.lower().encode(), v.encode()) for k, v in response.headers.items()]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -590,6 +614,26 @@ class SimApp:
             await conn._run(handler, params)
         finally:
             self.ws_connections.remove(conn)
+
+
+async def _drop_http(send: Send) -> None:
+    """Close the TCP connection of an HTTP request without answering it (a reset as the client
+    sees it). As for a WebSocket abort, ASGI has no such message: reach hypercorn's stream behind
+    `send` and report the stream closed before any response started, which makes hypercorn close
+    the connection. Should its internals change, answer 502 instead (the reply is lost either
+    way)."""
+    http_stream = getattr(send, "__self__", None)
+    stream_send = getattr(http_stream, "send", None)
+    stream_id = getattr(http_stream, "stream_id", None)
+    if stream_send is None or stream_id is None:
+        body = b'{"error":"injected fault: connection reset"}'
+        await send({"type": "http.response.start", "status": 502, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+        return
+    from hypercorn.protocol.events import StreamClosed
+
+    async with _connection_send_lock(stream_send):
+        await stream_send(StreamClosed(stream_id=stream_id))
 
 
 async def _refuse(send: Send, status: int) -> None:

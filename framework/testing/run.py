@@ -221,7 +221,9 @@ class ChaosRun:
                     orders._reconcile_wakeup.set()
                 elif not order.cancel_pending:
                     orders.cancel(order.client_order_id)
-            return not open_
+            if orders._recheck_ended:
+                orders._reconcile_wakeup.set()  # an ended order's fills are asked for again
+            return not open_ and not orders._recheck_ended
 
         await self.pulse.until(all_terminal, "every order terminal")
 

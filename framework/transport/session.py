@@ -54,7 +54,10 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def next_delay(self, minimum_s: float = 0.0) -> float:
-        nominal = min(self.cap_s, self.base_s * (2**self.attempt))
+        # the exponent stops growing long after the cap is reached: 2**attempt as an int times
+        # a float overflows once attempt passes ~1023 (a connection that keeps failing fast
+        # for hours, or a soak's thousands of injected disconnects)
+        nominal = min(self.cap_s, self.base_s * 2.0 ** min(self.attempt, 64))
         self.attempt += 1
         return max(minimum_s, nominal * self._rng.uniform(0.5, 1.0))
 

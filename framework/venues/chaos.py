@@ -77,6 +77,17 @@ class ChaosCase:
     lose_submit_reply: Callable[[FaultPlan], list[Rule]] = lambda plan: []
     # rules that make order queries fail until removed (reconciliation cannot succeed)
     queries_fail: Callable[[FaultPlan], list[Rule]] = lambda plan: []
+    # rules that drop the connection right after the venue acted on the next create, before
+    # its answer left (REST: `http_reset_after` on the create; WebSocket: `abort` on the frame
+    # that answers it). Empty where the venue has not declared it.
+    reset_after_create: Callable[[FaultPlan], list[Rule]] = lambda plan: []
+    # WebSocket venues whose order events travel on a stream: which outbound frames carry them
+    # (for faults aimed at order events, e.g. `corrupt_number`). None: orders are REST only, or
+    # the venue has not declared it.
+    order_frames: Callable[[str], bool] | None = None
+    # the numbers in those frames the adapter reads (quantities, prices, fees): what a
+    # `corrupt_number` aimed at order events corrupts
+    order_numbers: tuple[str, ...] = ()
     # does the venue name each fill (so fills compare one by one)? False where fill ids are
     # derived from cumulative amounts and missed events merge into one catch-up fill
     fills_by_id: bool = True

@@ -422,6 +422,23 @@ async def test_http_error_after_the_venue_acted_junk_bodies_and_bad_retry_after(
         nursery.cancel_scope.cancel()
 
 
+async def test_http_reset_after_the_venue_acted_drops_the_connection_without_an_answer() -> None:
+    plan = FaultPlan(1)
+    plan.once("http_reset_after", "/thing")
+    async with trio.open_nursery() as nursery:
+        feed = Feed(plan)
+        await feed.start(nursery)
+        async with httpx.AsyncClient(base_url=feed.http_url) as client:
+            # no status, no body: the connection is gone, as after a TCP reset
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get("/thing")
+            assert feed.handled == 1  # ... after the venue acted
+            again = await client.get("/thing")  # a new connection is answered as usual
+            assert again.status_code == 200 and feed.handled == 2
+        assert plan.counts["http_reset_after"] == 1
+        nursery.cancel_scope.cancel()
+
+
 def test_journal_disk_fails_for_n_writes_then_recovers(tmp_path: Path) -> None:
     import errno
     from decimal import Decimal

@@ -27,6 +27,12 @@ def test_grows_exponentially_then_caps() -> None:
     assert b.attempt == 7
 
 
+def test_thousands_of_failures_in_a_row_stay_at_the_cap() -> None:
+    b = Backoff(base_s=0.005, cap_s=0.05, rng=NoJitter())
+    delays = [b.next_delay() for _ in range(5000)]  # never reset: each connection was short
+    assert delays[-1] == 0.05 and b.attempt == 5000
+
+
 def test_lower_jitter_bound_is_half_the_nominal_delay() -> None:
     b = Backoff(base_s=1.0, cap_s=5.0, rng=MinJitter())
     assert [b.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 2.5, 2.5]

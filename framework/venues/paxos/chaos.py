@@ -97,6 +97,10 @@ def _lose_submit_reply(plan: FaultPlan) -> list[Rule]:
     return [plan.once("http_lost_reply", _ORDERS)]  # the next create is done, its answer lost
 
 
+def _reset_after_create(plan: FaultPlan) -> list[Rule]:
+    return [plan.once("http_reset_after", _ORDERS)]  # the next create is done, then a reset
+
+
 def _queries_fail(plan: FaultPlan) -> list[Rule]:
     return [plan.add("http_error", 1.0, _QUERY, status=503)]
 
@@ -122,6 +126,7 @@ CASE = ChaosCase(
     removes_level=_removes_level,
     lose_submit_reply=_lose_submit_reply,
     queries_fail=_queries_fail,
+    reset_after_create=_reset_after_create,
     streams=_streams,
     samples=_SAMPLES,
 )

@@ -13,13 +13,19 @@ from typing import Any
 
 import structlog
 
-from framework.errors import FrameError
+from framework.errors import FrameError, NotConnected
 from framework.transport.session import Connection
 from framework.venue import Stream
 from framework.venues.paxos.decode import VENUE, PublicDecoder, SorDecoder
+from framework.venues.paxos.throttle import Throttled
 from framework.venues.paxos.tokens import TokenSource
 
 log = structlog.get_logger("botrun.paxos")
+
+
+# frame limits (`Stream.max_message_size`): what the venue's largest frame needs, with room
+BOOK_FRAME_LIMIT = 4 * 1024 * 1024
+SMALL_FRAME_LIMIT = 1024 * 1024
 
 
 class PublicStream(Stream):
@@ -39,6 +45,10 @@ class PublicStream(Stream):
         self.kind = kind
         self.name = kind.replace("/", "-")
         self.markets = markets
+        # [INF] a full-depth snapshot of a few thousand levels is a few hundred KiB; the other
+        # paths carry one execution or one price per frame. A frame above the limit is refused
+        # unread (and the connection started over) instead of being buffered whole
+        self.max_message_size = BOOK_FRAME_LIMIT if kind == "marketdata" else SMALL_FRAME_LIMIT
         self._base = ws_base.rstrip("/")
         # every frame goes straight to the decoder's method for this path, and its events
         # straight to the core: no forwarding call per frame or per event (the hot path)
@@ -86,6 +96,8 @@ class SorStream(Stream):
     # STALE because neither data nor a heartbeat came for some seconds
     ping_interval_s = 20.0
     stale_after_s = math.inf
+    # book snapshots (as the public feed's), executions and heartbeats share the socket
+    max_message_size = BOOK_FRAME_LIMIT
 
     def __init__(
         self,
@@ -113,7 +125,13 @@ class SorStream(Stream):
         return self._url
 
     async def handshake_headers(self) -> list[tuple[str, str]]:
-        return [("Authorization", f"Bearer {await self._tokens.token()}")]
+        try:
+            token = await self._tokens.token()
+        except Throttled as exc:
+            # the token request was not sent (a 429 elsewhere throttles the IP): this connection
+            # attempt failed for now and is retried with backoff, it does not end the session
+            raise NotConnected(str(exc)) from None
+        return [("Authorization", f"Bearer {token}")]
 
     def _channels(self, markets: list[str]) -> list[dict[str, Any]]:
         channels: list[dict[str, Any]] = []

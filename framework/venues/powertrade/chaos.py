@@ -93,6 +93,11 @@ def _lose_submit_reply(plan: FaultPlan) -> list[Rule]:
     return [plan.once("drop", _PATH, match=_is("order_accepted"))]
 
 
+def _reset_after_create(plan: FaultPlan) -> list[Rule]:
+    # the venue has the order; the socket drops (no close frame) instead of its order_accepted
+    return [plan.once("abort", _PATH, match=_is("order_accepted"))]
+
+
 def _queries_fail(plan: FaultPlan) -> list[Rule]:
     # every REST order-details call fails (the venue has the order; we cannot ask)
     return [plan.add("http_error", 1.0, _ORDER_DETAILS, status=503)]
@@ -203,6 +208,11 @@ CASE = ChaosCase(
     order_faults=_order_faults,
     lose_submit_reply=_lose_submit_reply,
     queries_fail=_queries_fail,
+    reset_after_create=_reset_after_create,
+    order_frames=_is(*_ORDER_KINDS),
+    # an execution's fill; a cancel's cumulative fill (the accept's quantity and price are not
+    # read: the order's own are kept)
+    order_numbers=("executed_quantity", "executed_price", "filled_quantity"),
     streams=_streams,
     samples=_SAMPLES,
 )

@@ -98,6 +98,11 @@ class PowerTradeStream(Stream):
     ping_interval_s = 5.0
     # orders travel on this connection: after a reconnect the core asks about every open order
     reconcile_on_reconnect = True
+    # [INF] the largest frames are L3 snapshots (every resting order of one instrument) and
+    # account lists; the instrument list, which can exceed 1 MiB with every option listed, is
+    # a start-up fetch with its own limit (entities.ENTITIES_MAX_BYTES). Above this a frame is
+    # refused unread and the connection started over (the contract's default is 64 MiB)
+    max_message_size = 8 * 1024 * 1024
 
     def __init__(
         self,

@@ -111,6 +111,10 @@ def _lose_submit_reply(plan: FaultPlan) -> list[Rule]:
     return [plan.once("http_lost_reply", _ORDERS)]  # the next create is done, its answer lost
 
 
+def _reset_after_create(plan: FaultPlan) -> list[Rule]:
+    return [plan.once("http_reset_after", _ORDERS)]  # the next create is done, then a reset
+
+
 def _queries_fail(plan: FaultPlan) -> list[Rule]:
     # create and list share the path: let the next request (the create) through, fail the rest
     return [plan.once("http_error", _ORDERS, after=1, times=1 << 30, status=503)]
@@ -134,6 +138,7 @@ CASE = ChaosCase(
     removes_level=_removes_level,
     lose_submit_reply=_lose_submit_reply,
     queries_fail=_queries_fail,
+    reset_after_create=_reset_after_create,
     streams=_streams,
     samples=_SAMPLES,
 )

@@ -59,6 +59,10 @@ class RoxomStream(Stream):
     # 30 s is suspect (pings keep the socket alive, not the data)
     stale_after_s = 30.0
     reconcile_on_reconnect = True
+    # [INF] the largest frames are depth snapshots (a bounded number of levels) and the
+    # position list: well under this. Above it a frame is refused unread and the connection
+    # started over, instead of being buffered whole (the contract's default is 64 MiB)
+    max_message_size = 4 * 1024 * 1024
 
     def __init__(
         self,

@@ -349,6 +349,8 @@ async def _orphan_cycle(tmp_path: Path, *, cancel_orphans: bool) -> tuple[Engine
             )
             await until(first, lambda: handle.status is S.ACCEPTED, "accepted")
         async with running(c, journal_path=str(tmp_path / "second.sqlite")) as second:
+            # the orphan scan runs once the streams are up, after the engine started
+            await second.reconciled.wait()
             listed = await second.orders.clients["paxos"].list_open_orders()
         nursery.cancel_scope.cancel()
     (orphan,) = second.orders.orphans["paxos"]

@@ -464,3 +464,55 @@ async def test_start_up_with_open_orders_does_not_hold_back_market_data(tmp_path
                 restored = [engine.orders.orders[h.client_order_id] for h in handles]
                 assert all(o.status is S.ACCEPTED for o in restored)
         nursery.cancel_scope.cancel()
+
+
+async def test_start_up_starts_streams_before_asking_about_journal_orders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Engine start order (#15 item 9): streams first, then the journal's open orders. A
+    start-up query that is not answered (here: not before the book is synced) holds back
+    neither the engine's start nor market data; once answered, the order is reconciled."""
+    sim = PowerTradeSimulator.build(9)
+    journal = str(tmp_path / "j.sqlite")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(sim.run, market_rate_hz=None))
+        async with running(sim_cfg(sim), journal_path=journal) as engine:
+            await ready(engine)
+            best = sim.engine.best_bid(SYMBOL)
+            handles = [
+                engine.orders.submit(
+                    venue="powertrade",
+                    symbol=SYMBOL,
+                    side=Side.BUY,
+                    quantity=D("0.01"),
+                    price=best - 10 - i,
+                )
+                for i in range(2)
+            ]
+            await until(engine, lambda: all(h.status is S.ACCEPTED for h in handles), "resting")
+        asked: list[str] = []
+        released, answered = trio.Event(), trio.Event()
+        real = PowerTradeExecution.query_order
+
+        async def held_query(self: PowerTradeExecution, order: Order) -> Any:
+            asked.append(order.client_order_id)
+            await released.wait()  # the venue answers only once the test says so
+            try:
+                return await real(self, order)
+            finally:
+                answered.set()
+
+        monkeypatch.setattr(PowerTradeExecution, "query_order", held_query)
+        async with running(sim_cfg(sim), journal_path=journal) as engine:
+            # the engine started and the book synced while the start-up query is unanswered
+            await until(engine, lambda: engine.book("powertrade", SYMBOL).is_synced, "synced")
+            assert asked and not answered.is_set() and not engine.reconciled.is_set()
+            restored = [engine.orders.orders[h.client_order_id] for h in handles]
+            assert all(o.status is S.ACCEPTED for o in restored)  # the journal's state, kept
+            before = engine.orders.counts["reconciled"]
+            released.set()
+            with trio.fail_after(HANG_GUARD_S):
+                await engine.reconciled.wait()
+            assert engine.orders.counts["reconciled"] == before + len(handles)
+            assert all(o.status is S.ACCEPTED for o in restored)
+        nursery.cancel_scope.cancel()

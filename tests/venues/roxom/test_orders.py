@@ -500,6 +500,8 @@ async def _orphan_cycle(tmp_path: Path, *, cancel_orphans: bool):
             handle = submit(first, Side.BUY, D("0.01"), price)
             await until(first, lambda: handle.status is S.ACCEPTED, "accepted")
         async with running(c, journal_path=str(tmp_path / "second.sqlite")) as second:
+            # the orphan scan runs once the streams are up, after the engine started
+            await second.reconciled.wait()
             listed = await second.orders.clients["roxom"].list_open_orders()
         nursery.cancel_scope.cancel()
     (orphan,) = second.orders.orphans["roxom"]
