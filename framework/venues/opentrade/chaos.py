@@ -250,6 +250,30 @@ _SAMPLES = {
 }
 
 
+def _create_answer(text: str) -> bool:
+    """The CREATE's answer: the new order in the published GET form without an event."""
+    if '"TRADE_PRIVATE"' not in text or '"event"' in text:
+        return False
+    msg = _frame(text)
+    items = msg.get("data")
+    return (
+        msg.get("command") == "GET"
+        and isinstance(items, list)
+        and any(isinstance(i, dict) and i.get("orderStatus") == "NEW" for i in items)
+    )
+
+
+def _reset_after_create(plan: FaultPlan) -> list[Rule]:
+    # the venue has the order; the private socket drops (no close frame) instead of its answer
+    return [plan.once("abort", _WS, match=_create_answer)]
+
+
+def _order_frame(text: str) -> bool:
+    """A private frame carrying our orders: a command's answer, an update, a cancel's
+    `OrderUpdate`, a GET's orders or trade history."""
+    return '"TRADE_PRIVATE"' in text and ('"Order"' in text or '"OrderUpdate"' in text)
+
+
 CASE = ChaosCase(
     venue="opentrade",
     markets=_MARKETS,
@@ -274,6 +298,11 @@ CASE = ChaosCase(
     order_faults=_order_faults,
     lose_submit_reply=_lose_submit_reply,
     queries_fail=_queries_fail,
+    reset_after_create=_reset_after_create,
+    order_frames=_order_frame,
+    # what the adapter reads from an `Order` item for fills: the size (`amount`: the order's
+    # on FILLED, one fill's in TRADES_HISTORY), the average price, a fill size where one is sent
+    order_numbers=("amount", "filledPrice", "filledAmount"),
     streams=_streams,
     samples=_SAMPLES,
 )
