@@ -18,6 +18,8 @@ class CrashDriver(Strategy):
         self.venue, self.symbol = self.default_market()
         self.rng = random.Random(int(self.params.get("seed", 1)))
         self.drain = bool(self.params.get("drain", False))
+        self.asked: set[str] = set()  # client order ids this run asked to cancel
+        self.lot = Decimal(str(self.params.get("lot", "0.0001")))  # the venue's (ChaosCase.lot)
         inst = self.instrument(self.venue, self.symbol)
         self.tick = inst.tick if inst is not None else Decimal("0.01")
         self.every(float(self.params.get("interval_s", 0.02)), self.act)
@@ -33,13 +35,21 @@ class CrashDriver(Strategy):
         if bid is None or ask is None:
             return
         working = self.open_orders(self.venue, self.symbol)
-        if len(working) >= 4 or (working and self.rng.random() < 0.3):
-            victim = working[0]
+        # each order is asked to cancel once per run: an order whose cancel is refused until
+        # reconciliation settles it (e.g. one the venue never got, UNKNOWN until "not found" is
+        # believed) would otherwise take a cancel line every tick, and the kill point, counted in
+        # lines, would come before anything else happened, run after run
+        fresh = [o for o in working if o.client_order_id not in self.asked]
+        if len(working) >= 4 or (fresh and self.rng.random() < 0.3):
+            if not fresh:
+                return  # wait for the cancels asked (or reconciliation) to settle
+            victim = fresh[0]
             if self.cancel(victim):
+                self.asked.add(victim.client_order_id)
                 self.log.info("cancel", client_order_id=victim.client_order_id)
             return
         side = self.rng.choice((Side.BUY, Side.SELL))
-        qty = Decimal("0.0001") * self.rng.randint(1, 5)
+        qty = self.lot * self.rng.randint(1, 5)
         crossing = ask[0] + self.tick if side is Side.BUY else bid[0] - self.tick
         # never trade with ourselves (venues forbid or mishandle self-trades)
         own_hit = any(

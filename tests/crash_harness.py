@@ -1,16 +1,21 @@
 """SIGKILL the real `botrun` process at random points of its order flow; check journal vs venue.
 
-A standalone simulator (`botrun sim paxos`) is the venue and the truth. Each kill point starts
+A standalone simulator (`botrun sim VENUE`, a process of its own that outlives every killed
+`botrun`) is the venue and the truth. What the harness knows of a venue it takes from the venue's
+`ChaosCase` (framework/venues/chaos.py): its config section (`section`, pointed at the
+simulator by `sim_url`), its first market, its lot, and `standalone_truth`, how to list our
+orders and fills from outside the simulator's process (Paxos: its own REST queries; the others:
+the simulators' test hook `GET /sim/orders`). Each kill point starts
 `python -m framework.tools.cli tests/crash_driver.py`
-(sandbox mode, journal in a temporary directory,
-`sim_url` to the simulator), waits for a seeded random number of its JSON log lines, and
-SIGKILLs it. The next start restores the journal's open orders and reconciles them with the
-venue before trading again. After every kill: no venue order unknown to the journal (lost) and
-no two venue orders for one client order id (duplicated). At the end a last run only
-reconciles and, on SIGTERM, cancels; then every venue order, status, filled quantity and fill
-is compared with the journal.
+(sandbox mode, journal in a temporary directory), waits for a seeded random number of its JSON
+log lines, and SIGKILLs it. The next start restores the journal's open orders and reconciles
+them with the venue before trading again. After every kill: no venue order unknown to the
+journal (lost) and no two venue orders for one client order id (duplicated). At the end a last
+run only reconciles and, on SIGTERM, cancels; then every venue order, status, filled quantity
+and fill is compared with the journal (fill by fill where the venue names each fill,
+`fills_by_id`; everywhere each order's fills must add up to what the venue says it filled).
 
-Used by tests/test_crash_recovery.py (a few kill points) and bench/crash.py (50+).
+Used by tests/execution/test_crash_recovery.py (a few kill points) and bench/crash.py (50+).
 """
 
 from __future__ import annotations
@@ -28,13 +33,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
+from framework.venues.chaos import ChaosCase, VenueFill, VenueOrder, chaos_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "tests" / "crash_driver.py"
-PROFILE = "sim-profile"
 TERMINAL = {"FILLED", "CANCELLED", "REJECTED", "EXPIRED"}
 GUARD_S = 60.0
+SETTLE_S = 2.0
 
 
 class Guard:
@@ -53,14 +58,19 @@ class Guard:
         self._timer.cancel()
 
 
-def start_simulator(seed: int) -> tuple[subprocess.Popen, str]:
+def crash_venues() -> list[str]:
+    """Every venue that declares a chaos case (and so enters orders in the test kit)."""
+    return sorted(chaos_cases())
+
+
+def start_simulator(venue: str, seed: int) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "framework.tools.cli",
             "sim",
-            "paxos",
+            venue,
             "--seed",
             str(seed),
             "--rate",
@@ -82,8 +92,27 @@ def start_simulator(seed: int) -> tuple[subprocess.Popen, str]:
     return proc, match.group(1)
 
 
-def write_config(workdir: Path, sim_url: str, seed: int, drain: bool) -> Path:
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def venue_section(case: ChaosCase, sim_url: str, seed: int) -> dict[str, Any]:
+    """The venue's chaos section pointed at the standalone simulator, trading its first market
+    (the embedded simulator's `sim_*` settings belong to the `botrun sim` process instead)."""
+    section = {k: v for k, v in case.section(seed).items() if not k.startswith("sim_")}
+    section.update(endpoint="sim", sim_url=sim_url, markets=[case.markets[0]])
+    return section
+
+
+def write_config(workdir: Path, case: ChaosCase, sim_url: str, seed: int, drain: bool) -> Path:
     path = workdir / ("drain.toml" if drain else "config.toml")
+    venue = "\n".join(f"{k} = {_toml(v)}" for k, v in venue_section(case, sim_url, seed).items())
     path.write_text(
         f"""
 [botrun]
@@ -95,6 +124,7 @@ journal_dir = "{workdir / "journal"}"
 [strategy.params]
 seed = {seed}
 drain = {"true" if drain else "false"}
+lot = "{case.lot}"
 
 [risk]
 max_order_notional = "1000000"
@@ -105,21 +135,18 @@ cancel_all_on_shutdown = true
 # a loopback simulator: no gateway holds a request, so "not found" is settled within 1 s
 not_found_grace_s = 1.0
 
-[venues.paxos]
-endpoint = "sim"
-sim_url = "{sim_url}"
-markets = ["BTCUSD"]
-trades = false
-poll_interval_s = 0.05
-balance_interval_s = 60
+[venues.{case.venue}]
+{venue}
 """
     )
     return path
 
 
-def run_botrun(config: Path, *, stop_after_lines: int | None, sig: int) -> int:
-    """Start botrun; after `stop_after_lines` order-flow log lines (None: after start-up) send
-    `sig`. Returns how many order-flow lines were seen."""
+def run_botrun(
+    config: Path, *, stop_after_lines: int | None, sig: int, settle_s: float = 0.0
+) -> int:
+    """Start botrun; after `stop_after_lines` order-flow log lines (None: `settle_s` seconds
+    after start-up) send `sig`. Returns how many order-flow lines were seen."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "framework.tools.cli", str(DRIVER), "--config", str(config)],
         cwd=ROOT,
@@ -130,11 +157,15 @@ def run_botrun(config: Path, *, stop_after_lines: int | None, sig: int) -> int:
     assert proc.stderr is not None
     guard = Guard(proc)
     seen, running = 0, False
+    later = threading.Timer(settle_s, proc.send_signal, args=(sig,))
     try:
         for line in proc.stderr:
             if '"event": "running"' in line:
                 running = True
                 if stop_after_lines is None:
+                    # "running" is logged as the sessions start: give the restart time to connect
+                    # its streams and reconcile what the journal restored before it is stopped
+                    later.start()
                     break
             elif running and ('"event": "order"' in line or '"event": "cancel"' in line):
                 seen += 1
@@ -142,12 +173,14 @@ def run_botrun(config: Path, *, stop_after_lines: int | None, sig: int) -> int:
                     break
         else:
             raise RuntimeError(f"botrun exited early (code {proc.wait()})")
-        proc.send_signal(sig)
+        if stop_after_lines is not None:
+            proc.send_signal(sig)
         for _ in proc.stderr:  # drain until it is gone
             pass
         code = proc.wait()
     finally:
         guard.cancel()
+        later.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -159,41 +192,16 @@ def run_botrun(config: Path, *, stop_after_lines: int | None, sig: int) -> int:
 
 
 class Venue:
-    """The simulator's truth over its REST API."""
+    """The standalone simulator's truth, as the venue's chaos case lists it."""
 
-    def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=10)
-        token = self.http.post(
-            "/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": "sim-client",
-                "client_secret": "sim-secret",
-                "scope": "exchange:read_order",
-            },
-        ).json()["access_token"]
-        self.http.headers["authorization"] = f"Bearer {token}"
+    def __init__(self, case: ChaosCase, url: str) -> None:
+        self.case, self.url = case, url
 
-    def _all(self, path: str, **params: str) -> list[dict[str, Any]]:
-        items, cursor = [], ""
-        while True:
-            query = {"profile_id": PROFILE, "limit": "1000", **params}
-            if cursor:
-                query["page_cursor"] = cursor
-            page = self.http.get(path, params=query).json()
-            items += page["items"]
-            cursor = page.get("next_page_cursor") or ""
-            if not cursor:
-                return items
+    def truth(self) -> tuple[list[VenueOrder], list[VenueFill]]:
+        return self.case.standalone_truth(self.url)
 
-    def orders(self) -> list[dict[str, Any]]:
-        return self._all("/v2/orders")
-
-    def executions(self) -> list[dict[str, Any]]:
-        return self._all("/v2/executions")
-
-    def close(self) -> None:
-        self.http.close()
+    def orders(self) -> list[VenueOrder]:
+        return self.truth()[0]
 
 
 def journal_rows(workdir: Path) -> tuple[dict[str, tuple], dict[str, tuple]]:
@@ -215,7 +223,7 @@ def journal_rows(workdir: Path) -> tuple[dict[str, tuple], dict[str, tuple]]:
 
 
 def lost_and_duplicated(venue: Venue, workdir: Path) -> tuple[list[str], list[str]]:
-    refs = Counter(o["ref_id"] for o in venue.orders())
+    refs = Counter(o.client_order_id for o in venue.orders())
     journal, _ = journal_rows(workdir)
     lost = sorted(ref for ref in refs if ref not in journal)
     duplicated = sorted(ref for ref, n in refs.items() if n > 1)
@@ -224,24 +232,43 @@ def lost_and_duplicated(venue: Venue, workdir: Path) -> tuple[list[str], list[st
 
 def final_problems(venue: Venue, workdir: Path) -> list[str]:
     journal, fills = journal_rows(workdir)
+    venue_orders, venue_fills = venue.truth()
     problems = []
-    for order in venue.orders():
-        ref = order["ref_id"]
+    journal_filled: Counter[str] = Counter()
+    for _fill_id, (ref, quantity) in fills.items():
+        journal_filled[ref] += Decimal(quantity)
+    for order in venue_orders:
+        ref = order.client_order_id
         if ref not in journal:
             problems.append(f"lost order {ref}")
             continue
         status, filled = journal[ref]
-        if Decimal(order["amount_filled"]) != Decimal(filled):
-            problems.append(f"{ref}: filled journal {filled} venue {order['amount_filled']}")
-        if (order["status"] in TERMINAL) != (status in TERMINAL):
-            problems.append(f"{ref}: journal {status} venue {order['status']}")
-    venue_fills = {e["execution_id"]: e for e in venue.executions()}
-    for exec_id, item in venue_fills.items():
-        if exec_id not in fills:
-            problems.append(f"fill lost {exec_id} ({item['amount']})")
-        elif Decimal(fills[exec_id][1]) != Decimal(item["amount"]):
-            problems.append(f"fill {exec_id}: journal {fills[exec_id][1]} venue {item['amount']}")
-    problems += [f"fill {f} unknown to the venue" for f in fills.keys() - venue_fills.keys()]
+        if order.filled != Decimal(filled):
+            problems.append(f"{ref}: filled journal {filled} venue {order.filled}")
+        if journal_filled[ref] != order.filled:
+            problems.append(
+                f"{ref}: journal fills add up to {journal_filled[ref]} venue {order.filled}"
+            )
+        if order.open == (status in TERMINAL):
+            problems.append(f"{ref}: journal {status} venue {order.status}")
+        if order.open:
+            problems.append(f"{ref}: still open at the venue after the shutdown's cancel-all")
+    known = {o.client_order_id for o in venue_orders}
+    problems += [
+        f"{ref}: journal {status}, the venue has no such order"
+        for ref, (status, _filled) in journal.items()
+        if ref not in known and status not in TERMINAL
+    ]
+    if venue.case.fills_by_id:
+        by_id = {f.fill_id: f for f in venue_fills}
+        for fill_id, item in by_id.items():
+            if fill_id not in fills:
+                problems.append(f"fill lost {fill_id} ({item.quantity})")
+            elif Decimal(fills[fill_id][1]) != item.quantity:
+                problems.append(
+                    f"fill {fill_id}: journal {fills[fill_id][1]} venue {item.quantity}"
+                )
+        problems += [f"fill {f} unknown to the venue" for f in fills.keys() - by_id.keys()]
     return problems
 
 
@@ -250,39 +277,46 @@ def crash_recovery(
     seed: int,
     workdir: Path,
     *,
+    venue: str = "paxos",
     max_lines: int = 30,
     report: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
     """Run `kills` kill points; return counts and every problem found."""
+    case = chaos_cases()[venue]
     rng = random.Random(seed)
-    sim, url = start_simulator(seed)
-    venue = None
+    sim, url = start_simulator(venue, seed)
     try:
-        venue = Venue(url)
-        config = write_config(workdir, url, seed, drain=False)
+        truth = Venue(case, url)
+        config = write_config(workdir, case, url, seed, drain=False)
         lost_total, dup_total, problems, lines = 0, 0, [], 0
         for kill in range(1, kills + 1):
             at = rng.randint(1, max_lines)
             lines += run_botrun(config, stop_after_lines=at, sig=signal.SIGKILL)
-            lost, duplicated = lost_and_duplicated(venue, workdir)
+            lost, duplicated = lost_and_duplicated(truth, workdir)
             lost_total += len(lost)
             dup_total += len(duplicated)
             problems += [f"kill {kill}: lost {r}" for r in lost]
             problems += [f"kill {kill}: duplicated {r}" for r in duplicated]
             report(
                 f"kill {kill:3d}/{kills} after {at:2d} lines: venue orders "
-                f"{len(venue.orders())}, lost {len(lost)}, duplicated {len(duplicated)}"
+                f"{len(truth.orders())}, lost {len(lost)}, duplicated {len(duplicated)}"
             )
+        section = venue_section(case, url, seed)
         run_botrun(
-            write_config(workdir, url, seed, drain=True), stop_after_lines=None, sig=signal.SIGTERM
+            write_config(workdir, case, url, seed, drain=True),
+            stop_after_lines=None,
+            sig=signal.SIGTERM,
+            # past "not found" grace (risk 1 s, or the venue's own): reconciliation has settled
+            settle_s=SETTLE_S + float(section.get("not_found_grace_s", 1.0)),
         )
-        final = final_problems(venue, workdir)
+        final = final_problems(truth, workdir)
         journal, fills = journal_rows(workdir)
         statuses = Counter(status for status, _ in journal.values())
         return {
+            "venue": venue,
             "kills": kills,
             "order_lines": lines,
-            "venue_orders": len(venue.orders()),
+            "venue_orders": len(truth.orders()),
             "journal_orders": len(journal),
             "journal_statuses": dict(statuses),
             "fills": len(fills),
@@ -292,8 +326,6 @@ def crash_recovery(
             "problems": problems + final,
         }
     finally:
-        if venue is not None:
-            venue.close()
         sim.send_signal(signal.SIGTERM)
         try:
             sim.wait(10)

@@ -26,6 +26,8 @@ class HttpRequest:
     body: bytes = b""
     # the query string exactly as received (venues that sign it byte for byte)
     raw_query: str = ""
+    # the peer's address ("" where the server did not say)
+    client: str = ""
 
     def json(self) -> Any:
         """The body as JSON; raises `orjson.JSONDecodeError` (a ValueError) if it is not."""

@@ -92,6 +92,27 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
+# --- simulator-only test hook -------------------------------------------------------------------
+
+# `GET /sim/orders`: the simulated account's orders and fills, for tests that check a client
+# against the venue's truth from outside a standalone simulator process (tests/crash_harness.py).
+# A simulator-only test hook: no adapter uses it, and it answers loopback peers only.
+TRUTH_PATH = "/sim/orders"
+_LOOPBACK = frozenset({"127.0.0.1", "::1", ""})
+
+
+def add_truth_hook(app: SimApp, truth: Callable[[], dict[str, Any]]) -> None:
+    """Serve `truth()` -> {"orders": [{client_order_id, status, open, filled}],
+    "fills": [{fill_id, client_order_id, quantity}]} at `TRUTH_PATH` (loopback peers only)."""
+
+    def handler(request: HttpRequest) -> HttpResponse:
+        if request.client not in _LOOPBACK:
+            return json_response(403, {"error": "simulator test hook: loopback only"})
+        return json_response(200, truth())
+
+    app.http("GET", TRUTH_PATH)(handler)
+
+
 # --- routing -------------------------------------------------------------------------------------
 
 
@@ -501,6 +522,7 @@ class SimApp:
             headers=_headers(scope),
             body=b"".join(chunks),
             raw_query=scope.get("query_string", b"").decode("latin-1"),
+            client=str((scope.get("client") or ("",))[0]),
         )
         response = await self._respond(request)
         if response.reset:

@@ -30,6 +30,45 @@ def _engine_step(sim: Any, n: int) -> None:
         crowd.steps(n)
 
 
+@attrs.frozen
+class VenueOrder:
+    """One of our orders as a standalone simulator knows it (the venue's truth)."""
+
+    client_order_id: str
+    status: str  # the venue's own word
+    open: bool  # still working (or not yet decided) at the venue
+    filled: Decimal
+
+
+@attrs.frozen
+class VenueFill:
+    fill_id: str  # the venue's fill id (as the client names it where `fills_by_id`)
+    client_order_id: str
+    quantity: Decimal
+
+
+VenueTruth = tuple[list[VenueOrder], list[VenueFill]]
+
+
+def hook_truth(http_url: str) -> VenueTruth:
+    """A standalone simulator's truth from its simulator-only test hook (`TRUTH_PATH`)."""
+    import httpx
+
+    from framework.sim.server import TRUTH_PATH
+
+    response = httpx.get(http_url.rstrip("/") + TRUTH_PATH, timeout=10)
+    response.raise_for_status()
+    data = response.json()
+    orders = [
+        VenueOrder(o["client_order_id"], o["status"], bool(o["open"]), Decimal(o["filled"]))
+        for o in data["orders"]
+    ]
+    fills = [
+        VenueFill(f["fill_id"], f["client_order_id"], Decimal(f["quantity"])) for f in data["fills"]
+    ]
+    return orders, fills
+
+
 def http_order_faults(plan: FaultPlan, scale: float = 1.0) -> list[Rule]:
     """Order-path faults of a venue that takes orders over REST."""
     return [
@@ -95,6 +134,11 @@ class ChaosCase:
     # by name, and valid sample frames for each (mutated by the fuzzer)
     streams: Callable[[], dict[str, Any]] = lambda: {}
     samples: dict[str, tuple[str, ...]] = attrs.Factory(dict)
+    # the truth of a standalone simulator (`botrun sim VENUE`) from outside its process, for the
+    # crash-recovery harness: its http url -> (our orders, our fills). By default the
+    # simulator-only test hook every simulator serves; a venue whose own API lists orders and
+    # fills may declare that instead.
+    standalone_truth: Callable[[str], VenueTruth] = hook_truth
 
     @property
     def unsafe_book_faults(self) -> tuple[str, ...]:

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.crash_harness import crash_recovery
+import pytest
+
+from tests.crash_harness import crash_recovery, crash_venues
 
 KILL_POINTS = 8
 
 
-def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    result = crash_recovery(KILL_POINTS, seed=7, workdir=tmp_path, max_lines=25)
+@pytest.mark.parametrize("venue", crash_venues())
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(venue: str, tmp_path: Path) -> None:
+    result = crash_recovery(KILL_POINTS, seed=7, workdir=tmp_path, venue=venue, max_lines=25)
     assert result["problems"] == []
     assert result["lost"] == 0 and result["duplicated"] == 0
     # the run really traded across the kills: orders at the venue, fills, and all known

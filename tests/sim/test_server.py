@@ -13,10 +13,12 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from framework.sim.server import (
+    TRUTH_PATH,
     HttpRequest,
     HttpResponse,
     SimApp,
     WsConnection,
+    add_truth_hook,
     json_response,
     serve,
 )
@@ -98,6 +100,19 @@ async def test_http_routes_params_query_and_bodies(server) -> None:
         assert r.status_code == 404 and r.headers["content-type"] == "application/json"
         assert (await http.delete("/things/abc")).status_code == 405
         assert (await http.get("/boom")).status_code == 500
+
+
+async def test_truth_hook_answers_loopback_peers_only(nursery: trio.Nursery) -> None:
+    app = SimApp()
+    truth = {"orders": [{"client_order_id": "c1", "status": "open", "open": True}], "fills": []}
+    add_truth_hook(app, lambda: truth)
+    port = await nursery.start(serve, app)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        r = await http.get(TRUTH_PATH)
+        assert (r.status_code, r.json()) == (200, truth)
+    # the simulator-only test hook refuses anyone else (simulators bind loopback anyway)
+    remote = HttpRequest("GET", TRUTH_PATH, {}, {}, client="10.1.2.3")
+    assert (await app._respond(remote)).status == 403
 
 
 async def test_inject_http_error_counts_and_prefix(server) -> None:

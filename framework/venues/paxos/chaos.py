@@ -111,6 +111,56 @@ def _fill_id(sim: Any, fill: Any) -> str:
     return execution_id(fill.trade_id)  # [DOC] Paxos execution ids are numeric strings
 
 
+def _standalone_truth(http_url: str) -> Any:
+    """The venue's own order and execution queries (`GET /v2/orders`, `/v2/executions`)."""
+    import httpx
+
+    from framework.venues.chaos import VenueFill, VenueOrder
+
+    with httpx.Client(base_url=http_url, timeout=10) as http:
+        token = http.post(
+            "/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "sim-client",
+                "client_secret": "sim-secret",
+                "scope": "exchange:read_order",
+            },
+        ).json()["access_token"]
+        http.headers["authorization"] = f"Bearer {token}"
+
+        def every(path: str) -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = []
+            cursor = ""
+            while True:
+                query = {"profile_id": "sim-profile", "limit": "1000"}
+                if cursor:
+                    query["page_cursor"] = cursor
+                page = http.get(path, params=query).json()
+                items += page["items"]
+                cursor = page.get("next_page_cursor") or ""
+                if not cursor:
+                    return items
+
+        raw_orders = every(_QUERY)
+        executions = every("/v2/executions")
+    refs = {o["id"]: o["ref_id"] for o in raw_orders}
+    orders = [
+        VenueOrder(
+            o["ref_id"],
+            o["status"],
+            o["status"] not in ("FILLED", "CANCELLED", "REJECTED", "EXPIRED"),
+            Decimal(o["amount_filled"]),
+        )
+        for o in raw_orders
+    ]
+    fills = [
+        VenueFill(e["execution_id"], refs.get(e.get("order_id", ""), ""), Decimal(e["amount"]))
+        for e in executions
+    ]
+    return orders, fills
+
+
 CASE = ChaosCase(
     venue="paxos",
     fill_id=_fill_id,
@@ -129,4 +179,5 @@ CASE = ChaosCase(
     reset_after_create=_reset_after_create,
     streams=_streams,
     samples=_SAMPLES,
+    standalone_truth=_standalone_truth,
 )

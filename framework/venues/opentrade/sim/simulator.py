@@ -17,7 +17,7 @@ from framework.sim.engine import (
 from framework.sim.loopback import LoopbackSimulator, seed_crowds
 from framework.sim.market import SyntheticMarket
 from framework.sim.orders import OrderStore
-from framework.sim.server import HttpRequest, HttpResponse, SimApp
+from framework.sim.server import HttpRequest, HttpResponse, SimApp, add_truth_hook
 from framework.venues.opentrade.sim.auth import Logins
 from framework.venues.opentrade.sim.common import (
     CROWD_MAX_LOTS,
@@ -148,9 +148,29 @@ class OpenTradeSimulator(
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
 
+    def _truth(self) -> dict[str, Any]:
+        # simulator-only test hook (framework/sim/server.py TRUTH_PATH); fills by the engine's
+        # trade ids (the client derives its own from cumulative amounts: not comparable one by one)
+        orders, fills = [], []
+        for o in self.orders.values():
+            orders.append(
+                {
+                    "client_order_id": o.client_order_id,
+                    "status": o.status,
+                    "open": o.state is None or o.is_open,
+                    "filled": o.filled,
+                }
+            )
+            fills += [
+                {"fill_id": trade, "client_order_id": o.client_order_id, "quantity": size}
+                for trade, _price, size, _ts in o.fills
+            ]
+        return {"orders": orders, "fills": fills}
+
     def _build_app(self) -> SimApp:
         app = SimApp()
         app.http("POST", "/auth/login")(self._login)
+        add_truth_hook(app, self._truth)
         app.http("POST", "/auth/auth/jwt/clients/{api_user}/token")(self._token)
         # [DOC] step 2's text: GET, singular `client`, `clientSecret` as a query parameter
         app.http("GET", "/auth/auth/jwt/client/{api_user}/token")(self._token_get)

@@ -18,7 +18,7 @@ from framework.sim.engine import (
 from framework.sim.loopback import LoopbackSimulator, seed_crowds
 from framework.sim.market import SyntheticMarket
 from framework.sim.orders import OrderStore
-from framework.sim.server import SimApp
+from framework.sim.server import SimApp, add_truth_hook
 from framework.venues.powertrade.sim.common import (
     _RUN,
     DEFAULT_BALANCES,
@@ -117,8 +117,32 @@ class PowerTradeSimulator(
         self.app = SimApp()
         self.app.ws("/")(self._ws)
         self._rest_routes()
+        add_truth_hook(self.app, self._truth)
         self.app.ws_fallback = self._ws
         engine.add_listener(self)
+
+    def _truth(self) -> dict[str, Any]:
+        # simulator-only test hook (framework/sim/server.py TRUTH_PATH); fill ids are the
+        # venue's trade ids, which the client keeps
+        orders, fills = [], []
+        for o in self.orders.values():
+            orders.append(
+                {
+                    "client_order_id": o.client_order_id,
+                    "status": o.state,
+                    "open": o.open,
+                    "filled": o.filled,
+                }
+            )
+            fills += [
+                {
+                    "fill_id": e["trade_id"],
+                    "client_order_id": o.client_order_id,
+                    "quantity": e["executed_quantity"],
+                }
+                for e in o.executions
+            ]
+        return {"orders": orders, "fills": fills}
 
     @classmethod
     def build(

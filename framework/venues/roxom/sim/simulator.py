@@ -22,6 +22,7 @@ from framework.sim.orders import OrderStore
 from framework.sim.server import (
     SimApp,
     WsConnection,
+    add_truth_hook,
 )
 from framework.venues.roxom.auth import (
     public_key_pem,
@@ -173,8 +174,38 @@ class RoxomSimulator(
         app.http("GET", "/api/v1/orders")(self._list)
         app.http("GET", "/api/v1/market/instruments")(self._instruments)
         app.http("GET", "/sim/credentials")(self._credentials)
+        add_truth_hook(app, self._truth)
         app.ws("/ws", authorize=self._authorize)(self._ws)
         return app
+
+    def _truth(self) -> dict[str, Any]:
+        # simulator-only test hook (framework/sim/server.py TRUTH_PATH); fill ids as the client
+        # names them (`<orderId>:<executedQty>`), by the order that made them
+        by_engine = {o.engine_id: o for o in self.orders.values() if o.engine_id is not None}
+        fills = []
+        for fill in self.engine.fills(self.engine_owner):
+            for engine_id in (fill.maker_order_id, fill.taker_order_id):
+                order = by_engine.get(engine_id)
+                if order is not None and fill.trade_id in self.fill_ids:
+                    fills.append(
+                        {
+                            "fill_id": self.fill_ids[fill.trade_id],
+                            "client_order_id": order.client_order_id or "",
+                            "quantity": fill.quantity,
+                        }
+                    )
+        return {
+            "orders": [
+                {
+                    "client_order_id": o.client_order_id or "",
+                    "status": o.status,
+                    "open": o.status not in FINAL,
+                    "filled": o.executed,
+                }
+                for o in self.orders.values()
+            ],
+            "fills": fills,
+        }
 
     # --- ids and time --------------------------------------------------------------------------
 
