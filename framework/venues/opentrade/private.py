@@ -103,6 +103,11 @@ class PrivateStream(Stream):
         # the PINGs' order, so a barrier waits for its own (a heartbeat's PONG still on its way
         # would otherwise open it early, before a late answer it is there to fence off)
         self._pongs_owed = 0
+        # orders whose CANCEL the `OrderUpdate` answered: the venue may still send the order
+        # itself in the CANCEL answer's GET form. A PONG can overtake a frame the venue holds
+        # back, so that trailing answer may arrive after a later command's barrier: it must not
+        # be taken for a GET's answer (an order listing's `amount` is no fill size)
+        self._trailing: dict[str, None] = {}
         # an execution report the execution client holds until its fill size is known (the
         # published `Order` items carry none): `hold(report)` is True when it took it
         self.hold: Any = None
@@ -131,6 +136,7 @@ class PrivateStream(Stream):
         self.ready.clear()
         self.conn = conn
         self._pongs_owed = self.decoder.pongs
+        self._trailing.clear()
         await self.subscribe_private(conn, await self.tokens.token())
 
     async def subscribe_private(
@@ -179,13 +185,20 @@ class PrivateStream(Stream):
             message["requestId"] = rid
             # a closed connection (NotConnected, ConnectionLost) is a ConnectionError the
             # callers handle as a lost reply
-            return await self.requests.request(
+            reply = await self.requests.request(
                 message,
                 request_id=rid,
                 keys=reply_keys(message),
                 timeout_s=timeout_s,
                 what=f"{message.get('command')} {message.get('channel')}",
             )
+            if message.get("command") == "CANCEL" and _is_order_update(reply):
+                coid = _coid(message)
+                if coid is not None:
+                    self._trailing[coid] = None
+                    while len(self._trailing) > 1000:
+                        del self._trailing[next(iter(self._trailing))]
+            return reply
 
     async def _barrier(self, conn: Connection, timeout_s: float) -> None:
         """PING, and wait for a PONG that follows it: the command has not been sent yet, so a
@@ -264,6 +277,9 @@ class PrivateStream(Stream):
             self._lifecycle(msg)
             return False
         if event == "GET" or (event is None and command == "GET"):
+            if event is None and self._trailing_answer(msg):
+                self.counts["stale_replies"] += 1
+                return True
             # the published answer form of CREATE (no event), MODIFY and GET: the order named
             # by a command in flight, else the GET's answer
             if self._lifecycle(msg) or requests.resolve_first((("reply", "GET", channel),), msg):
@@ -277,6 +293,19 @@ class PrivateStream(Stream):
                 self.ready.set()
             return True
         return False
+
+    def _trailing_answer(self, msg: dict[str, Any]) -> bool:
+        """A CANCEL's own GET-form answer after its `OrderUpdate` already answered it: every
+        `Order` item names an order whose CANCEL was answered so (consumed here, once)."""
+        data = msg.get("data")
+        if type(data) is not list or not data:
+            return False
+        coids = [_coid_of(item) for item in data]
+        if not all(c is not None and c in self._trailing for c in coids):
+            return False
+        for coid in coids:
+            self._trailing.pop(coid, None)  # type: ignore[arg-type]
+        return True
 
     def _lifecycle(self, msg: dict[str, Any]) -> bool:
         """Resolve the command in flight that an item of `msg` names; True if one did."""
@@ -304,6 +333,26 @@ class PrivateStream(Stream):
                     key = ("cancel", item.get("instrumentCd"))
                 resolved |= self.requests.resolve_first((key,), msg)
         return resolved
+
+
+def _coid_of(item: Any) -> str | None:
+    if type(item) is not dict or item.get("class") != "Order":
+        return None
+    coid = item.get("clientOrderId") or item.get("orderId")
+    return None if coid is None else str(coid)
+
+
+def _coid(message: dict[str, Any]) -> str | None:
+    """The order a command names (its first item's client order id)."""
+    data = message.get("data")
+    return _coid_of(data[0]) if type(data) is list and data else None
+
+
+def _is_order_update(reply: dict[str, Any]) -> bool:
+    data = reply.get("data")
+    return type(data) is list and any(
+        type(i) is dict and i.get("class") == "OrderUpdate" for i in data
+    )
 
 
 def reply_keys(message: dict[str, Any]) -> list[Key]:

@@ -463,3 +463,28 @@ async def test_a_subscribe_answered_by_a_get_frame_is_ready_and_a_stale_one_late
     stream.ready.clear()  # e.g. an auth error killed the subscription
     _feed(stream, _answer(_item("c9", "ACTIVE"), event=True))  # a late duplicate
     assert not stream.ready.is_set()
+
+
+async def test_a_cancels_trailing_answer_is_not_taken_for_the_next_gets(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The `OrderUpdate` answers the CANCEL; the order itself, in the CANCEL answer's GET form,
+    comes only after the next command's PONG (a PONG can overtake a frame the venue holds back).
+    That next command is the TRADES_HISTORY query sizing the cancel: the order's `amount` in the
+    trailing answer is no fill, and the order ends CANCELLED with nothing filled (it was booked
+    as a fill of the whole order before)."""
+    update = {"command": "SUBSCRIBE", "event": "UPDATE", "channel": TP, "data": [
+        {"class": "OrderUpdate", "instrumentCd": SYM, "clientOrderId": None,
+         "exchangeOrderId": None, "orderRequestStatus": "CANCELLED"}]}  # fmt: skip
+    trailing = _answer(_item("c1", "CANCELLED"))  # the CANCEL answer form: GET, no event
+
+    def respond(msg: dict[str, Any]) -> list[dict[str, Any]]:
+        if msg["command"] == "CANCEL":
+            return [ACK, update]
+        return [ACK, trailing, _trades()]  # the trailing answer, then the history (no fills)
+
+    stream, client, _, _ = _client(respond)
+    report = await client.cancel(_order("c1"))
+    assert report is not None and report.status is OrderStatus.CANCELLED
+    assert not report.cum_qty
+    assert stream.counts["stale_replies"] == 1
