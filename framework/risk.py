@@ -10,11 +10,10 @@ import attrs
 import structlog
 
 from framework.data.book import OrderBook
-from framework.errors import BookNotSynced
 from framework.events import OrderType, Position, Side
 from framework.execution.checks import capability_refusal
 from framework.model import Order
-from framework.venue import Capabilities
+from framework.venue import Capabilities, touch_price
 
 log = structlog.get_logger("botrun.risk")
 
@@ -123,14 +122,7 @@ class RiskManager:
         return position != 0 and (position > 0) != (signed > 0) and abs(signed) <= abs(position)
 
     def _reference_price(self, order: Order) -> Decimal | None:
-        book = self._book(order.venue, order.symbol)
-        if book is None:
-            return None
-        try:
-            level = book.best_ask() if order.side is Side.BUY else book.best_bid()
-        except BookNotSynced:
-            return None
-        return level[0] if level else None
+        return touch_price(self._book(order.venue, order.symbol), order.side)
 
     def after_fill(self, position: Position) -> None:
         """Post-trade limits, on the position a fill just made: a breach engages the kill switch."""

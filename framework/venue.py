@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import attrs
 import trio
 
-from framework.errors import OrderRefused
+from framework.errors import BookNotSynced, OrderRefused
 from framework.events import ExecutionReport, OrderType, Side, TimeInForce
 from framework.model import Instrument, Order
 
@@ -199,6 +199,18 @@ class BookView(Protocol):
 
     def best_bid(self) -> tuple[Decimal, Decimal] | None: ...
     def best_ask(self) -> tuple[Decimal, Decimal] | None: ...
+
+
+def touch_price(book: BookView | None, side: Side) -> Decimal | None:
+    """The best price an order on `side` would meet (the best ask for a buy); None with no book,
+    an empty side, or a book that is not synced."""
+    if book is None:
+        return None
+    try:
+        level = book.best_ask() if side is Side.BUY else book.best_bid()
+    except BookNotSynced:
+        return None
+    return level[0] if level else None
 
 
 class ExecutionContext(Protocol):

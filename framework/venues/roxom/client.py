@@ -29,7 +29,7 @@ from framework.model import Order
 from framework.transport.rest import DEFINITE_4XX, order_outcome, request_json
 from framework.transport.session import Connection
 from framework.transport.wire import dec_str
-from framework.venue import ExecutionClient, Stream
+from framework.venue import ExecutionClient, Stream, touch_price
 from framework.venues.roxom.auth import (
     WS_PATH,
     Signer,
@@ -322,13 +322,7 @@ class RoxomExecution(ExecutionClient):
     def _touch(self, order: Order) -> Decimal | None:
         """The price a market order would have met (estimating fills recovered over REST)."""
         book = self.ctx.book(VENUE, order.symbol) if self.ctx is not None else None
-        if book is None:
-            return None
-        try:
-            level = book.best_ask() if order.side is Side.BUY else book.best_bid()
-        except BookNotSynced:
-            return None
-        return level[0] if level else None
+        return touch_price(book, order.side)
 
     async def cancel(self, order: Order) -> ExecutionReport | None:
         order_id = order.venue_order_id or await self._venue_id(order)
