@@ -96,24 +96,30 @@ class Reconciling(OrderLifecycle):
                     await self._reconcile(order)
         await self.reconcile_orphans(venue)
 
-    async def _reconcile(self, order: Order) -> None:
-        client = self.clients.get(order.venue)
-        if client is None:
-            return
+    async def _ask(self, order: Order, failed: str) -> ExecutionReport | Exception | None:
+        """The venue's answer about `order` (None: not found); a failure is counted, logged as
+        `failed`, and returned for the caller to retry. Only for venues with a client."""
         try:
             with trio.fail_after(self.request_timeout_s):
-                report = await client.query_order(order)
+                return await self.clients[order.venue].query_order(order)
         except Exception as exc:
             self.counts["reconcile_errors"] += 1
             log.warning(
-                "reconciliation failed; will retry",
+                failed,
                 venue=order.venue,
                 client_order_id=order.client_order_id,
                 error=f"{type(exc).__name__}: {exc}",
             )
+            return exc
+
+    async def _reconcile(self, order: Order) -> None:
+        if order.venue not in self.clients:
+            return
+        report = await self._ask(order, "reconciliation failed; will retry")
+        if isinstance(report, Exception):
             if order.status in (S.PENDING, S.SUBMITTED):
                 # no answer to the request yet and none to the query: the outcome is unknown
-                self._to_unknown(order, f"reconcile: {exc}")
+                self._to_unknown(order, f"reconcile: {report}")
             elif order.status is not S.UNKNOWN:
                 # a failed query says nothing about the order: an ACCEPTED (or partly filled,
                 # or cancel-requested) order keeps what the venue last told us, and is asked
@@ -236,21 +242,11 @@ class Reconciling(OrderLifecycle):
     async def _recheck_fills(self, order: Order) -> None:
         """Ask about an ended order one of whose reports could not be read: a fill in it is
         booked (as a fill after the end) once the venue's answer reads; asked until it does."""
-        client = self.clients.get(order.venue)
-        if client is None:
+        if order.venue not in self.clients:
             return
-        try:
-            with trio.fail_after(self.request_timeout_s):
-                report = await client.query_order(order)
-        except Exception as exc:
-            self.counts["reconcile_errors"] += 1
+        report = await self._ask(order, "re-check of an ended order failed; will retry")
+        if isinstance(report, Exception):
             self._recheck_ended.add(order.client_order_id)
-            log.warning(
-                "re-check of an ended order failed; will retry",
-                venue=order.venue,
-                client_order_id=order.client_order_id,
-                error=f"{type(exc).__name__}: {exc}",
-            )
             return
         self.counts["ended_rechecked"] += 1
         if report is not None:
@@ -258,21 +254,11 @@ class Reconciling(OrderLifecycle):
 
     async def _requery_inferred(self, order: Order) -> None:
         """Ask once more about an order finalised as never arrived (it may have landed)."""
-        client = self.clients.get(order.venue)
-        if client is None:
+        if order.venue not in self.clients:
             return
-        try:
-            with trio.fail_after(self.request_timeout_s):
-                report = await client.query_order(order)
-        except Exception as exc:
-            self.counts["reconcile_errors"] += 1
+        report = await self._ask(order, "re-query of a never-arrived order failed; will retry")
+        if isinstance(report, Exception):
             self._inferred[order.client_order_id] = trio.current_time() + self.reconcile_interval_s
-            log.warning(
-                "re-query of a never-arrived order failed; will retry",
-                venue=order.venue,
-                client_order_id=order.client_order_id,
-                error=f"{type(exc).__name__}: {exc}",
-            )
             return
         self.counts["inferred_requeried"] += 1
         if report is not None:
