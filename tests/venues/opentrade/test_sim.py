@@ -558,3 +558,23 @@ async def test_the_cancel_answer_is_the_published_order_update_then_the_order() 
             answer = await client.recv()  # [INF] what the SDK waits for: no event
             assert "event" not in answer and answer["data"][0]["orderStatus"] == "CANCELLED"
             assert not sim.order("x").is_open
+
+
+def test_trade_history_lists_the_fills_of_orders_that_take_liquidity_at_once() -> None:
+    # the engine reports a submit's matches before it returns the order's id: a CREATE, or a
+    # MODIFY, that crosses at once must still list those fills (the adapter sizes from them)
+    sim = OpenTradeSimulator.build(3)
+    session = _private_session()
+    for order in sim.engine.orders(owner="crowd", symbol=SYM, open_only=True):
+        sim.engine.cancel(order.order_id)
+    sim.engine.submit("other", SYM, Side.SELL, "LIMIT", D("0.004"), price=D(60000))
+    _create(sim, session, "taker", D(60000))  # buys 0.004 of its 0.01 at once, rests the rest
+    sim.engine.submit("other", SYM, Side.SELL, "LIMIT", D("0.003"), price=D(60010))
+    sim.modify_order({"clientOrderId": "taker", "price": "60010"}, SYM, lambda: None)
+    order = sim.order("taker")
+    assert order is not None and order.filled == D("0.007")
+    history = loads_decimal(orjson.dumps(sim._private_get({"category": "TRADES_HISTORY"})))
+    assert [(i["clientOrderId"], i["amount"]) for i in history] == [
+        ("taker", D("0.004")),
+        ("taker", D("0.003")),
+    ]
