@@ -33,6 +33,14 @@ from framework.venues.opentrade.private import PrivateStream
 
 log = structlog.get_logger("botrun.opentrade")
 
+# asks of TRADES_HISTORY (0.2 s apart) for a PARTIALLY_FILLED order it lists no fill of, before
+# the status goes on without a size [INF: the venue does not say when its history is written]
+UNLISTED_TRIES = 25
+
+
+class FillsNotListed(FrameError):
+    """A report says the order filled; TRADES_HISTORY lists none of its fills yet."""
+
 
 def item_coid(item: dict[str, Any]) -> str | None:
     """`orderId` in active orders and updates, `clientOrderId` in history items: our id."""
@@ -76,6 +84,8 @@ class FillSizing:
         # stream reports waiting for their fill size, per order, oldest first
         self._held: dict[str, list[ExecutionReport]] = {}
         self._held_wakeup = trio.Event()
+        # orders whose PARTIALLY_FILLED the trade history did not list yet: tries so far
+        self._unlisted: dict[str, int] = {}
         stream.hold = self._hold
 
     def _needs_size(self, report: ExecutionReport) -> bool:
@@ -96,6 +106,16 @@ class FillSizing:
         self._held_wakeup.set()
         return True
 
+    def _queue_behind_held(self, report: ExecutionReport) -> bool:
+        """A command's answer about an order whose stream reports still wait for their size
+        waits behind them (a cancel's CANCELLED never overtakes the partial fill before it)."""
+        queue = self._held.get(report.client_order_id)
+        if queue is None:
+            return False
+        queue.append(report)
+        self._held_wakeup.set()
+        return True
+
     async def _sizer(self) -> None:
         while True:
             await self._held_wakeup.wait()
@@ -106,11 +126,29 @@ class FillSizing:
                     report = queue[0]
                     try:
                         sized = await self._sized(report)
+                    except FillsNotListed as exc:
+                        tries = self._unlisted.get(coid, 0) + 1
+                        if tries < UNLISTED_TRIES:
+                            self._unlisted[coid] = tries
+                            log.info("opentrade fill not listed yet", error=str(exc))
+                            self._held_wakeup.set()
+                            break
+                        # the venue's history never showed it: the status goes on unsized (no
+                        # fill booked from nothing); the order's later reports and the core's
+                        # working-order checks size it again
+                        log.error(
+                            "opentrade fill never listed; status booked without size",
+                            venue="opentrade",
+                            client_order_id=coid,
+                            error=str(exc),
+                        )
+                        sized = report
                     except Exception as exc:  # lost, refused, unreadable, no token yet
                         # asked again on the next wake-up (or answered meanwhile by a query)
                         log.warning("opentrade fill size not known yet", error=str(exc))
                         self._held_wakeup.set()
                         break
+                    self._unlisted.pop(coid, None)
                     queue.pop(0)
                     self.stream.emit(sized)
                 if not queue:
@@ -129,6 +167,10 @@ class FillSizing:
             raise FrameError(f"order {coid}: no instrument to ask TRADES_HISTORY for")
         since = known[1] if known else None
         cum, avg = await self._traded(symbol, coid, since)
+        if cum == 0 and report.status is OrderStatus.PARTIALLY_FILLED:
+            # the status says filled, the history does not list it (yet): ask again rather
+            # than book a partial fill of nothing
+            raise FillsNotListed(f"order {coid}: PARTIALLY_FILLED, TRADES_HISTORY lists no fill")
         self.counts["sized"] += 1
         return attrs.evolve(
             report,

@@ -19,6 +19,7 @@ from framework.errors import OrderRefused
 from framework.events import ExecutionReport, OrderStatus, OrderType, Side
 from framework.model import Order
 from framework.venues.opentrade.execution import OpenTradeExecution
+from framework.venues.opentrade.fills import UNLISTED_TRIES
 from framework.venues.opentrade.private import PrivateStream
 
 SYM = "BTC/USD"
@@ -342,6 +343,53 @@ async def test_a_partial_fill_update_waits_for_its_size_and_the_cancel_waits_beh
         (OrderStatus.CANCELLED, D("0.004")),
     ]
     assert all(isinstance(e, ExecutionReport) for e in events)
+
+
+async def test_a_partial_fill_the_history_does_not_list_yet_is_asked_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """[INF] when the venue writes its trade history is not shown: a PARTIALLY_FILLED whose
+    fill TRADES_HISTORY does not list yet is not booked as a fill of nothing; it is asked again
+    until the history lists it."""
+    answers = [_trades(), _trades(), _trades(("c1", "0.004", "100"))]
+
+    def respond(msg: dict[str, Any]) -> list[dict[str, Any]]:
+        assert _category(msg) == "TRADES_HISTORY"
+        return [answers.pop(0) if answers else _trades(("c1", "0.004", "100"))]
+
+    stream, client, conn, events = _client(respond)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.run)
+        _feed(stream, _update(_item("c1", "PARTIALLY_FILLED")))
+        _feed(stream, _update(_item("c1", "CANCELLED")))
+        while len(events) < 2:
+            await trio.sleep(0.1)  # the mock clock's: the sizer's backoff passes at once
+        nursery.cancel_scope.cancel()
+    assert [(e.status, e.cum_qty) for e in events] == [
+        (OrderStatus.PARTIALLY_FILLED, D("0.004")),
+        (OrderStatus.CANCELLED, D("0.004")),
+    ]
+    assert len(conn.sent) == 4  # two empty answers, then one per report
+
+
+async def test_a_partial_fill_the_history_never_lists_goes_on_without_a_size(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The asking is bounded: the status goes on unsized (no fill booked from nothing), and the
+    order's later reports are not held behind it for ever."""
+    stream, client, conn, events = _client(lambda msg: [_trades()])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.run)
+        _feed(stream, _update(_item("c1", "PARTIALLY_FILLED")))
+        _feed(stream, _update(_item("c1", "CANCELLED")))
+        while len(events) < 2:
+            await trio.sleep(0.1)  # the mock clock's
+        nursery.cancel_scope.cancel()
+    assert [(e.status, e.cum_qty, e.fill_id) for e in events] == [
+        (OrderStatus.PARTIALLY_FILLED, None, None),
+        (OrderStatus.CANCELLED, D(0), None),
+    ]
+    assert len(conn.sent) == UNLISTED_TRIES + 1
 
 
 async def test_a_trade_history_answer_is_never_taken_for_another_query(

@@ -489,6 +489,7 @@ FORMS = [
     pytest.param({"cancel_reply_order": False}, id="cancel-ack-alone"),
     pytest.param({"cancel_order_update": True}, id="cancelled-order-update-too"),
     pytest.param({"connect_confirmation": False}, id="no-confirmation-on-connect"),
+    pytest.param({"trade_history_lag_s": 0.5}, id="trade-history-written-late"),
 ]
 
 

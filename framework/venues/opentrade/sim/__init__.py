@@ -22,6 +22,8 @@ test_orders.py `FORMS`):
 - `cancel_reply_order` (on): after that `OrderUpdate`, the order in the CREATE answer's form (no
   `event`) [INF], which the FlexFills SDK waits for;
 - `cancel_order_update` (off): an `Order` CANCELLED update to subscribers as well [INF];
+- `trade_history_lag_s` (0): a fill is listed in TRADES_HISTORY only this long after it
+  happened [INF]; by default it is listed before the order's update is pushed;
 - `connect_confirmation` (on): `{"event":"CONNECTED"}` on open [DOC: promised, shape INF]; the
   SDK would take it for its first answer, so its test turns it off.
 

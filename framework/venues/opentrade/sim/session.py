@@ -217,7 +217,8 @@ class Sessions:
                 # [INF] one `Order` item per fill: `amount` = the fill's size, `filledPrice`
                 # its price (the published example is an `Order` item; sizes unconfirmed)
                 if statuses is None or order.status in statuses:
-                    out += [self._trade_item(order, fill) for fill in order.fills]
+                    listed = self._clock_ns() - int(self.trade_history_lag_s * 1e9)
+                    out += [self._trade_item(order, f) for f in order.fills if f[3] <= listed]
                 continue
             else:
                 raise Refused(f"unknown category {category!r}")

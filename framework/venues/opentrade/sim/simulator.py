@@ -58,6 +58,7 @@ class OpenTradeSimulator(
         cancel_reply_order: bool = True,
         cancel_order_update: bool = False,
         connect_confirmation: bool = True,
+        trade_history_lag_s: float = 0.0,
     ) -> None:
         self.engine = engine
         self.accounts = accounts
@@ -83,6 +84,10 @@ class OpenTradeSimulator(
         # - [DOC] "upon connection, you'll receive a confirmation message" (the SDK, which takes
         #   the first frame as its answer, shows none): on by default, as the page says
         self.connect_confirmation = connect_confirmation
+        # - [INF] a fill is listed in TRADES_HISTORY before the order's update is pushed; a lag
+        #   (the history written after the update, as at venues whose history is a separate
+        #   store) is opt-in: a fill is listed only this long after it happened
+        self.trade_history_lag_s = trade_history_lag_s
         self.book_interval_s = book_interval_s
         # the 20 ms refresh; a test that refreshes the books itself (`publish_books`, e.g. the
         # chaos case's step) turns it off, so that every frame it waits for comes from a step
