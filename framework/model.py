@@ -52,6 +52,9 @@ class Order:
     fill_ids: set[str] = attrs.field(factory=set, repr=False)
     # a cancel asked for while the submit was still in flight; sent as soon as it lands
     cancel_pending: bool = False
+    # the strategy asked for a cancel that no venue answer has settled yet: one that met a
+    # transport error (outcome unknown) is sent again once reconciliation finds the order working
+    cancel_wanted: bool = False
     # the total quantity a modify asked for: a venue report may then name it (never more)
     modify_quantity: Decimal | None = None
 

@@ -176,6 +176,10 @@ _EVENT_FOR: dict[OrderStatus, type[OrderEvent]] = {
 }
 
 
+# an order the venue is working (a cancel may be sent for it)
+_WORKING = frozenset({S.ACCEPTED, S.PARTIALLY_FILLED})
+
+
 class OrderLifecycle:
     """The session's orders and what venues say about them (no requests are sent from here)."""
 
@@ -460,10 +464,16 @@ class OrderLifecycle:
                 to=status.value,
             )
             return False
+        prior = order.status
         order.status = status
         if reason:
             order.reason = reason
         self._touch(order)
+        if prior is S.UNKNOWN and order.cancel_wanted and status in _WORKING:
+            # a cancel whose outcome was unknown (transport error, timeout) and the order is
+            # found working: the strategy's cancel still stands (a cancel is safe to repeat)
+            self.counts["cancels_resent"] += 1
+            self._resend_cancel(order)
         cls = _EVENT_FOR.get(status)
         if cls is not None:
             extra = (
@@ -482,6 +492,9 @@ class OrderLifecycle:
         if status.is_terminal:
             self._finished(order)
         return True
+
+    def _resend_cancel(self, order: Order) -> None:
+        """Send the strategy's cancel again (the order manager does; nothing is sent here)."""
 
     def _touch(self, order: Order) -> None:
         order.updated_ns = self.clock_ns()

@@ -198,6 +198,7 @@ class OrderManager(Reconciling):
         if order is None or not order.is_open or order.cancel_pending:
             return False
         order.cancel_pending = True
+        order.cancel_wanted = True
         self._nursery_spawn(self._send_cancel, order)
         return True
 
@@ -294,6 +295,14 @@ class OrderManager(Reconciling):
 
     # --- requests --------------------------------------------------------------------------------
 
+    def _resend_cancel(self, order: Order) -> None:
+        if self._nursery is not None and self.cancel(order.client_order_id):
+            log.info(
+                "cancel sent again: its outcome was unknown and the order is working",
+                venue=order.venue,
+                client_order_id=order.client_order_id,
+            )
+
     def _nursery_spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._nursery is None:
             raise RuntimeError("OrderManager.run() is not running")
@@ -355,6 +364,7 @@ class OrderManager(Reconciling):
             except (OrderRefused, OrderNotFound) as exc:
                 # the venue would not cancel (already filled, cancelled...): ask what it is
                 order.cancel_pending = False
+                order.cancel_wanted = False  # the venue's answer settles it
                 log.info(
                     "cancel refused; reconciling",
                     venue=order.venue,

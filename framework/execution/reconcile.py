@@ -142,8 +142,8 @@ class Reconciling(OrderLifecycle):
         """The venue says it has never seen the order. It may yet: a request held in a gateway
         lands after our timeout. So the order stays UNKNOWN, asked again with backoff, until
         it was asked at least twice and `not_found_grace_s` passed since its request left;
-        only then is it finalised REJECTED (CANCELLED if it has fills: it did arrive), and even
-        then asked once more later."""
+        only then is it finalised REJECTED (CANCELLED if it has fills or a venue order id: it did
+        arrive), and even then asked once more later."""
         coid = order.client_order_id
         now = trio.current_time()
         first, n = self._not_found.get(coid, (now, 0))
@@ -166,17 +166,18 @@ class Reconciling(OrderLifecycle):
         self._not_found.pop(coid, None)
         self._next_ask.pop(coid, None)
         self._sent_at.pop(coid, None)
-        if order.filled_qty > 0:
-            # it did arrive (it traded): the venue has forgotten an order that ended. Its fills
-            # stand; its end is inferred as a cancel (never "rejected", which would say nothing
-            # happened), and it is asked about again later like any inferred end
-            self.counts["not_found_with_fills"] += 1
+        if order.filled_qty > 0 or order.venue_order_id is not None:
+            # it did arrive (it traded, or the venue gave it an id): the venue has forgotten an
+            # order that ended. Its fills stand; its end is inferred as a cancel (never
+            # "rejected", which would say the venue never had it), and it is asked about again
+            # later like any inferred end
+            self.counts["not_found_with_fills" if order.filled_qty else "not_found_acked"] += 1
             self._transition(
                 order,
                 S.CANCELLED,
                 reason=(
                     f"not found at venue for {now - since:.0f}s with {order.filled_qty} filled"
-                    " (ended at the venue; inferred)"
+                    f" (venue order id {order.venue_order_id}; ended at the venue; inferred)"
                 ),
             )
         else:

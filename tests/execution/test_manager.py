@@ -277,6 +277,42 @@ async def test_cancel_transport_error_is_unknown_then_reconciled(autojump_clock:
         assert h.events.types(coid)[2:] == [OrderCancelRequested, OrderUnknown, OrderCancelled]
 
 
+async def test_cancel_with_unknown_outcome_is_sent_again_when_the_order_is_found_working(
+    autojump_clock: MockClock,
+) -> None:
+    """A cancel that met a transport error may not have reached the venue: when reconciliation
+    then finds the order working, the strategy's cancel still stands and goes again (a cancel
+    is safe to repeat). A cancel the venue refused is its answer: not repeated."""
+    calls = 0
+
+    async def broken_once(order: Order) -> ExecutionReport | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("not connected: it did not leave")
+        return report(order, status=S.CANCELLED)
+
+    async def working(order: Order) -> ExecutionReport | None:
+        return report(order, status=S.ACCEPTED)
+
+    async with running() as h:
+        order = await h.accepted()
+        coid = order.client_order_id
+        h.client.on_cancel = broken_once
+        h.client.on_query = working
+        assert h.om.cancel(coid)
+        await h.events.until_status(order, S.CANCELLED)
+        assert h.client.calls_for(coid) == ["submit", "cancel", "query", "cancel"]
+        assert h.events.types(coid)[2:] == [
+            OrderCancelRequested,
+            OrderUnknown,
+            OrderAccepted,
+            OrderCancelRequested,
+            OrderCancelled,
+        ]
+        assert h.om.counts["cancels_resent"] == 1
+
+
 async def test_cancel_all_and_open_orders_filters(autojump_clock: MockClock) -> None:
     async with running() as h:
         h.client.on_cancel = FakeClient.no_answer

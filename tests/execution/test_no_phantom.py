@@ -15,7 +15,7 @@ from framework.errors import ConfigError
 from framework.events import OrderRejected, OrderUnknown
 from framework.execution.journal import MARKER_SUFFIX, Journal
 from framework.model import Order
-from tests.execution.harness import S, report, running
+from tests.execution.harness import FakeClient, S, report, running
 
 BAD_NUMBERS = [
     {"fill_id": "f1", "fill_qty": D("1E+400"), "fill_price": D("100")},
@@ -220,6 +220,23 @@ async def test_a_forgotten_order_that_traded_is_never_rejected(autojump_clock: M
         await h.events.until(lambda: order.filled_qty == D("0.6"))
         await h.events.until(lambda: order.status is S.CANCELLED)
         assert h.om.counts["revived"] == 1 and h.om.state_counts() == {"CANCELLED": 1}
+
+
+async def test_a_forgotten_order_the_venue_acknowledged_ends_cancelled_not_rejected(
+    autojump_clock: MockClock,
+) -> None:
+    """No fills, but the venue gave the order its id (it acknowledged it): when the venue no
+    longer knows it, it ended there; REJECTED would say it never arrived."""
+    async with running() as h:
+        h.om.not_found_grace_s = 10.0
+        order = await h.accepted("1", "100")
+        assert order.venue_order_id is not None
+        h.client.on_query = FakeClient.unknown
+        h.om._requery.add(order.client_order_id)  # as after a skipped order frame
+        await h.events.until(lambda: order.status is S.CANCELLED)
+        assert not any(isinstance(e, OrderRejected) for e in h.events.of(order.client_order_id))
+        assert order.filled_qty == 0 and "inferred" in (order.reason or "")
+        assert h.om.counts["not_found_acked"] == 1
 
 
 # --- a truncated journal --------------------------------------------------------------------------

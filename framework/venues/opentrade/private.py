@@ -15,12 +15,13 @@ then fetches a new token and subscribes the private channels again.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import structlog
 import trio
 
-from framework.errors import FrameError, NotConnected
+from framework.errors import FrameError, NotConnected, RequestTimeout
 from framework.events import ExecutionReport
 from framework.transport.requests import Key, RequestChannel
 from framework.transport.session import Connection
@@ -111,7 +112,7 @@ class PrivateStream(Stream):
         # an execution report the execution client holds until its fill size is known (the
         # published `Order` items carry none): `hold(report)` is True when it took it
         self.hold: Any = None
-        self.counts: dict[str, int] = {"stale_replies": 0, "barriers": 0}
+        self.counts: dict[str, int] = {"stale_replies": 0, "barriers": 0, "fenced": 0}
         self._subscribing = False  # a TRADE_PRIVATE subscribe sent, its first answer not seen
 
     def _emit(self, event: Any) -> None:
@@ -185,13 +186,18 @@ class PrivateStream(Stream):
             message["requestId"] = rid
             # a closed connection (NotConnected, ConnectionLost) is a ConnectionError the
             # callers handle as a lost reply
-            reply = await self.requests.request(
-                message,
-                request_id=rid,
-                keys=reply_keys(message),
-                timeout_s=timeout_s,
-                what=f"{message.get('command')} {message.get('channel')}",
-            )
+            try:
+                reply = await self.requests.request(
+                    message,
+                    request_id=rid,
+                    keys=reply_keys(message),
+                    timeout_s=timeout_s,
+                    what=f"{message.get('command')} {message.get('channel')}",
+                )
+            except RequestTimeout:
+                await self._fence(conn, message)
+                raise
+
             if message.get("command") == "CANCEL" and _is_order_update(reply):
                 coid = _coid(message)
                 if coid is not None:
@@ -199,6 +205,26 @@ class PrivateStream(Stream):
                     while len(self._trailing) > 1000:
                         del self._trailing[next(iter(self._trailing))]
             return reply
+
+    async def _fence(self, conn: Connection, message: dict[str, Any]) -> None:
+        """No answer in time: it may still come, after a later command's barrier (a venue that
+        answers a PING before it has finished a command), and would be taken for that one's.
+        Nothing on this connection can be attributed safely any more, so it is ended: no command
+        goes out until the session has reconnected (and reconciliation asks about the orders)."""
+        self.counts["fenced"] += 1
+        log.warning(
+            "opentrade command unanswered; ending the connection so a late answer cannot be "
+            "taken for a later command's",
+            venue=VENUE,
+            command=message.get("command"),
+            client_order_id=_coid(message),
+        )
+        if self.conn is conn:
+            self.conn = None
+            self.ready.clear()
+        # already closed: the session reconnects either way
+        with trio.move_on_after(1.0), contextlib.suppress(Exception):
+            await conn.close(4000, "command unanswered")
 
     async def _barrier(self, conn: Connection, timeout_s: float) -> None:
         """PING, and wait for a PONG that follows it: the command has not been sent yet, so a

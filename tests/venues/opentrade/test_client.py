@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from framework.errors import OrderRefused
+from framework.errors import NotConnected, OrderRefused, RequestTimeout
 from framework.events import ExecutionReport, OrderStatus, OrderType, Side
 from framework.model import Order
 from framework.venues.opentrade.execution import OpenTradeExecution
@@ -52,6 +52,10 @@ class _Conn:
         self.respond = respond
         self.sent: list[dict[str, Any]] = []
         self.before_pong: list[dict[str, Any]] = []  # stale frames queued ahead of the next PONG
+        self.closed: tuple[int, str] | None = None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = (code, reason)
 
     async def send(self, message: dict[str, Any]) -> None:
         if message.get("command") == "PING":
@@ -271,6 +275,24 @@ async def test_a_lost_pong_costs_one_command_not_every_later_one(
     report = await client.submit(_order("c2"))
     assert report is not None and report.client_order_id == "c2"
     assert [m["command"] for m in conn.sent] == ["CREATE"]
+
+
+async def test_an_unanswered_command_ends_the_connection_so_its_late_answer_answers_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A CREATE with no answer in time is UNKNOWN (RequestTimeout). Its answer may still come
+    after a later command's barrier and would be taken for that one's: the connection is ended,
+    and no command goes out on it."""
+    stream, client, conn, _ = _client(lambda msg: [])
+    with pytest.raises(RequestTimeout):
+        await client.submit(_order("c1"))
+    assert conn.closed is not None and stream.counts["fenced"] == 1
+    assert stream.conn is None and not stream.ready.is_set()
+    with pytest.raises(OrderRefused, match="not ready"):  # until the session reconnects
+        await client.submit(_order("c2"))
+    assert [m["data"][0]["clientOrderId"] for m in conn.sent] == ["c1"]  # c2 never left
+    with pytest.raises(NotConnected):  # a query too: nothing goes out on the ended connection
+        await stream.request({"command": "GET", "channel": TP}, timeout_s=5)
 
 
 async def test_a_create_is_never_sent_twice_even_after_an_auth_error(
