@@ -328,9 +328,14 @@ class Core:
         if self.config.risk.cancel_all_on_shutdown:
             n = self.orders.cancel_all(bulk=True)
             if n:
+                delay = 0.05
                 with trio.move_on_after(5):
                     while self.orders.open_orders():
-                        await trio.sleep(0.05)
+                        await trio.sleep(delay)
+                        # a cancel that failed (a stream still connecting) or was refused goes
+                        # again; an UNKNOWN order is asked about
+                        self.orders.cancel_open_again()
+                        delay = min(0.5, delay * 2)
         for strategy in self.strategies:
             try:
                 strategy.on_stop()

@@ -100,11 +100,7 @@ class OrderManager(Reconciling):
                 flushed = self.flush_journal_backlog()
                 if flushed and not self._open:
                     break
-                for order in self.open_orders():
-                    if order.status is S.UNKNOWN:
-                        self._reconcile_wakeup.set()
-                    elif not order.cancel_pending and order.status is not S.PENDING:
-                        self.cancel(order.client_order_id)
+                self.cancel_open_again()
                 await trio.sleep(delay)
                 delay = min(1.0, delay * 2)
         left = len(self._open)
@@ -201,6 +197,16 @@ class OrderManager(Reconciling):
         order.cancel_wanted = True
         self._nursery_spawn(self._send_cancel, order)
         return True
+
+    def cancel_open_again(self) -> None:
+        """A round of winding down (shutdown, halt): an UNKNOWN order is asked about, a working
+        order whose cancel is not in flight (it failed, or the venue refused it) is cancelled
+        again."""
+        for order in self.open_orders():
+            if order.status is S.UNKNOWN:
+                self._reconcile_wakeup.set()
+            elif not order.cancel_pending and order.status is not S.PENDING:
+                self.cancel(order.client_order_id)
 
     def modify(
         self,

@@ -17,6 +17,7 @@ import trio
 
 from framework.engine import Engine
 from framework.events import (
+    ExecutionReport,
     OrderAccepted,
     OrderCancelled,
     OrderCancelRequested,
@@ -32,6 +33,7 @@ from framework.events import (
     Side,
     TimeInForce,
 )
+from framework.model import Order
 from framework.venues.opentrade.decode import OrderRequestUpdate
 from framework.venues.opentrade.execution import OpenTradeExecution
 from framework.venues.opentrade.sim import OpenTradeSimulator
@@ -477,6 +479,39 @@ async def test_shutdown_cancels_each_pair_with_one_bulk_cancel(tmp_path: Path) -
         # one pair-wide CANCEL per subscribed market, none order by order
         assert sim.counts["cancel_all_pair"] == 2
         assert sim.counts.get("cancel", 0) == 0
+
+
+async def test_shutdown_cancels_again_what_the_stream_could_not_cancel_yet(tmp_path: Path) -> None:
+    """The shutdown's cancel-all meets the private stream between connections: the bulk cancel
+    does not leave, the order's own cancel is refused (not ready). The shutdown cancels it
+    again, and it ends CANCELLED at the venue, not left working there."""
+    from framework.errors import NotConnected, OrderRefused
+
+    async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
+        await ready(engine)
+        sim = sim_of(engine)
+        handle = buy(engine, "0.01", sim.engine.best_bid(SYM) - D(3))
+        await until(engine, lambda: handle.status is S.ACCEPTED, "accepted")
+        client = engine.orders.clients["opentrade"]
+        real_cancel = client.cancel
+        refused = 0
+
+        async def cancel_all(symbol: str | None = None) -> None:
+            raise NotConnected("opentrade private stream is not connected")
+
+        async def cancel_refused_once(order: Order) -> ExecutionReport | None:
+            nonlocal refused
+            if refused == 0:
+                refused += 1
+                raise OrderRefused("opentrade private stream not ready")
+            return await real_cancel(order)
+
+        client.cancel_all = cancel_all  # type: ignore[method-assign]
+        client.cancel = cancel_refused_once  # type: ignore[method-assign]
+        engine.stop()
+        assert (await done(handle)).status is S.CANCELLED
+        assert refused == 1
+        assert not sim.order(handle.client_order_id).is_open
 
 
 # --- every answer form the venue's material allows -----------------------------------------------
