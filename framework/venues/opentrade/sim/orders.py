@@ -147,6 +147,13 @@ class OrderEntry:
         self._push_orders(symbol, [new])
         self._engine_submit(order, order.amount)
         self.orders.trim()
+        if len(self._by_engine) > 2 * len(self.orders):
+            # the engine ids of forgotten orders go too (amortised: rebuilt when twice as many)
+            self._by_engine = {
+                eid: o
+                for eid, o in self._by_engine.items()
+                if self.orders.get(o.client_order_id) is o
+            }
 
     def _engine_submit(self, order: SimOrderState, quantity: Decimal) -> None:
         engine_type = MARKET if order.order_type == "MARKET" else LIMIT
