@@ -29,7 +29,9 @@ from framework.errors import BookNotSynced
 from framework.events import BookState, BookStatus, OrderStatus, Side
 from framework.sim.faults import FaultPlan
 from framework.strategy import Strategy
-from framework.testing import ChaosCase, ChaosRun, caught_up, chaos, chaos_cases
+from framework.testing import RISK, ChaosCase, ChaosRun, caught_up, chaos, chaos_cases
+from framework.venues import load_venue, parse_config
+from tests.helpers import running, until
 
 CASES = chaos_cases()
 VENUES = sorted(CASES)
@@ -343,7 +345,7 @@ class SimThread:
 @pytest.mark.parametrize("venue", VENUES)
 async def test_slow_strategy_keeps_memory_bounded_and_books_resync(venue: str) -> None:
     from framework.engine import Engine
-    from framework.testing import RISK, Pulse
+    from framework.testing import Pulse
     from framework.venues import load_venue
     from framework.venues import parse_config as parse
 
@@ -829,3 +831,79 @@ async def test_a_frame_over_the_streams_own_limit_is_refused_counted_and_resynce
         assert rule.fired == 1 and sess.counts["bad_frames"] == bad  # never decoded
         await run.settle(synced=True)
         assert run.book_problems() == []
+
+
+# --- restart: an order a lost journal left working at the venue ----------------------------------
+
+
+async def _orphan_cycle(venue: str, tmp_path: Any, *, cancel_orphans: bool) -> tuple[Any, Any]:
+    """A first life leaves an order working at a standalone simulator and its journal is lost;
+    the second life (a fresh journal) must find it at start. Returns the second engine and the
+    venue's open orders at the end."""
+    case = CASES[venue]
+    market = case.markets[0]
+    spec = load_venue(venue)
+    async with trio.open_nursery() as nursery:
+        sim_cfg = spec.config_type(sim_seed=7, sim_port=0, sim_rate_hz=0)
+        sim = await spec.start_simulator(sim_cfg, nursery)
+        section = {**case.section(7), "sim_url": sim.http_url}
+        risk = {**RISK, "cancel_orphans": cancel_orphans, "not_found_grace_s": 0.3}
+        cfg = parse_config(
+            {"venues": {venue: section}, "botrun": {"mode": "sandbox"}, "risk": risk}
+        )
+        async with running(cfg, journal_path=str(tmp_path / "first.sqlite")) as first:
+            book = first.router.books[(venue, market)]
+            await until(first, lambda: book.is_synced, "synced")
+            bid = book.best_bid()
+            assert bid is not None
+            price = bid[0] - 5 * case.tick(sim.simulator, market)
+            qty = case.lot * 10
+            handle = first.orders.submit(
+                venue=venue, symbol=market, side=Side.BUY, quantity=qty, price=price
+            )
+            await until(first, lambda: handle.status is S.ACCEPTED, "accepted")
+        # the first life ends without its shutdown (no cancel-all): the order works on
+        async with running(cfg, journal_path=str(tmp_path / "second.sqlite")) as second:
+            # streams come up first; a venue whose orders travel on a private stream is asked
+            # again by the reconciliation loop once that is up
+            orders = second.orders
+            await until(second, lambda: orders.counts["orphans"] == 1, "orphan found")
+            if cancel_orphans:
+                await until(second, lambda: orders.counts["orphans_cancelled"] == 1, "cancelled")
+            listed = await orders.clients[venue].list_open_orders()
+        nursery.cancel_scope.cancel()
+    (orphan,) = second.orders.orphans[venue]
+    assert orphan.client_order_id == handle.client_order_id or (
+        orphan.venue_order_id is not None and orphan.venue_order_id == handle.order.venue_order_id
+    )
+    assert (orphan.symbol, orphan.side, orphan.price, orphan.quantity) == (
+        market,
+        Side.BUY,
+        price,
+        qty,
+    )
+    assert second.orders.counts["orphans"] == 1
+    return second, listed
+
+
+@pytest.mark.parametrize("venue", VENUES)
+async def test_an_orphan_at_the_venue_is_found_at_start_and_cancelled(
+    venue: str, tmp_path: Any
+) -> None:
+    second, listed = await _orphan_cycle(venue, tmp_path, cancel_orphans=True)
+    assert second.orders.counts["orphans_cancelled"] == 1
+    assert listed == []
+
+
+@pytest.mark.parametrize("venue", VENUES)
+async def test_an_orphan_is_only_reported_when_cancel_orphans_is_off(
+    venue: str, tmp_path: Any
+) -> None:
+    second, listed = await _orphan_cycle(venue, tmp_path, cancel_orphans=False)
+    assert second.orders.counts["orphans_cancelled"] == 0
+    (orphan,) = second.orders.orphans[venue]
+    (working,) = listed
+    assert (working.client_order_id, working.venue_order_id) == (
+        orphan.client_order_id,
+        orphan.venue_order_id,
+    )

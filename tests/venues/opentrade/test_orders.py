@@ -414,57 +414,6 @@ async def test_request_on_a_closed_private_connection_is_a_lost_request() -> Non
     assert stream.correlator.in_flight() == 0
 
 
-async def _orphan_cycle(tmp_path: Path, *, cancel_orphans: bool):
-    """An order left working at the venue by a first life whose journal is then lost; the second
-    life (a fresh journal) finds it at start."""
-    sim = OpenTradeSimulator.build(7)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(partial(sim.run, port=0, market_rate_hz=None))
-        c = cfg(sim_url=f"http://127.0.0.1:{port}")
-        c.risk.cancel_orphans = cancel_orphans
-        async with running(c, journal_path=str(tmp_path / "first.sqlite")) as first:
-            await ready(first)
-            price = sim.engine.best_bid(SYM) - D(3)
-            handle = buy(first, "0.01", price)
-            await until(first, lambda: handle.status is S.ACCEPTED, "accepted")
-        async with running(c, journal_path=str(tmp_path / "second.sqlite")) as second:
-            # orders travel on the private stream: the scan at start finds it not up yet and the
-            # reconciliation loop asks again once it is
-            await until(second, lambda: second.orders.counts["orphans"] == 1, "orphan found")
-            if cancel_orphans:
-                # the cancel ends once the order's fills are summed (TRADES_HISTORY)
-                orders = second.orders
-                await until(second, lambda: orders.counts["orphans_cancelled"] == 1, "cancelled")
-            listed = await second.orders.clients["opentrade"].list_open_orders()
-        nursery.cancel_scope.cancel()
-    (orphan,) = second.orders.orphans["opentrade"]
-    assert orphan.client_order_id == handle.client_order_id
-    assert (orphan.symbol, orphan.side, orphan.price, orphan.quantity) == (
-        SYM,
-        Side.BUY,
-        price,
-        D("0.01"),
-    )
-    assert second.orders.counts["orphans"] == 1
-    return second, listed
-
-
-async def test_an_orphan_at_the_venue_is_found_at_start_and_cancelled(tmp_path: Path) -> None:
-    with trio.fail_after(HANG_GUARD_S):
-        second, listed = await _orphan_cycle(tmp_path, cancel_orphans=True)
-    assert second.orders.counts["orphans_cancelled"] == 1
-    assert listed == []
-
-
-async def test_an_orphan_is_only_reported_when_cancel_orphans_is_off(tmp_path: Path) -> None:
-    with trio.fail_after(HANG_GUARD_S):
-        second, listed = await _orphan_cycle(tmp_path, cancel_orphans=False)
-    assert second.orders.counts["orphans_cancelled"] == 0
-    assert [r.client_order_id for r in listed] == [
-        o.client_order_id for o in second.orders.orphans["opentrade"]
-    ]
-
-
 async def test_shutdown_cancels_each_pair_with_one_bulk_cancel(tmp_path: Path) -> None:
     async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
         await ready(engine)

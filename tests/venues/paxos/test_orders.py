@@ -333,55 +333,6 @@ async def _done(handle):
         return await handle.done()
 
 
-async def _orphan_cycle(tmp_path: Path, *, cancel_orphans: bool) -> tuple[Engine, list]:
-    """An order left working at the venue by a first life whose journal is then lost; the second
-    life (a fresh journal) finds it at start."""
-    sim = PaxosSimulator.build(13)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(partial(sim.run, port=0, market_rate_hz=None))
-        c = cfg(sim_url=f"http://127.0.0.1:{port}")
-        c.risk.cancel_orphans = cancel_orphans
-        async with running(c, journal_path=str(tmp_path / "first.sqlite")) as first:
-            await synced(first)
-            price = sim.engine.best_bid("BTCUSD") - 40 * D("0.25")
-            handle = first.orders.submit(
-                venue="paxos", symbol="BTCUSD", side=Side.BUY, quantity=D("0.01"), price=price
-            )
-            await until(first, lambda: handle.status is S.ACCEPTED, "accepted")
-        async with running(c, journal_path=str(tmp_path / "second.sqlite")) as second:
-            # the orphan scan runs once the streams are up, after the engine started
-            await second.reconciled.wait()
-            listed = await second.orders.clients["paxos"].list_open_orders()
-        nursery.cancel_scope.cancel()
-    (orphan,) = second.orders.orphans["paxos"]
-    assert orphan.client_order_id == handle.client_order_id
-    assert (orphan.symbol, orphan.side, orphan.price, orphan.quantity) == (
-        "BTCUSD",
-        Side.BUY,
-        price,
-        D("0.01"),
-    )
-    assert orphan.venue_order_id == handle.order.venue_order_id
-    assert second.orders.counts["orphans"] == 1
-    return second, listed
-
-
-async def test_an_orphan_at_the_venue_is_found_at_start_and_cancelled(tmp_path: Path) -> None:
-    with trio.fail_after(HANG_GUARD_S):
-        second, listed = await _orphan_cycle(tmp_path, cancel_orphans=True)
-    assert second.orders.counts["orphans_cancelled"] == 1
-    assert listed == []
-
-
-async def test_an_orphan_is_only_reported_when_cancel_orphans_is_off(tmp_path: Path) -> None:
-    with trio.fail_after(HANG_GUARD_S):
-        second, listed = await _orphan_cycle(tmp_path, cancel_orphans=False)
-    assert second.orders.counts["orphans_cancelled"] == 0
-    assert [r.client_order_id for r in listed] == [
-        o.client_order_id for o in second.orders.orphans["paxos"]
-    ]
-
-
 async def test_a_market_buy_goes_out_by_quote_amount_and_books_what_was_bought(
     tmp_path: Path,
 ) -> None:

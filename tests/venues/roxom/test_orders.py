@@ -486,53 +486,6 @@ async def test_standalone_simulator_with_hmac_signing(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def _orphan_cycle(tmp_path: Path, *, cancel_orphans: bool):
-    """An order left working at the venue by a first life whose journal is then lost; the second
-    life (a fresh journal) finds it at start."""
-    sim = RoxomSimulator.build(5, [SYM])
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(partial(sim.run, port=0, market_rate_hz=None))
-        c = cfg(sim_url=f"http://127.0.0.1:{port}")
-        c.risk.cancel_orphans = cancel_orphans
-        async with running(c, journal_path=str(tmp_path / "first.sqlite")) as first:
-            await synced(first)
-            price = away_bid(sim)
-            handle = submit(first, Side.BUY, D("0.01"), price)
-            await until(first, lambda: handle.status is S.ACCEPTED, "accepted")
-        async with running(c, journal_path=str(tmp_path / "second.sqlite")) as second:
-            # the orphan scan runs once the streams are up, after the engine started
-            await second.reconciled.wait()
-            listed = await second.orders.clients["roxom"].list_open_orders()
-        nursery.cancel_scope.cancel()
-    (orphan,) = second.orders.orphans["roxom"]
-    assert orphan.client_order_id == handle.client_order_id
-    assert orphan.venue_order_id == handle.order.venue_order_id
-    assert (orphan.symbol, orphan.side, orphan.price, orphan.quantity) == (
-        SYM,
-        Side.BUY,
-        price,
-        D("0.01"),
-    )
-    assert second.orders.counts["orphans"] == 1
-    return second, listed
-
-
-async def test_an_orphan_at_the_venue_is_found_at_start_and_cancelled(tmp_path: Path) -> None:
-    with trio.fail_after(HANG_GUARD_S):
-        second, listed = await _orphan_cycle(tmp_path, cancel_orphans=True)
-    assert second.orders.counts["orphans_cancelled"] == 1
-    assert listed == []
-
-
-async def test_an_orphan_is_only_reported_when_cancel_orphans_is_off(tmp_path: Path) -> None:
-    with trio.fail_after(HANG_GUARD_S):
-        second, listed = await _orphan_cycle(tmp_path, cancel_orphans=False)
-    assert second.orders.counts["orphans_cancelled"] == 0
-    assert [r.venue_order_id for r in listed] == [
-        o.venue_order_id for o in second.orders.orphans["roxom"]
-    ]
-
-
 async def test_shutdown_cancels_with_one_bulk_cancel(tmp_path: Path) -> None:
     async with running(cfg(), journal_path=str(tmp_path / "j.sqlite")) as engine:
         await synced(engine)
