@@ -316,7 +316,7 @@ class Backtest:
         offset = self._offset
         unpack = RECORD_HEADER.unpack_from
         hsize = RECORD_HEADER.size
-        conns: dict[int, tuple[Callable[[Any, int], None], ReplaySession]] = {}
+        conns: dict[int, tuple[Callable[[Any, int], None], ReplaySession, bool]] = {}
         next_deadline = await self._advance(clock.now)
         interval = self.sample_interval_ns
         next_sample = 0
@@ -350,11 +350,13 @@ class Backtest:
                         next_deadline = await self._advance(t)
                     if t > clock.now:
                         clock.now = t
-                    decode, session = entry
+                    decode, session, text_as_bytes = entry
                     session.frames_received += 1
                     frames += 1
                     try:
-                        decode(payload.decode() if kind == TEXT else payload, recv_ns)
+                        if kind == TEXT and not text_as_bytes:
+                            payload = payload.decode()
+                        decode(payload, recv_ns)
                     except Exception as exc:  # FrameError, or a decoder bug: as live, skip it
                         bad += 1
                         session.counts["bad_frames"] += 1
@@ -390,7 +392,9 @@ class Backtest:
             "elapsed_s": elapsed,
         }
 
-    def _conn(self, payload: bytes) -> tuple[Callable[[Any, int], None], ReplaySession] | None:
+    def _conn(
+        self, payload: bytes
+    ) -> tuple[Callable[[Any, int], None], ReplaySession, bool] | None:
         import orjson
 
         info = orjson.loads(payload)
@@ -415,7 +419,7 @@ class Backtest:
                 session.counts["reconnects"] += 1
                 self.router.books_lost(stream, "disconnected")
             stream.epoch = session.epoch = epoch
-        return stream.decode, session
+        return stream.decode, session, stream.text_as_bytes
 
     def _sample(self, wall_ns: int) -> None:
         portfolio = self.portfolio
