@@ -33,12 +33,18 @@ class Subscription:
     owner: str
 
 
+def _nothing(event: Any) -> None:
+    return None
+
+
 class Bus:
     def __init__(self) -> None:
         self._subs: list[Subscription] = []
-        # concrete event type -> (handler, venue, symbol, owner) of each matching subscription,
-        # resolved once per type (MRO walk); plain tuples: the hot path unpacks them in C
-        self._routes: dict[type, tuple[tuple[Handler, str | None, str | None, str], ...]] = {}
+        # concrete event type -> its dispatcher: a function that calls each matching
+        # subscription's handler in turn (filters and isolation included), resolved once per
+        # type (MRO walk) and compiled to straight-line code (see `_compile`). Cleared, never
+        # replaced, on a subscription change: `routes` hands out this dict
+        self._routes: dict[type, Handler] = {}
         self.handler_errors: Counter[str] = Counter()
         # called after a handler raised (owner, exception): the engine's `--fail-fast` stops there
         self.on_handler_error: Callable[[str, BaseException], None] | None = None
@@ -61,29 +67,56 @@ class Bus:
         self._subs.remove(sub)
         self._routes.clear()
 
-    def _route(self, event_type: type) -> tuple[tuple[Handler, str | None, str | None, str], ...]:
-        route = tuple(
-            (s.handler, s.venue, s.symbol, s.owner)
-            for s in self._subs
-            if issubclass(event_type, s.event_type)
-        )
-        self._routes[event_type] = route
-        return route
+    @property
+    def routes(self) -> dict[type, Handler]:
+        """Event type -> its dispatcher, for a hot path that publishes one type: `d =
+        routes.get(T) or bus.route(T); d(event)` is `publish(event)` without the call to it."""
+        return self._routes
+
+    def route(self, event_type: type) -> Handler:
+        """The dispatcher of `event_type` (every matching subscription, in subscription order)."""
+        subs = [s for s in self._subs if issubclass(event_type, s.event_type)]
+        dispatch = self._compile(subs)
+        self._routes[event_type] = dispatch
+        return dispatch
+
+    def _compile(self, subs: list[Subscription]) -> Handler:
+        # what publish did per event in a loop over (handler, venue, symbol, owner) tuples,
+        # unrolled: one `try` per handler, a filter read once per event (events are immutable)
+        if not subs:
+            return _nothing
+        scope: dict[str, Any] = {"_isolate": self._isolate}
+        lines = ["def dispatch(event):"]
+        if any(s.venue is not None for s in subs):
+            lines.append("    venue = getattr(event, 'venue', None)")
+        if any(s.symbol is not None for s in subs):
+            lines.append("    symbol = getattr(event, 'symbol', None)")
+        for i, sub in enumerate(subs):
+            scope[f"_h{i}"], scope[f"_o{i}"] = sub.handler, sub.owner
+            scope[f"_v{i}"], scope[f"_s{i}"] = sub.venue, sub.symbol
+            tests = []
+            if sub.venue is not None:
+                tests.append(f"venue == _v{i}")
+            if sub.symbol is not None:
+                tests.append(f"symbol == _s{i}")
+            indent = "    "
+            if tests:
+                lines.append(f"    if {' and '.join(tests)}:")
+                indent = "        "
+            lines += [
+                f"{indent}try:",
+                f"{indent}    _h{i}(event)",
+                f"{indent}except Exception as exc:",
+                f"{indent}    _isolate(_o{i}, event, exc)",
+            ]
+        exec("\n".join(lines) + "\n", scope)  # as attrs builds __init__
+        return scope["dispatch"]  # type: ignore[no-any-return]
 
     def publish(self, event: Any) -> None:
-        route = self._routes.get(type(event))
-        if route is None:
-            route = self._route(type(event))
-        for handler, venue, symbol, owner in route:
-            if venue is not None or symbol is not None:
-                if venue is not None and venue != getattr(event, "venue", None):
-                    continue
-                if symbol is not None and symbol != getattr(event, "symbol", None):
-                    continue
-            try:
-                handler(event)
-            except Exception as exc:
-                self._isolate(owner, event, exc)
+        dispatch = self._routes.get(type(event))
+        if dispatch is None:
+            dispatch = self.route(type(event))
+        dispatch(event)
 
     def _isolate(self, owner: str, event: Any, exc: BaseException) -> None:
         self.handler_errors[owner] += 1

@@ -174,3 +174,20 @@ def test_handler_may_unsubscribe_itself_during_dispatch() -> None:
     bus.publish(trade())
     bus.publish(trade())
     assert calls == ["once", "other", "other"]
+
+
+def test_a_dispatcher_from_routes_is_what_publish_calls() -> None:
+    bus = Bus()
+    seen: list[Any] = []
+    bus.subscribe(PublicTrade, seen.append, venue="paxos", symbol="BTCUSD", owner="a")
+    t = trade()
+    (bus.routes.get(PublicTrade) or bus.route(PublicTrade))(t)
+    bus.publish(trade(symbol="ETHUSD"))
+    bus.publish(trade(venue="roxom"))
+    assert seen == [t]
+    assert PublicTrade in bus.routes
+    bus.subscribe(PublicTrade, seen.append, owner="b")
+    assert PublicTrade not in bus.routes  # a subscription change resolves the route again
+    bus.publish(t)
+    assert seen == [t, t, t]
+    assert bus.route(Ticker)(ticker()) is None  # nobody subscribed: a dispatcher that does nothing
