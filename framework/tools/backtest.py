@@ -316,7 +316,9 @@ class Backtest:
         offset = self._offset
         unpack = RECORD_HEADER.unpack_from
         hsize = RECORD_HEADER.size
-        conns: dict[int, tuple[Callable[[Any, int], None], ReplaySession, bool]] = {}
+        # connection id (a u16) -> (decode, session, text_as_bytes): a list, indexed in C
+        conns: list[tuple[Callable[[Any, int], None], ReplaySession, bool] | None]
+        conns = [None] * (1 << 16)
         next_deadline = await self._advance(clock.now)
         interval = self.sample_interval_ns
         next_sample = 0
@@ -341,7 +343,7 @@ class Backtest:
                 if kind >= TEXT:
                     if frames >= limit:
                         break
-                    entry = conns.get(conn)
+                    entry = conns[conn]
                     if entry is None:
                         self.unknown_conn_frames += 1
                         continue

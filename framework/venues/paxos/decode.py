@@ -147,22 +147,25 @@ class PublicDecoder:
         if u.type != "UPDATE":
             self._marketdata(frame, recv_ns)
             return
-        if self.markets is not None and u.market not in self.markets:
+        market, markets = u.market, self.markets
+        if markets is not None and market not in markets:
             self.skipped_markets += 1  # what the careful path does, before looking at numbers
             return
         delta = None
         try:
-            level = (self.prices[u.price], _D(u.amount))
-            if _ZERO <= level[1] < _HUGE:
+            amount = _D(u.amount)
+            if _ZERO <= amount < _HUGE:
                 side = u.side
                 if side == "BUY":
                     delta = _book_delta(
-                        VENUE, u.market, (level,), _EMPTY, None, recv_ns, self.epoch
-                    )
+                        VENUE, market, ((self.prices[u.price], amount),), _EMPTY, None, recv_ns,
+                        self.epoch,
+                    )  # fmt: skip
                 elif side == "SELL":
                     delta = _book_delta(
-                        VENUE, u.market, _EMPTY, (level,), None, recv_ns, self.epoch
-                    )
+                        VENUE, market, _EMPTY, ((self.prices[u.price], amount),), None, recv_ns,
+                        self.epoch,
+                    )  # fmt: skip
         except ArithmeticError:
             pass  # not a number, or out of range: the careful path names the problem
         # emitted outside the `try`: an error raised downstream is not this frame's fault
