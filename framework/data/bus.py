@@ -45,6 +45,11 @@ class Bus:
         # type (MRO walk) and compiled to straight-line code (see `_compile`). Cleared, never
         # replaced, on a subscription change: `routes` hands out this dict
         self._routes: dict[type, Handler] = {}
+        # subscriptions paused (by id): kept in their place, left out of the dispatchers
+        self._paused: dict[int, Subscription] = {}
+        # dispatchers by the subscriptions they call (pausing and resuming brings the same
+        # sets back: compiled once each)
+        self._compiled: dict[tuple[Subscription, ...], Handler] = {}
         self.handler_errors: Counter[str] = Counter()
         # called after a handler raised (owner, exception): the engine's `--fail-fast` stops there
         self.on_handler_error: Callable[[str, BaseException], None] | None = None
@@ -65,7 +70,19 @@ class Bus:
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.remove(sub)
+        self._paused.pop(id(sub), None)
         self._routes.clear()
+
+    def pause(self, sub: Subscription) -> None:
+        """Stop calling `sub`'s handler until `resume(sub)`; it keeps its place in the order.
+        For a handler that knows it has nothing to do for a while (no call per event then)."""
+        if id(sub) not in self._paused:
+            self._paused[id(sub)] = sub
+            self._routes.clear()
+
+    def resume(self, sub: Subscription) -> None:
+        if self._paused.pop(id(sub), None) is not None:
+            self._routes.clear()
 
     @property
     def routes(self) -> dict[type, Handler]:
@@ -75,12 +92,22 @@ class Bus:
 
     def route(self, event_type: type) -> Handler:
         """The dispatcher of `event_type` (every matching subscription, in subscription order)."""
-        subs = [s for s in self._subs if issubclass(event_type, s.event_type)]
-        dispatch = self._compile(subs)
+        paused = self._paused
+        subs = tuple(
+            s for s in self._subs if issubclass(event_type, s.event_type) and id(s) not in paused
+        )
+        try:
+            dispatch = self._compiled.get(subs)
+        except TypeError:  # a handler that cannot be hashed: compiled every time
+            dispatch = self._compile(subs)
+        if dispatch is None:
+            if len(self._compiled) >= 1024:
+                self._compiled.clear()
+            dispatch = self._compiled[subs] = self._compile(subs)
         self._routes[event_type] = dispatch
         return dispatch
 
-    def _compile(self, subs: list[Subscription]) -> Handler:
+    def _compile(self, subs: tuple[Subscription, ...]) -> Handler:
         # what publish did per event in a loop over (handler, venue, symbol, owner) tuples,
         # unrolled: one `try` per handler, a filter read once per event (events are immutable)
         if not subs:
