@@ -33,7 +33,8 @@ class Subscription:
     owner: str
 
 
-def _nothing(event: Any) -> None:
+def nothing(event: Any) -> None:
+    """The dispatcher of an event type nobody subscribed to (a hot path may skip calling it)."""
     return None
 
 
@@ -111,7 +112,7 @@ class Bus:
         # what publish did per event in a loop over (handler, venue, symbol, owner) tuples,
         # unrolled: one `try` per handler, a filter read once per event (events are immutable)
         if not subs:
-            return _nothing
+            return nothing
         scope: dict[str, Any] = {"_isolate": self._isolate}
         lines = ["def dispatch(event):"]
         if any(s.venue is not None for s in subs):

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from framework.data.book import OrderBook
-from framework.data.bus import Bus
+from framework.data.bus import Bus, nothing
 from framework.errors import BookNotSynced
 from framework.events import (
     Balance,
@@ -119,7 +119,9 @@ class MarketDataRouter:
                 if book.apply_delta(event):
                     if prior is _STALE:
                         self._book_status(book, event.epoch)
-                    (self._routes.get(t) or self.bus.route(t))(event)
+                    dispatch = self._routes.get(t) or self.bus.route(t)
+                    if dispatch is not nothing:
+                        dispatch(event)
                 elif prior is not _UNSYNCED:
                     self._book_status(book, event.epoch)
                     self.resync(book)
@@ -136,7 +138,9 @@ class MarketDataRouter:
                 self.on_balance(event)
             elif t is Position:
                 self.on_position(event)
-            (self._routes.get(t) or self.bus.route(t))(event)
+            dispatch = self._routes.get(t) or self.bus.route(t)
+            if dispatch is not nothing:
+                dispatch(event)
         counts = self._counts
         counts[event.venue] = counts.get(event.venue, 0) + 1
 
