@@ -337,9 +337,9 @@ class Backtest:
             pos, end = 0, len(block)
             while pos < end:
                 kind, conn, recv_ns, wall_ns, length = unpack(block, pos)
-                pos += hsize
-                payload = block[pos : pos + length]
-                pos += length
+                start = pos + hsize
+                pos = start + length
+                payload = block[start:pos]
                 if kind >= TEXT:
                     if frames >= limit:
                         break
