@@ -19,7 +19,7 @@ import trio
 
 from framework.config import Config
 from framework.data.book import OrderBook
-from framework.data.bus import Bus
+from framework.data.bus import Bus, Subscription
 from framework.data.router import MarketDataRouter
 from framework.events import (
     Balance,
@@ -232,9 +232,41 @@ class Core:
             instruments=instruments,
             capabilities=self.capabilities(name),
         )
-        self.bus.subscribe(PublicTrade, client.on_trade, venue=name, owner="paper")
-        self.bus.subscribe(BookDelta, client.on_book, venue=name, owner="paper")
-        self.bus.subscribe(BookSnapshot, client.on_book, venue=name, owner="paper")
+        # one subscription per market, paused while the broker has no order working there:
+        # a market it has nothing to fill in costs no call per book event or trade
+        bus = self.bus
+        kinds = (
+            (PublicTrade, client.on_trade),
+            (BookDelta, client.on_book),
+            (BookSnapshot, client.on_book),
+        )
+        subs: dict[str, list[Subscription]] = {}
+
+        def subscribe(symbol: str) -> list[Subscription]:
+            subs[symbol] = [
+                bus.subscribe(kind, handler, venue=name, symbol=symbol, owner="paper")
+                for kind, handler in kinds
+            ]
+            return subs[symbol]
+
+        def watch(symbol: str, on: bool) -> None:
+            found = subs.get(symbol)
+            if found is None:
+                # a market outside the instruments it was given: subscribed now, so after
+                # whatever subscribed since
+                if on:
+                    subscribe(symbol)
+                return
+            for sub in found:
+                if on:
+                    bus.resume(sub)
+                else:
+                    bus.pause(sub)
+
+        for symbol in instruments:
+            for sub in subscribe(symbol):
+                bus.pause(sub)
+        client.watch = watch
         return client
 
     def add_client(self, name: str, client: ExecutionClient) -> None:

@@ -91,7 +91,6 @@ class Engine:
         self.router = core.router
         self.books = core.router.books
         self.sessions = core.router.sessions
-        self.event_counts = core.router.event_counts
         self.on_event = core.router.on_event  # the streams' emit: no extra call layer per event
         self.portfolio = core.portfolio
         self.journal = core.journal
@@ -122,6 +121,11 @@ class Engine:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def event_counts(self) -> dict[str, int]:
+        """Events routed so far, by venue (the router's)."""
+        return self.router.event_counts
 
     def summary(self) -> dict[str, Any]:
         return self.core.summary()

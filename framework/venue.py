@@ -156,6 +156,9 @@ class Stream(abc.ABC):
     # after a reconnect of this stream, the core reconciles the venue's open orders (set it on
     # streams that carry order events: whatever happened while we were away is asked for)
     reconcile_on_reconnect: bool = False
+    # `decode` takes a text frame as its UTF-8 bytes just as well as as a str (a JSON parser
+    # reads either): a replay then hands it the recorded bytes without decoding them first
+    text_as_bytes: bool = False
 
     def __init__(self) -> None:
         self.emit: Callable[[Any], None] = lambda event: None

@@ -34,6 +34,7 @@ class OrderBook:
         "_lost_until",
         "_pending",
         "buffer_limit",
+        "deltas",
         "last_update_ns",
         "state",
         "symbol",
@@ -59,6 +60,8 @@ class OrderBook:
         self.state = _UNSYNCED
         self.unsync_reason = "no snapshot yet"
         self.last_update_ns = 0
+        # deltas the market-data router handed this book (its `event_counts` adds them up)
+        self.deltas = 0
 
     # --- applying venue data -----------------------------------------------------------------
 

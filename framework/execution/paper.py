@@ -108,6 +108,21 @@ class PaperBroker(ExecutionClient):
         # queue ahead only shrinks to the level's size
         self.latency_model: LatencyModel | None = None
         self.queue_model: QueueModel | None = None
+        # `watch(symbol, on)`: whoever feeds on_book/on_trade (the core, through the bus) may
+        # stop while no order works in a market; called with True before an order starts
+        # working there, with False from a handler that found none working there
+        self.watch: Callable[[str, bool], None] | None = None
+        self._watched: set[str] = set()
+
+    def _watch(self, symbol: str) -> None:
+        if symbol not in self._watched and self.watch is not None:
+            self._watched.add(symbol)
+            self.watch(symbol, True)
+
+    def _unwatch(self, symbol: str) -> None:
+        if symbol in self._watched and not self._stops.get(symbol):
+            self._watched.discard(symbol)
+            self.watch(symbol, False)  # type: ignore[misc]  # set, or nothing is watched
 
     def _latency_s(self) -> float:
         model = self.latency_model
@@ -142,6 +157,7 @@ class PaperBroker(ExecutionClient):
             )
         )
         if order.type in _STOPS:
+            self._watch(order.symbol)
             self._stops.setdefault(order.symbol, {})[order.client_order_id] = order
         else:
             self._work(order, book)
@@ -243,6 +259,8 @@ class PaperBroker(ExecutionClient):
         # after the resting orders: the trade that sets a stop off happened before it worked
         if self._stops.get(trade.symbol):
             self._trigger_stops(trade)
+        elif not self._resting.get(trade.symbol):
+            self._unwatch(trade.symbol)
 
     def _fill_resting(self, trade: PublicTrade) -> None:
         resting = self._resting.get(trade.symbol)
@@ -295,6 +313,7 @@ class PaperBroker(ExecutionClient):
     def on_book(self, event: BookDelta | BookSnapshot) -> None:
         resting = self._resting.get(event.symbol)
         if not resting:
+            self._unwatch(event.symbol)
             return
         book = self._book(event.symbol)
         if book is None or not book.is_synced:
@@ -438,6 +457,7 @@ class PaperBroker(ExecutionClient):
             self._end_unfilled(order)
             return
         ahead = book.size_at(order.side is Side.BUY, order.price)
+        self._watch(order.symbol)
         self._resting.setdefault(order.symbol, {})[order.client_order_id] = _Resting(
             order, ahead, consumed, ahead
         )

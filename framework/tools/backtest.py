@@ -316,7 +316,9 @@ class Backtest:
         offset = self._offset
         unpack = RECORD_HEADER.unpack_from
         hsize = RECORD_HEADER.size
-        conns: dict[int, tuple[Callable[[Any, int], None], ReplaySession]] = {}
+        # connection id (a u16) -> (decode, session, text_as_bytes): a list, indexed in C
+        conns: list[tuple[Callable[[Any, int], None], ReplaySession, bool] | None]
+        conns = [None] * (1 << 16)
         next_deadline = await self._advance(clock.now)
         interval = self.sample_interval_ns
         next_sample = 0
@@ -335,13 +337,13 @@ class Backtest:
             pos, end = 0, len(block)
             while pos < end:
                 kind, conn, recv_ns, wall_ns, length = unpack(block, pos)
-                pos += hsize
-                payload = block[pos : pos + length]
-                pos += length
+                start = pos + hsize
+                pos = start + length
+                payload = block[start:pos]
                 if kind >= TEXT:
                     if frames >= limit:
                         break
-                    entry = conns.get(conn)
+                    entry = conns[conn]
                     if entry is None:
                         self.unknown_conn_frames += 1
                         continue
@@ -350,11 +352,13 @@ class Backtest:
                         next_deadline = await self._advance(t)
                     if t > clock.now:
                         clock.now = t
-                    decode, session = entry
+                    decode, session, text_as_bytes = entry
                     session.frames_received += 1
                     frames += 1
                     try:
-                        decode(payload.decode() if kind == TEXT else payload, recv_ns)
+                        if kind == TEXT and not text_as_bytes:
+                            payload = payload.decode()
+                        decode(payload, recv_ns)
                     except Exception as exc:  # FrameError, or a decoder bug: as live, skip it
                         bad += 1
                         session.counts["bad_frames"] += 1
@@ -390,7 +394,9 @@ class Backtest:
             "elapsed_s": elapsed,
         }
 
-    def _conn(self, payload: bytes) -> tuple[Callable[[Any, int], None], ReplaySession] | None:
+    def _conn(
+        self, payload: bytes
+    ) -> tuple[Callable[[Any, int], None], ReplaySession, bool] | None:
         import orjson
 
         info = orjson.loads(payload)
@@ -415,7 +421,7 @@ class Backtest:
                 session.counts["reconnects"] += 1
                 self.router.books_lost(stream, "disconnected")
             stream.epoch = session.epoch = epoch
-        return stream.decode, session
+        return stream.decode, session, stream.text_as_bytes
 
     def _sample(self, wall_ns: int) -> None:
         portfolio = self.portfolio

@@ -116,8 +116,41 @@ def _epoch_seconds(prefix: str) -> int:
     return int(dt.timestamp())
 
 
+# "YYYY-MM-DDTHH:MM:SS" -> epoch seconds, for `iso_to_ns`'s common form: only prefixes
+# `_epoch_seconds` accepted, holding no "." and no "+" (so `iso_to_ns`'s full parse of a text
+# starting with one would split it there too). Timestamps within one second share the prefix
+_SECONDS: dict[str, int] = {}
+# ns per unit of a fraction of n digits
+_FRACTION_NS = tuple(10 ** (9 - n) for n in range(10))
+
+
+def _prefix_seconds(prefix: str) -> int | None:
+    if "." in prefix or "+" in prefix:
+        return None
+    try:
+        seconds = _epoch_seconds(prefix)
+    except ValueError:
+        return None
+    if len(_SECONDS) >= 4096:
+        _SECONDS.clear()
+    _SECONDS[prefix] = seconds
+    return seconds
+
+
 def iso_to_ns(text: Any, field: str = "time") -> int:
     """ISO-8601 UTC with 0-9 fractional digits -> ns since epoch, exactly (no float)."""
+    # the common form, "YYYY-MM-DDTHH:MM:SS.fffZ" (1-9 digits): the date and time of day parsed
+    # once per distinct second, then the fraction; anything else takes the general path below,
+    # which gives the same answer for this form
+    if type(text) is str and 21 < len(text) < 31 and text[19] == "." and text[-1] == "Z":
+        frac = text[20:-1]
+        if frac.isdigit() and frac.isascii():
+            prefix = text[:19]
+            seconds = _SECONDS.get(prefix)
+            if seconds is None:
+                seconds = _prefix_seconds(prefix)
+            if seconds is not None:
+                return seconds * 1_000_000_000 + int(frac) * _FRACTION_NS[len(frac)]
     if type(text) is not str or len(text) < 19:
         raise FrameError(f"{field}: not an ISO timestamp: {text!r}")
     body = text[:-1] if text.endswith("Z") else text

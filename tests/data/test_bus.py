@@ -174,3 +174,58 @@ def test_handler_may_unsubscribe_itself_during_dispatch() -> None:
     bus.publish(trade())
     bus.publish(trade())
     assert calls == ["once", "other", "other"]
+
+
+def test_a_dispatcher_from_routes_is_what_publish_calls() -> None:
+    bus = Bus()
+    seen: list[Any] = []
+    bus.subscribe(PublicTrade, seen.append, venue="paxos", symbol="BTCUSD", owner="a")
+    t = trade()
+    (bus.routes.get(PublicTrade) or bus.route(PublicTrade))(t)
+    bus.publish(trade(symbol="ETHUSD"))
+    bus.publish(trade(venue="roxom"))
+    assert seen == [t]
+    assert PublicTrade in bus.routes
+    bus.subscribe(PublicTrade, seen.append, owner="b")
+    assert PublicTrade not in bus.routes  # a subscription change resolves the route again
+    bus.publish(t)
+    assert seen == [t, t, t]
+    assert bus.route(Ticker)(ticker()) is None  # nobody subscribed: a dispatcher that does nothing
+
+
+def test_a_paused_subscription_keeps_its_place() -> None:
+    bus = Bus()
+    seen: list[str] = []
+    bus.subscribe(PublicTrade, lambda e: seen.append("a"))
+    b = bus.subscribe(PublicTrade, lambda e: seen.append("b"))
+    bus.subscribe(PublicTrade, lambda e: seen.append("c"))
+    bus.pause(b)
+    bus.pause(b)  # twice: still one pause
+    bus.publish(trade())
+    assert seen == ["a", "c"]
+    bus.resume(b)
+    bus.publish(trade())
+    assert seen == ["a", "c", "a", "b", "c"]  # back where it was, not last
+    bus.pause(b)
+    bus.unsubscribe(b)
+    bus.resume(b)  # forgotten with its subscription: nothing to resume
+    bus.publish(trade())
+    assert seen[-2:] == ["a", "c"]
+
+
+def test_a_handler_that_cannot_be_hashed_is_still_dispatched() -> None:
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __init__(self) -> None:
+            self.seen: list[Any] = []
+
+        def __call__(self, event: Any) -> None:
+            self.seen.append(event)
+
+    bus = Bus()
+    handler = Unhashable()
+    bus.subscribe(PublicTrade, handler)
+    t = trade()
+    bus.publish(t)
+    assert handler.seen == [t]

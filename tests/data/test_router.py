@@ -121,3 +121,16 @@ def test_what_is_not_market_data_goes_to_its_owner() -> None:
     router.on_event(balance)
     assert reports == [report]  # execution reports go to the order manager, not the bus
     assert balances == [balance] and seen == [balance]
+
+
+def test_every_event_routed_is_counted_applied_or_not() -> None:
+    router, _, _, _ = routed()
+    router.on_event(delta("99", "2"))  # buffered: the book is not synced yet
+    router.on_event(BookDelta(VENUE, "ETHUSD", ((D("1"), D("1")),), (), None, 0, 1))  # no book
+    router.on_event(snap())
+    router.on_event(delta("100", "3"))
+    router.on_event(BookDelta("roxom", SYM, ((D("1"), D("1")),), (), None, 0, 1))
+    assert router.event_counts == {VENUE: 4, "roxom": 1}
+    counts = router.event_counts
+    counts[VENUE] = 0  # a copy: the router's own counts are not the caller's to change
+    assert router.event_counts[VENUE] == 4

@@ -712,3 +712,31 @@ async def test_margin_venue_checks_initial_margin_as_the_venue_does(
     realized = (D("99") - D("100")) * D("0.5")
     fees = (D("50") + D("49.5")) * TAKER
     assert s.broker.balances == {"BTC": D("10") + realized - fees}
+
+
+async def test_the_broker_says_which_markets_it_has_orders_working_in(
+    autojump_clock: MockClock,
+) -> None:
+    # whoever feeds it market data may stop while nothing works there (the core pauses its
+    # bus subscriptions): asked for a market before an order works in it, let go of it when a
+    # market event finds nothing working there
+    s = Setup()
+    calls: list[tuple[str, bool]] = []
+    s.broker.watch = lambda symbol, on: calls.append((symbol, on))
+    s.trade("99", "1")
+    s.delta(bids=levels(("99", "2")))
+    assert calls == []  # never asked for: nothing to let go
+    o = await resting_buy(s)
+    assert calls == [(SYM, True)]
+    s.delta(bids=levels(("99", "3")))  # an order works: watched on
+    assert calls == [(SYM, True)]
+    await s.broker.cancel(o)
+    s.delta(bids=levels(("99", "4")))
+    assert calls == [(SYM, True), (SYM, False)]
+    stop = s.order(Side.BUY, "1", stop="101")
+    await s.broker.submit(stop)
+    s.delta(bids=levels(("99", "5")))  # no resting order, but a stop waits for trades
+    assert calls == [(SYM, True), (SYM, False), (SYM, True)]
+    s.trade("101", "1")  # sets it off: it takes, nothing is left working
+    s.trade("101", "1")
+    assert calls[-1] == (SYM, False)

@@ -280,7 +280,7 @@ def _block_offsets(data: bytes) -> list[int]:
     return offsets
 
 
-@pytest.mark.parametrize("where", ["magic", "header", "data"])
+@pytest.mark.parametrize("where", ["magic", "header", "data", "raw length", "raw length high"])
 def test_a_damaged_block_is_skipped_and_reading_resumes_at_the_next_good_one(
     tmp_path: Path, where: str
 ) -> None:
@@ -290,7 +290,15 @@ def test_a_damaged_block_is_skipped_and_reading_resumes_at_the_next_good_one(
     data = bytearray(path.read_bytes())
     offsets = _block_offsets(bytes(data))
     victim = offsets[100]  # a block in the middle, holding one frame
-    flip = {"magic": victim, "header": victim + 9, "data": victim + 20}[where]
+    # the raw length is outside the CRC: a flipped high bit claims ~268 MB (the output buffer
+    # is sized from it, no larger than the compressed bytes can expand to)
+    flip = {
+        "magic": victim,
+        "header": victim + 9,
+        "data": victim + 20,
+        "raw length": victim + 4,
+        "raw length high": victim + 7,
+    }[where]
     data[flip] ^= 0x10
     path.write_bytes(bytes(data))
     reader = RecordReader(tmp_path)

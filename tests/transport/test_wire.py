@@ -187,3 +187,26 @@ def test_price_cache_refuses_what_is_not_a_price(bad: Any) -> None:
     with pytest.raises(InvalidOperation):
         cache[bad]
     assert len(cache) == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "2023-02-29T00:00:00.5Z",  # no such day, in the common form (a fraction and Z)
+        "2024-02-29T24:00:00.25Z",
+        "2024-02-29T23:59.58.125Z",  # a "." inside the date-time part
+    ],
+)
+def test_iso_to_ns_common_form_refuses_a_bad_second_every_time(bad: str) -> None:
+    # the common form's per-second cache keeps only date-times that parsed
+    for _ in range(2):
+        with pytest.raises(FrameError, match="time"):
+            iso_to_ns(bad)
+
+
+def test_iso_to_ns_common_form_matches_the_general_parse() -> None:
+    for digits in range(1, 10):
+        frac = "123456789"[:digits]
+        text = f"2024-02-29T23:59:58.{frac}Z"
+        assert iso_to_ns(text) == iso_to_ns(text[:-1] + "+00:00")  # the general path
+        assert iso_to_ns(text) == BASE_NS + int(frac.ljust(9, "0"))

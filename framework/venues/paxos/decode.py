@@ -73,10 +73,6 @@ _decode_execution = msgspec.json.Decoder(_Execution).decode
 _NotTheShape = msgspec.DecodeError
 
 
-def _executed_at(text: str) -> int:
-    return iso_to_ns(text, "executed_at")
-
-
 def levels(raw: Any, field: str) -> tuple[Level, ...]:
     if raw is None:
         return _EMPTY
@@ -136,7 +132,8 @@ class PublicDecoder:
         self.skipped_markets = 0
         self.prices = PriceCache()  # validated: positive, finite, below 1e30
         # executed_at text -> ns: trades come in bursts stamped the same millisecond
-        self.trade_times = DecimalCache(_executed_at, limit=1024)
+        # (a bad one raises FrameError there, and the careful path names the field)
+        self.trade_times = DecimalCache(iso_to_ns, limit=1024)
 
     def marketdata(self, frame: str | bytes, recv_ns: int) -> None:
         try:
@@ -147,22 +144,25 @@ class PublicDecoder:
         if u.type != "UPDATE":
             self._marketdata(frame, recv_ns)
             return
-        if self.markets is not None and u.market not in self.markets:
+        market, markets = u.market, self.markets
+        if markets is not None and market not in markets:
             self.skipped_markets += 1  # what the careful path does, before looking at numbers
             return
         delta = None
         try:
-            level = (self.prices[u.price], _D(u.amount))
-            if _ZERO <= level[1] < _HUGE:
+            amount = _D(u.amount)
+            if _ZERO <= amount < _HUGE:
                 side = u.side
                 if side == "BUY":
                     delta = _book_delta(
-                        VENUE, u.market, (level,), _EMPTY, None, recv_ns, self.epoch
-                    )
+                        VENUE, market, ((self.prices[u.price], amount),), _EMPTY, None, recv_ns,
+                        self.epoch,
+                    )  # fmt: skip
                 elif side == "SELL":
                     delta = _book_delta(
-                        VENUE, u.market, _EMPTY, (level,), None, recv_ns, self.epoch
-                    )
+                        VENUE, market, _EMPTY, ((self.prices[u.price], amount),), None, recv_ns,
+                        self.epoch,
+                    )  # fmt: skip
         except ArithmeticError:
             pass  # not a number, or out of range: the careful path names the problem
         # emitted outside the `try`: an error raised downstream is not this frame's fault
@@ -261,19 +261,20 @@ class PublicDecoder:
             self._executiondata(frame, recv_ns)
             return
         trade = None
-        if t.match_number and (self.markets is None or t.market in self.markets):
+        match_number, market, markets = t.match_number, t.market, self.markets
+        if match_number and (markets is None or market in markets):
             try:
                 # here only a positive price and an amount in (0, 1e30); anything else goes to
                 # the careful path, which refuses it with the reason
-                price, amount = self.prices[t.price], _D(t.amount)
+                amount = _D(t.amount)
                 if _ZERO < amount < _HUGE:
                     trade = _public_trade(
                         VENUE,
-                        t.market,
-                        price,
+                        market,
+                        self.prices[t.price],
                         amount,
                         None,
-                        t.match_number,
+                        match_number,
                         self.trade_times[t.executed_at],
                         recv_ns,
                         self.epoch,
@@ -282,7 +283,7 @@ class PublicDecoder:
                 pass  # the careful path names the problem
         if trade is None:
             self._executiondata(frame, recv_ns)
-        elif self.match_numbers.first_time(t.match_number):
+        elif self.match_numbers.first_time(match_number):
             self.emit(trade)
 
     def _executiondata(self, frame: str | bytes, recv_ns: int) -> None:

@@ -36,6 +36,8 @@ class PublicStream(Stream):
     # valid book stays SYNCED, and a reconnect would cost a subscription (1/s/IP) for nothing
     ping_interval_s = 20.0
     stale_after_s = math.inf
+    # msgspec and orjson read bytes as they read str (bench/throughput.py feeds bytes)
+    text_as_bytes = True
 
     def __init__(self, ws_base: str, kind: str, markets: list[str]) -> None:
         # the decoder first: `emit` and `epoch` below are the decoder's own (set by the core)
