@@ -194,8 +194,11 @@ class PrivateStream(Stream):
                     timeout_s=timeout_s,
                     what=f"{message.get('command')} {message.get('channel')}",
                 )
-            except RequestTimeout:
-                await self._fence(conn, message)
+            except (RequestTimeout, trio.Cancelled):
+                # unanswered: in time, or before the caller's own deadline (the order manager's
+                # covers the barrier as well, so it may well come first)
+                with trio.CancelScope(shield=True):
+                    await self._fence(conn, message)
                 raise
 
             if message.get("command") == "CANCEL" and _is_order_update(reply):

@@ -295,6 +295,18 @@ async def test_an_unanswered_command_ends_the_connection_so_its_late_answer_answ
         await stream.request({"command": "GET", "channel": TP}, timeout_s=5)
 
 
+async def test_a_command_the_caller_gave_up_on_ends_the_connection_too(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The order manager's deadline (it covers the barrier too) may come before the stream's
+    own: the unanswered command's connection is ended all the same."""
+    stream, client, conn, _ = _client(lambda msg: [])
+    with pytest.raises(trio.TooSlowError), trio.fail_after(1):  # the stream waits 5 s
+        await client.submit(_order("c1"))
+    assert conn.closed is not None and stream.counts["fenced"] == 1
+    assert stream.conn is None
+
+
 async def test_a_create_is_never_sent_twice_even_after_an_auth_error(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
