@@ -201,11 +201,12 @@ class OrderManager(Reconciling):
     def cancel_open_again(self) -> None:
         """A round of winding down (shutdown, halt): an UNKNOWN order is asked about, a working
         order whose cancel is not in flight (it failed, or the venue refused it) is cancelled
-        again."""
+        again. A CANCEL_REQUESTED order waits for the venue (asked again, a cancel would only
+        repeat itself every round)."""
         for order in self.open_orders():
             if order.status is S.UNKNOWN:
                 self._reconcile_wakeup.set()
-            elif not order.cancel_pending and order.status is not S.PENDING:
+            elif not order.cancel_pending and order.status not in (S.PENDING, S.CANCEL_REQUESTED):
                 self.cancel(order.client_order_id)
 
     def modify(

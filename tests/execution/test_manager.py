@@ -313,6 +313,38 @@ async def test_cancel_with_unknown_outcome_is_sent_again_when_the_order_is_found
         assert h.om.counts["cancels_resent"] == 1
 
 
+async def test_winding_down_cancels_again_only_what_no_cancel_is_waiting_for(
+    autojump_clock: MockClock,
+) -> None:
+    """Each round of a shutdown or halt: a working order whose cancel was refused is cancelled
+    again; one whose cancel the venue took (CANCEL_REQUESTED, the end still to come) is not
+    sent another cancel every round."""
+
+    async def refuse(order: Order) -> ExecutionReport | None:
+        raise OrderRefused("busy")
+
+    async with running() as h:
+        waiting, refused = await h.accepted(), await h.accepted()
+        h.client.on_cancel = FakeClient.no_answer  # the venue confirms later, on its stream
+        assert h.om.cancel(waiting.client_order_id)
+        await h.events.until_status(waiting, S.CANCEL_REQUESTED)
+        h.client.on_cancel = refuse
+        h.client.on_query = FakeClient.accept
+        assert h.om.cancel(refused.client_order_id)
+        coid = refused.client_order_id
+        await h.events.until(lambda: OrderCancelRequested in h.events.types(coid))
+        await trio.testing.wait_all_tasks_blocked()  # refused, then asked about: still working
+        assert h.client.calls_for(refused.client_order_id) == ["submit", "cancel", "query"]
+        assert refused.status is S.ACCEPTED and not waiting.cancel_pending
+        h.client.on_cancel = FakeClient.cancelled
+        for _ in range(3):
+            h.om.cancel_open_again()
+            await trio.testing.wait_all_tasks_blocked()
+        assert refused.status is S.CANCELLED
+        assert h.client.calls_for(waiting.client_order_id).count("cancel") == 1
+        assert waiting.status is S.CANCEL_REQUESTED
+
+
 async def test_cancel_all_and_open_orders_filters(autojump_clock: MockClock) -> None:
     async with running() as h:
         h.client.on_cancel = FakeClient.no_answer
