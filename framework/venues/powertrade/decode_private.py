@@ -97,8 +97,14 @@ class PrivateDecoding:
             )
             # [DOC] `filled_quantity` is the order's cumulative fill: more than we heard of means
             # executions we never saw (lost with a connection); the hook fetches them
-            filled = _opt_dec(body.get("filled_quantity"))
-            if filled is not None and filled > 0:
+            raw = body.get("filled_quantity")
+            filled = _opt_dec(raw)
+            if raw is not None and (filled is None or filled < 0):
+                # unreadable: the venue told us how much it filled and we cannot read it, so
+                # the order's fills are checked as if it had filled completely (asked unless
+                # every unit is booked), never taken as "nothing filled"
+                self.on_end(report.client_order_id, None)
+            elif filled is not None and filled > 0:
                 self.on_end(report.client_order_id, filled)
             self.emit(report)
         if type(tag) is str and tag:
