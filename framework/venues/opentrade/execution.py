@@ -181,18 +181,14 @@ class OpenTradeExecution(FillSizing, ExecutionClient):
             raise OrderRefused(text)
         # [CODE] the acknowledgement (an `OrderUpdate` CANCELLED, naming the order or not, or
         # the order itself CANCELLED) ends the order; its fills are summed before it is booked
-        if self._queue_behind_held(
-            ExecutionReport(
-                VENUE, order.client_order_id, status=OrderStatus.CANCELLED, symbol=order.symbol
-            )
-        ):
+        cancelled = ExecutionReport(
+            VENUE, order.client_order_id, status=OrderStatus.CANCELLED, symbol=order.symbol
+        )
+        if self._queue_behind_held(cancelled):
             return None  # booked, sized, after the stream's reports still waiting for a size
         report = await self._answer(reply, order)
         if report is not None and report.status is OrderStatus.CANCELLED:
             return report
-        cancelled = ExecutionReport(
-            VENUE, order.client_order_id, status=OrderStatus.CANCELLED, symbol=order.symbol
-        )
         return await self._sized(cancelled)
 
     async def modify(
