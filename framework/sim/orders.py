@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, ValuesView
 from typing import TypeVar
 
+from framework.sim.engine import MatchingEngine
 from framework.sim.loopback import trim_history
 
 R = TypeVar("R")
@@ -26,8 +27,9 @@ class OrderStore(Mapping[str, R]):
 
     `key(record)` is the venue order id. `client_id(record)` gives the client order id to index
     by; without it the key *is* the client order id (a venue that names orders by the client's
-    id). `engine_id(record)` gives the engine order id that `bind_engine` indexed the record
-    under, so that forgetting a record drops that entry too. `working(record)` stops the trim at
+    id). Every engine order id `bind_engine` indexed a record under (several, where the venue's
+    amend is a cancel-and-replace on the engine) goes when the record is forgotten.
+    `working(record)` stops the trim at
     a record the venue may still report on. `limit()` is read at each trim, so that lowering the
     engine's history bound lowers this one alike.
     """
@@ -39,16 +41,15 @@ class OrderStore(Mapping[str, R]):
         working: Callable[[R], bool],
         limit: Callable[[], int],
         client_id: Callable[[R], str | None] | None = None,
-        engine_id: Callable[[R], str | None] = lambda record: None,
     ) -> None:
         self._key = key
         self._working = working
         self._limit = limit
         self._client_id = client_id
-        self._engine_id = engine_id
         self._records: dict[str, R] = {}
         self._by_client: dict[str, R] = {}
         self._by_engine: dict[str, R] = {}
+        self._engine_ids: dict[int, list[str]] = {}  # id(record) -> the engine ids bound to it
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -66,6 +67,7 @@ class OrderStore(Mapping[str, R]):
     def bind_engine(self, engine_id: str, record: R) -> None:
         """Index `record` under an engine order id (known once the engine took the order)."""
         self._by_engine[engine_id] = record
+        self._engine_ids.setdefault(id(record), []).append(engine_id)
 
     def trim(self) -> None:
         """Forget the oldest finished records beyond the limit, and their index entries."""
@@ -76,9 +78,9 @@ class OrderStore(Mapping[str, R]):
             client_id = self._client_id(record)
             if client_id and self._by_client.get(client_id) is record:
                 del self._by_client[client_id]
-        engine_id = self._engine_id(record)
-        if engine_id and self._by_engine.get(engine_id) is record:
-            del self._by_engine[engine_id]
+        for engine_id in self._engine_ids.pop(id(record), ()):
+            if self._by_engine.get(engine_id) is record:
+                del self._by_engine[engine_id]
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -92,6 +94,19 @@ class OrderStore(Mapping[str, R]):
 
     def by_engine(self, engine_id: str) -> R | None:
         return self._by_engine.get(engine_id)
+
+    def own(self, engine: MatchingEngine, engine_id: str) -> R | None:
+        """The record behind an engine order id, also while the order is being submitted: the
+        engine reports a submit's matches before `submit` returns the new id, so an id not bound
+        yet is looked up by the engine order's client order id, and bound."""
+        record = self._by_engine.get(engine_id)
+        if record is None:
+            live = engine.order(engine_id)
+            if live is not None and live.client_order_id is not None:
+                record = self.by_client(live.client_order_id)
+                if record is not None:
+                    self.bind_engine(engine_id, record)
+        return record
 
     def values(self) -> ValuesView[R]:  # type: ignore[override]
         """The records, oldest first (a live view: copy it before changing the store)."""

@@ -19,7 +19,6 @@ def store(limit: list[int]) -> OrderStore[Rec]:
     return OrderStore(
         key=lambda r: r.order_id,
         client_id=lambda r: r.client_order_id,
-        engine_id=lambda r: r.engine_id,
         working=lambda r: r.working,
         limit=lambda: limit[0],
     )
@@ -83,3 +82,33 @@ def test_without_a_client_id_the_key_is_the_client_order_id() -> None:
     )
     rec = orders.add(Rec("coid-1", None))
     assert orders.by_client("coid-1") is rec and orders.client_ids() == ["coid-1"]
+
+
+def test_every_engine_id_bound_to_a_record_goes_with_it() -> None:
+    # a venue whose amend is a cancel-and-replace binds one record under several engine ids
+    limit = [1]
+    orders = store(limit)
+    amended = orders.add(Rec("o0", "c0"))
+    orders.bind_engine("e0", amended)
+    orders.bind_engine("e0-replaced", amended)
+    orders.add(Rec("o1", "c1"))
+    assert list(orders) == ["o1"] and orders.engine_ids() == []
+
+
+def test_own_finds_an_order_whose_submit_is_under_way_by_its_client_id() -> None:
+    from decimal import Decimal
+
+    from framework.events import Side
+    from framework.sim.engine import LIMIT, MatchingEngine
+
+    engine = MatchingEngine()
+    engine.add_symbol("BTCUSD", Decimal(1), Decimal(1))
+    orders = OrderStore(key=lambda r: r.client_order_id, working=lambda r: True, limit=lambda: 9)
+    rec = orders.add(Rec("o1", "c1"))
+    live = engine.submit(
+        "us", "BTCUSD", Side.BUY, LIMIT, Decimal(1), Decimal(100), client_order_id="c1"
+    )
+    assert orders.by_engine(live.order_id) is None  # not bound yet (its matches come first)
+    assert orders.own(engine, live.order_id) is rec
+    assert orders.by_engine(live.order_id) is rec  # and bound now
+    assert orders.own(engine, "no-such-order") is None

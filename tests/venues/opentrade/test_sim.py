@@ -392,7 +392,7 @@ def test_order_history_is_bounded_like_the_engines() -> None:
     create_and_cancel("c20", 20)
     assert list(sim.orders) == [f"c{i}" for i in range(16, 21)]
     # and so are the engine order ids that find an order (21 orders were indexed)
-    assert len(sim._by_engine) <= 2 * len(sim.orders)
+    assert len(sim.orders.engine_ids()) <= 2 * len(sim.orders)
 
 
 def test_modified_orders_forget_their_replaced_engine_ids() -> None:

@@ -47,7 +47,7 @@ class Publisher:
             (fill.maker_owner, fill.maker_order_id),
             (fill.taker_owner, fill.taker_order_id),
         ):
-            order = self._own(engine_id) if owner == self.account else None
+            order = self.orders.own(self.engine, engine_id) if owner == self.account else None
             if order is not None:
                 order.fills.append((fill.trade_id, fill.price, fill.quantity, fill.ts_ns))
         trade = {
@@ -65,19 +65,6 @@ class Publisher:
         for session in list(self.ws_sessions):
             if fill.symbol in session.trades:
                 session.conn.enqueue(frame)
-
-    def _own(self, engine_id: str) -> SimOrderState | None:
-        """Our order behind an engine order id. The engine reports a submit's matches before
-        `submit` returns the new id (`_engine_submit` binds it after), so a CREATE or MODIFY that
-        takes liquidity at once is found by the engine order's client order id, and bound."""
-        order = self._by_engine.get(engine_id)
-        if order is None:
-            live = self.engine.order(engine_id)
-            if live is not None and live.client_order_id is not None:
-                order = self.orders.get(live.client_order_id)
-                if order is not None:
-                    self._by_engine[engine_id] = order
-        return order
 
     # --- pushing to subscribers ------------------------------------------------------------
 

@@ -147,13 +147,6 @@ class OrderEntry:
         self._push_orders(symbol, [new])
         self._engine_submit(order, order.amount)
         self.orders.trim()
-        if len(self._by_engine) > 2 * len(self.orders):
-            # the engine ids of forgotten orders go too (amortised: rebuilt when twice as many)
-            self._by_engine = {
-                eid: o
-                for eid, o in self._by_engine.items()
-                if self.orders.get(o.client_order_id) is o
-            }
 
     def _engine_submit(self, order: SimOrderState, quantity: Decimal) -> None:
         engine_type = MARKET if order.order_type == "MARKET" else LIMIT
@@ -171,7 +164,7 @@ class OrderEntry:
             client_order_id=order.client_order_id,
         )
         order.engine_id = live.order_id
-        self._by_engine[live.order_id] = order
+        self.orders.bind_engine(live.order_id, order)
         if live.reject_reason:
             order.message = live.reject_reason
 

@@ -112,8 +112,6 @@ class OpenTradeSimulator(
             limit=lambda: engine.history_limit,
         )
         self._exch_ids = iter(range(1_668_662_119_644, 10**16))
-        # engine order id -> our order (a MODIFY gives one order several engine orders)
-        self._by_engine: dict[str, SimOrderState] = {}
         self.ws_sessions: list[WsSession] = []
         # the last book each (symbol, levels) was sent as: what a client can know (the feed
         # refreshes every 20 ms, the engine runs ahead of it in between); bounded by the symbols

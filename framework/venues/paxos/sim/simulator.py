@@ -102,7 +102,6 @@ class PaxosSimulator(
         self.orders: OrderStore[_PaxosOrder] = OrderStore(
             key=lambda o: o.id,
             client_id=lambda o: o.ref_id,
-            engine_id=lambda o: None if o.engine is None else o.engine.order_id,
             working=lambda o: o.engine is not None and o.engine.status == OPEN,
             limit=lambda: engine.history_limit,
         )

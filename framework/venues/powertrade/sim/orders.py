@@ -46,13 +46,9 @@ class OrderEntry:
     def _own(self, engine_id: str) -> _Order | None:
         order = self.orders.by_engine(engine_id)
         if order is None:
-            sim_order = self.engine.order(engine_id)
-            if sim_order is None or sim_order.client_order_id is None:
-                return None
-            order = self.orders.get(sim_order.client_order_id)
+            order = self.orders.own(self.engine, engine_id)  # while its submit is under way
             if order is not None:
                 order.order_id = engine_id
-                self.orders.bind_engine(engine_id, order)
         return order
 
     def _accepted(self, order: _Order) -> None:

@@ -94,7 +94,6 @@ class PowerTradeSimulator(
         # our orders by client_order_id (creation order) and engine id, bounded like the engine
         self.orders: OrderStore[_Order] = OrderStore(
             key=lambda o: o.client_order_id,
-            engine_id=lambda o: o.order_id,
             working=lambda o: o.open,
             limit=lambda: engine.history_limit,
         )

@@ -81,7 +81,6 @@ class RoxomSimulator(
         self.orders: OrderStore[RoxOrder] = OrderStore(
             key=lambda o: o.order_id,
             client_id=lambda o: o.client_order_id,
-            engine_id=lambda o: o.engine_id,
             working=lambda o: o.status not in FINAL,
             limit=lambda: engine.history_limit,
         )
